@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh BUILD_DIR SECONDS: run each libFuzzer target in BUILD_DIR for SECONDS.
+#
+# Seeds: fuzz/seeds/<target>/ in the repository (small, hand-made) plus, where the target
+# reads a format shared/ has samples of, those files (read in place, never copied into the
+# repository). The working corpus lives in a temporary directory and is discarded.
+# Exit status: non-zero if any target found a crash, leak or timeout.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-fuzz}; seconds=${2:-30}
+shared=${SLMESH_SHARED:-../shared}
+status=0
+shopt -s nullglob
+for bin in "$build"/fuzz_*; do
+    [ -x "$bin" ] || continue
+    name=$(basename "$bin")
+    corpus=$(mktemp -d)
+    seeds=()
+    [ -d "fuzz/seeds/$name" ] && seeds+=("fuzz/seeds/$name")
+    if [ "$name" = fuzz_gguf ] && [ -d "$shared/models" ]; then
+        # Small models only: the fuzzer caps its input length anyway.
+        for f in "$shared"/models/tiny/tiny-llama-q2_k.gguf "$shared"/models/stories260K.gguf; do
+            [ -f "$f" ] && seeds+=("$f")
+        done
+    fi
+    echo "fuzz: $name for ${seconds}s"
+    if ! "$bin" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
+            -artifact_prefix="$corpus/" "$corpus" "${seeds[@]}" >"$corpus.log" 2>&1; then
+        echo "fuzz: $name FAILED"; tail -40 "$corpus.log"; status=1
+        ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* 2>/dev/null
+    else
+        tail -1 "$corpus.log"
+    fi
+    rm -rf "$corpus" "$corpus.log"
+done
+exit $status
