@@ -2,7 +2,9 @@
  * tests/test_gguf.c: the GGUF reader against real files (every model in shared/), every
  * truncation and byte corruption of a real header, and hand-made hostile files, one per
  * rule the reader enforces. Hostile inputs run through slm_gguf_open_memory over buffers
- * of exactly their length, so an over-read is an ASan error, not a silent pass.
+ * of exactly their length, so an over-read is an ASan error, not a silent pass. Then the
+ * writer: round trips of every value type, copies of a real file, alignment, bad arguments,
+ * and every allocation failure on the way through writer and reader.
  */
 #include "testutil.h"
 
@@ -226,11 +228,11 @@ static void test_truncations(void **state) {
 /* Header bytes set to hostile values: any status is fine, a crash or over-read is not.
  * The buffer is the whole file, so accepted variants are walked over real tensor data.
  * Every byte of the start (counts, first pairs) and of the end of the header region (the
- * 48 tensor infos) is tried; the vocabulary in between with a stride, to stay fast under
- * ASan (each open there costs ~0.15 ms). */
-#define CORRUPT_HEAD 1024   /* leading bytes tried one by one */
-#define CORRUPT_TAIL 2560   /* trailing bytes of the header region tried one by one */
-#define CORRUPT_STRIDE 31   /* stride through the middle */
+ * last tensor infos) is tried; the rest (vocabulary, other infos, which repeat the same
+ * structure) with a stride, to stay fast under ASan (each open there costs ~0.2 ms). */
+#define CORRUPT_HEAD 512    /* leading bytes tried one by one */
+#define CORRUPT_TAIL 512    /* trailing bytes of the header region tried one by one */
+#define CORRUPT_STRIDE 13   /* stride through the middle */
 
 static void test_header_corruption(void **state) {
     (void)state;
@@ -516,6 +518,377 @@ static void test_hostile_tensors(void **state) {
     expect(&b, SLM_ERR_CORRUPT, "data section");
 }
 
+
+/* ---- writer: round trips ----------------------------------------------------------------------- */
+
+/* Tensor payloads for the round trip: byte patterns of the sizes their shapes need. */
+#define RT_Q4_0_BYTES (2 * 2 * 18) /* [64, 2] q4_0: 2 blocks a row, 2 rows */
+#define RT_Q4_K_BYTES 144          /* [256] q4_k: one super-block */
+
+typedef struct rt_data {
+    float f32[6];                  /* [3, 2] */
+    uint8_t q4_0[RT_Q4_0_BYTES];
+    uint8_t q4_k[RT_Q4_K_BYTES];
+    uint16_t f16[5];               /* [5] */
+} rt_data;
+
+static void rt_fill(rt_data *d) {
+    for (int i = 0; i < 6; i++) d->f32[i] = (float)i * 0.5f - 1.0f;
+    for (int i = 0; i < RT_Q4_0_BYTES; i++) d->q4_0[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < RT_Q4_K_BYTES; i++) d->q4_k[i] = (uint8_t)(255 - i);
+    for (int i = 0; i < 5; i++) d->f16[i] = (uint16_t)(0x3C00 + i); /* 1.0 and a few neighbours */
+}
+
+static const char *const rt_strs[] = {"", "hello", "tab\there", "\xe2\x96\x81world", "quote\"back\\slash"};
+
+/* Every value type, arrays of every element type, four tensor types. */
+static slm_status rt_build(slm_gguf_writer *w, const rt_data *d, char *err) {
+    static const uint8_t u8s[] = {0, 1, 255};
+    static const int8_t i8s[] = {-128, 0, 127};
+    static const uint16_t u16s[] = {0, 65535};
+    static const int16_t i16s[] = {-32768, 32767};
+    static const uint32_t u32s[] = {0, 4294967295u};
+    static const int32_t i32s[] = {-2147483647 - 1, 5};
+    static const float f32s[] = {1.5f, -0.25f};
+    static const uint8_t bools[] = {1, 0, 1};
+    static const uint64_t u64s[] = {UINT64_MAX, 3};
+    static const int64_t i64s[] = {INT64_MIN, -1};
+    static const double f64s[] = {3.25, -1e300};
+    static const int64_t ne_f32[] = {3, 2}, ne_q40[] = {64, 2}, ne_q4k[] = {256}, ne_f16[] = {5};
+    slm_status st;
+    if ((st = slm_gguf_writer_set_str(w, "general.architecture", "llama")) ||
+        (st = slm_gguf_writer_set_u32(w, "t.u32", 7)) || (st = slm_gguf_writer_set_i32(w, "t.i32", -7)) ||
+        (st = slm_gguf_writer_set_u64(w, "t.u64", (uint64_t)1 << 40)) ||
+        (st = slm_gguf_writer_set_f32(w, "t.f32", 0.125f)) || (st = slm_gguf_writer_set_bool(w, "t.bool", true)) ||
+        (st = slm_gguf_writer_set_str(w, "t.str", "line1\nline2")) ||
+        (st = slm_gguf_writer_set_u32(w, "t.replaced", 1)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.u8", SLM_GGUF_U8, u8s, 3)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.i8", SLM_GGUF_I8, i8s, 3)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.u16", SLM_GGUF_U16, u16s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.i16", SLM_GGUF_I16, i16s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.u32", SLM_GGUF_U32, u32s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.i32", SLM_GGUF_I32, i32s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.f32", SLM_GGUF_F32, f32s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.bool", SLM_GGUF_BOOL, bools, 3)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.u64", SLM_GGUF_U64, u64s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.i64", SLM_GGUF_I64, i64s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.f64", SLM_GGUF_F64, f64s, 2)) ||
+        (st = slm_gguf_writer_set_arr(w, "a.empty", SLM_GGUF_I32, NULL, 0)) ||
+        (st = slm_gguf_writer_set_str_arr(w, "a.str", rt_strs, 5)) ||
+        (st = slm_gguf_writer_set_u32(w, "t.replaced", 2)))
+        return st;
+    if ((st = slm_gguf_writer_add_tensor(w, "f32", SLM_TYPE_F32, 2, ne_f32, d->f32, sizeof d->f32, err)) ||
+        (st = slm_gguf_writer_add_tensor(w, "q4_0", SLM_TYPE_Q4_0, 2, ne_q40, d->q4_0, sizeof d->q4_0, err)) ||
+        (st = slm_gguf_writer_add_tensor(w, "q4_k", SLM_TYPE_Q4_K, 1, ne_q4k, d->q4_k, sizeof d->q4_k, err)) ||
+        (st = slm_gguf_writer_add_tensor(w, "f16", SLM_TYPE_F16, 1, ne_f16, d->f16, sizeof d->f16, err)))
+        return st;
+    return SLM_OK;
+}
+
+static void rt_check_tensor(const slm_gguf *g, const char *name, slm_type type, const void *data, size_t size) {
+    const slm_gguf_tensor *t = slm_gguf_find_tensor(g, name);
+    assert_non_null(t);
+    assert_int_equal(t->type, type);
+    assert_int_equal(t->size, size);
+    assert_int_equal(t->offset % slm_gguf_alignment(g), 0);
+    assert_memory_equal(t->data, data, size);
+}
+
+static void rt_check(const slm_gguf *g, const rt_data *d) {
+    char buf[128];
+    uint32_t u;
+    int64_t i;
+    float f;
+    bool b;
+    slm_gguf_str s;
+    slm_gguf_vtype et;
+    uint64_t n;
+    assert_int_equal(slm_gguf_version(g), 3);
+    assert_int_equal(slm_gguf_n_kv(g), 21);
+    assert_int_equal(slm_gguf_get_u32(g, "t.u32", &u, NULL), SLM_OK), assert_int_equal(u, 7);
+    assert_int_equal(slm_gguf_get_i64(g, "t.i32", &i, NULL), SLM_OK), assert_int_equal(i, -7);
+    assert_int_equal(slm_gguf_get_u32(g, "t.i32", &u, NULL), SLM_ERR_CORRUPT); /* negative */
+    assert_int_equal(slm_gguf_get_i64(g, "t.u64", &i, NULL), SLM_OK), assert_int_equal(i, (int64_t)1 << 40);
+    assert_int_equal(slm_gguf_get_u32(g, "t.u64", &u, NULL), SLM_ERR_CORRUPT); /* too big */
+    assert_int_equal(slm_gguf_get_f32(g, "t.f32", &f, NULL), SLM_OK), assert_true(f == 0.125f);
+    assert_int_equal(slm_gguf_get_bool(g, "t.bool", &b, NULL), SLM_OK), assert_true(b);
+    assert_int_equal(slm_gguf_get_str(g, "t.str", &s, NULL), SLM_OK);
+    assert_int_equal(s.len, 11), assert_memory_equal(s.ptr, "line1\nline2", 11);
+    /* Replacing kept the position (7th pair) and took the new value. */
+    assert_int_equal(slm_gguf_find_key(g, "t.replaced"), 7);
+    assert_int_equal(slm_gguf_get_u32(g, "t.replaced", &u, NULL), SLM_OK), assert_int_equal(u, 2);
+    assert_string_equal(slm_gguf_value_str(g, slm_gguf_find_key(g, "t.str"), buf, sizeof buf), "line1\\nline2");
+    assert_string_equal(slm_gguf_value_str(g, slm_gguf_find_key(g, "t.bool"), buf, sizeof buf), "true");
+    assert_string_equal(slm_gguf_value_str(g, slm_gguf_find_key(g, "t.i32"), buf, sizeof buf), "-7");
+    assert_string_equal(slm_gguf_value_str(g, slm_gguf_find_key(g, "a.str"), buf, sizeof buf), "[string; 5]");
+    assert_string_equal(slm_gguf_value_str(g, slm_gguf_find_key(g, "t.str"), buf, 6), "line1");
+
+    int64_t k;
+    k = slm_gguf_find_key(g, "a.u8"), assert_int_equal(slm_gguf_arr_i64(g, k, 2), 255);
+    k = slm_gguf_find_key(g, "a.i8"), assert_int_equal(slm_gguf_arr_i64(g, k, 0), -128);
+    k = slm_gguf_find_key(g, "a.u16"), assert_int_equal(slm_gguf_arr_i64(g, k, 1), 65535);
+    k = slm_gguf_find_key(g, "a.i16"), assert_int_equal(slm_gguf_arr_i64(g, k, 0), -32768);
+    k = slm_gguf_find_key(g, "a.u32"), assert_int_equal(slm_gguf_arr_i64(g, k, 1), 4294967295LL);
+    k = slm_gguf_find_key(g, "a.i32"), assert_int_equal(slm_gguf_arr_i64(g, k, 0), INT32_MIN);
+    k = slm_gguf_find_key(g, "a.f32"), assert_true(slm_gguf_arr_f64(g, k, 1) == -0.25);
+    assert_int_equal(slm_gguf_arr_i64(g, k, 0), 1); /* truncated */
+    k = slm_gguf_find_key(g, "a.bool"), assert_int_equal(slm_gguf_arr_i64(g, k, 2), 1);
+    k = slm_gguf_find_key(g, "a.u64"), assert_true(slm_gguf_arr_f64(g, k, 0) == 18446744073709551615.0);
+    k = slm_gguf_find_key(g, "a.i64"), assert_true(slm_gguf_arr_i64(g, k, 0) == INT64_MIN);
+    k = slm_gguf_find_key(g, "a.f64"), assert_true(slm_gguf_arr_f64(g, k, 1) == -1e300);
+    assert_true(slm_gguf_arr_i64(g, k, 1) == INT64_MIN); /* saturated */
+    assert_int_equal(slm_gguf_get_arr(g, "a.empty", &et, &n, NULL), SLM_OK);
+    assert_int_equal(et, SLM_GGUF_I32), assert_int_equal(n, 0);
+    assert_int_equal(slm_gguf_get_arr(g, "a.str", &et, &n, NULL), SLM_OK);
+    assert_int_equal(et, SLM_GGUF_STRING), assert_int_equal(n, 5);
+    k = slm_gguf_find_key(g, "a.str");
+    for (uint64_t j = 0; j < 5; j++) {
+        s = slm_gguf_arr_str(g, k, j);
+        assert_int_equal(s.len, strlen(rt_strs[j]));
+        assert_memory_equal(s.ptr, rt_strs[j], s.len);
+    }
+    assert_int_equal(slm_gguf_n_tensors(g), 4);
+    rt_check_tensor(g, "f32", SLM_TYPE_F32, d->f32, sizeof d->f32);
+    rt_check_tensor(g, "q4_0", SLM_TYPE_Q4_0, d->q4_0, sizeof d->q4_0);
+    rt_check_tensor(g, "q4_k", SLM_TYPE_Q4_K, d->q4_k, sizeof d->q4_k);
+    rt_check_tensor(g, "f16", SLM_TYPE_F16, d->f16, sizeof d->f16);
+    assert_int_equal(slm_gguf_find_tensor(g, "q4_0")->ne[1], 2);
+    assert_int_equal(slm_gguf_find_tensor(g, "q4_0")->n_dims, 2);
+}
+
+/* Copy every pair and tensor of g into a new writer and serialize it. */
+static slm_status rewrite(const slm_gguf *g, void **out, size_t *size, char *err) {
+    slm_gguf_writer *w = NULL;
+    slm_status st = slm_gguf_writer_create(&w);
+    if (!st) st = slm_gguf_writer_copy_kv(w, g, NULL, NULL);
+    for (int64_t i = 0; !st && i < slm_gguf_n_tensors(g); i++) {
+        const slm_gguf_tensor *t = slm_gguf_tensor_at(g, i);
+        st = slm_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, err);
+    }
+    if (!st) st = slm_gguf_writer_to_memory(w, out, size, err);
+    slm_gguf_writer_destroy(w);
+    return st;
+}
+
+static void test_writer_round_trip(void **state) {
+    (void)state;
+    char err[SLM_ERR_LEN];
+    rt_data d;
+    slm_gguf_writer *w = NULL;
+    slm_gguf *g = NULL, *g2 = NULL;
+    void *mem = NULL, *mem2 = NULL;
+    size_t size = 0, size2 = 0;
+    rt_fill(&d);
+    assert_int_equal(slm_gguf_writer_create(&w), SLM_OK);
+    assert_int_equal(rt_build(w, &d, err), SLM_OK);
+    assert_int_equal(slm_gguf_writer_to_memory(w, &mem, &size, err), SLM_OK);
+    assert_int_equal(slm_gguf_open_memory(mem, size, &g, err), SLM_OK);
+    rt_check(g, &d);
+    walk_all(g);
+
+    /* Copying everything reproduces the file byte for byte. */
+    assert_int_equal(rewrite(g, &mem2, &size2, err), SLM_OK);
+    assert_int_equal(size2, size);
+    assert_memory_equal(mem2, mem, size);
+
+    /* Through a file: atomic, no .tmp left behind; reads back the same. */
+    char *path = tu_write_temp("", 0, ".gguf");
+    char tmp[4200];
+    assert_non_null(path);
+    assert_int_equal(slm_gguf_writer_write(w, path, err), SLM_OK);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(slm_gguf_open(path, NULL, &g2, err), SLM_OK);
+    rt_check(g2, &d);
+    slm_gguf_close(g2);
+    assert_int_equal(slm_gguf_writer_write(w, "/nonexistent-dir/x.gguf", err), SLM_ERR_IO);
+    unlink(path);
+    free(path);
+
+    slm_gguf_close(g);
+    slm_free(mem);
+    slm_free(mem2);
+    slm_gguf_writer_destroy(w);
+}
+
+static bool skip_general_name(const char *key, void *ctx) {
+    (*(int *)ctx)++;
+    return !strcmp(key, "general.name");
+}
+
+/* stories260K copied pair by pair (one skipped) and tensor by tensor reads back equal. */
+static void test_writer_copy_real(void **state) {
+    (void)state;
+    char path[4096], err[SLM_ERR_LEN], a[256], b[256];
+    slm_gguf *src = NULL, *dst = NULL;
+    slm_gguf_writer *w = NULL;
+    void *mem = NULL;
+    size_t size = 0;
+    int seen = 0;
+    TU_SHARED_OR_SKIP(path, "models/stories260K.gguf");
+    assert_int_equal(slm_gguf_open(path, NULL, &src, err), SLM_OK);
+    assert_int_equal(slm_gguf_writer_create(&w), SLM_OK);
+    assert_int_equal(slm_gguf_writer_copy_kv(w, src, skip_general_name, &seen), SLM_OK);
+    assert_int_equal(seen, slm_gguf_n_kv(src));
+    for (int64_t i = 0; i < slm_gguf_n_tensors(src); i++) {
+        const slm_gguf_tensor *t = slm_gguf_tensor_at(src, i);
+        assert_int_equal(slm_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, err), SLM_OK);
+    }
+    assert_int_equal(slm_gguf_writer_to_memory(w, &mem, &size, err), SLM_OK);
+    assert_int_equal(slm_gguf_open_memory(mem, size, &dst, err), SLM_OK);
+    assert_int_equal(slm_gguf_n_kv(dst), slm_gguf_n_kv(src) - 1);
+    assert_int_equal(slm_gguf_find_key(dst, "general.name"), -1);
+    for (int64_t i = 0; i < slm_gguf_n_kv(dst); i++) {
+        int64_t j = slm_gguf_find_key(src, slm_gguf_key(dst, i));
+        assert_true(j >= 0);
+        assert_int_equal(slm_gguf_kv_type(dst, i), slm_gguf_kv_type(src, j));
+        assert_string_equal(slm_gguf_value_str(dst, i, a, sizeof a), slm_gguf_value_str(src, j, b, sizeof b));
+    }
+    int64_t ks = slm_gguf_find_key(src, "tokenizer.ggml.tokens"), kd = slm_gguf_find_key(dst, "tokenizer.ggml.tokens");
+    for (uint64_t i = 0; i < 512; i++) {
+        slm_gguf_str x = slm_gguf_arr_str(src, ks, i), y = slm_gguf_arr_str(dst, kd, i);
+        assert_int_equal(x.len, y.len);
+        assert_memory_equal(x.ptr, y.ptr, x.len);
+    }
+    for (int64_t i = 0; i < slm_gguf_n_tensors(src); i++) {
+        const slm_gguf_tensor *t = slm_gguf_tensor_at(src, i), *u = slm_gguf_tensor_at(dst, i);
+        assert_string_equal(t->name, u->name);
+        assert_int_equal(t->offset, u->offset);
+        assert_int_equal(t->size, u->size);
+        assert_memory_equal(t->data, u->data, t->size);
+    }
+    slm_gguf_close(dst);
+    slm_gguf_close(src);
+    slm_gguf_writer_destroy(w);
+    slm_free(mem);
+}
+
+/* Nested arrays are carried through copy_kv unchanged. */
+static void test_writer_copy_nested(void **state) {
+    (void)state;
+    tb b = {0};
+    char err[SLM_ERR_LEN];
+    slm_gguf *g = NULL, *g2 = NULL;
+    void *mem = NULL;
+    size_t size = 0;
+    tb_header(&b, 3, 0, 1), tb_str(&b, "n"), tb_u32(&b, SLM_GGUF_ARRAY), tb_u32(&b, SLM_GGUF_ARRAY), tb_u64(&b, 1);
+    tb_u32(&b, SLM_GGUF_STRING), tb_u64(&b, 2), tb_str(&b, "x"), tb_str(&b, "yz");
+    assert_int_equal(slm_gguf_open_memory(b.p, b.n, &g, err), SLM_OK);
+    assert_int_equal(rewrite(g, &mem, &size, err), SLM_OK);
+    assert_int_equal(size % 32, 0); /* padded to the alignment */
+    assert_int_equal(slm_gguf_open_memory(mem, size, &g2, err), SLM_OK);
+    assert_memory_equal(mem, b.p, b.n);
+    slm_gguf_close(g2);
+    slm_gguf_close(g);
+    slm_free(mem);
+    free(b.p);
+}
+
+static void test_writer_alignment(void **state) {
+    (void)state;
+    char err[SLM_ERR_LEN];
+    rt_data d;
+    slm_gguf_writer *w = NULL;
+    slm_gguf *g = NULL;
+    void *mem = NULL;
+    size_t size = 0;
+    rt_fill(&d);
+    assert_int_equal(slm_gguf_writer_create(&w), SLM_OK);
+    assert_int_equal(rt_build(w, &d, err), SLM_OK);
+    assert_int_equal(slm_gguf_writer_set_u32(w, "general.alignment", 24), SLM_OK);
+    assert_int_equal(slm_gguf_writer_to_memory(w, &mem, &size, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_set_u64(w, "general.alignment", 64), SLM_OK);
+    assert_int_equal(slm_gguf_writer_to_memory(w, &mem, &size, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_set_u32(w, "general.alignment", 256), SLM_OK);
+    assert_int_equal(slm_gguf_writer_to_memory(w, &mem, &size, err), SLM_OK);
+    assert_int_equal(slm_gguf_open_memory(mem, size, &g, err), SLM_OK);
+    assert_int_equal(slm_gguf_alignment(g), 256);
+    assert_int_equal(slm_gguf_data_offset(g) % 256, 0);
+    for (int64_t i = 0; i < slm_gguf_n_tensors(g); i++) assert_int_equal(slm_gguf_tensor_at(g, i)->offset % 256, 0);
+    assert_int_equal(slm_gguf_find_tensor(g, "f16")->offset, 3 * 256);
+    slm_gguf_close(g);
+    slm_free(mem);
+    slm_gguf_writer_destroy(w);
+}
+
+static void test_writer_bad_args(void **state) {
+    (void)state;
+    char err[SLM_ERR_LEN];
+    float x[8] = {0};
+    static const int64_t ne8[] = {8}, ne33[] = {33}, neg[] = {-1};
+    slm_gguf_writer *w = NULL;
+    assert_int_equal(slm_gguf_writer_create(&w), SLM_OK);
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "a", SLM_TYPE_F32, 1, ne8, x, sizeof x, err), SLM_OK);
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "a", SLM_TYPE_F32, 1, ne8, x, sizeof x, err), SLM_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "twice"));
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "b", SLM_TYPE_F32, 1, ne8, x, 4, err), SLM_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "need 32"));
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "b", (slm_type)4, 1, ne8, x, 32, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "b", SLM_TYPE_F32, 0, ne8, x, 32, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "b", SLM_TYPE_F32, 1, neg, x, 32, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_add_tensor(w, "b", SLM_TYPE_Q8_0, 1, ne33, x, 32, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_set_arr(w, "s", SLM_GGUF_STRING, x, 1), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_set_arr(w, "s", SLM_GGUF_ARRAY, x, 1), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_set_str(w, "s", NULL), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_gguf_writer_set_u32(w, NULL, 1), SLM_ERR_INVALID_ARG);
+    slm_gguf_writer_destroy(w);
+    slm_gguf_writer_destroy(NULL);
+}
+
+/* ---- allocation failures ------------------------------------------------------------------------ */
+
+/* Build, serialize, read back (memory and file, mapped and read) and copy: every
+ * allocation on the way may fail, and must fail cleanly with SLM_ERR_NOMEM. */
+static slm_status fault_scenario(const char *path) {
+    char err[SLM_ERR_LEN];
+    rt_data d;
+    slm_gguf_writer *w = NULL;
+    slm_gguf *g = NULL;
+    void *mem = NULL, *mem2 = NULL;
+    size_t size = 0, size2 = 0;
+    slm_gguf_open_opts read_opts = {.no_mmap = true};
+    rt_fill(&d);
+    slm_status st = slm_gguf_writer_create(&w);
+    if (!st) st = rt_build(w, &d, err);
+    if (!st) st = slm_gguf_writer_to_memory(w, &mem, &size, err);
+    if (!st) st = slm_gguf_writer_write(w, path, err);
+    if (!st) st = slm_gguf_open_memory(mem, size, &g, err);
+    if (!st) st = rewrite(g, &mem2, &size2, err);
+    slm_gguf_close(g);
+    g = NULL;
+    if (!st) st = slm_gguf_open(path, &read_opts, &g, err);
+    slm_gguf_close(g);
+    g = NULL;
+    if (!st) st = slm_gguf_open(path, NULL, &g, err);
+    slm_gguf_close(g);
+    slm_free(mem);
+    slm_free(mem2);
+    slm_gguf_writer_destroy(w);
+    return st;
+}
+
+static void test_allocation_failures(void **state) {
+    (void)state;
+    char *path = tu_write_temp("", 0, ".gguf");
+    assert_non_null(path);
+    int failures = 0;
+    for (long n = 1;; n++) {
+        slm_fault_arm(n);
+        slm_status st = fault_scenario(path);
+        bool fired = slm_fault_fired();
+        slm_fault_arm(0);
+        if (!fired) {
+            assert_int_equal(st, SLM_OK);
+            break;
+        }
+        if (st != SLM_ERR_NOMEM) fail_msg("allocation %ld failed but the status is %d", n, st);
+        failures++;
+    }
+    assert_true(failures > 50);
+    unlink(path);
+    free(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_every_shared_model),
@@ -528,6 +901,12 @@ int main(void) {
         cmocka_unit_test(test_nested_arrays),
         cmocka_unit_test(test_alignment_key),
         cmocka_unit_test(test_hostile_tensors),
+        cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_writer_copy_real),
+        cmocka_unit_test(test_writer_copy_nested),
+        cmocka_unit_test(test_writer_alignment),
+        cmocka_unit_test(test_writer_bad_args),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
