@@ -11,7 +11,9 @@
  * types, sizes that match the shape); keys and tensor names are unique. The file layout is
  * the reference runtime's: header, pairs in insertion order, tensor infos in insertion
  * order, padding to the alignment, then each tensor's data padded to the alignment, so
- * tensor i's offset is the sum of the padded sizes before it.
+ * tensor i's offset is the sum of the padded sizes before it. A file without tensors ends
+ * after the metadata (no padding: the reader accepts that, and a huge alignment then costs
+ * nothing).
  * Alignment: general.alignment when set (must be a u32 power of two), else 32.
  *
  * Thread-safety: a writer is used by one thread at a time. Non-goals: streaming tensors
@@ -375,7 +377,7 @@ static void emit(const slm_gguf_writer *w, size_t align, sink *s) {
         put_u64(s, offset);
         offset += pad_up(t->size, align);
     }
-    put_zeros(s, pad_up(s->pos, align) - s->pos);
+    if (w->n_tensors) put_zeros(s, pad_up(s->pos, align) - s->pos);
     for (size_t i = 0; i < w->n_tensors; i++) {
         put(s, w->tensors[i].data, w->tensors[i].size);
         put_zeros(s, pad_up(w->tensors[i].size, align) - w->tensors[i].size);
@@ -388,7 +390,7 @@ static slm_status plan(const slm_gguf_writer *w, size_t *align, size_t *total, c
     slm_status st;
     if (!w) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL writer");
     if ((st = writer_alignment(w, align, err)) || (st = writer_sizes(w, *align, &meta, &data, err))) return st;
-    *total = pad_up(meta, *align) + data;
+    *total = w->n_tensors ? pad_up(meta, *align) + data : meta;
     return SLM_OK;
 }
 
