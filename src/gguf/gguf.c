@@ -851,8 +851,8 @@ const char *slm_gguf_value_str(const slm_gguf *g, int64_t i, char *buf, size_t c
         snprintf(buf, cap, "[%s; %" PRIu64 "]", slm_gguf_vtype_name(kv->elem_type), kv->n);
     } else if (kv->type == SLM_GGUF_BOOL) {
         snprintf(buf, cap, "%s", kv->val[0] ? "true" : "false");
-    } else if (kv->type == SLM_GGUF_F32 || kv->type == SLM_GGUF_F64) {
-        snprintf(buf, cap, "%.9g", load_f64(kv->type, kv->val));
+    } else if (kv->type == SLM_GGUF_F32 || kv->type == SLM_GGUF_F64) { /* digits that round-trip */
+        snprintf(buf, cap, kv->type == SLM_GGUF_F32 ? "%.9g" : "%.17g", load_f64(kv->type, kv->val));
     } else {
         load_int(kv->type, kv->val, &s, &u);
         if (vtype_is_signed(kv->type)) snprintf(buf, cap, "%" PRId64, s);
