@@ -876,7 +876,12 @@ static size_t clean_spaces(char *s, size_t n) {
 
 size_t slm_tok_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int flags, char *buf, size_t cap) {
     size_t o = 0;
-    bool strip = t->add_space_prefix; /* the first piece loses one leading space */
+    /* SentencePiece: the space the encoder put before the text is removed from the first
+     * token after any leading BOS, so that decode(encode(s)) == s with or without BOS. (The
+     * reference's llama_detokenize removes it only when the sequence does not start with
+     * BOS; its server renders token by token and never removes it - use slm_tok_piece or
+     * the stream for continuations.) */
+    bool strip = t->add_space_prefix;
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) continue;
@@ -884,6 +889,10 @@ size_t slm_tok_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int 
         bool skip = !(flags & SLM_TOK_PARSE_SPECIAL) && (tk->attr & (TOK_ATTR_UNKNOWN | TOK_ATTR_CONTROL));
         const char *p = t->piece + tk->poff;
         size_t pl = skip ? 0 : tk->plen;
+        if (strip && id == t->bos) {
+            o = put_bytes(buf, cap, o, p, pl);
+            continue;
+        }
         if (strip && pl && *p == ' ') p++, pl--;
         strip = false;
         o = put_bytes(buf, cap, o, p, pl);
