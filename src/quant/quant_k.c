@@ -1,0 +1,169 @@
+/*
+ * quant/quant_k.c: the K super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the activation
+ * type Q8_K: dequantization (to_float).
+ *
+ * A super-block holds SLM_QK_K = 256 elements in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32
+ * (Q4_K, Q5_K) with small integer scales (and mins) that are themselves scaled by the f16
+ * d (and dmin). The arithmetic is the reference runtime's scalar code, product for
+ * product, so results are bit-identical: e.g. Q4_K computes d1 = d * sc once per sub-block
+ * and then d1 * q - m1 per element, and Q6_K computes (d * sc) * q.
+ * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
+ */
+#include "quant/blocks.h"
+
+/* ---- packed 6-bit scales ---------------------------------------------------------------- */
+
+/* Q4_K/Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes. Sub-blocks 0..3
+ * keep 6 bits in bytes 0..3 (scales) and 4..7 (mins); 4..7 keep their low 4 bits in bytes
+ * 8..11 and their high 2 bits in the top bits of bytes 0..7. */
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+/* Q3_K: unpack the 16 6-bit scales (biased by 32) from 12 bytes into 16 bytes. Bytes 0..7
+ * hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 their high 2 bits. */
+static inline void unpack_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4];
+    memcpy(aux, packed, SLM_K_SCALE_SIZE);
+    const uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    memcpy(out, aux, 16);
+}
+
+/* ---- dequantization ------------------------------------------------------------------------ */
+
+void slm_quant_q2_k_to_float(const void *src, float *y, int64_t n) {
+    const slm_block_q2_k *x = src; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = slm_quant_h2f(x[i].d);
+        const float min = slm_quant_h2f(x[i].dmin);
+        const uint8_t *q = x[i].qs;
+        int is = 0;
+        /* two halves of 128: 32 bytes of qs, each read at 4 shifts; 16 elements per scale */
+        for (int half = 0; half < SLM_QK_K / 128; half++, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2) {
+                for (int part = 0; part < 2; part++) {
+                    const uint8_t sc = x[i].scales[is++];
+                    const float dl = d * (float)(sc & 0xF);
+                    const float ml = min * (float)(sc >> 4);
+                    const uint8_t *qp = q + 16 * part;
+                    for (int l = 0; l < 16; l++) *y++ = dl * (float)((qp[l] >> shift) & 3) - ml;
+                }
+            }
+        }
+    }
+}
+
+void slm_quant_q3_k_to_float(const void *src, float *y, int64_t n) {
+    const slm_block_q3_k *x = src; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d_all = slm_quant_h2f(x[i].d);
+        int8_t scales[16];
+        unpack_q3_k_scales(x[i].scales, scales);
+        const uint8_t *q = x[i].qs;
+        const uint8_t *hm = x[i].hmask;
+        uint8_t m = 1; /* hmask bit of the current 32-element group */
+        int is = 0;
+        for (int half = 0; half < SLM_QK_K / 128; half++, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1)) {
+                for (int part = 0; part < 2; part++) {
+                    const float dl = d_all * (float)(scales[is++] - 32);
+                    const uint8_t *qp = q + 16 * part;
+                    const uint8_t *hp = hm + 16 * part;
+                    for (int l = 0; l < 16; l++) {
+                        const int v = ((qp[l] >> shift) & 3) - ((hp[l] & m) ? 0 : 4);
+                        *y++ = dl * (float)v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void slm_quant_q4_k_to_float(const void *src, float *y, int64_t n) {
+    const slm_block_q4_k *x = src; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q = x[i].qs;
+        const float d = slm_quant_h2f(x[i].d);
+        const float min = slm_quant_h2f(x[i].dmin);
+        /* 4 chunks of 64: 32 bytes give 32 low nibbles (sub-block 2c), 32 high (2c + 1) */
+        for (int is = 0; is < 8; is += 2, q += 32) {
+            uint8_t sc, m;
+            scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = min * (float)m;
+            scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = min * (float)m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+        }
+    }
+}
+
+void slm_quant_q5_k_to_float(const void *src, float *y, int64_t n) {
+    const slm_block_q5_k *x = src; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *ql = x[i].qs;
+        const uint8_t *qh = x[i].qh;
+        const float d = slm_quant_h2f(x[i].d);
+        const float min = slm_quant_h2f(x[i].dmin);
+        uint8_t u1 = 1, u2 = 2; /* qh bits of the two sub-blocks of the chunk */
+        for (int is = 0; is < 8; is += 2, ql += 32) {
+            uint8_t sc, m;
+            scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = min * (float)m;
+            scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = min * (float)m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            u1 = (uint8_t)(u1 << 2);
+            u2 = (uint8_t)(u2 << 2);
+        }
+    }
+}
+
+void slm_quant_q6_k_to_float(const void *src, float *y, int64_t n) {
+    const slm_block_q6_k *x = src; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = slm_quant_h2f(x[i].d);
+        const uint8_t *ql = x[i].ql;
+        const uint8_t *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        /* two halves of 128: element l, l+32, l+64, l+96 share ql[l]/ql[l+32] and qh[l] */
+        for (int half = 0; half < SLM_QK_K / 128; half++, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = (int8_t)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = (int8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l + 0] = d * (float)sc[is + 0] * (float)q1;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+        }
+    }
+}
+
+void slm_quant_q8_k_to_float(const void *src, float *y, int64_t n) {
+    const slm_block_q8_k *x = src; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        for (int j = 0; j < SLM_QK_K; j++) *y++ = x[i].d * (float)x[i].qs[j];
+    }
+}
