@@ -229,4 +229,32 @@ void slm_quant_q8_k_to_float(const void *src, float *dst, int64_t n);
 void slm_quant_iq4_nl_to_float(const void *src, float *dst, int64_t n);
 void slm_quant_iq4_xs_to_float(const void *src, float *dst, int64_t n);
 
+
+/* from_float (activation quantizers) */
+void slm_quant_f32_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_f16_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_bf16_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q8_0_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q8_1_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q8_k_from_float(const float *src, void *dst, int64_t n);
+
+/* vec_dot: weight type x its vec_dot_type */
+float slm_quant_vec_dot_f32(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_f16(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_bf16(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q4_0_q8_0(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q4_1_q8_1(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q5_0_q8_0(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q5_1_q8_1(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q8_0_q8_0(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q8_1_q8_1(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q2_k_q8_k(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q3_k_q8_k(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q4_k_q8_k(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q5_k_q8_k(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q6_k_q8_k(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_q8_k_q8_k(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_iq4_nl_q8_0(int64_t n, const void *x, const void *y);
+float slm_quant_vec_dot_iq4_xs_q8_k(int64_t n, const void *x, const void *y);
+
 #endif /* SLMESH_QUANT_BLOCKS_H */

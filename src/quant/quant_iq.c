@@ -1,6 +1,7 @@
 /*
  * quant/quant_iq.c: the non-linear 4-bit types IQ4_NL (32-element blocks) and IQ4_XS
- * (256-element super-blocks with 6-bit sub-block scales): dequantization (to_float).
+ * (256-element super-blocks with 6-bit sub-block scales): dequantization (to_float) and
+ * dot products (IQ4_NL with Q8_0, IQ4_XS with Q8_K).
  *
  * Both map a nibble through the same 16-entry table of levels; the arithmetic is the
  * reference runtime's scalar code, so results are bit-identical.
@@ -47,4 +48,46 @@ void slm_quant_iq4_xs_to_float(const void *src, float *y, int64_t n) {
             }
         }
     }
+}
+
+/* ---- dot products -------------------------------------------------------------------------- */
+
+float slm_quant_vec_dot_iq4_nl_q8_0(int64_t n, const void *vx, const void *vy) {
+    const slm_block_iq4_nl *x = vx;
+    const slm_block_q8_0 *y = vy;
+    const int64_t nb = n / SLM_QK4_NL;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const float d = slm_quant_h2f(y[ib].d) * slm_quant_h2f(x[ib].d);
+        int sumi1 = 0, sumi2 = 0;
+        for (int j = 0; j < SLM_QK4_NL / 2; j++) {
+            sumi1 += y[ib].qs[j + 0] * slm_quant_kvalues_iq4nl[x[ib].qs[j] & 0xf];
+            sumi2 += y[ib].qs[j + SLM_QK4_NL / 2] * slm_quant_kvalues_iq4nl[x[ib].qs[j] >> 4];
+        }
+        sumf += d * (float)(sumi1 + sumi2);
+    }
+    return sumf;
+}
+
+float slm_quant_vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_iq4_xs *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    float sumf = 0.0f;
+    for (int64_t ibl = 0; ibl < nb; ibl++) {
+        const float d4d8 = slm_quant_h2f(x[ibl].d) * y[ibl].d;
+        const uint8_t *qs = x[ibl].qs;
+        const int8_t *q8 = y[ibl].qs;
+        /* one float term per 32-element sub-block, in order */
+        for (int ib = 0; ib < SLM_QK_K / 32; ib++, qs += 16, q8 += 32) {
+            const float dl = d4d8 * (float)(iq4_xs_scale(&x[ibl], ib) - 32);
+            int sumi1 = 0, sumi2 = 0;
+            for (int j = 0; j < 16; j++) {
+                sumi1 += q8[j + 0] * slm_quant_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * slm_quant_kvalues_iq4nl[qs[j] >> 4];
+            }
+            sumf += dl * (float)(sumi1 + sumi2);
+        }
+    }
+    return sumf;
 }

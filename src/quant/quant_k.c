@@ -1,14 +1,20 @@
 /*
  * quant/quant_k.c: the K super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the activation
- * type Q8_K: dequantization (to_float).
+ * type Q8_K: dequantization (to_float), the Q8_K activation quantizer and the dot products
+ * of each K type with Q8_K.
  *
  * A super-block holds SLM_QK_K = 256 elements in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32
  * (Q4_K, Q5_K) with small integer scales (and mins) that are themselves scaled by the f16
  * d (and dmin). The arithmetic is the reference runtime's scalar code, product for
  * product, so results are bit-identical: e.g. Q4_K computes d1 = d * sc once per sub-block
- * and then d1 * q - m1 per element, and Q6_K computes (d * sc) * q.
+ * and then d1 * q - m1 per element, and Q6_K computes (d * sc) * q. The dot products
+ * follow the reference's scalar path: int8 products summed in int16 groups of 8, scaled
+ * into 8 int32 lanes, converted with one float scale per super-block into 8 float lane
+ * sums (Q3_K..Q6_K), the lanes added at the end; the mins go through Q8_K's bsums.
  * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
  */
+#include <math.h>
+
 #include "quant/blocks.h"
 
 /* ---- packed 6-bit scales ---------------------------------------------------------------- */
@@ -166,4 +172,229 @@ void slm_quant_q8_k_to_float(const void *src, float *y, int64_t n) {
     for (int64_t i = 0; i < nb; i++) {
         for (int j = 0; j < SLM_QK_K; j++) *y++ = x[i].d * (float)x[i].qs[j];
     }
+}
+
+/* ---- activation quantizer ---------------------------------------------------------------- */
+
+/* Round to nearest (ties to even) for |f| <= 2^22 by the float magic-number trick, as the
+ * reference does (its result differs from lrintf only outside that range). */
+static inline int nearest_int(float f) {
+    const float val = f + 12582912.f; /* 1.5 * 2^23: the integer lands in the mantissa */
+    int32_t i;
+    memcpy(&i, &val, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* Q8_K: per super-block, scale by -127 / (the value of largest magnitude), so that value
+ * becomes -127 exactly; clamp at 127; d = 1 / scale as a float; bsums = sums of 16. */
+void slm_quant_q8_k_from_float(const float *x, void *dst, int64_t n) {
+    slm_block_q8_k *y = dst; /* [n / 256] super-blocks */
+    const int64_t nb = n / SLM_QK_K;
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        float max = 0.0f, amax = 0.0f;
+        for (int j = 0; j < SLM_QK_K; j++) {
+            const float ax = fabsf(x[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[j];
+            }
+        }
+        if (amax == 0.0f) {
+            /* the reference leaves bsums untouched here; zero them (their true value) */
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < SLM_QK_K; j++) {
+            const int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int j = 0; j < SLM_QK_K / 16; j++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) sum += y[i].qs[j * 16 + l];
+            y[i].bsums[j] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* ---- dot products ---------------------------------------------------------------------- */
+
+/* Shared tail of Q3_K..Q6_K: a[256] are the weight quants (bias removed), scale(j) the
+ * integer scale of 16-element group j. Accumulates into the 8 int32 lanes. */
+static inline void k_accumulate16(const int8_t *q8, const int8_t *a, const int32_t scales[16],
+                                  int32_t aux32[8]) {
+    int16_t aux16[8];
+    for (int j = 0; j < SLM_QK_K / 16; j++) {
+        for (int half = 0; half < 2; half++, q8 += 8, a += 8) {
+            for (int l = 0; l < 8; l++) aux16[l] = (int16_t)(q8[l] * a[l]);
+            for (int l = 0; l < 8; l++) aux32[l] += scales[j] * aux16[l];
+        }
+    }
+}
+
+float slm_quant_vec_dot_q2_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q2_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q2 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        const uint8_t *sc = x[i].scales;
+        int summs = 0; /* sum over groups of min * (sum of the group's activations) */
+        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
+        const float dall = y[i].d * slm_quant_h2f(x[i].d);
+        const float dmin = y[i].d * slm_quant_h2f(x[i].dmin);
+        int isum = 0, is = 0;
+        for (int k = 0; k < SLM_QK_K / 128; k++, q2 += 32) {
+            for (int shift = 0; shift < 8; shift += 2, q8 += 32) {
+                for (int part = 0; part < 2; part++) {
+                    const int d = sc[is++] & 0xF;
+                    int isuml = 0;
+                    for (int l = 16 * part; l < 16 * part + 16; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                    isum += d * isuml;
+                }
+            }
+        }
+        sumf += dall * (float)isum - dmin * (float)summs;
+    }
+    return sumf;
+}
+
+float slm_quant_vec_dot_q3_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q3_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    int8_t aux8[SLM_QK_K]; /* the 256 quants, -4..3 */
+    float sums[8] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q3 = x[i].qs;
+        const uint8_t *hm = x[i].hmask;
+        int8_t *a = aux8;
+        uint8_t m = 1;
+        for (int j = 0; j < SLM_QK_K; j += 128, q3 += 32) {
+            for (int shift = 0; shift < 8; shift += 2, a += 32, m = (uint8_t)(m << 1)) {
+                for (int l = 0; l < 32; l++) a[l] = (int8_t)(((q3[l] >> shift) & 3) - (hm[l] & m ? 0 : 4));
+            }
+        }
+        int8_t sc8[16];
+        unpack_q3_k_scales(x[i].scales, sc8);
+        int32_t scales[16], aux32[8] = {0};
+        for (int j = 0; j < 16; j++) scales[j] = sc8[j] - 32;
+        k_accumulate16(y[i].qs, aux8, scales, aux32);
+        const float d = slm_quant_h2f(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+    }
+    float sumf = 0.0f;
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+/* Q4_K/Q5_K: unpack 8 scales and 8 mins (6 bits each) from the 12 packed bytes. */
+static inline void unpack_k4_scales(const uint8_t packed[SLM_K_SCALE_SIZE], uint8_t scales[8], uint8_t mins[8]) {
+    for (int j = 0; j < 8; j++) scale_min_k4(j, packed, &scales[j], &mins[j]);
+}
+
+/* Q4_K/Q5_K share everything but how aux8 is filled. */
+static inline float k4_finish(const uint16_t xd, const uint16_t xdmin, const uint8_t packed[SLM_K_SCALE_SIZE],
+                              const slm_block_q8_k *yb, const int8_t aux8[SLM_QK_K], float sums[8]) {
+    uint8_t sc[8], mn[8];
+    unpack_k4_scales(packed, sc, mn);
+    int sumi = 0;
+    for (int j = 0; j < SLM_QK_K / 16; j++) sumi += yb->bsums[j] * mn[j / 2];
+    int32_t scales[16], aux32[8] = {0};
+    for (int j = 0; j < 16; j++) scales[j] = sc[j / 2]; /* a 32-sub-block is two groups of 16 */
+    k_accumulate16(yb->qs, aux8, scales, aux32);
+    const float d = slm_quant_h2f(xd) * yb->d;
+    for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+    const float dmin = slm_quant_h2f(xdmin) * yb->d;
+    return dmin * (float)sumi;
+}
+
+float slm_quant_vec_dot_q4_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q4_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    int8_t aux8[SLM_QK_K]; /* the 256 quants, 0..15 */
+    float sums[8] = {0};
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q4 = x[i].qs;
+        int8_t *a = aux8;
+        for (int j = 0; j < SLM_QK_K / 64; j++, q4 += 32, a += 64) {
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] & 0xF);
+            for (int l = 0; l < 32; l++) a[l + 32] = (int8_t)(q4[l] >> 4);
+        }
+        sumf -= k4_finish(x[i].d, x[i].dmin, x[i].scales, &y[i], aux8, sums);
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+float slm_quant_vec_dot_q5_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q5_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    int8_t aux8[SLM_QK_K]; /* the 256 quants, 0..31 */
+    float sums[8] = {0};
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q4 = x[i].qs;
+        const uint8_t *hm = x[i].qh;
+        int8_t *a = aux8;
+        uint8_t m = 1;
+        for (int j = 0; j < SLM_QK_K / 64; j++, q4 += 32, a += 64, m = (uint8_t)(m << 2)) {
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
+            const uint8_t m2 = (uint8_t)(m << 1);
+            for (int l = 0; l < 32; l++) a[l + 32] = (int8_t)((q4[l] >> 4) + (hm[l] & m2 ? 16 : 0));
+        }
+        sumf -= k4_finish(x[i].d, x[i].dmin, x[i].scales, &y[i], aux8, sums);
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+float slm_quant_vec_dot_q6_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q6_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    int8_t aux8[SLM_QK_K]; /* the 256 quants, -32..31 */
+    float sums[8] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q4 = x[i].ql;
+        const uint8_t *qh = x[i].qh;
+        int8_t *a = aux8;
+        for (int j = 0; j < SLM_QK_K; j += 128, a += 128, q4 += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                a[l + 0] = (int8_t)((int8_t)((q4[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                a[l + 32] = (int8_t)((int8_t)((q4[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                a[l + 64] = (int8_t)((int8_t)((q4[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                a[l + 96] = (int8_t)((int8_t)((q4[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        int32_t scales[16], aux32[8] = {0};
+        for (int j = 0; j < 16; j++) scales[j] = x[i].scales[j];
+        k_accumulate16(y[i].qs, aux8, scales, aux32);
+        const float d = slm_quant_h2f(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+    }
+    float sumf = 0.0f;
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+/* Q8_K x Q8_K has no reference kernel (Q8_K is never a weight type there): integer sum per
+ * super-block, one float scale, so that every type with to_float has a dot product. */
+float slm_quant_vec_dot_q8_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q8_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int32_t sumi = 0;
+        for (int j = 0; j < SLM_QK_K; j++) sumi += x[i].qs[j] * y[i].qs[j];
+        sumf += (x[i].d * y[i].d) * (float)sumi;
+    }
+    return sumf;
 }
