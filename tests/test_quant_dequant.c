@@ -14,70 +14,8 @@
 #include <string.h>
 
 #include "quant/quant.h"
+#include "quant_testutil.h"
 
-/* ---- TEMPORARY GGUF locator (test only) ------------------------------------------------------
- * Walks a GGUF v2/v3 header just far enough to find one tensor's type and data. To be
- * replaced by slm_gguf_open + slm_gguf_find_tensor once the GGUF reader is in main. Bounds
- * are checked so a bad file fails the test instead of crashing it. */
-typedef struct { const uint8_t *p, *end; int ok; } tu_cur;
-
-static uint64_t cur_u(tu_cur *c, size_t n) {
-    uint64_t v = 0;
-    if (!c->ok || (size_t)(c->end - c->p) < n) { c->ok = 0; return 0; }
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)c->p[i] << (8 * i);
-    c->p += n;
-    return v;
-}
-static void cur_skip(tu_cur *c, uint64_t n) {
-    if (!c->ok || (uint64_t)(c->end - c->p) < n) { c->ok = 0; return; }
-    c->p += n;
-}
-static void cur_skip_value(tu_cur *c, uint32_t t, uint64_t *align, int is_align) {
-    static const uint8_t sizes[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    if (t == 8) { cur_skip(c, cur_u(c, 8)); return; }
-    if (t == 9) {
-        uint32_t et = (uint32_t)cur_u(c, 4);
-        uint64_t n = cur_u(c, 8);
-        for (uint64_t i = 0; i < n && c->ok; i++) cur_skip_value(c, et, NULL, 0);
-        return;
-    }
-    if (t > 12) { c->ok = 0; return; }
-    uint64_t v = cur_u(c, sizes[t]);
-    if (is_align && align) *align = v;
-}
-/* Finds tensor `name`; sets *type, *data. Returns 0 on success. */
-static int tmp_gguf_locate(const uint8_t *buf, size_t size, const char *name, uint32_t *type,
-                           const uint8_t **data) {
-    tu_cur c = {buf, buf + size, 1};
-    if (cur_u(&c, 4) != 0x46554747u) return -1; /* "GGUF" */
-    cur_u(&c, 4);
-    uint64_t n_tensors = cur_u(&c, 8), n_kv = cur_u(&c, 8), align = 32, found_off = UINT64_MAX;
-    for (uint64_t i = 0; i < n_kv && c.ok; i++) {
-        uint64_t klen = cur_u(&c, 8);
-        const uint8_t *key = c.p;
-        cur_skip(&c, klen);
-        uint32_t t = (uint32_t)cur_u(&c, 4);
-        int is_align = c.ok && klen == 17 && !memcmp(key, "general.alignment", 17);
-        cur_skip_value(&c, t, &align, is_align);
-    }
-    for (uint64_t i = 0; i < n_tensors && c.ok; i++) {
-        uint64_t nlen = cur_u(&c, 8);
-        const uint8_t *nm = c.p;
-        cur_skip(&c, nlen);
-        uint32_t nd = (uint32_t)cur_u(&c, 4);
-        cur_skip(&c, 8 * (uint64_t)nd);
-        uint32_t t = (uint32_t)cur_u(&c, 4);
-        uint64_t off = cur_u(&c, 8);
-        if (c.ok && nlen == strlen(name) && !memcmp(nm, name, nlen)) { *type = t; found_off = off; }
-    }
-    if (!c.ok || found_off == UINT64_MAX || align == 0) return -1;
-    uint64_t start = (uint64_t)(c.p - buf);
-    start = (start + align - 1) / align * align;
-    if (start + found_off > size) return -1;
-    *data = buf + start + found_off;
-    return 0;
-}
-/* ---- end of TEMPORARY GGUF locator ------------------------------------------------------ */
 
 static void test_block_sizes(void **state) {
     (void)state;

@@ -208,6 +208,30 @@ static inline uint16_t slm_quant_f2bf(float f) {
     return (uint16_t)((u + (UINT32_C(0x7fff) + ((u >> 16) & 1))) >> 16);
 }
 
+/* ---- shared helpers --------------------------------------------------------------------- */
+
+/* Round to nearest (ties to even) for |f| <= 2^22 by the float magic-number trick, as the
+ * reference does (its result differs from lrintf only outside that range). */
+static inline int slm_quant_nearest_int(float f) {
+    const float val = f + 12582912.f; /* 1.5 * 2^23: the integer lands in the mantissa */
+    int32_t i;
+    memcpy(&i, &val, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* Q4_K/Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes. Sub-blocks 0..3
+ * keep 6 bits in bytes 0..3 (scales) and 4..7 (mins); 4..7 keep their low 4 bits in bytes
+ * 8..11 and their high 2 bits in the top bits of bytes 0..7. */
+static inline void slm_quant_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
 /* ---- scalar kernels (the specification; see quant.h for the contracts) ------------------- */
 
 /* to_float */
@@ -230,7 +254,18 @@ void slm_quant_iq4_nl_to_float(const void *src, float *dst, int64_t n);
 void slm_quant_iq4_xs_to_float(const void *src, float *dst, int64_t n);
 
 
-/* from_float (activation quantizers) */
+/* from_float (reference quantizers; the Q8 ones are also the activation quantizers) */
+void slm_quant_q4_0_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q4_1_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q5_0_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q5_1_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q2_k_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q3_k_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q4_k_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q5_k_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_q6_k_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_iq4_nl_from_float(const float *src, void *dst, int64_t n);
+void slm_quant_iq4_xs_from_float(const float *src, void *dst, int64_t n);
 void slm_quant_f32_from_float(const float *src, void *dst, int64_t n);
 void slm_quant_f16_from_float(const float *src, void *dst, int64_t n);
 void slm_quant_bf16_from_float(const float *src, void *dst, int64_t n);

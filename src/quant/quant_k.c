@@ -19,19 +19,6 @@
 
 /* ---- packed 6-bit scales ---------------------------------------------------------------- */
 
-/* Q4_K/Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes. Sub-blocks 0..3
- * keep 6 bits in bytes 0..3 (scales) and 4..7 (mins); 4..7 keep their low 4 bits in bytes
- * 8..11 and their high 2 bits in the top bits of bytes 0..7. */
-static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-    }
-}
-
 /* Q3_K: unpack the 16 6-bit scales (biased by 32) from 12 bytes into 16 bytes. Bytes 0..7
  * hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 their high 2 bits. */
 static inline void unpack_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
@@ -108,9 +95,9 @@ void slm_quant_q4_k_to_float(const void *src, float *y, int64_t n) {
         /* 4 chunks of 64: 32 bytes give 32 low nibbles (sub-block 2c), 32 high (2c + 1) */
         for (int is = 0; is < 8; is += 2, q += 32) {
             uint8_t sc, m;
-            scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            slm_quant_scale_min_k4(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * (float)sc, m1 = min * (float)m;
-            scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            slm_quant_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * (float)sc, m2 = min * (float)m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
@@ -129,9 +116,9 @@ void slm_quant_q5_k_to_float(const void *src, float *y, int64_t n) {
         uint8_t u1 = 1, u2 = 2; /* qh bits of the two sub-blocks of the chunk */
         for (int is = 0; is < 8; is += 2, ql += 32) {
             uint8_t sc, m;
-            scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            slm_quant_scale_min_k4(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * (float)sc, m1 = min * (float)m;
-            scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            slm_quant_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * (float)sc, m2 = min * (float)m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
@@ -176,15 +163,6 @@ void slm_quant_q8_k_to_float(const void *src, float *y, int64_t n) {
 
 /* ---- activation quantizer ---------------------------------------------------------------- */
 
-/* Round to nearest (ties to even) for |f| <= 2^22 by the float magic-number trick, as the
- * reference does (its result differs from lrintf only outside that range). */
-static inline int nearest_int(float f) {
-    const float val = f + 12582912.f; /* 1.5 * 2^23: the integer lands in the mantissa */
-    int32_t i;
-    memcpy(&i, &val, sizeof i);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
 /* Q8_K: per super-block, scale by -127 / (the value of largest magnitude), so that value
  * becomes -127 exactly; clamp at 127; d = 1 / scale as a float; bsums = sums of 16. */
 void slm_quant_q8_k_from_float(const float *x, void *dst, int64_t n) {
@@ -206,7 +184,7 @@ void slm_quant_q8_k_from_float(const float *x, void *dst, int64_t n) {
         }
         const float iscale = -127.f / max;
         for (int j = 0; j < SLM_QK_K; j++) {
-            const int v = nearest_int(iscale * x[j]);
+            const int v = slm_quant_nearest_int(iscale * x[j]);
             y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
         }
         for (int j = 0; j < SLM_QK_K / 16; j++) {
@@ -293,7 +271,7 @@ float slm_quant_vec_dot_q3_k_q8_k(int64_t n, const void *vx, const void *vy) {
 
 /* Q4_K/Q5_K: unpack 8 scales and 8 mins (6 bits each) from the 12 packed bytes. */
 static inline void unpack_k4_scales(const uint8_t packed[SLM_K_SCALE_SIZE], uint8_t scales[8], uint8_t mins[8]) {
-    for (int j = 0; j < 8; j++) scale_min_k4(j, packed, &scales[j], &mins[j]);
+    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, packed, &scales[j], &mins[j]);
 }
 
 /* Q4_K/Q5_K share everything but how aux8 is filled. */

@@ -1,7 +1,8 @@
 /*
  * quant/quant_legacy.c: the 32-element block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1:
- * dequantization (to_float), the activation quantizers (Q8_0, Q8_1) and the dot products
- * of each weight type with its activation type (Q8_0 or Q8_1).
+ * dequantization (to_float), the reference quantizers (from_float: the same blocks as the
+ * reference's quantize_row_*_ref) and the dot products of each weight type with its
+ * activation type (Q8_0 or Q8_1).
  *
  * Every function is the reference runtime's scalar arithmetic, operation for operation
  * (the same float products in the same order), so dequantized values are bit-identical
@@ -11,6 +12,7 @@
  * its high nibble; the Q5 types keep element j's fifth bit as bit j of the 32-bit qh.
  * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
  */
+#include <float.h>
 #include <math.h>
 
 #include "quant/blocks.h"
@@ -103,7 +105,7 @@ void slm_quant_q8_1_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* ---- activation quantizers --------------------------------------------------------------- */
+/* ---- quantizers -------------------------------------------------------------------------- */
 
 /* Largest |x| over one block of 32. */
 static inline float block_amax(const float *x, int n) {
@@ -113,6 +115,109 @@ static inline float block_amax(const float *x, int n) {
         amax = amax > v ? amax : v; /* the reference's MAX(), NaN handling included */
     }
     return amax;
+}
+
+/* Value of largest magnitude in a block (the first one on ties), sign kept. */
+static inline float block_signed_max(const float *x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+/* Smallest and largest value of a block. */
+static inline void block_min_max(const float *x, int n, float *min, float *max) {
+    *min = FLT_MAX;
+    *max = -FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < *min) *min = x[j];
+        if (x[j] > *max) *max = x[j];
+    }
+}
+
+/* Q4_0: d = max / -8 (the largest magnitude becomes -8), q = min(15, trunc(x / d + 8.5)). */
+void slm_quant_q4_0_from_float(const float *x, void *dst, int64_t n) {
+    slm_block_q4_0 *y = dst; /* [n / 32] blocks */
+    const int64_t nb = n / SLM_QK4_0;
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK4_0) {
+        const float d = block_signed_max(x, SLM_QK4_0) / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = slm_quant_f2h(d);
+        for (int j = 0; j < SLM_QK4_0 / 2; j++) {
+            const float x0 = x[j] * id, x1 = x[SLM_QK4_0 / 2 + j] * id;
+            const int8_t q0 = (int8_t)(x0 + 8.5f), q1 = (int8_t)(x1 + 8.5f);
+            const uint8_t xi0 = (uint8_t)(q0 < 15 ? q0 : 15), xi1 = (uint8_t)(q1 < 15 ? q1 : 15);
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+/* Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5)). */
+void slm_quant_q4_1_from_float(const float *x, void *dst, int64_t n) {
+    slm_block_q4_1 *y = dst; /* [n / 32] blocks */
+    const int64_t nb = n / SLM_QK4_1;
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK4_1) {
+        float min, max;
+        block_min_max(x, SLM_QK4_1, &min, &max);
+        const float d = (max - min) / ((1 << 4) - 1);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = slm_quant_f2h(d);
+        y[i].m = slm_quant_f2h(min);
+        for (int j = 0; j < SLM_QK4_1 / 2; j++) {
+            const float x0 = (x[j] - min) * id, x1 = (x[SLM_QK4_1 / 2 + j] - min) * id;
+            const int8_t q0 = (int8_t)(x0 + 0.5f), q1 = (int8_t)(x1 + 0.5f);
+            const uint8_t xi0 = (uint8_t)(q0 < 15 ? q0 : 15), xi1 = (uint8_t)(q1 < 15 ? q1 : 15);
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+/* Q5_0: d = max / -16, q = min(31, trunc(x / d + 16.5)); bit 4 of element j to bit j of qh. */
+void slm_quant_q5_0_from_float(const float *x, void *dst, int64_t n) {
+    slm_block_q5_0 *y = dst; /* [n / 32] blocks */
+    const int64_t nb = n / SLM_QK5_0;
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK5_0) {
+        const float d = block_signed_max(x, SLM_QK5_0) / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = slm_quant_f2h(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < SLM_QK5_0 / 2; j++) {
+            const float x0 = x[j] * id, x1 = x[SLM_QK5_0 / 2 + j] * id;
+            const int8_t q0 = (int8_t)(x0 + 16.5f), q1 = (int8_t)(x1 + 16.5f);
+            const uint8_t xi0 = (uint8_t)(q0 < 31 ? q0 : 31), xi1 = (uint8_t)(q1 < 31 ? q1 : 31);
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((xi1 & 0x10u) >> 4) << (j + SLM_QK5_0 / 2);
+        }
+        memcpy(y[i].qh, &qh, sizeof qh);
+    }
+}
+
+/* Q5_1: d = (max - min) / 31, m = min, q = trunc((x - min) / d + 0.5). */
+void slm_quant_q5_1_from_float(const float *x, void *dst, int64_t n) {
+    slm_block_q5_1 *y = dst; /* [n / 32] blocks */
+    const int64_t nb = n / SLM_QK5_1;
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK5_1) {
+        float min, max;
+        block_min_max(x, SLM_QK5_1, &min, &max);
+        const float d = (max - min) / ((1 << 5) - 1);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = slm_quant_f2h(d);
+        y[i].m = slm_quant_f2h(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < SLM_QK5_1 / 2; j++) {
+            const float x0 = (x[j] - min) * id, x1 = (x[SLM_QK5_1 / 2 + j] - min) * id;
+            const uint8_t xi0 = (uint8_t)(x0 + 0.5f), xi1 = (uint8_t)(x1 + 0.5f);
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((xi1 & 0x10u) >> 4) << (j + SLM_QK5_1 / 2);
+        }
+        memcpy(y[i].qh, &qh, sizeof qh);
+    }
 }
 
 /* Q8_0: d = amax / 127, q = round(x / d) (half away from zero), d stored as f16. */
