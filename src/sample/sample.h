@@ -182,8 +182,10 @@ slm_status slm_sample_probs(const float *logits, int32_t n_vocab, int32_t id, in
  * to the client now. Text is held back while its end could still be the start of a stop
  * string, and while it ends inside an incomplete UTF-8 sequence (so a client never receives
  * half a character). On a match, the text before the stop string is released and the stop
- * string itself and anything after it are not. The earliest match wins; among stop strings
- * matching at the same position, the first in the list (llama-server's rule). */
+ * string itself and anything after it are not. The earliest match in the text received so
+ * far wins; among stop strings matching at the same position, the first in the list
+ * (llama-server's rule). Matching is decided as text arrives: with stops "xy" and "xyz", "xy"
+ * ends the stream as soon as it is complete. */
 typedef struct slm_sample_stop slm_sample_stop;
 
 typedef struct slm_sample_stop_out {
