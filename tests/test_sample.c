@@ -166,7 +166,7 @@ static void test_top_p_large_flat(void **state) {
     (void)state;
     /* 1000 equal logits: top_p 0.5 keeps exactly ids 0..499 (ties by id), which takes
      * several selection rounds */
-    enum { N = 1000, DRAWS = 20000 };
+    enum { N = 1000, DRAWS = 5000 };
     static float l[N];
     for (int i = 0; i < N; i++) l[i] = 0.25f;
     slm_sample_params p = plain(1.0f);
@@ -180,7 +180,7 @@ static void test_top_p_large_flat(void **state) {
         if (i >= 500) assert_int_equal(hist[i], 0);
         seen += hist[i] > 0;
     }
-    assert_true(seen > 490); /* 20000 draws over 500: each is missed with p ~ e^-40 */
+    assert_true(seen > 490); /* 5000 draws over 500: each is missed with p ~ e^-10 */
 }
 
 static void test_min_p(void **state) {
