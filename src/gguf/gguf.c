@@ -5,8 +5,9 @@
  *
  * Data flow (the banners below follow it):
  *   bytes -> cursor reads -> header -> key/value pairs (values validated, string arrays
- *   indexed) -> tensor infos (shape, type, byte size) -> name indexes (duplicates refused)
- *   -> alignment -> tensor placement (offsets, data ranges) -> accessors.
+ *   indexed) -> tensor infos (shape, type, byte size) -> names (copied into one block,
+ *   hashed, duplicates refused) -> alignment -> tensor placement (offsets, data ranges)
+ *   -> accessors.
  *
  * Invariants once an open returns SLM_OK:
  *  - every value's bytes lie inside the file: scalars, strings, array elements and nested
@@ -21,7 +22,9 @@
  * Accessors only read validated records; out-of-range indexes give neutral answers (NULL,
  * 0, -1), never an out-of-bounds read.
  *
- * Thread-safety: an open slm_gguf is immutable. Non-goals: GGUF v1, big-endian files.
+ * Thread-safety: an open slm_gguf is immutable. Non-goals: GGUF v1, big-endian files, and
+ * files truncated by someone else while mapped (SIGBUS, as with any mmap reader; use
+ * no_mmap for files that may change).
  */
 #include "gguf/gguf.h"
 
