@@ -132,14 +132,56 @@ static inline double q8_1_min_term_bound(slm_type t, const void *w, const void *
     return s;
 }
 
+/* The min part of a weight row (what it dequantizes to with every quant set to 0) for the
+ * types with a subtracted min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K): those kernels add a scale
+ * term and a min term that may nearly cancel, so float rounding scales with both terms.
+ * Writes n floats to out; returns 0 for the other types (out untouched). */
+static inline int weight_min_part(slm_type t, const void *w, int64_t n, float *out) {
+    const slm_type_traits *tr = slm_type_traits_of(t);
+    size_t qoff, qlen, bytes;
+    switch (t) {
+    case SLM_TYPE_Q4_1: qoff = offsetof(slm_block_q4_1, qs); qlen = sizeof(((slm_block_q4_1 *)0)->qs); break;
+    case SLM_TYPE_Q5_1: qoff = offsetof(slm_block_q5_1, qh); qlen = 4 + sizeof(((slm_block_q5_1 *)0)->qs); break;
+    case SLM_TYPE_Q2_K: qoff = offsetof(slm_block_q2_k, qs); qlen = sizeof(((slm_block_q2_k *)0)->qs); break;
+    case SLM_TYPE_Q4_K: qoff = offsetof(slm_block_q4_k, qs); qlen = sizeof(((slm_block_q4_k *)0)->qs); break;
+    case SLM_TYPE_Q5_K: qoff = offsetof(slm_block_q5_k, qh); qlen = sizeof(((slm_block_q5_k *)0)->qh) + sizeof(((slm_block_q5_k *)0)->qs); break;
+    default: return 0;
+    }
+    assert_true(slm_type_row_bytes(t, n, &bytes));
+    uint8_t *z = malloc(bytes);
+    assert_non_null(z);
+    memcpy(z, w, bytes);
+    for (size_t b = 0; b < bytes / tr->type_size; b++) memset(z + b * tr->type_size + qoff, 0, qlen);
+    tr->to_float(z, out, n);
+    free(z);
+    return 1;
+}
+
+/* Magnitude the float rounding of a dot product scales with: sum (|x_i| + 2 |min_i|) |y_i|
+ * over the dequantized rows (|scale term| <= |x| + |min term|, plus the min term itself). */
+static inline double dot_magnitude(slm_type t, const void *w, const void *qy, int64_t n) {
+    const slm_type_traits *tr = slm_type_traits_of(t);
+    const slm_type_traits *ytr = slm_type_traits_of(tr->vec_dot_type);
+    float *xd = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * sizeof(float)),
+          *md = calloc((size_t)n, sizeof(float));
+    assert_true(xd && yd && md);
+    tr->to_float(w, xd, n);
+    ytr->to_float(qy, yd, n);
+    weight_min_part(t, w, n, md);
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m += (fabs((double)xd[i]) + 2 * fabs((double)md[i])) * fabs((double)yd[i]);
+    free(xd), free(yd), free(md);
+    return m;
+}
+
 /* Bound on |vec_dot(x, y) - sum x_i y_i| in float64 over the dequantized x and y.
  * Integer sums are exact; what rounds is the float side: at most one float term per 32
  * elements (blocks, K sub-block lanes, or per-product float rounding before a double sum
  * for F32/F16/BF16), each added to a float sum (<= 2^-24 relative of the running |sum| per
  * addition) after <= 3 float products; so the error is at most
- * (n/32 + 4) * 2^-24 * sum|x_i y_i|, plus the Q8_1 min term (see q8_1_min_term_bound). */
-static inline double dot_kernel_tol(slm_type t, const void *w, const void *qy, int64_t n, double abs_sum) {
-    return ((double)n / 32 + 4) * 0x1p-24 * abs_sum + q8_1_min_term_bound(t, w, qy, n);
+ * (n/32 + 4) * 2^-24 * dot_magnitude, plus the Q8_1 min term (see q8_1_min_term_bound). */
+static inline double dot_kernel_tol(slm_type t, const void *w, const void *qy, int64_t n) {
+    return ((double)n / 32 + 4) * 0x1p-24 * dot_magnitude(t, w, qy, n) + q8_1_min_term_bound(t, w, qy, n);
 }
 
 /* ---- TEMPORARY GGUF locator (test only) ------------------------------------------------------
