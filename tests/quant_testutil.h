@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf/gguf.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -184,82 +185,25 @@ static inline double dot_kernel_tol(slm_type t, const void *w, const void *qy, i
     return ((double)n / 32 + 4) * 0x1p-24 * dot_magnitude(t, w, qy, n) + q8_1_min_term_bound(t, w, qy, n);
 }
 
-/* ---- TEMPORARY GGUF locator (test only) ------------------------------------------------------
- * Walks a GGUF v2/v3 header just far enough to find one tensor's type and data. To be
- * replaced by slm_gguf_open + slm_gguf_find_tensor once the GGUF reader is in main. Bounds
- * are checked so a bad file fails the test instead of crashing it. */
-typedef struct { const uint8_t *p, *end; int ok; } tu_cur;
+/* ---- reference tensors ------------------------------------------------------------------- */
 
-static inline uint64_t cur_u(tu_cur *c, size_t n) {
-    uint64_t v = 0;
-    if (!c->ok || (size_t)(c->end - c->p) < n) { c->ok = 0; return 0; }
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)c->p[i] << (8 * i);
-    c->p += n;
-    return v;
-}
-static inline void cur_skip(tu_cur *c, uint64_t n) {
-    if (!c->ok || (uint64_t)(c->end - c->p) < n) { c->ok = 0; return; }
-    c->p += n;
-}
-static inline void cur_skip_value(tu_cur *c, uint32_t t, uint64_t *align, int is_align) {
-    static const uint8_t sizes[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    if (t == 8) { cur_skip(c, cur_u(c, 8)); return; }
-    if (t == 9) {
-        uint32_t et = (uint32_t)cur_u(c, 4);
-        uint64_t n = cur_u(c, 8);
-        for (uint64_t i = 0; i < n && c->ok; i++) cur_skip_value(c, et, NULL, 0);
-        return;
-    }
-    if (t > 12) { c->ok = 0; return; }
-    uint64_t v = cur_u(c, sizes[t]);
-    if (is_align && align) *align = v;
-}
-/* Finds tensor `name`; sets *type, *data. Returns 0 on success. */
-static inline int tmp_gguf_locate(const uint8_t *buf, size_t size, const char *name, uint32_t *type,
-                           const uint8_t **data) {
-    tu_cur c = {buf, buf + size, 1};
-    if (cur_u(&c, 4) != 0x46554747u) return -1; /* "GGUF" */
-    cur_u(&c, 4);
-    uint64_t n_tensors = cur_u(&c, 8), n_kv = cur_u(&c, 8), align = 32, found_off = UINT64_MAX;
-    for (uint64_t i = 0; i < n_kv && c.ok; i++) {
-        uint64_t klen = cur_u(&c, 8);
-        const uint8_t *key = c.p;
-        cur_skip(&c, klen);
-        uint32_t t = (uint32_t)cur_u(&c, 4);
-        int is_align = c.ok && klen == 17 && !memcmp(key, "general.alignment", 17);
-        cur_skip_value(&c, t, &align, is_align);
-    }
-    for (uint64_t i = 0; i < n_tensors && c.ok; i++) {
-        uint64_t nlen = cur_u(&c, 8);
-        const uint8_t *nm = c.p;
-        cur_skip(&c, nlen);
-        uint32_t nd = (uint32_t)cur_u(&c, 4);
-        cur_skip(&c, 8 * (uint64_t)nd);
-        uint32_t t = (uint32_t)cur_u(&c, 4);
-        uint64_t off = cur_u(&c, 8);
-        if (c.ok && nlen == strlen(name) && !memcmp(nm, name, nlen)) { *type = t; found_off = off; }
-    }
-    if (!c.ok || found_off == UINT64_MAX || align == 0) return -1;
-    uint64_t start = (uint64_t)(c.p - buf);
-    start = (start + align - 1) / align * align;
-    if (start + found_off > size) return -1;
-    *data = buf + start + found_off;
-    return 0;
-}
-/* ---- end of TEMPORARY GGUF locator ------------------------------------------------------ */
-
-/* Reads shared/models/tiny/<model> and finds <tensor>: *buf (free()) holds the file, *data
- * points into it. Returns 0, or -1 (message printed; the caller skips or fails). */
-static inline int tu_load_tensor(const char *model, const char *tensor, uint8_t **buf, size_t *size,
-                                 uint32_t *type, const uint8_t **data) {
-    char path[4096], rel[1024];
+/* Opens shared/models/tiny/<model> and finds <tensor>. On success *g (close with
+ * slm_gguf_close) owns the mapping and *t points into it. Returns 0, or -1 with a message
+ * (the caller skips or fails). */
+static inline int tu_load_tensor(const char *model, const char *tensor, slm_gguf **g, const slm_gguf_tensor **t) {
+    char path[4096], rel[1024], err[SLM_ERR_LEN];
+    *g = NULL;
     snprintf(rel, sizeof rel, "models/tiny/%s", model);
     if (!tu_shared_path(path, sizeof path, rel)) return -1;
-    *buf = (uint8_t *)tu_read_file(path, size);
-    if (!*buf || tmp_gguf_locate(*buf, *size, tensor, type, data) != 0) {
-        fprintf(stderr, "%s: cannot read tensor %s\n", model, tensor);
-        free(*buf);
-        *buf = NULL;
+    if (slm_gguf_open(path, NULL, g, err) != SLM_OK) {
+        fprintf(stderr, "%s: %s\n", model, err);
+        return -1;
+    }
+    *t = slm_gguf_find_tensor(*g, tensor);
+    if (!*t) {
+        fprintf(stderr, "%s: no tensor %s\n", model, tensor);
+        slm_gguf_close(*g);
+        *g = NULL;
         return -1;
     }
     return 0;

@@ -119,12 +119,12 @@ static void test_isa_vs_scalar_real(void **state) {
         const slm_type_traits *tr = slm_type_traits_of(t);
         char model[128];
         snprintf(model, sizeof model, "tiny-llama-%s.gguf", tr->name);
-        uint8_t *buf = NULL;
-        size_t size = 0, row_bytes = 0, yb = 0;
-        uint32_t type;
-        const uint8_t *data;
-        if (tu_load_tensor(model, "blk.0.ffn_down.weight", &buf, &size, &type, &data) != 0) continue;
-        assert_int_equal(type, t);
+        slm_gguf *g = NULL;
+        const slm_gguf_tensor *gt = NULL;
+        size_t row_bytes = 0, yb = 0;
+        if (tu_load_tensor(model, "blk.0.ffn_down.weight", &g, &gt) != 0) continue;
+        assert_int_equal(gt->type, t);
+        const uint8_t *data = gt->data;
         assert_true(slm_type_row_bytes(t, COLS, &row_bytes) && slm_type_row_bytes(tr->vec_dot_type, COLS, &yb));
         void *qy = malloc(yb);
         assert_non_null(qy);
@@ -148,7 +148,7 @@ static void test_isa_vs_scalar_real(void **state) {
             compared++;
         }
         free(qy);
-        free(buf);
+        slm_gguf_close(g);
     }
     (void)compared;
 }
