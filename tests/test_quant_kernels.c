@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "quant/kernels.h"
 #include "quant/quant.h"
@@ -30,6 +33,41 @@ static const slm_type all_types[] = {
     SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_Q8_K, SLM_TYPE_IQ4_NL, SLM_TYPE_IQ4_XS,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
+
+/* SLMESH_KERNELS, in child processes (the choice is made once per process). Must run
+ * before anything in this process uses the table. */
+static void test_selection_env(void **state) {
+    (void)state;
+    static const char *const values[] = {"scalar", "avx2", "avx512", "bogus", ""};
+    int got[5];
+    for (int v = 0; v < 5; v++) {
+        const pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            setenv("SLMESH_KERNELS", values[v], 1);
+            _exit((int)slm_quant_kernels()->isa);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        got[v] = WEXITSTATUS(status);
+    }
+    /* expected: the best runnable set at or below the named one; auto stops at avx2 */
+    int best_le[SLM_QUANT_ISA_COUNT];
+    for (int i = 0; i < SLM_QUANT_ISA_COUNT; i++) {
+        best_le[i] = 0;
+        for (int j = 0; j <= i; j++) {
+            if (slm_quant_kernels_isa((slm_quant_isa)j)) best_le[i] = j;
+        }
+    }
+    assert_int_equal(got[0], SLM_QUANT_ISA_SCALAR);
+    assert_int_equal(got[1], best_le[SLM_QUANT_ISA_AVX2]);
+    assert_int_equal(got[2], best_le[SLM_QUANT_ISA_AVX512]);
+    assert_int_equal(got[3], best_le[SLM_QUANT_ISA_AVX2]);
+    assert_int_equal(got[4], best_le[SLM_QUANT_ISA_AVX2]);
+    fprintf(stderr, "SLMESH_KERNELS=scalar/avx2/avx512/bogus/empty -> %s/%s/%s/%s/%s\n", slm_quant_isa_name(got[0]),
+            slm_quant_isa_name(got[1]), slm_quant_isa_name(got[2]), slm_quant_isa_name(got[3]), slm_quant_isa_name(got[4]));
+}
 
 static void test_selection(void **state) {
     (void)state;
@@ -91,6 +129,13 @@ static void test_isa_vs_scalar(void **state) {
                 }
                 const float ds = sc->vec_dot[t](n, w, q1), dk = k->vec_dot[t](n, w, q1);
                 const double tol = VEC_DOT_ISA_TOL_FACTOR * dot_kernel_tol(t, w, q1, n);
+                /* kernels built from the same loop with an exact integer primitive swapped
+                 * (AVX-512 VNNI for AVX2's maddubs + madd) must agree bit for bit */
+                const slm_quant_kernel_set *a2 = slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2);
+                if (isa == SLM_QUANT_ISA_AVX512 && a2 && (t == SLM_TYPE_Q8_0 || t == SLM_TYPE_Q4_0)) {
+                    const float d2 = a2->vec_dot[t](n, w, q1);
+                    assert_memory_equal(&dk, &d2, sizeof dk);
+                }
                 if (fabs((double)ds - (double)dk) > tol) {
                     fprintf(stderr, "%s %s vec_dot n=%lld: %.9g vs scalar %.9g (tol %.3g)\n", k->name, tr->name,
                             (long long)n, dk, ds, tol);
@@ -247,6 +292,7 @@ int main(void) {
     /* before the first use of the kernel table: selection happens once */
     setenv("SLMESH_KERNELS", "scalar", 1);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_selection_env),
         cmocka_unit_test(test_selection),
         cmocka_unit_test(test_isa_vs_scalar),
         cmocka_unit_test(test_isa_vs_scalar_real),
