@@ -96,7 +96,7 @@ static void test_selection(void **state) {
 static void test_isa_vs_scalar(void **state) {
     (void)state;
     const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
-    static const int64_t lens[] = {32, 256, 288, 4096, 4352};
+    static const int64_t lens[] = {7, 37, 100, 32, 256, 288, 4096, 4352}; /* tails for the plain types */
     for (int isa = 1; isa < SLM_QUANT_ISA_COUNT; isa++) {
         const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
         if (!k) continue;

@@ -1,11 +1,14 @@
 /*
  * quant/kernels_avx2.c: AVX2 + FMA dot products for the most used weight types: Q8_0 and
- * Q4_0 (with Q8_0 activations), Q4_K and Q6_K (with Q8_K activations).
+ * Q4_0 (with Q8_0 activations), Q4_K and Q6_K (with Q8_K activations), and the plain float
+ * types F32, F16 and BF16 (the F32 models and the F16 KV cache).
  *
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
  * per-block integer sums are exact (int8 x int8 products through maddubs/madd, no
  * saturation for the value ranges the quantizers produce: |q8| <= 127), only the float side
- * differs (8 lanes, FMA). Compiled for the whole target with per-function target
+ * differs (8 lanes, FMA). The float types accumulate in float, 4 x 8 lanes with FMA (as
+ * the reference's SIMD path does), where the scalar kernels accumulate in double; the
+ * tail past a multiple of 32 is added in double. Compiled for the whole target with per-function target
  * attributes, so the rest of the build stays baseline x86-64; kernels.c only selects this
  * set when the CPU reports AVX2 and FMA.
  * Thread-safety: pure functions. Non-goals: the other types (scalar is fast enough for the
@@ -164,6 +167,53 @@ AVX2_TARGET static float vec_dot_q6_k_q8_k(int64_t n, const void *vx, const void
     return sumf;
 }
 
+/* ---- plain float types ------------------------------------------------------------------- */
+
+/* Loaders: 8 elements as floats. */
+AVX2_TARGET static inline __m256 load8_f32(const void *p) { return _mm256_loadu_ps((const float *)p); }
+AVX2_TARGET static inline __m256 load8_f16(const void *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); /* exact, as slm_quant_h2f */
+}
+AVX2_TARGET static inline __m256 load8_bf16(const void *p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+/* sum x[i] * y[i] over n elements of esize bytes: 32 at a time into 4 x 8 float lanes,
+ * reduced pairwise; the tail in double through the scalar converter. always_inline so each
+ * caller gets its own loop with the loader inlined. */
+#define FLOAT_DOT_STEP 32
+AVX2_TARGET __attribute__((always_inline)) static inline float float_dot(int64_t n, const uint8_t *x, const uint8_t *y,
+                                                                          size_t esize, __m256 (*load8)(const void *),
+                                                                          float (*one)(const uint8_t *)) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const int64_t nv = n - n % FLOAT_DOT_STEP;
+    for (int64_t i = 0; i < nv; i += FLOAT_DOT_STEP) {
+        for (int j = 0; j < 4; j++) {
+            const size_t off = (size_t)(i + 8 * j) * esize;
+            acc[j] = _mm256_fmadd_ps(load8(x + off), load8(y + off), acc[j]);
+        }
+    }
+    acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    double sum = hsum_f32_8(acc[0]);
+    for (int64_t i = nv; i < n; i++) sum += (double)(one(x + (size_t)i * esize) * one(y + (size_t)i * esize));
+    return (float)sum;
+}
+
+static inline float one_f32(const uint8_t *p) { float f; memcpy(&f, p, sizeof f); return f; }
+static inline float one_f16(const uint8_t *p) { uint16_t h; memcpy(&h, p, sizeof h); return slm_quant_h2f(h); }
+static inline float one_bf16(const uint8_t *p) { uint16_t h; memcpy(&h, p, sizeof h); return slm_quant_bf2f(h); }
+
+AVX2_TARGET static float vec_dot_f32(int64_t n, const void *x, const void *y) {
+    return float_dot(n, x, y, sizeof(float), load8_f32, one_f32);
+}
+AVX2_TARGET static float vec_dot_f16(int64_t n, const void *x, const void *y) {
+    return float_dot(n, x, y, sizeof(uint16_t), load8_f16, one_f16);
+}
+AVX2_TARGET static float vec_dot_bf16(int64_t n, const void *x, const void *y) {
+    return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16);
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -174,6 +224,9 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q4_0] = vec_dot_q4_0_q8_0,
         [SLM_TYPE_Q4_K] = vec_dot_q4_k_q8_k,
         [SLM_TYPE_Q6_K] = vec_dot_q6_k_q8_k,
+        [SLM_TYPE_F32] = vec_dot_f32,
+        [SLM_TYPE_F16] = vec_dot_f16,
+        [SLM_TYPE_BF16] = vec_dot_bf16,
     },
 };
 
