@@ -1,6 +1,6 @@
 /*
  * quant/kernels_avx2.c: AVX2 + FMA dot products for the most used weight types: Q8_0 and
- * Q4_0 (with Q8_0 activations), Q4_K and Q6_K (with Q8_K activations), and the plain float
+ * Q4_0 (with Q8_0 activations), Q4_K, Q5_K and Q6_K (with Q8_K activations), and the plain float
  * types F32, F16 and BF16 (the F32 models and the F16 KV cache).
  *
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
@@ -90,34 +90,65 @@ AVX2_TARGET static float vec_dot_q4_0_q8_0(int64_t n, const void *vx, const void
 
 /* ---- K super-blocks ----------------------------------------------------------------------- */
 
+/* Q4_K and Q5_K: the integer sum of one super-block, sum over sub-blocks of scale * (q . y),
+ * where qs holds 4 chunks of 64 (32 bytes: low nibbles = sub-block 2c, high = 2c + 1) and,
+ * for Q5_K, qh holds the fifth bits (bit 2c of qh[l] for low nibble l, bit 2c + 1 for high).
+ * The min term goes through Q8_K's bsums: *summ = sum over 16-groups of min * bsum. */
+AVX2_TARGET static inline int k4_block_sum(const uint8_t *q4, const uint8_t *qh, const uint8_t packed[SLM_K_SCALE_SIZE],
+                                           const slm_block_q8_k *yb, int *summ) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, packed, &sc[j], &mn[j]);
+    int s = 0;
+    for (int j = 0; j < 16; j++) s += yb->bsums[j] * mn[j / 2];
+    *summ = s;
+    const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    const int8_t *q8 = yb->qs;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++, q4 += 32, q8 += 64) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+        __m256i lo = _mm256_and_si256(bits, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if (qh) {
+            const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
+            lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
+            hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
+        }
+        const __m256i yl = _mm256_loadu_si256((const __m256i *)q8);
+        const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 32));
+        const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), _mm256_set1_epi16(sc[2 * c]));
+        const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), _mm256_set1_epi16(sc[2 * c + 1]));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    return hsum_i32_8(sumi);
+}
+
 AVX2_TARGET static float vec_dot_q4_k_q8_k(int64_t n, const void *vx, const void *vy) {
     const slm_block_q4_k *x = vx;
     const slm_block_q8_k *y = vy;
     const int64_t nb = n / SLM_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
-        int summ = 0; /* sum over 16-groups of min * (sum of the group's activations) */
-        for (int j = 0; j < 16; j++) summ += y[i].bsums[j] * mn[j / 2];
-        const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-        /* 4 chunks of 64: 32 bytes -> low nibbles (sub-block 2c), high nibbles (2c + 1) */
-        for (int c = 0; c < 4; c++, q4 += 32, q8 += 64) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
-            const __m256i ql = _mm256_and_si256(bits, m4);
-            const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            const __m256i yl = _mm256_loadu_si256((const __m256i *)q8);
-            const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 32));
-            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(ql, yl), _mm256_set1_epi16(sc[2 * c]));
-            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(qh, yh), _mm256_set1_epi16(sc[2 * c + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
+        int summ;
+        const int isum = k4_block_sum(x[i].qs, NULL, x[i].scales, &y[i], &summ);
         const float d = f16_to_f32(x[i].d) * y[i].d;
         const float dmin = f16_to_f32(x[i].dmin) * y[i].d;
-        sumf += d * (float)hsum_i32_8(sumi) - dmin * (float)summ;
+        sumf += d * (float)isum - dmin * (float)summ;
+    }
+    return sumf;
+}
+
+AVX2_TARGET static float vec_dot_q5_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q5_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int summ;
+        const int isum = k4_block_sum(x[i].qs, x[i].qh, x[i].scales, &y[i], &summ);
+        const float d = f16_to_f32(x[i].d) * y[i].d;
+        const float dmin = f16_to_f32(x[i].dmin) * y[i].d;
+        sumf += d * (float)isum - dmin * (float)summ;
     }
     return sumf;
 }
@@ -223,6 +254,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q8_0] = vec_dot_q8_0_q8_0,
         [SLM_TYPE_Q4_0] = vec_dot_q4_0_q8_0,
         [SLM_TYPE_Q4_K] = vec_dot_q4_k_q8_k,
+        [SLM_TYPE_Q5_K] = vec_dot_q5_k_q8_k,
         [SLM_TYPE_Q6_K] = vec_dot_q6_k_q8_k,
         [SLM_TYPE_F32] = vec_dot_f32,
         [SLM_TYPE_F16] = vec_dot_f16,
