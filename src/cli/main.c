@@ -32,6 +32,7 @@ static const cli_command commands[] = {
     /* inference */
 
     /* speed */
+    {"kernels", cmd_kernels, "show the chosen kernel set and time matrix-vector products per type"},
 
     /* serving */
 
