@@ -27,6 +27,7 @@ static const cli_command commands[] = {
     /* model files */
 
     /* tokenizer */
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
 
     /* inference */
 

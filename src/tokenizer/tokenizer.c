@@ -200,14 +200,20 @@ bool tok_is_space(uint32_t cp) {
 
 #define KEY_PREFIX "tokenizer.ggml."
 
-/* Optional special id: absent leaves *id alone; present must be < n_vocab. */
+/* Optional special id: absent leaves *id alone; -1 (also written as the u32 0xFFFFFFFF,
+ * as in stories260K) means "none"; anything else must be < n_vocab. */
 static slm_status get_special_id(const slm_gguf *g, const char *key, int32_t n_vocab, int32_t *id, char *err) {
-    uint32_t v;
-    slm_status st = slm_gguf_get_u32(g, key, &v, NULL);
+    int64_t v;
+    slm_status st = slm_gguf_get_i64(g, key, &v, NULL);
     if (st == SLM_ERR_NOT_FOUND) return SLM_OK;
-    if (st != SLM_OK) return slm_errf(err, SLM_ERR_CORRUPT, "%s: not an unsigned integer", key);
-    if (v >= (uint32_t)n_vocab)
-        return slm_errf(err, SLM_ERR_CORRUPT, "%s = %u is outside the vocabulary of %d tokens", key, v, n_vocab);
+    if (st != SLM_OK) return slm_errf(err, SLM_ERR_CORRUPT, "%s: not an integer", key);
+    if (v == -1 || v == (int64_t)UINT32_MAX) {
+        *id = -1;
+        return SLM_OK;
+    }
+    if (v < 0 || v >= n_vocab)
+        return slm_errf(err, SLM_ERR_CORRUPT, "%s = %lld is outside the vocabulary of %d tokens", key, (long long)v,
+                        n_vocab);
     *id = (int32_t)v;
     return SLM_OK;
 }
