@@ -418,6 +418,22 @@ static void test_gpt2_invalid_and_random(void **state) {
     size_t dn = slm_tok_decode(t, ids, n, 0, out, sizeof out);
     assert_int_equal(dn, 5);
     assert_memory_equal(out, "a\xef\xbf\xbd" "b", 5);
+    /* 🦙 is three byte-level tokens: the stream releases it whole, never a fragment */
+    const char *llama = " this is \xf0\x9f\xa6\x99.cpp";
+    n = enc(t, llama, 0, ids, 512);
+    slm_tok_stream st;
+    slm_tok_stream_init(&st);
+    size_t o = 0, on, held = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(slm_tok_stream_token(&st, t, ids[i], 0, out + o, sizeof out - o, &on), SLM_OK);
+        if (on == 0) held++;
+        o += on;
+    }
+    assert_int_equal(slm_tok_stream_flush(&st, out + o, sizeof out - o, &on), SLM_OK);
+    assert_int_equal(on, 0);
+    assert_true(held >= 1); /* a token holding only the middle of the emoji produced nothing */
+    assert_int_equal(o, strlen(llama));
+    assert_memory_equal(out, llama, o);
     /* random bytes: never a crash; valid UTF-8 round-trips */
     unsigned seed = 12345;
     for (int k = 0; k < 300; k++) {
@@ -438,6 +454,22 @@ static void test_gpt2_invalid_and_random(void **state) {
     slm_tok_destroy(t);
 }
 
+static void test_bert_decode(void **state) {
+    (void)state;
+    slm_tokenizer *t = shared_tok("models/vocab/ggml-vocab-bert-bge.gguf");
+    if (!t) skip();
+    int32_t ids[64];
+    char out[128];
+    /* [CLS] ... [SEP] with BOS; lower-cased, accents dropped, continuation pieces joined */
+    size_t n = enc(t, "Hello Wörld tokenization", SLM_TOK_ADD_BOS, ids, 64);
+    assert_int_equal(ids[0], 101);
+    assert_int_equal(ids[n - 1], 102);
+    size_t dn = slm_tok_decode(t, ids, n, 0, out, sizeof out);
+    assert_int_equal(dn, strlen("hello world tokenization"));
+    assert_memory_equal(out, "hello world tokenization", dn);
+    slm_tok_destroy(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spm_merges_and_prefix),
@@ -451,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_qwen2_special),
         cmocka_unit_test(test_gpt2_invalid_and_random),
+        cmocka_unit_test(test_bert_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

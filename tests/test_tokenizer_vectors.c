@@ -13,6 +13,9 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +126,67 @@ static void test_deepseek_r1_qwen(void **state) {
 }
 VOCAB_TEST(test_roberta_bpe, "roberta-bpe", true)
 
+/* The prompts of shared/reference/logits/NAME.json: encoded with BOS they must give the
+ * reference's "tokens"; for stories260K the pieces of "greedy" must concatenate to
+ * "greedy_text" (the random-weight models' continuations hold invalid UTF-8 there). */
+static void test_logits_prompts(void **state) {
+    (void)state;
+    char dir[512], path[1024], err[SLM_ERR_LEN] = "";
+    TU_SHARED_OR_SKIP(dir, "reference/logits");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int checked = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t nl = strlen(e->d_name);
+        if (nl < 6 || strcmp(e->d_name + nl - 5, ".json")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        json_error_t je;
+        json_t *j = json_load_file(path, 0, &je);
+        assert_non_null(j);
+        const char *model = json_string_value(json_object_get(j, "model"));
+        const char *prompt = json_string_value(json_object_get(j, "prompt"));
+        json_t *toks = json_object_get(j, "tokens");
+        assert_non_null(model);
+        assert_non_null(prompt);
+        char rel[256], mpath[512];
+        snprintf(rel, sizeof rel, strncmp(model, "tiny-", 5) ? "models/%s" : "models/tiny/%s", model);
+        if (!tu_shared_path(mpath, sizeof mpath, rel)) {
+            json_decref(j);
+            continue;
+        }
+        slm_gguf *g = NULL;
+        slm_tokenizer *t = NULL;
+        assert_int_equal(slm_gguf_open(mpath, NULL, &g, err), SLM_OK);
+        assert_int_equal(slm_tok_create(g, &t, err), SLM_OK);
+        slm_gguf_close(g);
+        int32_t ids[1024];
+        size_t n = 0;
+        assert_int_equal(slm_tok_encode(t, prompt, strlen(prompt), SLM_TOK_ADD_BOS, ids, 1024, &n, err), SLM_OK);
+        assert_int_equal(n, json_array_size(toks));
+        for (size_t i = 0; i < n; i++) assert_int_equal(ids[i], json_integer_value(json_array_get(toks, i)));
+        if (!strcmp(model, "stories260K.gguf")) {
+            json_t *greedy = json_object_get(j, "greedy");
+            const char *want = json_string_value(json_object_get(j, "greedy_text"));
+            char text[4096];
+            size_t o = 0;
+            for (size_t i = 0; i < json_array_size(greedy); i++) {
+                int32_t id = (int32_t)json_integer_value(json_array_get(greedy, i));
+                o += slm_tok_piece(t, id, 0, text + o, sizeof text - o);
+                assert_true(o < sizeof text);
+            }
+            assert_non_null(want);
+            assert_int_equal(o, strlen(want));
+            assert_memory_equal(text, want, o);
+        }
+        slm_tok_destroy(t);
+        json_decref(j);
+        checked++;
+    }
+    closedir(d);
+    fprintf(stderr, "logits prompts: %d files checked\n", checked);
+    assert_true(checked > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),      cmocka_unit_test(test_phi_3),
@@ -133,7 +197,7 @@ int main(void) {
         cmocka_unit_test(test_refact),         cmocka_unit_test(test_mpt),
         cmocka_unit_test(test_bert_bge),       cmocka_unit_test(test_chameleon),
         cmocka_unit_test(test_command_r),      cmocka_unit_test(test_deepseek_r1_qwen),
-        cmocka_unit_test(test_roberta_bpe),
+        cmocka_unit_test(test_roberta_bpe),    cmocka_unit_test(test_logits_prompts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

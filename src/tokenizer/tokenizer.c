@@ -886,8 +886,8 @@ size_t slm_tok_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int 
      * token after any leading BOS, so that decode(encode(s)) == s with or without BOS. (The
      * reference's llama_detokenize removes it only when the sequence does not start with
      * BOS; its server renders token by token and never removes it - use slm_tok_piece or
-     * the stream for continuations.) */
-    bool strip = t->add_space_prefix;
+     * the stream for continuations.) WordPiece's first word start is removed the same way. */
+    bool strip = t->add_space_prefix || t->type == TOK_WPM; /* WordPiece: the U+2581 of the first word */
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) continue;
