@@ -158,8 +158,9 @@ void tok_bpe_pre_destroy(struct tok_bpe_pre *p);
  * the byte-level alphabet. A non-OK status from fn stops the split and is returned. */
 slm_status tok_bpe_pre_split(const struct tok_bpe_pre *p, const char *text, size_t len,
                              slm_status (*fn)(void *ctx, const char *word, size_t len), void *ctx);
-/* Byte-level alphabet: the UTF-8 text (1-2 bytes) standing for byte b. */
-const char *tok_byte_to_unicode(unsigned char b, size_t *len);
+/* Byte-level alphabet: write the UTF-8 (1-2 bytes) of the code point standing for byte b;
+ * returns its length. */
+size_t tok_byte_to_unicode(unsigned char b, char out[2]);
 /* Inverse: the byte a code point stands for, or -1. */
 int tok_unicode_to_byte(uint32_t cp);
 
