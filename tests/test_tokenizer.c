@@ -7,6 +7,7 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,47 @@ static void test_gpt2_invalid_and_random(void **state) {
     slm_tok_destroy(t);
 }
 
+/* One tokenizer, four threads encoding at once: every result equals the single-threaded one. */
+typedef struct thread_job {
+    const slm_tokenizer *t;
+    const int32_t *want;
+    size_t n_want;
+    int bad;
+} thread_job;
+
+static const char thread_text[] = "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3 3333 <think>";
+
+static void *thread_run(void *arg) {
+    thread_job *j = arg;
+    int32_t ids[128];
+    for (int k = 0; k < 200; k++) {
+        size_t n = 0;
+        if (slm_tok_encode(j->t, thread_text, strlen(thread_text), SLM_TOK_PARSE_SPECIAL, ids, 128, &n, NULL) != SLM_OK ||
+            n != j->n_want || memcmp(ids, j->want, n * sizeof *ids))
+            j->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    slm_tokenizer *t = shared_tok("models/vocab/ggml-vocab-qwen2.gguf");
+    if (!t) skip();
+    int32_t want[128];
+    size_t n = enc(t, thread_text, SLM_TOK_PARSE_SPECIAL, want, 128);
+    pthread_t th[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){t, want, n, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, thread_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
+    slm_tok_destroy(t);
+}
+
 static void test_bert_decode(void **state) {
     (void)state;
     slm_tokenizer *t = shared_tok("models/vocab/ggml-vocab-bert-bge.gguf");
@@ -484,6 +526,7 @@ int main(void) {
         cmocka_unit_test(test_qwen2_special),
         cmocka_unit_test(test_gpt2_invalid_and_random),
         cmocka_unit_test(test_bert_decode),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,15 @@
  * its piece rules and its detokenizer. Where that runtime trusts the file (special ids out
  * of range are warned about and replaced by defaults) we refuse it as SLM_ERR_CORRUPT.
  *
+ * Deliberate differences from the reference, all at edges it aborts on or leaves loose:
+ *  - a special id in the file outside the vocabulary is SLM_ERR_CORRUPT (the reference warns
+ *    and keeps its default); -1 / 0xFFFFFFFF mean "none";
+ *  - a SentencePiece byte with neither a <0xNN> nor a one-byte token becomes the unknown
+ *    token (the reference throws); a code point above U+10FFFF is re-encoded as U+FFFD;
+ *  - slm_tok_decode removes the SentencePiece prefix space after a leading BOS too, and
+ *    applies clean_up_tokenization_spaces only with SLM_TOK_CLEAN_SPACES (lossless default);
+ *  - special tokens of equal length are tried in id order (the reference: unspecified).
+ *
  * Invariants: see tok_internal.h. Thread-safety: immutable after slm_tok_create; every call
  * keeps its scratch on its own. Non-goals: UGM/RWKV vocabularies, token-attribute hacks for
  * model families other than phi-3.
