@@ -187,6 +187,39 @@ static void test_logits_prompts(void **state) {
     assert_true(checked > 0);
 }
 
+/* Every vocabulary file in shared/models/vocab builds (also those without vectors:
+ * baichuan, gpt-neox) and encodes a mixed string with special parsing on. */
+static void test_all_vocabs_load(void **state) {
+    (void)state;
+    char dir[512], path[1024], err[SLM_ERR_LEN] = "";
+    TU_SHARED_OR_SKIP(dir, "models/vocab");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n_files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t nl = strlen(e->d_name);
+        if (nl < 6 || strcmp(e->d_name + nl - 5, ".gguf")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        slm_gguf *g = NULL;
+        slm_tokenizer *t = NULL;
+        assert_int_equal(slm_gguf_open(path, NULL, &g, err), SLM_OK);
+        slm_status st = slm_tok_create(g, &t, err);
+        if (st != SLM_OK) fprintf(stderr, "%s: %s\n", e->d_name, err);
+        assert_int_equal(st, SLM_OK);
+        slm_gguf_close(g);
+        const char *s = "Hello <|endoftext|><s> world \xe4\xbd\xa0\xe5\xa5\xbd 123";
+        int32_t ids[64];
+        size_t n = 0;
+        assert_int_equal(slm_tok_encode(t, s, strlen(s), SLM_TOK_ADD_BOS | SLM_TOK_PARSE_SPECIAL, ids, 64, &n, err),
+                         SLM_OK);
+        assert_true(n > 0);
+        slm_tok_destroy(t);
+        n_files++;
+    }
+    closedir(d);
+    assert_true(n_files >= 13);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),      cmocka_unit_test(test_phi_3),
@@ -198,6 +231,7 @@ int main(void) {
         cmocka_unit_test(test_bert_bge),       cmocka_unit_test(test_chameleon),
         cmocka_unit_test(test_command_r),      cmocka_unit_test(test_deepseek_r1_qwen),
         cmocka_unit_test(test_roberta_bpe),    cmocka_unit_test(test_logits_prompts),
+        cmocka_unit_test(test_all_vocabs_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
