@@ -3,7 +3,8 @@
  * the token ids of TEXT under the model's vocabulary, one "id<TAB>'piece'" line per token
  * (pieces of control tokens shown as their text), or only the ids on one line with --ids.
  * BOS is added when the vocabulary asks for it, unless --no-bos; special-token texts in
- * TEXT are recognised only with --special.
+ * TEXT are recognised only with --special. Single-threaded; non-goals: reading TEXT from a
+ * file or stdin, detokenizing ids.
  */
 #include <stdio.h>
 #include <stdlib.h>

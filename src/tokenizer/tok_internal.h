@@ -100,13 +100,13 @@ struct tok_bpe_pre; /* compiled pre-tokenizer regexes (tok_bpe_pre.c) */
 struct slm_tokenizer {
     tok_type type;        /* algorithm */
     int32_t n_vocab;      /* tokens */
-    tok_token *tok;       /* [n_vocab] */
-    char *text;           /* arena: every token text, NUL-terminated */
-    char *piece;          /* arena: every token's detokenized bytes */
+    tok_token *tok;       /* [n_vocab], owned */
+    char *text;           /* arena, owned: every token text, NUL-terminated */
+    char *piece;          /* arena, owned: every token's detokenized bytes */
     tok_map vocab;        /* text -> id */
     int32_t max_token_len;/* longest token text in bytes */
 
-    char *merge_text;     /* arena: "left right" per merge (BPE) */
+    char *merge_text;     /* arena, owned: "left right" per merge (BPE) */
     tok_map merges;       /* "left right" -> rank (BPE) */
     struct tok_bpe_pre *pre; /* regexes (BPE), owned */
     bool ignore_merges;   /* a word that is a whole token is emitted as is (llama3) */
@@ -118,7 +118,7 @@ struct slm_tokenizer {
     bool add_space_prefix; /* SPM: prefix raw text after a start/special with a space */
     bool clean_spaces;     /* decode cleanup the vocabulary asks for (SLM_TOK_CLEAN_SPACES) */
 
-    int32_t *special;      /* ids of control/user-defined/unknown tokens, longest text first */
+    int32_t *special;      /* owned: ids of control/user-defined/unknown tokens, longest text first */
     int32_t n_special;
 };
 
