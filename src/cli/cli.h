@@ -39,6 +39,7 @@ int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 
 /* tokenizer */
+int cmd_tokenize(int argc, char **argv);
 
 /* inference */
 

@@ -28,6 +28,7 @@ static const cli_command commands[] = {
     {"info", cmd_info, "show a GGUF file's metadata, tokenizer and tensors"},
 
     /* tokenizer */
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
 
     /* inference */
 
