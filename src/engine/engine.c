@@ -110,6 +110,7 @@ static slm_status reserve_logits(slm_ctx *c, int32_t n, char *err) {
 }
 
 slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err) {
+    c->last_n = 0; /* the previous logits are gone whatever happens next */
     slm_status st = check_batch(c, b, err);
     if (st) return st;
     const int32_t n = b->n_tokens;
@@ -119,7 +120,6 @@ slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err) {
         c->logit_row[i] = want ? n_out : -1;
         if (want) c->out_idx[n_out++] = i;
     }
-    c->last_n = 0; /* the previous logits are gone whatever happens next */
     if ((st = reserve_logits(c, n_out, err))) return st;
     if ((st = slm_kv_alloc(c->kv, n, b->pos, b->seq_id, c->cells, err))) return st;
     st = slm_model_forward(c->m, c->fwd, c->kv, c->pool, n, b->token, b->pos, b->seq_id, c->cells, n_out, c->out_idx,
