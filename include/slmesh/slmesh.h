@@ -65,6 +65,10 @@ typedef struct slm_model_desc {
 /* Describe the model; the strings are borrowed from m. */
 void slm_model_describe(const slm_model *m, slm_model_desc *out);
 
+/* A string metadata value of the model file (e.g. "tokenizer.chat_template"): *ptr (not
+ * NUL-terminated, borrowed from m) and *len. SLM_ERR_NOT_FOUND when absent or not a string. */
+slm_status slm_model_meta_str(const slm_model *m, const char *key, const char **ptr, size_t *len);
+
 /* ---- tokens ---------------------------------------------------------------------------- */
 
 enum {
@@ -138,25 +142,38 @@ void slm_ctx_clear(slm_ctx *c);
 #define SLM_GEN_MAX_STOP  16  /* stop strings */
 
 typedef struct slm_sampling {
-    float temperature;    /* 0 = greedy (argmax) */
-    int32_t top_k;        /* 0 = off */
-    float top_p;          /* 1 = off */
-    float min_p;          /* 0 = off */
-    float repeat_penalty; /* 1 = off */
-    int32_t repeat_last_n;/* tokens the penalty looks back over; 0 = 64 */
-    uint64_t seed;        /* random seed */
+    float temperature;       /* >= 0; 0 = greedy (argmax, lowest id on ties) */
+    int32_t top_k;           /* >= 0; 0 = off */
+    float top_p;             /* (0, 1]; 1 = off */
+    float min_p;             /* [0, 1]; 0 = off */
+    float repeat_penalty;    /* > 0; 1 = off */
+    int32_t repeat_last_n;   /* tokens the penalties look back over (prompt included); 0 = off */
+    float frequency_penalty; /* 0 = off */
+    float presence_penalty;  /* 0 = off */
+    uint64_t seed;           /* PRNG seed: the same seed and inputs give the same tokens */
 } slm_sampling;
+
+/* The usual defaults of the llama.cpp tools: temperature 0.8, top_k 40, top_p 0.95, min_p
+ * 0.05, no penalties (repeat_last_n 64), seed 0. */
+slm_sampling slm_sampling_default(void);
 
 typedef struct slm_token_prob {
     int32_t id;       /* token */
     float logprob;    /* natural log-probability under the model (before sampling filters) */
 } slm_token_prob;
 
-/* One generated token, given to the callback. All pointers are valid during the call only. */
+/* One generated token, given to the callback. All pointers are valid during the call only.
+ * text is what may be shown now: the text held back while it could be the start of a stop
+ * string or ends inside a UTF-8 character is released by later tokens, so concatenating
+ * every call's text gives the whole output, without the stop string. After the last token,
+ * held text that turned out not to be a stop string is delivered by one more call with
+ * id = -1 (no token; logprob, entropy and top are then empty). */
 typedef struct slm_gen_token {
-    int32_t id;                 /* the token */
-    const char *piece;          /* its bytes (may be part of a UTF-8 character) */
+    int32_t id;                 /* the token, or -1 for the final flush */
+    const char *piece;          /* the token's own bytes (may be part of a UTF-8 character) */
     size_t piece_len;           /* bytes */
+    const char *text;           /* bytes to emit now (see above); NULL when text_len == 0 */
+    size_t text_len;            /* bytes */
     float logprob;              /* log-probability of id under the model's distribution */
     float entropy;              /* entropy (nats) of that distribution */
     int32_t n_top;              /* entries in top */
@@ -193,11 +210,13 @@ typedef struct slm_gen_result {
     double gen_ms;          /* wall time of generation */
 } slm_gen_result;
 
-/* Evaluate prompt[n_prompt] as the continuation of sequence seq (positions after what seq
- * already holds), then sample up to max_tokens tokens, calling cb for each (cb may be
- * NULL). Stops on EOG, max_tokens, a stop string (text up to the stop string has been
- * delivered; the stop string itself is withheld when it was not yet delivered), cb
- * returning false, or *cancel. The generated tokens are in the KV cache afterwards. */
+/* Evaluate prompt[n_prompt] (n_prompt >= 1) as the continuation of sequence seq (positions
+ * after what seq already holds), then sample up to max_tokens tokens, calling cb for each
+ * (cb may be NULL). Stops on an end-of-generation token (not delivered), max_tokens, a stop
+ * string (never delivered, see slm_gen_token), cb returning false, *cancel, or a full
+ * context; res (may be NULL) says which. Afterwards the KV cache of seq holds the prompt
+ * and every delivered token but the last (its logits were never needed). Allocates only
+ * per call (sampler, stop detector, batch arrays), never per token. */
 slm_status slm_ctx_generate(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
                             const slm_gen_params *p, slm_gen_cb cb, void *user, slm_gen_result *res,
                             char *err);

@@ -302,3 +302,12 @@ void slm_model_describe(const slm_model *m, slm_model_desc *out) {
     out->n_params = m->n_params;
     out->weight_bytes = m->weight_bytes;
 }
+
+slm_status slm_model_meta_str(const slm_model *m, const char *key, const char **ptr, size_t *len) {
+    slm_gguf_str s;
+    slm_status st = slm_gguf_get_str(m->gguf, key, &s, NULL);
+    if (st) return SLM_ERR_NOT_FOUND;
+    *ptr = s.ptr ? s.ptr : "";
+    *len = (size_t)s.len;
+    return SLM_OK;
+}
