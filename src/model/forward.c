@@ -135,6 +135,16 @@ void slm_fwd_destroy(slm_fwd *f) {
 
 /* ---- matrix products -------------------------------------------------------------------- */
 
+/* Jobs smaller than this many multiply-adds run on the caller's thread: waking the pool
+ * costs tens of microseconds, as much as ~64k scalar multiply-adds. The result is the same
+ * (every output is computed the same way whatever the thread count). */
+#define SMALL_JOB_WORK (1 << 16)
+
+static void run_job(slm_pool *pool, int64_t work, slm_pool_fn fn, void *arg) {
+    if (work < SMALL_JOB_WORK) fn(arg, 0, 1);
+    else slm_pool_run(pool, fn, arg);
+}
+
 typedef struct mm_job {
     const slm_mat *w;     /* weights [n_out][n_in] */
     const uint8_t *act;   /* [n][act_stride] activations in w's vec_dot_type */
@@ -184,7 +194,7 @@ static void matmul_multi(slm_fwd *f, slm_pool *pool, const float *x, int32_t n, 
             last = vt;
         }
         mm_job j = {.w = w[i], .act = act, .act_stride = stride, .n = n, .out = out[i]};
-        slm_pool_run(pool, mm_run, &j);
+        run_job(pool, w[i]->n_out * w[i]->n_in * n, mm_run, &j);
     }
 }
 
@@ -300,7 +310,7 @@ static void layer_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *
         slm_kv_store(kv, il, cells[t], f->k + t * nkv, f->v + t * nkv);
     }
     att_job aj = {.m = m, .f = f, .kv = kv, .il = il, .n = n, .pos = pos, .seq = seq};
-    slm_pool_run(pool, att_run, &aj);
+    run_job(pool, (int64_t)n * hp->n_head * slm_kv_used_end(kv) * hd * 2, att_run, &aj);
     matmul(f, pool, f->att, n, &L->wo, f->y);
     for (int32_t t = 0; t < n; t++) slm_ops_add(f->x + t * e, f->y + t * e, e);
 
