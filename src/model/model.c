@@ -93,8 +93,10 @@ static slm_status read_hparams(slm_model *m, char *err) {
         return st;
     if (v_dim != hp->head_dim)
         return slm_errf(err, SLM_ERR_UNSUPPORTED, "key_length %d != value_length %d", hp->head_dim, v_dim);
-    if ((st = get_int(m, "rope.dimension_count", 2, hp->head_dim, hp->head_dim, &hp->n_rot, err))) return st;
-    if (hp->n_rot % 2 != 0) return slm_errf(err, SLM_ERR_CORRUPT, "rope.dimension_count %d is odd", hp->n_rot);
+    if ((st = get_int(m, "rope.dimension_count", 2, SLM_MODEL_MAX_HEAD_DIM, hp->head_dim, &hp->n_rot, err))) return st;
+    if (hp->n_rot % 2 != 0 || hp->n_rot > hp->head_dim)
+        return slm_errf(err, SLM_ERR_CORRUPT, "rope.dimension_count %d is odd or exceeds the head size %d", hp->n_rot,
+                        hp->head_dim);
     if ((st = get_float(m, "rope.freq_base", m->arch->default_rope_base, &hp->rope_base, err)) ||
         (st = get_float(m, "attention.layer_norm_rms_epsilon", m->arch->default_rms_eps, &hp->rms_eps, err)))
         return st;
