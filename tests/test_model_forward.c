@@ -199,6 +199,39 @@ static void test_kv_types(void **state) {
     slm_model_close(m);
 }
 
+/* Embeddings: unit length, independent of the batch size, leave other sequences alone. */
+static void test_embed(void **state) {
+    (void)state;
+    slm_model *m = open_tiny("models/tiny/tiny-qwen2-f32.gguf");
+    if (!m) skip();
+    slm_ctx *c = new_ctx(m, 2, SLM_CACHE_F16, 2);
+    const int32_t ne = slm_ctx_n_embd(c);
+    float *a = malloc((size_t)ne * sizeof(float)), *b = malloc((size_t)ne * sizeof(float));
+    float *lg = malloc(512 * sizeof(float) * N_PROMPT);
+    assert_true(a && b && lg);
+    decode_all(c, prompt, 4, 0, 0, lg, 512);
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_ctx_embed(c, 1, prompt, N_PROMPT, a, err), SLM_OK);
+    double ss = 0;
+    for (int i = 0; i < ne; i++) ss += (double)a[i] * a[i];
+    assert_true(fabs(ss - 1.0) < 1e-5);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 0), 3);  /* untouched */
+    assert_int_equal(slm_ctx_seq_pos_max(c, 1), -1); /* cleared */
+    slm_ctx_destroy(c);
+    /* a batch of 5 tokens at a time gives the same vector */
+    slm_ctx_params p = {.n_ctx = 64, .n_batch = 5, .n_threads = 1};
+    assert_int_equal(slm_ctx_create(m, &p, &c, err), SLM_OK);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, N_PROMPT, b, err), SLM_OK);
+    assert_true(max_rel_diff(b, a, (size_t)ne) <= BATCH_REL_TOL);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, N_PROMPT - 2, b, err), SLM_OK);
+    assert_true(max_rel_diff(b, a, (size_t)ne) > BATCH_REL_TOL);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, 0, b, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_ctx_embed(c, 3, prompt, 2, b, err), SLM_ERR_RANGE);
+    slm_ctx_destroy(c);
+    free(a), free(b), free(lg);
+    slm_model_close(m);
+}
+
 static void test_ctx_oom(void **state) {
     (void)state;
     slm_model *m = open_tiny("models/tiny/tiny-llama-q4_k.gguf");
@@ -227,7 +260,8 @@ static void test_ctx_oom(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_vs_single_llama), cmocka_unit_test(test_batch_vs_single_qwen2),
-        cmocka_unit_test(test_sequences), cmocka_unit_test(test_kv_types), cmocka_unit_test(test_ctx_oom),
+        cmocka_unit_test(test_sequences), cmocka_unit_test(test_kv_types), cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_ctx_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

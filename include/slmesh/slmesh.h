@@ -136,6 +136,17 @@ slm_status slm_ctx_seq_cp(slm_ctx *c, int32_t src, int32_t dst, int32_t p0, int3
 int32_t slm_ctx_seq_pos_max(const slm_ctx *c, int32_t seq); /* -1 when empty */
 void slm_ctx_clear(slm_ctx *c);
 
+/* ---- embeddings -------------------------------------------------------------------------- */
+
+/* Values per embedding (the model's hidden size). */
+int32_t slm_ctx_n_embd(const slm_ctx *c);
+
+/* The embedding of tokens[n] (1 <= n <= n_ctx): evaluated as sequence seq from position 0
+ * (seq's cache is cleared before and after; other sequences are untouched), the final
+ * normalised hidden states mean-pooled over the tokens and L2-normalised into
+ * out[slm_ctx_n_embd] (caller's buffer). Invalidates the last logits. */
+slm_status slm_ctx_embed(slm_ctx *c, int32_t seq, const int32_t *tokens, size_t n, float *out, char *err);
+
 /* ---- generation ------------------------------------------------------------------------- */
 
 #define SLM_GEN_MAX_TOP   20  /* alternatives reported per token */

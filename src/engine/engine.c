@@ -123,7 +123,7 @@ slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err) {
     if ((st = reserve_logits(c, n_out, err))) return st;
     if ((st = slm_kv_alloc(c->kv, n, b->pos, b->seq_id, c->cells, err))) return st;
     st = slm_model_forward(c->m, c->fwd, c->kv, c->pool, n, b->token, b->pos, b->seq_id, c->cells, n_out, c->out_idx,
-                           c->logits, err);
+                           c->logits, NULL, err);
     if (st) {
         slm_kv_free_cells(c->kv, n, c->cells);
         return st;

@@ -327,7 +327,7 @@ static void layer_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *
 slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *pool, int32_t n,
                              const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                              const int32_t *cells, int32_t n_out, const int32_t *out_idx, float *logits,
-                             char *err) {
+                             float *hidden, char *err) {
     const slm_hparams *hp = &m->hp;
     const int64_t e = hp->n_embd;
     if (n < 1 || n > f->n_batch) return slm_errf(err, SLM_ERR_RANGE, "%d tokens for a batch of %d", n, f->n_batch);
@@ -352,6 +352,7 @@ slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_poo
         if (out_idx[i] < 0 || out_idx[i] >= n) return slm_errf(err, SLM_ERR_RANGE, "output index %d", out_idx[i]);
         slm_ops_rmsnorm(f->h + i * e, f->x + (size_t)out_idx[i] * (size_t)e, m->out_norm, e, hp->rms_eps);
     }
-    matmul(f, pool, f->h, n_out, &m->output, logits);
+    if (hidden) memcpy(hidden, f->h, (size_t)n_out * (size_t)e * sizeof(float));
+    if (logits) matmul(f, pool, f->h, n_out, &m->output, logits);
     return SLM_OK;
 }

@@ -118,11 +118,12 @@ void slm_fwd_destroy(slm_fwd *f); /* NULL allowed */
 
 /* Run n tokens (ids, positions, sequence ids; n <= n_batch) through the model: their K and
  * V go into kv (cells already allocated: cells[n]), and for the n_out tokens listed in
- * out_idx (ascending indices into the batch) the logits are written to
- * logits[n_out][n_vocab]. pool may be NULL (single thread). */
+ * out_idx (indices into the batch) the logits are written to logits[n_out][n_vocab] (when
+ * logits is not NULL) and the final normalised hidden states to hidden[n_out][n_embd]
+ * (when hidden is not NULL: embeddings). pool may be NULL (single thread). */
 slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *pool, int32_t n,
                              const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                              const int32_t *cells, int32_t n_out, const int32_t *out_idx, float *logits,
-                             char *err);
+                             float *hidden, char *err);
 
 #endif /* SLMESH_MODEL_MODEL_H */
