@@ -41,7 +41,7 @@ slm_status slm_kv_create(const slm_kv_params *p, slm_kv **out, char *err) {
         return slm_errf(err, SLM_ERR_RANGE, "KV cache needs layers and a row width");
     const slm_type_traits *tr = slm_type_traits_of(p->type);
     size_t row_bytes, layer_bytes, total;
-    if (!tr || !tr->to_float || (p->type == SLM_TYPE_Q8_0 && !tr->from_float))
+    if (!tr || !tr->to_float || !tr->from_float)
         return slm_errf(err, SLM_ERR_UNSUPPORTED, "KV cache type %s has no kernels", slm_type_name(p->type));
     if (!slm_type_row_bytes(p->type, p->n_embd_kv, &row_bytes))
         return slm_errf(err, SLM_ERR_UNSUPPORTED, "KV row of %lld values is not a whole number of %s blocks",
@@ -144,20 +144,11 @@ void *slm_kv_v_row(const slm_kv *kv, int32_t il, int64_t c) {
     return kv->v + ((size_t)il * (size_t)kv->n_cells + (size_t)c) * kv->row_bytes;
 }
 
+/* One row into the cache type: F32 as is, the others through the type's reference
+ * converter (F16 rounds to nearest even as the reference's copy into its F16 cache does). */
 static void store_row(slm_type type, void *dst, const float *src, int64_t n) {
-    switch (type) {
-    case SLM_TYPE_F32:
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        break;
-    case SLM_TYPE_F16: {
-        uint16_t *h = dst;
-        for (int64_t i = 0; i < n; i++) h[i] = slm_f32_to_f16(src[i]);
-        break;
-    }
-    default:
-        slm_type_traits_of(type)->from_float(src, dst, n);
-        break;
-    }
+    if (type == SLM_TYPE_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else slm_type_traits_of(type)->from_float(src, dst, n);
 }
 
 void slm_kv_store(slm_kv *kv, int32_t il, int64_t c, const float *k, const float *v) {

@@ -53,7 +53,7 @@ struct slm_fwd {
     float *scores;       /* [n_threads][n_cells] attention weights */
     uint8_t *qconv;      /* [n_threads][qconv_stride] a query head in the K dot type */
     size_t qconv_stride; /* bytes */
-    float *vrow;         /* [n_threads][head_dim] a dequantized V head (Q8_0 cache) */
+    float *vrow;         /* [n_threads][head_dim] a V head converted to f32 */
 };
 
 /* Bytes of n values of the vec_dot_type of t (F32 when t is F32). */
@@ -254,17 +254,13 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
         float w = scores[c];
         if (w == 0.0f) continue;
         const uint8_t *vr = (const uint8_t *)slm_kv_v_row(j->kv, j->il, c) + head_off;
-        if (kvt == SLM_TYPE_F16) {
-            w = slm_f16_to_f32(slm_f32_to_f16(w));
-            const uint16_t *vh = (const uint16_t *)vr;
-            for (int64_t d = 0; d < hd; d++) out[d] += w * slm_f16_to_f32(vh[d]);
-        } else if (kvt == SLM_TYPE_F32) {
-            const float *vf = (const float *)vr;
-            for (int64_t d = 0; d < hd; d++) out[d] += w * vf[d];
-        } else {
+        const float *vf = (const float *)vr; /* F32 cache: used in place */
+        if (kvt != SLM_TYPE_F32) {
             kt->to_float(vr, vrow, hd);
-            for (int64_t d = 0; d < hd; d++) out[d] += w * vrow[d];
+            vf = vrow;
         }
+        if (kvt == SLM_TYPE_F16) w = slm_f16_to_f32(slm_f32_to_f16(w));
+        for (int64_t d = 0; d < hd; d++) out[d] += w * vf[d];
     }
 }
 
