@@ -34,6 +34,10 @@ bool cli_parse_u64(const char *s, uint64_t *out);
 /* Subcommands, grouped as in main.c's table; each lives in cmd_<name>.c. Keep a blank line
  * between groups so that parallel work adds lines without touching the same ones. */
 int cmd_version(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 
 /* model files */
 int cmd_info(int argc, char **argv);

@@ -31,6 +31,10 @@ static const cli_command commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
 
     /* inference */
+    {"run", cmd_run, "generate a continuation of a prompt"},
+    {"score", cmd_score, "log-probabilities of the next token at every prompt position"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file"},
+    {"chat", cmd_chat, "interactive chat with the model's template"},
 
     /* speed */
     {"kernels", cmd_kernels, "show the chosen kernel set and time matrix-vector products per type"},
