@@ -37,6 +37,7 @@ static const cli_command commands[] = {
     /* structured output */
 
     /* governance */
+    {"audit", cmd_audit, "append, verify, export, checkpoint the hash-chained audit log"},
 
     /* task heads */
 };
