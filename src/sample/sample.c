@@ -447,15 +447,18 @@ static size_t stage_min_p(cand *c, size_t n, float min_p, float m) {
 }
 
 /* Draw from softmax(v / T) over c[0..n) (n >= 1, m their maximum) by inverse CDF in the
- * current order. */
-static size_t draw(const cand *c, size_t n, float temperature, float m, uint64_t rng[4]) {
+ * current order. wbuf: n floats of scratch for the weights (each computed once). */
+static size_t draw(const cand *c, size_t n, float temperature, float m, uint64_t rng[4], float *wbuf) {
     const float inv_t = 1.0f / temperature;
     double total = 0.0;
-    for (size_t i = 0; i < n; i++) total += (double)vm_exp_neg((c[i].v - m) * inv_t);
+    for (size_t i = 0; i < n; i++) {
+        wbuf[i] = vm_exp_neg((c[i].v - m) * inv_t);
+        total += (double)wbuf[i];
+    }
     const double target = rng_uniform(rng) * total;
     double cum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        cum += (double)vm_exp_neg((c[i].v - m) * inv_t);
+        cum += (double)wbuf[i];
         if (cum > target) return i;
     }
     return n - 1; /* rounding left target at the very top */
@@ -463,21 +466,32 @@ static size_t draw(const cand *c, size_t n, float temperature, float m, uint64_t
 
 /* ---- one step ---------------------------------------------------------------------------------- */
 
-/* Candidates for truncation: the finite entries of w allowed by both masks (either may be
- * NULL), in id order. Returns their count; *all_finite tells whether no finite entry was
- * masked out (then the report's max and sum describe exactly these candidates). */
-static size_t gather(const float *w, size_t n, const uint32_t *m1, const uint32_t *m2, cand *c, bool *all_finite) {
-    size_t k = 0, finite = 0;
+/* Candidates for truncation: the finite entries of w that are >= floor_v and allowed by
+ * both masks (either may be NULL), in id order. Returns their count; *unmasked tells whether
+ * no such entry was masked out. */
+static size_t gather(const float *w, size_t n, float floor_v, const uint32_t *m1, const uint32_t *m2, cand *c,
+                     bool *unmasked) {
+    size_t k = 0, passed = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!(w[i] > -INFINITY)) continue;
-        finite++;
+        if (!(w[i] > -INFINITY) || w[i] < floor_v) continue;
+        passed++;
         if ((m1 && !bit_set(m1, i)) || (m2 && !bit_set(m2, i))) continue;
         c[k].v = w[i];
         c[k].id = (int32_t)i;
         k++;
     }
-    *all_finite = k == finite;
+    *unmasked = k == passed;
     return k;
+}
+
+/* A floor below which no token can be in the top_p set of the whole (unmasked, untruncated)
+ * distribution: all tokens below t together weigh less than n e^(t - max), and when that is
+ * under (1 - top_p) of the mass, the tokens above t already reach top_p. The margin absorbs
+ * the float rounding of the sums. Skipping them before the gather makes top_p cheap for the
+ * usual peaked distributions. */
+#define TOP_P_FLOOR_MARGIN 0.01f /* nats */
+static float top_p_floor(const dist *d, size_t n, float top_p) {
+    return d->max + logf((float)((1.0 - (double)top_p) * d->sum / (double)n)) - TOP_P_FLOOR_MARGIN;
 }
 
 slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab, const uint32_t *allowed,
@@ -511,19 +525,22 @@ slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab,
         hook = s->mask;
     }
     size_t pick_id;
+    float pick_v = d.max;
     if (s->p.temperature == 0.0f && !hook && !allowed) {
         /* greedy, nothing masked: the first (lowest-id) entry equal to the maximum */
         pick_id = 0;
         while (w[pick_id] != d.max) pick_id++;
     } else {
         cand *c = s->cand;
-        bool full = false; /* c holds every finite entry (the report's max and sum apply) */
+        bool full = false; /* the report's max and sum describe c's distribution: c holds every
+                              finite entry, or all but some the top_p floor rules out */
         size_t n;
         const bool greedy = s->p.temperature == 0.0f;
         if (greedy || (s->p.top_k > 0 && s->p.top_k <= TOP_K_HEAP_MAX)) {
             n = top_n(w, nv, greedy ? 1 : (size_t)s->p.top_k, hook, allowed, c); /* 4, sorted */
         } else {
-            n = gather(w, nv, hook, allowed, c, &full);
+            const bool prune = s->p.top_p < 1.0f && s->p.top_k == 0 && !hook && !allowed;
+            n = gather(w, nv, prune ? top_p_floor(&d, nv, s->p.top_p) : -INFINITY, hook, allowed, c, &full);
             if (s->p.top_k > 0 && (size_t)s->p.top_k < n) { /* 4, large k */
                 select_top(c, n, (size_t)s->p.top_k);
                 n = (size_t)s->p.top_k;
@@ -541,12 +558,13 @@ slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab,
                 n = stage_top_p(c, n, s->p.top_p, m, total);
             }
             if (s->p.min_p > 0.0f) n = stage_min_p(c, n, s->p.min_p, m); /* 6 (m survives 4-5) */
-            pick = draw(c, n, s->p.temperature, m, s->rng);               /* 7-8 */
+            pick = draw(c, n, s->p.temperature, m, s->rng, w); /* 7-8; w is free now */
         }
         pick_id = (size_t)c[pick].id;
+        pick_v = c[pick].v;
     }
     out->id = (int32_t)pick_id;
-    out->logprob = (float)((double)w[pick_id] - d.logz);
+    out->logprob = (float)((double)pick_v - d.logz);
     return SLM_OK;
 }
 
