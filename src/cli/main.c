@@ -37,6 +37,8 @@ static const cli_command commands[] = {
     /* structured output */
 
     /* governance */
+    {"guard", cmd_guard, "train the PII tagger, check text against a policy"},
+    {"redact", cmd_redact, "find and redact personal data in text"},
 
     /* task heads */
 };
