@@ -102,6 +102,7 @@ typedef struct slm_pii_finding {
     size_t start, end;       /* byte offsets into the input, end exclusive */
     size_t cstart, cend;     /* the same span in characters (code points) */
     float score;             /* confidence in [0, 1] */
+    bool tagger;             /* found by the sequence tagger (else by a pattern detector) */
 } slm_pii_finding;
 
 /* Find personal data in text[0..len). *out (caller frees with slm_free) receives *count
@@ -170,7 +171,11 @@ typedef struct slm_guard_train_opts {
     const char *data_path;   /* JSON list of {"full_text", "spans":[{"entity_type",
                                 "start_position","end_position"}]} (character offsets) */
     const char *out_path;    /* weights file to write */
+    const char *templates_path; /* optional: sentences with {TYPE} slots filled from the
+                                   data's own values (models/pii-templates.txt); NULL = none */
+    unsigned template_fills; /* fillings per template line (0 = default 6) */
     unsigned epochs;         /* passes over the data (0 = default 12) */
+    double dropout;          /* chance of leaving a feature out of an update, [0, 0.9] */
     uint64_t seed;           /* shuffling seed: same data + seed = same file */
 } slm_guard_train_opts;
 

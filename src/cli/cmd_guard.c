@@ -11,7 +11,7 @@
 #include "slmesh/guard.h"
 
 static const char usage[] =
-    "usage: slmesh guard train --data FILE -o OUT [--epochs N] [--seed N]\n";
+    "usage: slmesh guard train --data FILE -o OUT [--templates FILE] [--epochs N] [--dropout X] [--seed N]\n";
 
 static int guard_train(int argc, char **argv) {
     slm_guard_train_opts o = {0};
@@ -24,6 +24,11 @@ static int guard_train(int argc, char **argv) {
             o.data_path = argv[++i];
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has_val) {
             o.out_path = argv[++i];
+        } else if (!strcmp(a, "--templates") && has_val) {
+            o.templates_path = argv[++i];
+        } else if (!strcmp(a, "--dropout")) {
+            if (!has_val || !cli_parse_double(argv[++i], 0.0, 0.9, &o.dropout))
+                return cli_usage("guard train", usage, "--dropout needs a number in [0, 0.9]");
         } else if (!strcmp(a, "--epochs")) {
             long v;
             if (!has_val || !cli_parse_long(argv[++i], 1, 1000, &v))

@@ -3,9 +3,10 @@
  * detectors and the tagger, drop findings under their type's threshold, resolve overlaps
  * and add character offsets.
  *
- * Overlaps: candidates are ranked by score, then length, then position; a candidate is kept
- * when it overlaps no better-ranked kept one. Validated patterns (cards, IBANs, e-mails)
- * score highest, so they win over the tagger and over looser shapes (phones, years).
+ * Overlaps: candidates are ranked by score (pattern findings with a small bonus), then
+ * length, then position; a candidate is kept when it overlaps no better-ranked kept one.
+ * Validated shapes (cards, IBANs, e-mails) outrank every tagger span (tagger scores stop at
+ * 0.9); a confident address span may swallow a loose shape such as a house number.
  * Invariants: findings returned are sorted by start, disjoint, on character boundaries.
  * Thread-safety: a slm_guard is read-only after slm_guard_create; detect allocates its own
  *  scratch.
@@ -81,7 +82,7 @@ bool slm_pii_types_parse(const char *list, uint32_t *out) {
 /* ---- candidates ---------------------------------------------------------------------------------- */
 
 slm_status slm_guard_cands_push(guard_cands *c, slm_pii_type type, size_t start, size_t end,
-                                float score, char *err) {
+                                float score, bool tagger, char *err) {
     if (c->n == c->limit)
         return slm_errf(err, SLM_ERR_LIMIT, "more than %zu candidate findings", c->limit);
     if (c->n == c->cap) {
@@ -93,7 +94,8 @@ slm_status slm_guard_cands_push(guard_cands *c, slm_pii_type type, size_t start,
         c->v = v;
         c->cap = cap;
     }
-    c->v[c->n++] = (slm_pii_finding){.type = type, .start = start, .end = end, .score = score};
+    c->v[c->n++] = (slm_pii_finding){.type = type, .start = start, .end = end, .score = score,
+                                     .tagger = tagger};
     return SLM_OK;
 }
 
@@ -175,10 +177,20 @@ const char *slm_guard_default_tagger(const char *exe_path, char *buf, size_t cap
 
 /* ---- merging ------------------------------------------------------------------------------------------- */
 
-/* Better candidates first: higher score, then longer, then earlier. */
+/* Ranking bonus of a pattern finding over a tagger span: a shape match that cleared its
+ * threshold beats a weak context guess, while a confident address or name span may still
+ * swallow a loose shape inside it (a house number that looks like a phone or a year). */
+#define PATTERN_RANK_BONUS 0.15f
+
+static float rank_score(const slm_pii_finding *f) {
+    return f->score + (f->tagger ? 0.0f : PATTERN_RANK_BONUS);
+}
+
+/* Better candidates first: higher rank score, then longer, then earlier. */
 static int by_rank(const void *a, const void *b) {
     const slm_pii_finding *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    float rx = rank_score(x), ry = rank_score(y);
+    if (rx != ry) return rx > ry ? -1 : 1;
     size_t lx = x->end - x->start, ly = y->end - y->start;
     if (lx != ly) return lx > ly ? -1 : 1;
     return x->start < y->start ? -1 : x->start > y->start;

@@ -30,7 +30,7 @@ typedef struct guard_cands {
 
 /* Append one candidate; SLM_ERR_NOMEM or SLM_ERR_LIMIT. */
 slm_status slm_guard_cands_push(guard_cands *c, slm_pii_type type, size_t start, size_t end,
-                                float score, char *err);
+                                float score, bool tagger, char *err);
 
 /* ---- validators (guard_checks.c) ------------------------------------------------------------ */
 

@@ -348,7 +348,7 @@ slm_status slm_guard_patterns_run(const guard_patterns *p, const char *text, siz
                 if (score >= 0.0f && e > s) {
                     if (p->ctx[i] && context_near(p->ctx[i], text, len, s, e, cmd)) score += def->boost;
                     if (score > 1.0f) score = 1.0f;
-                    if ((st = slm_guard_cands_push(c, def->type, s, e, score, err))) goto done;
+                    if ((st = slm_guard_cands_push(c, def->type, s, e, score, false, err))) goto done;
                 }
             }
             /* Continue after the match; step one character past an empty match. */
