@@ -78,7 +78,8 @@ typedef struct slm_guard slm_guard;
 typedef struct slm_guard_opts {
     uint32_t types;                   /* which types to report (SLM_PII_ALL by default) */
     float threshold[SLM_PII_COUNT];   /* per type: report when score >= threshold; a
-                                         negative entry means "the default" (0.5) */
+                                         negative entry means the default (0.3 for the
+                                         tagger-only types, 0.5 for the others) */
     const char *tagger_path;          /* weights file for the name/address/org/place tagger;
                                          NULL = no tagger (patterns only); borrowed */
     size_t max_input;                 /* bytes; 0 = SLM_GUARD_MAX_INPUT */

@@ -24,7 +24,8 @@ static const char usage[] =
     "usage: slmesh redact [OPTIONS] [FILE]\n"
     "  --types LIST       comma-separated types to find (default: all), e.g. PERSON,EMAIL_ADDRESS\n"
     "  --operator OP      replace | numbered | mask | hash | pseudo (default replace)\n"
-    "  --threshold X      report findings with score >= X (0..1, default 0.5)\n"
+    "  --threshold X      report findings with score >= X (0..1); TYPE=X for one type\n"
+    "                     (default 0.3 for names/addresses/orgs/places/titles/NRP, else 0.5)\n"
     "  --mask-keep N      mask: characters kept at the end (default 4)\n"
     "  --salt TEXT        hash: salt (default empty)\n"
     "  --json             print {\"text\",\"redacted\",\"findings\":[...]} (character offsets)\n"
@@ -100,7 +101,7 @@ done:
 }
 
 static int print_json(json_t *obj) {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(4));
     if (!s) return CLI_FAIL;
     puts(s);
     free(s);
@@ -195,9 +196,14 @@ int cmd_redact(int argc, char **argv) {
             slm_redact_opts_all(&rc.ropts, op);
         } else if (!strcmp(a, "--threshold")) {
             double th;
-            if (!has_val || !cli_parse_double(argv[++i], 0.0, 1.0, &th))
+            const char *v = has_val ? argv[++i] : "", *eq = strchr(v, '=');
+            slm_pii_type one;
+            if (eq && (!slm_pii_type_parse(v, (size_t)(eq - v), &one) || !cli_parse_double(eq + 1, 0.0, 1.0, &th)))
+                return cli_usage("redact", usage, "--threshold TYPE=X needs a known type and X in [0, 1]");
+            if (!eq && !cli_parse_double(v, 0.0, 1.0, &th))
                 return cli_usage("redact", usage, "--threshold needs a number in [0, 1]");
-            for (int t = 0; t < SLM_PII_COUNT; t++) gopts.threshold[t] = (float)th;
+            for (int t = 0; t < SLM_PII_COUNT; t++)
+                if (!eq || t == (int)one) gopts.threshold[t] = (float)th;
         } else if (!strcmp(a, "--mask-keep")) {
             long k;
             if (!has_val || !cli_parse_long(argv[++i], 0, 64, &k))

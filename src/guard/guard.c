@@ -22,8 +22,14 @@
 
 #include "core/core.h"
 
-/* Threshold for a type whose entry in slm_guard_opts.threshold is negative. */
+/* Threshold for a type whose entry in slm_guard_opts.threshold is negative. Pattern scores
+ * put a bare shape without context words below 0.5 and a shape with them above. */
 #define DEFAULT_THRESHOLD 0.5f
+/* The same for the types only the tagger finds (names, addresses, organisations, places,
+ * titles, nationalities): tagger confidences are softmax probabilities capped at 0.9, and on
+ * the held-out templates 0.3 trades a point of precision for five of recall (see
+ * docs/benchmarks.md); a leaked name costs more than an extra placeholder. */
+#define DEFAULT_TAGGER_THRESHOLD 0.3f
 
 /* ---- types ---------------------------------------------------------------------------------- */
 
@@ -137,7 +143,9 @@ slm_status slm_guard_create(const slm_guard_opts *opts, slm_guard **out, char *e
             st = slm_errf(err, SLM_ERR_RANGE, "threshold for %s is %g (> 1)", type_names[t], (double)th);
             goto fail;
         }
-        g->threshold[t] = th < 0.0f ? DEFAULT_THRESHOLD : th;
+        bool tagger_only = t == SLM_PII_PERSON || t == SLM_PII_STREET_ADDRESS || t == SLM_PII_GPE ||
+                           t == SLM_PII_ORGANIZATION || t == SLM_PII_TITLE || t == SLM_PII_NRP;
+        g->threshold[t] = th >= 0.0f ? th : tagger_only ? DEFAULT_TAGGER_THRESHOLD : DEFAULT_THRESHOLD;
     }
     if ((st = slm_guard_patterns_create(&g->patterns, err))) goto fail;
     if (opts->tagger_path && (st = slm_guard_tagger_load(opts->tagger_path, &g->tagger, err)))
@@ -196,27 +204,83 @@ static int by_rank(const void *a, const void *b) {
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Keep the best-ranked disjoint subset of v[0..n) in place; returns how many. `kept` holds
- * the kept spans sorted by start so that an overlap test is a binary search. */
-static size_t resolve_overlaps(slm_pii_finding *v, size_t n, slm_pii_finding *kept) {
-    size_t nk = 0;
+/* Index of the first kept span with start >= pos. */
+static size_t kept_lower(const slm_pii_finding *kept, size_t nk, size_t pos) {
+    size_t lo = 0, hi = nk;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (kept[mid].start < pos) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static bool alnum_byte(unsigned char c) {
+    return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c >= 0x80;
+}
+
+/* Sorted, disjoint findings being kept (grows as needed). */
+typedef struct {
+    slm_pii_finding *v;  /* owned, n used / cap allocated */
+    size_t n, cap;
+} kept_list;
+
+/* Insert f at its place by start. */
+static slm_status kept_insert(kept_list *k, const slm_pii_finding *f, char *err) {
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64, bytes;
+        if (!slm_mul_size(cap, sizeof *k->v, &bytes)) return slm_errf(err, SLM_ERR_NOMEM, "findings");
+        slm_pii_finding *v = slm_realloc(k->v, bytes);
+        if (!v) return slm_errf(err, SLM_ERR_NOMEM, "findings (%zu)", cap);
+        k->v = v;
+        k->cap = cap;
+    }
+    size_t at = kept_lower(k->v, k->n, f->start);
+    memmove(k->v + at + 1, k->v + at, (k->n - at) * sizeof *k->v);
+    k->v[at] = *f;
+    k->n++;
+    return SLM_OK;
+}
+
+/* Most pieces one clashing tagger span leaves: more means it was mostly covered anyway. */
+#define MAX_PIECES 8
+
+/* Keep the best-ranked disjoint subset of v[0..n) in k, sorted by start. A tagger span
+ * that clashes with better spans keeps the pieces between them (trimmed to letters and
+ * digits at the ends): a long address span should not vanish because a name inside it was
+ * found first. Pattern findings are all or nothing: half a card number is no finding. */
+static slm_status resolve_overlaps(const char *text, slm_pii_finding *v, size_t n, kept_list *k, char *err) {
+    slm_status st;
     qsort(v, n, sizeof *v, by_rank);
     for (size_t i = 0; i < n; i++) {
-        /* first kept span with start >= v[i].start */
-        size_t lo = 0, hi = nk;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (kept[mid].start < v[i].start) lo = mid + 1;
-            else hi = mid;
+        size_t lo = kept_lower(k->v, k->n, v[i].start);
+        if (lo > 0 && k->v[lo - 1].end > v[i].start) lo--;
+        if (!(lo < k->n && k->v[lo].start < v[i].end)) {
+            if ((st = kept_insert(k, &v[i], err))) return st;
+            continue;
         }
-        bool clash = (lo < nk && kept[lo].start < v[i].end) || (lo > 0 && kept[lo - 1].end > v[i].start);
-        if (clash) continue;
-        memmove(kept + lo + 1, kept + lo, (nk - lo) * sizeof *kept);
-        kept[lo] = v[i];
-        nk++;
+        if (!v[i].tagger) continue;
+        size_t ga[MAX_PIECES + 1], gb[MAX_PIECES + 1], ng = 0, cursor = v[i].start;
+        for (size_t j = lo; j <= k->n && ng <= MAX_PIECES; j++) {
+            bool last = j == k->n || k->v[j].start >= v[i].end;
+            size_t a = cursor, b = last ? v[i].end : k->v[j].start;
+            while (a < b && !alnum_byte((unsigned char)text[a])) a++;
+            while (b > a && !alnum_byte((unsigned char)text[b - 1]) && text[b - 1] != '.') b--;
+            if (b > a + 1) {
+                ga[ng] = a;
+                gb[ng++] = b;
+            }
+            if (last) break;
+            if (k->v[j].end > cursor) cursor = k->v[j].end;
+        }
+        for (size_t g = 0; g < ng && g < MAX_PIECES; g++) {
+            slm_pii_finding piece = v[i];
+            piece.start = ga[g];
+            piece.end = gb[g];
+            if ((st = kept_insert(k, &piece, err))) return st;
+        }
     }
-    memcpy(v, kept, nk * sizeof *v);
-    return nk;
+    return SLM_OK;
 }
 
 /* Fill cstart/cend of sorted findings with one pass over the text. */
@@ -236,7 +300,7 @@ slm_status slm_guard_detect(const slm_guard *g, const char *text, size_t len,
                             slm_pii_finding **out, size_t *count, char *err) {
     slm_status st;
     guard_cands c = {.limit = SLM_GUARD_MAX_FINDINGS * 4};
-    slm_pii_finding *kept = NULL;
+    kept_list kept = {0};
     if (!g || (!text && len) || !out || !count) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL argument");
     *out = NULL;
     *count = 0;
@@ -253,21 +317,18 @@ slm_status slm_guard_detect(const slm_guard *g, const char *text, size_t len,
     for (size_t i = 0; i < c.n; i++)
         if (c.v[i].score >= g->threshold[c.v[i].type]) c.v[n++] = c.v[i];
     if (n == 0) goto done;
-    if (!(kept = slm_malloc(n * sizeof *kept))) {
-        st = slm_errf(err, SLM_ERR_NOMEM, "findings");
-        goto done;
-    }
-    n = resolve_overlaps(c.v, n, kept);
+    if ((st = resolve_overlaps(text, c.v, n, &kept, err))) goto done;
+    n = kept.n;
     if (n > SLM_GUARD_MAX_FINDINGS) {
         st = slm_errf(err, SLM_ERR_LIMIT, "%zu findings exceed the limit of %u", n, SLM_GUARD_MAX_FINDINGS);
         goto done;
     }
-    add_char_offsets(text, c.v, n);
-    *out = c.v;
+    add_char_offsets(text, kept.v, n);
+    *out = kept.v;
     *count = n;
-    c.v = NULL;
+    kept.v = NULL;
 done:
-    slm_free(kept);
+    slm_free(kept.v);
     slm_free(c.v);
     return st;
 }

@@ -150,7 +150,7 @@ static const pattern_def defs[] = {
      "\\b(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA|RI"
      "|S[CD]|T[NX]|UT|V[AT]|W[AIVY]),?\\s+(\\d{5}(?:-\\d{4})?)\\b",
      1, CHECK_NONE, 0.8f, NULL, 0},
-    {SLM_PII_ZIP_CODE, "(?<![\\w.-])\\d{3}(?:\\d{1,3}|[ -]\\d{2,3})?(?![\\w]|[.-]\\d)",
+    {SLM_PII_ZIP_CODE, "(?<![\\w.-])\\d{3,6}(?:[ -]\\d{2,4})?(?![\\w]|[.-]\\d)",
      0, CHECK_NONE, 0.2f, CTX_ZIP, 0.7f},
 
     {SLM_PII_US_DRIVER_LICENSE, "(?<![\\w-])[A-Za-z]?\\d[\\d-]{4,16}\\d(?![\\w-])", 0, CHECK_LICENSE,

@@ -151,9 +151,18 @@ slm_status slm_guard_tag_tokenize(const char *text, size_t len, const guard_lexi
         tok->blank_before = newlines > 1;
         newlines = 0;
         if (is_word_cp(cp)) {
+            /* A word runs on through letters and digits, and through a hyphen between them
+             * ("e-mail", "Vazquez-Riggs"). */
             while (i < len) {
                 size_t j = i;
                 uint32_t c2 = slm_guard_utf8_next(text, len, &j);
+                if (c2 == '-' && j < len) {
+                    size_t k = j;
+                    if (!is_word_cp(slm_guard_utf8_next(text, len, &k))) break;
+                    i = k;
+                    chars += 2;
+                    continue;
+                }
                 if (!is_word_cp(c2)) break;
                 i = j;
                 chars++;
@@ -191,8 +200,14 @@ size_t slm_guard_tag_segment_end(const tag_tokens *tt, size_t from) {
 enum {
     F_BIAS = 1, F_W, F_WM1, F_WP1, F_WM2, F_WP2, F_PRE1, F_PRE2, F_PRE3, F_SUF1, F_SUF2, F_SUF3,
     F_SH, F_SHM1, F_SHP1, F_SHM1SH, F_SHSHP1, F_LEX, F_LEXM1, F_LEXP1, F_LEXM2, F_LEXP2, F_NL,
-    F_NLA, F_FIRST, F_LEN, F_WM1SH, F_SHWP1, F_LEXSH,
+    F_NLA, F_FIRST, F_LEN, F_WM1SH, F_SHWP1, F_LEXSH, F_SUF4, F_CAPUNK,
 };
+
+/* A capitalised word that is not a common English or calendar word: the strongest single
+ * cue for a name the lexicons do not know. */
+static bool cap_unknown(const tag_token *t) {
+    return t->shape[0] == 'X' && !(t->lex & ((1u << GUARD_LEX_COMMON) | (1u << GUARD_LEX_CALENDAR)));
+}
 
 static uint32_t fnv_init(unsigned tmpl) { return (2166136261u ^ tmpl) * 16777619u; }
 static uint32_t fnv_add(uint32_t h, const char *s, size_t n) {
@@ -247,6 +262,13 @@ size_t slm_guard_tag_features(const tag_token *t, size_t n, size_t i, uint32_t *
         f[k++] = feat_str(pre[a], w->fold, pl);
         f[k++] = feat_str(suf[a], w->fold + w->fold_len - sl, sl);
     }
+    size_t sl4 = cp_suffix(w->fold, w->fold_len, 4);
+    f[k++] = feat_str(F_SUF4, w->fold + w->fold_len - sl4, sl4);
+    /* capitalised unknown words: this token, and the pattern with its neighbours */
+    char cu[3] = {(char)('0' + (i > 0 && cap_unknown(&t[i - 1]))), (char)('0' + cap_unknown(w)),
+                  (char)('0' + (i + 1 < n && cap_unknown(&t[i + 1])))};
+    f[k++] = feat_str(F_CAPUNK, cu, 3);
+    f[k++] = feat_str(F_CAPUNK, cu + 1, 1);
     size_t shl = strlen(w->shape);
     f[k++] = feat_str(F_SH, w->shape, shl);
     f[k++] = feat_str(F_SHM1, shm1, strlen(shm1));
@@ -482,6 +504,49 @@ static float token_conf(const guard_tagger *tg, const float *emit, const uint8_t
     return expf(s[path[i]] - mx) / z;
 }
 
+/* Scores of the two rule spans below: an honorific before a name is nearly certain; a
+ * capitalised speaker label at a line start ("Alice: ...") is a good guess. */
+#define RULE_HONORIFIC_SCORE 0.8f
+#define RULE_SPEAKER_SCORE 0.6f
+
+static bool alpha_word(const tag_token *t) {
+    return t->shape[0] == 'X' || t->shape[0] == 'x';
+}
+
+/* Rules that add what the model rarely saw in training: the one or two words after an
+ * honorific ("Ms. Rennie", "mr. elliott"), and a speaker label at the start of a line
+ * ("Alice: Who are you?"). Candidates go through the same merge as model spans. */
+static slm_status rule_spans(const tag_token *t, size_t n, uint32_t types, guard_cands *c, char *err) {
+    if (!(types & (1u << SLM_PII_PERSON))) return SLM_OK;
+    /* words that are not a name even when capitalised after an honorific */
+    const uint32_t plain = (1u << GUARD_LEX_COMMON) | (1u << GUARD_LEX_CALENDAR) | (1u << GUARD_LEX_TITLE);
+    for (size_t i = 0; i < n; i++) {
+        slm_status st;
+        if ((t[i].lex & (1u << GUARD_LEX_TITLE)) && alpha_word(&t[i])) {
+            size_t j = i + 1;
+            if (j < n && t[j].fold_len == 1 && t[j].fold[0] == '.' && t[j].start == t[i].end) j++;
+            size_t k = j;
+            while (k < n && k < j + 2 && alpha_word(&t[k]) && !(t[k].lex & plain) && !t[k].nl_before) k++;
+            if (k > j && (st = slm_guard_cands_push(c, SLM_PII_PERSON, t[j].start, t[k - 1].end,
+                                                    RULE_HONORIFIC_SCORE, true, err)))
+                return st;
+            if (k > j && (types & (1u << SLM_PII_TITLE)) &&
+                (st = slm_guard_cands_push(c, SLM_PII_TITLE, t[i].start, t[j - 1].end, RULE_HONORIFIC_SCORE,
+                                           true, err)))
+                return st;
+        }
+        if ((i == 0 || t[i].nl_before) && cap_unknown(&t[i])) {
+            size_t k = i + 1;
+            if (k < n && cap_unknown(&t[k]) && !t[k].nl_before) k++;
+            if (k < n && t[k].fold_len == 1 && t[k].fold[0] == ':' &&
+                (st = slm_guard_cands_push(c, SLM_PII_PERSON, t[i].start, t[k - 1].end,
+                                           RULE_SPEAKER_SCORE, true, err)))
+                return st;
+        }
+    }
+    return SLM_OK;
+}
+
 slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t len, uint32_t types,
                                 guard_cands *c, char *err) {
     slm_status st;
@@ -516,6 +581,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
             }
             i = j;
         }
+        if ((st = rule_spans(tok, n, types, c, err))) goto done;
         from = to;
     }
 done:
