@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "guard/guard_int.h"
@@ -382,6 +383,138 @@ static void test_alloc_failures(void **state) {
     fail_msg("allocation failure loop did not finish");
 }
 
+/* ---- tagger ---------------------------------------------------------------------------------------- */
+
+static const char *repo_model(char *buf, size_t cap) {
+    const char *src = getenv("SLMESH_SOURCE_DIR");
+    snprintf(buf, cap, "%s/models/pii-tagger.bin", src && *src ? src : ".");
+    return buf;
+}
+
+/* Findings of `type` that cover needle (fully) in text. */
+static bool covers(const slm_guard *g, const char *text, const char *needle) {
+    slm_pii_finding *f = NULL;
+    size_t n = 0;
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_guard_detect(g, text, strlen(text), &f, &n, err), SLM_OK);
+    size_t s = (size_t)(strstr(text, needle) - text), e = s + strlen(needle), covered = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t lo = f[i].start > s ? f[i].start : s, hi = f[i].end < e ? f[i].end : e;
+        if (hi > lo) covered += hi - lo;
+    }
+    slm_free(f);
+    return covered * 10 >= (e - s) * 7;
+}
+
+static void test_tagger_names(void **state) {
+    (void)state;
+    char model[4096], err[SLM_ERR_LEN];
+    slm_guard_opts o;
+    slm_guard *g = NULL;
+    slm_guard_opts_default(&o);
+    o.tagger_path = repo_model(model, sizeof model);
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_OK);
+    assert_true(covers(g, "Hello, my name is Margarete Lindqvist and I need help.", "Margarete Lindqvist"));
+    assert_true(covers(g, "please follow up with john smith about the refund", "john smith"));  /* lower case */
+    assert_true(covers(g, "mr. elliott flew to oslo on friday", "elliott"));
+    assert_true(covers(g, "Please ship it to 221B Baker Street, London.", "221B Baker Street"));
+    assert_true(covers(g, "Agent: hello\nAlice: my card is blocked", "Alice"));
+    /* patterns still win over the tagger on their own spans */
+    assert_int_equal(type_of(g, "mail <JohnSmith@example.com> now", "JohnSmith@example.com"), SLM_PII_EMAIL_ADDRESS);
+    /* no tagger type is reported when only e-mails are asked for */
+    slm_guard_destroy(g);
+    assert_true(slm_pii_types_parse("EMAIL_ADDRESS", &o.types));
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_OK);
+    assert_int_equal(count_type(g, "Hello, my name is Margarete Lindqvist.", SLM_PII_PERSON), 0);
+    slm_guard_destroy(g);
+}
+
+static void test_tagger_file_checks(void **state) {
+    (void)state;
+    char model[4096], err[SLM_ERR_LEN];
+    size_t len = 0;
+    char *bytes = tu_read_file(repo_model(model, sizeof model), &len);
+    assert_non_null(bytes);
+    slm_guard_opts o;
+    slm_guard *g = NULL;
+    slm_guard_opts_default(&o);
+    /* one flipped weight byte: checksum */
+    bytes[len / 2] ^= 0x40;
+    char *p = tu_write_temp(bytes, len, ".bin");
+    o.tagger_path = p;
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_ERR_TAMPERED);
+    unlink(p);
+    free(p);
+    bytes[len / 2] ^= 0x40;
+    /* truncated */
+    p = tu_write_temp(bytes, len - 100, ".bin");
+    o.tagger_path = p;
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_ERR_CORRUPT);
+    unlink(p);
+    free(p);
+    /* not a weights file */
+    p = tu_write_temp("hello world, not weights", 24, ".bin");
+    o.tagger_path = p;
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_ERR_CORRUPT);
+    unlink(p);
+    free(p);
+    /* a newer version */
+    bytes[8] = 99;
+    p = tu_write_temp(bytes, len, ".bin");
+    o.tagger_path = p;
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_ERR_UNSUPPORTED);
+    unlink(p);
+    free(p);
+    free(bytes);
+}
+
+static void test_tagger_training(void **state) {
+    (void)state;
+    const char *data =
+        "[{\"full_text\": \"My name is Anna Berg.\", \"spans\": [{\"entity_type\": \"PERSON\", "
+        "\"entity_value\": \"Anna Berg\", \"start_position\": 11, \"end_position\": 20}]},"
+        "{\"full_text\": \"Zo\\u00eb lives in Malm\\u00f6.\", \"spans\": [{\"entity_type\": \"PERSON\", "
+        "\"entity_value\": \"Zo\\u00eb\", \"start_position\": 0, \"end_position\": 3}, {\"entity_type\": \"GPE\", "
+        "\"entity_value\": \"Malm\\u00f6\", \"start_position\": 13, \"end_position\": 18}]},"
+        "{\"full_text\": \"Card 4111111111111111 please.\", \"spans\": []}]";
+    char *in = tu_write_temp(data, strlen(data), ".json");
+    char *out1 = tu_write_temp("", 0, ".bin"), *out2 = tu_write_temp("", 0, ".bin");
+    char err[SLM_ERR_LEN];
+    slm_guard_train_opts o = {.data_path = in, .out_path = out1, .epochs = 3, .seed = 7, .dropout = 0.2};
+    slm_guard_train_stats st;
+    assert_int_equal(slm_guard_train(&o, &st, err), SLM_OK);
+    assert_int_equal(st.sentences, 3);
+    o.out_path = out2;
+    assert_int_equal(slm_guard_train(&o, &st, err), SLM_OK);
+    size_t l1, l2;
+    char *b1 = tu_read_file(out1, &l1), *b2 = tu_read_file(out2, &l2);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(b1, b2, l1);  /* same data and seed: the same file */
+    free(b1);
+    free(b2);
+    slm_guard_opts go;
+    slm_guard *g = NULL;
+    slm_guard_opts_default(&go);
+    go.tagger_path = out1;
+    assert_int_equal(slm_guard_create(&go, &g, err), SLM_OK);
+    slm_guard_destroy(g);
+    /* malformed data: span beyond the text */
+    const char *bad = "[{\"full_text\": \"abc\", \"spans\": [{\"entity_type\": \"PERSON\", \"start_position\": 1, \"end_position\": 9}]}]";
+    char *inb = tu_write_temp(bad, strlen(bad), ".json");
+    o.data_path = inb;
+    assert_int_equal(slm_guard_train(&o, &st, err), SLM_ERR_CORRUPT);
+    o.data_path = "/nonexistent.json";
+    assert_int_not_equal(slm_guard_train(&o, &st, err), SLM_OK);
+    unlink(in);
+    unlink(inb);
+    unlink(out1);
+    unlink(out2);
+    free(in);
+    free(inb);
+    free(out1);
+    free(out2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validators),
@@ -397,6 +530,9 @@ int main(void) {
         cmocka_unit_test(test_mask_utf8),
         cmocka_unit_test(test_vault_roundtrip),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_tagger_names),
+        cmocka_unit_test(test_tagger_file_checks),
+        cmocka_unit_test(test_tagger_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,6 +71,10 @@ bool slm_pii_type_parse(const char *name, size_t len, slm_pii_type *out);
 /* Parse a comma-separated list of type names into a bit set; false on an unknown name. */
 bool slm_pii_types_parse(const char *list, uint32_t *out);
 
+/* Byte offset of the first invalid UTF-8 sequence in s[0..len) (overlongs, surrogates and
+ * code points above U+10FFFF are invalid), or len when the whole text is valid. */
+size_t slm_guard_utf8_check(const char *s, size_t len);
+
 /* ---- guard ------------------------------------------------------------------------------ */
 
 typedef struct slm_guard slm_guard;

@@ -34,9 +34,6 @@ slm_status slm_guard_cands_push(guard_cands *c, slm_pii_type type, size_t start,
 
 /* ---- validators (guard_checks.c) ------------------------------------------------------------ */
 
-/* Byte offset of the first invalid UTF-8 sequence (overlongs, surrogates and code points
- * above U+10FFFF are invalid), or len when the whole text is valid. */
-size_t slm_guard_utf8_check(const char *s, size_t len);
 /* Code point starting at s[*i] (valid UTF-8 assumed); advances *i past it. */
 uint32_t slm_guard_utf8_next(const char *s, size_t len, size_t *i);
 

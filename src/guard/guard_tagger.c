@@ -303,16 +303,21 @@ size_t slm_guard_tag_features(const tag_token *t, size_t n, size_t i, uint32_t *
 void slm_guard_tag_viterbi(const float *emit, size_t n, const float *trans, float *score,
                            uint8_t *back, uint8_t *path) {
     const float NEG = -1e30f;
-    for (unsigned t = 0; t < TAG_NTAGS; t++)
-        score[t] = slm_guard_tag_allowed(TAG_NTAGS, t) ? trans[TAG_NTAGS * TAG_NTAGS + t] + emit[t] : NEG;
+    /* transitions with the BIO constraint folded in, so the inner loop has no branches */
+    float tr[(TAG_NTAGS + 1) * TAG_NTAGS];
+    for (unsigned p = 0; p <= TAG_NTAGS; p++)
+        for (unsigned t = 0; t < TAG_NTAGS; t++)
+            tr[p * TAG_NTAGS + t] = slm_guard_tag_allowed(p, t) ? trans[p * TAG_NTAGS + t] : NEG;
+    for (unsigned t = 0; t < TAG_NTAGS; t++) score[t] = tr[TAG_NTAGS * TAG_NTAGS + t] + emit[t];
     for (size_t i = 1; i < n; i++) {
+        const float *prev = score + (i - 1) * TAG_NTAGS;
         for (unsigned t = 0; t < TAG_NTAGS; t++) {
-            float best = NEG;
+            /* best previous tag p for tag t: max over p of prev[p] + tr[p][t] */
+            float best = prev[0] + tr[t];
             unsigned arg = 0;
-            for (unsigned p = 0; p < TAG_NTAGS; p++) {
-                if (!slm_guard_tag_allowed(p, t)) continue;
-                float s = score[(i - 1) * TAG_NTAGS + p] + trans[p * TAG_NTAGS + t];
-                if (s > best) { best = s; arg = p; }
+            for (unsigned p = 1; p < TAG_NTAGS; p++) {
+                float v = prev[p] + tr[p * TAG_NTAGS + t];
+                if (v > best) { best = v; arg = p; }
             }
             score[i * TAG_NTAGS + t] = best + emit[i * TAG_NTAGS + t];
             back[i * TAG_NTAGS + t] = (uint8_t)arg;
@@ -574,7 +579,8 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
             float conf = token_conf(tg, emit, path, i);
             while (j < n && path[j] == 2 + 2 * k) conf += token_conf(tg, emit, path, j++);
             slm_pii_type type = slm_guard_tag_types[k];
-            if (types & (1u << type)) {
+            /* a lone character ("x", "-") is never worth a placeholder */
+            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2) {
                 if ((st = slm_guard_cands_push(c, type, tok[i].start, tok[j - 1].end,
                                                  TAGGER_MAX_SCORE * conf / (float)(j - i), true, err)))
                     goto done;
