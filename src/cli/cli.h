@@ -55,6 +55,8 @@ int cmd_kernels(int argc, char **argv);
 /* structured output */
 
 /* governance */
+int cmd_redact(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 
 /* task heads */

@@ -45,6 +45,8 @@ static const cli_command commands[] = {
 
     /* governance */
     {"audit", cmd_audit, "append, verify, export, checkpoint the hash-chained audit log"},
+    {"guard", cmd_guard, "train the PII tagger, check text against a policy"},
+    {"redact", cmd_redact, "find and redact personal data in text"},
 
     /* task heads */
 };
