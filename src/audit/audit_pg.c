@@ -103,34 +103,45 @@ static slm_status read_head(audit_backend *be, uint64_t *seq, char hash[SLM_AUDI
     return st;
 }
 
-/* One write transaction: lock, read head, seal, insert, commit (see the file comment). */
-static slm_status locked_insert(audit_backend *be, bool record, audit_seal_fn seal, void *ctx,
-                                uint64_t *seq_out, char *err) {
+/* One write transaction (see the file comment): lock, read head, then n times seal and
+ * insert, commit. record: rows go to audit_log with seq = head + 1, ...; else one checkpoint. */
+static slm_status locked_insert(audit_backend *be, bool record, size_t n, audit_seal_fn seal,
+                                void *ctx, uint64_t *seq_out, char *err) {
     char head_hash[SLM_AUDIT_HASH_HEX], tag[SLM_AUDIT_TAG_LEN] = "", seq_text[24];
-    uint64_t head_seq = 0;
+    uint64_t head_seq = 0, first;
     char *body = NULL;
     slm_status st = begin_locked(be, err);
     if (st == SLM_OK) st = read_head(be, &head_seq, head_hash, err);
-    if (st == SLM_OK) st = seal(ctx, head_seq, head_hash, &body, tag, err);
     if (st != SLM_OK) goto fail;
-    snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)(head_seq + 1));
-    const char *vals[3] = {seq_text, body, *tag ? tag : NULL};
-    PGresult *r = record ? PQexecParams(be->conn,
-                                        "INSERT INTO audit_log(seq, body, hash) VALUES($1::bigint, $2, $3)",
-                                        3, NULL, vals, NULL, NULL, 0)
-                         : PQexecParams(be->conn,
-                                        "INSERT INTO audit_checkpoint(body, signature) VALUES($1, $2)",
-                                        2, NULL, vals + 1, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(r);
-    PQclear(r);
-    if (s != PGRES_COMMAND_OK) {
-        st = pg_err(be, err, "insert");
-        goto fail;
+    first = head_seq + 1;
+    for (size_t i = 0; i < n; i++) {
+        st = seal(ctx, i, head_seq, head_hash, &body, tag, err);
+        if (st != SLM_OK) goto fail;
+        snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)(head_seq + 1));
+        const char *vals[3] = {seq_text, body, *tag ? tag : NULL};
+        PGresult *r =
+            record ? PQexecParams(be->conn,
+                                  "INSERT INTO audit_log(seq, body, hash) VALUES($1::bigint, $2, $3)",
+                                  3, NULL, vals, NULL, NULL, 0)
+                   : PQexecParams(be->conn,
+                                  "INSERT INTO audit_checkpoint(body, signature) VALUES($1, $2)", 2,
+                                  NULL, vals + 1, NULL, NULL, 0);
+        ExecStatusType s = PQresultStatus(r);
+        PQclear(r);
+        if (s != PGRES_COMMAND_OK) {
+            st = pg_err(be, err, "insert");
+            goto fail;
+        }
+        slm_free(body);
+        body = NULL;
+        if (record) {
+            head_seq++;
+            memcpy(head_hash, tag, SLM_AUDIT_HASH_HEX);
+        }
     }
     st = exec(be, "COMMIT", err);
     if (st != SLM_OK) goto fail;
-    if (seq_out) *seq_out = record ? head_seq + 1 : head_seq;
-    slm_free(body);
+    if (seq_out) *seq_out = record ? first : head_seq;
     return SLM_OK;
 fail:
     {
@@ -141,13 +152,13 @@ fail:
     return st;
 }
 
-static slm_status pg_append(audit_backend *be, audit_seal_fn seal, void *ctx, uint64_t *seq,
-                            char *err) {
-    return locked_insert(be, true, seal, ctx, seq, err);
+static slm_status pg_append(audit_backend *be, size_t n, audit_seal_fn seal, void *ctx,
+                            uint64_t *seq, char *err) {
+    return locked_insert(be, true, n, seal, ctx, seq, err);
 }
 
 static slm_status pg_checkpoint(audit_backend *be, audit_seal_fn seal, void *ctx, char *err) {
-    return locked_insert(be, false, seal, ctx, NULL, err);
+    return locked_insert(be, false, 1, seal, ctx, NULL, err);
 }
 
 /* ---- reads ------------------------------------------------------------------------------------------- */
