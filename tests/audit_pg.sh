@@ -71,4 +71,9 @@ set +e
 "$bin" audit verify --db "$url" >/dev/null 2>"$tmp/err"; rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q "record 2: missing" "$tmp/err" || fail "delete: exit $rc: $(cat "$tmp/err")"
+# A connection that cannot be made is a failure (exit 1) with libpq's reason.
+set +e
+"$bin" audit verify --db "postgresql://nobody@/nodb?host=$tmp" >/dev/null 2>"$tmp/err"; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "database error: postgresql: connect" "$tmp/err" || fail "bad URL: exit $rc: $(cat "$tmp/err")"
 echo "audit_pg: ok"

@@ -36,6 +36,9 @@
 #define SLM_AUDIT_MAX_POLICY 64
 /* Token counts: far beyond any context length, small enough for exact JSON integers. */
 #define SLM_AUDIT_MAX_TOKENS 1000000000000LL
+/* Records in one log: a million a day for two million years; below 2^53, so a seq stays
+ * exact in any JSON reader that uses doubles. */
+#define SLM_AUDIT_MAX_SEQ 1000000000000000LL
 /* Checkpoints held in memory during verify (one per N records; a million is years). */
 #define SLM_AUDIT_MAX_CHECKPOINTS (1u << 20)
 /* Length of an RFC 3339 time we accept: "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ". */
