@@ -32,6 +32,7 @@ bool cli_parse_double(const char *s, double lo, double hi, double *out);
 bool cli_parse_u64(const char *s, uint64_t *out);
 
 /* Subcommands (alphabetical); each lives in cmd_<name>.c. */
+int cmd_head(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 #endif

@@ -39,6 +39,7 @@ static const cli_command commands[] = {
     /* governance */
 
     /* task heads */
+    {"head", cmd_head, "task heads: train, eval, predict, bench"},
 };
 
 static void print_help(FILE *out) {
