@@ -92,13 +92,18 @@ typedef struct slm_head_train_opts {
     slm_head_score score;        /* what the escalation threshold applies to */
     uint32_t hash_bits;          /* feature hash buckets = 2^hash_bits */
     uint32_t min_df;             /* keep n-grams seen in at least this many training texts */
+    uint32_t word_min, word_max; /* word n-gram orders (word_max 0: no word block) */
+    uint32_t char_min, char_max; /* character n-gram orders (char_max 0: none) */
+    float word_weight;           /* norm of the word block in a feature vector */
+    float char_weight;           /* norm of the character block */
     slm_head_embed_fn embed;     /* optional embedding features, with embed_ctx (borrowed) */
     void *embed_ctx;
     uint32_t embed_dim;
 } slm_head_train_opts;
 
-/* Defaults: seed 1, 1 thread, l2 2e-5 (chosen on Banking77 validation), 150 iterations, 10%
- * validation, 4% false escalation, class weights on, confidence score, 2^20 buckets, min_df 1. */
+/* Defaults: seed 1, 1 thread, l2 and iterations chosen on Banking77 validation, 10%
+ * validation, 4% false escalation, class weights on, confidence score, 2^20 buckets, min_df 1,
+ * words 1-2, characters 2-5, block weights 1. */
 void slm_head_train_opts_default(slm_head_train_opts *o);
 
 typedef struct slm_head_train_report {

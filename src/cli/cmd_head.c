@@ -30,7 +30,8 @@
 static const char usage[] =
     "usage: slmesh head train --data TRAIN.csv [--val VAL.csv] [--text-col text] [--label-col label]\n"
     "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy]\n"
-    "                         [--l2 X] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
+    "                         [--val-fraction 0.1] [--l2 X] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
+    "                         [--word-ngrams 1-2] [--char-ngrams 2-5] [--word-weight 1] [--char-weight 1]\n"
     "                         [--no-class-weights] [--model M.gguf] [-t THREADS] [--json] -o HEAD.bin\n"
     "       slmesh head eval HEAD.bin --data TEST.csv [--text-col text] [--label-col label] [-t N] [--json]\n"
     "       slmesh head predict HEAD.bin (--data FILE | --text TEXT) [--text-col text] [--top N] [-t N] [--json]\n"
@@ -92,6 +93,10 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 1.0, &d)) return cli_usage(CMD, usage, "bad rate '%s' (0..1)", v);
             a->topts.max_false_escalation = d;
+        } else if (!strcmp(o, "--val-fraction")) {
+            NEED_VALUE();
+            if (!cli_parse_double(v, 0.0, 0.9, &d)) return cli_usage(CMD, usage, "bad --val-fraction '%s' (0..0.9)", v);
+            a->topts.val_fraction = d;
         } else if (!strcmp(o, "--l2")) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 1e3, &d)) return cli_usage(CMD, usage, "bad --l2 '%s'", v);
@@ -109,6 +114,23 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             if (!cli_parse_long(v, SLM_HEAD_MIN_HASH_BITS, SLM_HEAD_MAX_HASH_BITS, &l))
                 return cli_usage(CMD, usage, "bad --hash-bits '%s'", v);
             a->topts.hash_bits = (uint32_t)l;
+        } else if (!strcmp(o, "--word-ngrams") || !strcmp(o, "--char-ngrams")) {
+            NEED_VALUE();
+            long lo, hi;
+            char tmp[32];
+            const char *dash = strchr(v, '-');
+            if (!dash || (size_t)(dash - v) >= sizeof tmp) return cli_usage(CMD, usage, "bad %s '%s' (MIN-MAX)", o, v);
+            memcpy(tmp, v, (size_t)(dash - v));
+            tmp[dash - v] = '\0';
+            if (!cli_parse_long(tmp, 0, 8, &lo) || !cli_parse_long(dash + 1, 0, 8, &hi) || lo > hi)
+                return cli_usage(CMD, usage, "bad %s '%s' (MIN-MAX)", o, v);
+            if (o[2] == 'w') { a->topts.word_min = (uint32_t)lo; a->topts.word_max = (uint32_t)hi; }
+            else { a->topts.char_min = (uint32_t)lo; a->topts.char_max = (uint32_t)hi; }
+        } else if (!strcmp(o, "--word-weight") || !strcmp(o, "--char-weight")) {
+            NEED_VALUE();
+            if (!cli_parse_double(v, 0.0, 1000.0, &d)) return cli_usage(CMD, usage, "bad %s '%s'", o, v);
+            if (o[2] == 'w') a->topts.word_weight = (float)d;
+            else a->topts.char_weight = (float)d;
         } else if (!strcmp(o, "--seed")) {
             NEED_VALUE();
             if (!cli_parse_u64(v, &a->topts.seed)) return cli_usage(CMD, usage, "bad --seed '%s'", v);

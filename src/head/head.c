@@ -41,6 +41,14 @@ void slm_head_train_opts_default(slm_head_train_opts *o) {
     o->score = SLM_HEAD_SCORE_CONFIDENCE;
     o->hash_bits = 20;
     o->min_df = 1;
+    slm_head_feat_cfg fc;
+    slm_head_feat_cfg_default(&fc);
+    o->word_min = fc.word_min;
+    o->word_max = fc.word_max;
+    o->char_min = fc.char_min;
+    o->char_max = fc.char_max;
+    o->word_weight = fc.word_weight;
+    o->char_weight = fc.char_weight;
 }
 
 static double now_seconds(void) {
@@ -711,6 +719,12 @@ slm_status slm_head_train(const slm_head_data *train, const slm_head_data *val,
     if (!(h = slm_head_alloc())) return slm_errf(err, SLM_ERR_NOMEM, "train: out of memory");
     slm_head_feat_cfg_default(&h->feat);
     h->feat.hash_bits = o->hash_bits;
+    h->feat.word_min = o->word_min;
+    h->feat.word_max = o->word_max;
+    h->feat.char_min = o->char_min;
+    h->feat.char_max = o->char_max;
+    h->feat.word_weight = o->word_weight;
+    h->feat.char_weight = o->char_weight;
     if ((st = slm_head_feat_cfg_check(&h->feat, err)) != SLM_OK) goto done;
     h->embed_dim = o->embed ? o->embed_dim : 0;
     h->score = (uint32_t)o->score;

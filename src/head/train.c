@@ -9,6 +9,10 @@
  * L-BFGS run over a fixed number of chunks whose partial dot products are added in chunk
  * order, so thread count never changes a bit of the result.
  *
+ * Inside the solver every row (of W, of the gradient, of the residuals) is padded from k to
+ * kp = k rounded up to SOLVE_LANES floats, so the k-wide loops are whole vectors with no
+ * scalar tail; the padding stays exactly 0 (zero weights, zero residuals, zero gradient).
+ *
  * Invariants: w has (d + 1) rows of k floats, the last one the bias.
  * Thread-safety: reentrant. Non-goals: a general optimiser library.
  */
@@ -20,6 +24,8 @@
 #include "core/core.h"
 #include "head/par.h"
 #include "slmesh/head.h"
+
+#define SOLVE_LANES 8 /* row padding: one AVX register of floats */
 
 /* ---- CSC copy of the problem ------------------------------------------------------------ */
 
@@ -66,7 +72,8 @@ typedef struct {
     const csc_matrix *csc;     /* borrowed */
     const float *w;            /* point being evaluated: (d + 1) x k */
     float *g;                  /* gradient out: (d + 1) x k */
-    float *R;                  /* n x k residuals */
+    float *R;                  /* n x kp residuals */
+    uint32_t kp;               /* padded row length */
     double *row_loss;          /* n weighted losses */
     double inv_wsum;           /* 1 / sum of example weights */
     float l2;                  /* lambda */
@@ -87,19 +94,24 @@ typedef struct {
 #define HOT_CLONES
 #endif
 
+/* y[0..n) += a * x[0..n), n a multiple of SOLVE_LANES; the rows never overlap. */
+static inline void axpy_row(float *restrict y, const float *restrict x, float a, uint32_t n) {
+    for (uint32_t j = 0; j < n; j++) y[j] += a * x[j];
+}
+
 /* Examples [i0, i1): scores s_i = bias + x_i W, then loss and residuals. */
 HOT_CLONES static void forward_range(void *vctx, size_t i0, size_t i1, int tid) {
     fg_ctx *c = vctx;
     const slm_head_problem *p = c->p;
-    const uint32_t k = p->k;
-    const float *bias = c->w + (size_t)p->d * k;
+    const uint32_t k = p->k, kp = c->kp;
+    const float *bias = c->w + (size_t)p->d * kp;
     for (size_t i = i0; i < i1; i++) {
-        float *s = c->R + i * k; /* scores, then turned into residuals in place */
-        memcpy(s, bias, k * sizeof *s);
+        float *s = c->R + i * kp; /* scores, then turned into residuals in place */
+        memcpy(s, bias, kp * sizeof *s);
         for (size_t e = p->row_ptr[i]; e < p->row_ptr[i + 1]; e++) {
-            const float *wf = c->w + (size_t)p->col[e] * k; /* row of W: k floats */
+            const float *wf = c->w + (size_t)p->col[e] * kp; /* row of W: kp floats */
             const float v = p->val[e];
-            for (uint32_t j = 0; j < k; j++) s[j] += v * wf[j];
+            axpy_row(s, wf, v, kp);
         }
         float mx = s[0];
         for (uint32_t j = 1; j < k; j++) mx = s[j] > mx ? s[j] : mx;
@@ -115,21 +127,22 @@ HOT_CLONES static void forward_range(void *vctx, size_t i0, size_t i1, int tid) 
         const float scale = (float)(ci * c->inv_wsum / z);
         for (uint32_t j = 0; j < k; j++) s[j] *= scale;
         s[yi] -= (float)(ci * c->inv_wsum);
+        for (uint32_t j = k; j < kp; j++) s[j] = 0.0f; /* padding: no residual */
     }
 }
 
 /* Columns [f0, f1): G[f] = sum over the column's examples of x_if R_i, plus l2 W[f]. */
 HOT_CLONES static void backward_range(void *vctx, size_t f0, size_t f1, int tid) {
     fg_ctx *c = vctx;
-    const uint32_t k = c->p->k;
+    const uint32_t kp = c->kp;
     for (size_t f = f0; f < f1; f++) {
-        float *gf = c->g + f * k;
-        const float *wf = c->w + f * k;
-        for (uint32_t j = 0; j < k; j++) gf[j] = c->l2 * wf[j];
+        float *gf = c->g + f * kp;
+        const float *wf = c->w + f * kp;
+        for (uint32_t j = 0; j < kp; j++) gf[j] = c->l2 * wf[j];
         for (size_t e = c->csc->ptr[f]; e < c->csc->ptr[f + 1]; e++) {
-            const float *r = c->R + (size_t)c->csc->row[e] * k; /* residual row: k floats */
+            const float *r = c->R + (size_t)c->csc->row[e] * kp; /* residual row: kp floats */
             const float v = c->csc->val[e];
-            for (uint32_t j = 0; j < k; j++) gf[j] += v * r[j];
+            axpy_row(gf, r, v, kp);
         }
     }
 }
@@ -137,22 +150,22 @@ HOT_CLONES static void backward_range(void *vctx, size_t f0, size_t f1, int tid)
 /* f(w) and its gradient into c->g. */
 static double eval_fg(fg_ctx *c, const float *w, float *g, int threads) {
     const slm_head_problem *p = c->p;
-    const uint32_t k = p->k;
+    const uint32_t kp = c->kp;
     c->w = w;
     c->g = g;
     slm_head_par(threads, p->n, forward_range, c);
     slm_head_par_bounds(c->nranges, c->col_bounds, backward_range, c);
     /* serial, in example order: loss and bias gradient */
     double loss = 0.0;
-    float *gb = g + (size_t)p->d * k;
-    memset(gb, 0, k * sizeof *gb);
+    float *gb = g + (size_t)p->d * kp;
+    memset(gb, 0, kp * sizeof *gb);
     for (size_t i = 0; i < p->n; i++) {
         loss += c->row_loss[i];
-        const float *r = c->R + i * k;
-        for (uint32_t j = 0; j < k; j++) gb[j] += r[j];
+        const float *r = c->R + i * kp;
+        for (uint32_t j = 0; j < kp; j++) gb[j] += r[j];
     }
     double reg = 0.0;
-    const size_t nw = (size_t)p->d * k;
+    const size_t nw = (size_t)p->d * kp;
     for (size_t q = 0; q < nw; q++) reg += (double)w[q] * w[q];
     return loss * c->inv_wsum + 0.5 * c->l2 * reg;
 }
@@ -257,13 +270,14 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
     const int th = o->threads < 1 ? 1 : (o->threads > SLM_HEAD_MAX_THREADS ? SLM_HEAD_MAX_THREADS : o->threads);
     const int m = o->memory < 1 ? 1 : (o->memory > SLM_HEAD_SOLVER_MAX_MEMORY ? SLM_HEAD_SOLVER_MAX_MEMORY : o->memory);
     size_t P, nk, nvec = 5 + 2 * (size_t)m, bytes;
+    const uint32_t kp = p ? (p->k + SOLVE_LANES - 1) / SOLVE_LANES * SOLVE_LANES : 0;
     int it = 0;
     double f = 0.0;
 
     if (!p || !o || !w || p->k < 2 || p->n == 0)
         return slm_errf(err, SLM_ERR_INVALID_ARG, "solver: need examples and at least 2 classes");
-    if (!slm_mul_size((size_t)p->d + 1, p->k, &P) || !slm_mul_size(P, nvec * sizeof(float), &bytes) ||
-        !slm_mul_size(p->n, p->k, &nk))
+    if (p->k > SLM_HEAD_MAX_LABELS || !slm_mul_size((size_t)p->d + 1, kp, &P) ||
+        !slm_mul_size(P, nvec * sizeof(float), &bytes) || !slm_mul_size(p->n, kp, &nk))
         return slm_errf(err, SLM_ERR_LIMIT, "solver: problem too large");
     if ((st = csc_build(p, &csc, err)) != SLM_OK) return st;
     buf = slm_malloc(bytes);
@@ -278,6 +292,7 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
     c.p = p;
     c.csc = &csc;
     c.R = R;
+    c.kp = kp;
     c.row_loss = row_loss;
     c.l2 = (float)o->l2;
     double wsum = 0.0;
@@ -301,7 +316,10 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
     double rho[SLM_HEAD_SOLVER_MAX_MEMORY], alpha[SLM_HEAD_SOLVER_MAX_MEMORY];
     int hist = 0, head = 0; /* pairs stored; index of the oldest */
 
-    memcpy(x, w, P * sizeof *x);
+    for (size_t r = 0; r <= p->d; r++) { /* w (stride k) -> x (stride kp, zero padding) */
+        memcpy(x + r * kp, w + r * p->k, p->k * sizeof *x);
+        memset(x + r * kp + p->k, 0, (kp - p->k) * sizeof *x);
+    }
     f = eval_fg(&c, x, g, th);
     for (it = 0; it < o->max_iter; it++) {
         /* direction = -H g by the two-loop recursion, newest pair first */
@@ -367,7 +385,7 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
         f = fn;
         if (rel < o->tol) { it++; break; }
     }
-    memcpy(w, x, P * sizeof *w);
+    for (size_t r = 0; r <= p->d; r++) memcpy(w + r * p->k, x + r * kp, p->k * sizeof *w);
     if (iters) *iters = it;
     if (loss_out) *loss_out = f;
 done:
