@@ -60,5 +60,6 @@ int cmd_guard(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 
 /* task heads */
+int cmd_head(int argc, char **argv);
 
 #endif

@@ -49,6 +49,7 @@ static const cli_command commands[] = {
     {"redact", cmd_redact, "find and redact personal data in text"},
 
     /* task heads */
+    {"head", cmd_head, "task heads: train, eval, predict, bench"},
 };
 
 static void print_help(FILE *out) {
