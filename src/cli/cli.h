@@ -33,6 +33,7 @@ bool cli_parse_u64(const char *s, uint64_t *out);
 
 /* Subcommands (alphabetical); each lives in cmd_<name>.c. */
 int cmd_audit(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 

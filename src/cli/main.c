@@ -25,6 +25,7 @@ static const cli_command commands[] = {
     {"version", cmd_version, "print the version"},
 
     /* model files */
+    {"info", cmd_info, "show a GGUF file's metadata, tokenizer and tensors"},
 
     /* tokenizer */
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
