@@ -556,7 +556,7 @@ void slm_grammar_free_all(slm_grammar *g) {
 slm_status slm_grammar_parse_gbnf(const char *text, size_t len, slm_grammar **out, char *err) {
     *out = NULL;
     if (!text && len) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar text");
-    if (len > SLM_GRAMMAR_MAX_SOURCE) return slm_errf(err, SLM_ERR_LIMIT, "grammar of %zu bytes exceeds %u", len, SLM_GRAMMAR_MAX_SOURCE);
+    if (len > SLM_GRAMMAR_GENERATED_MAX) return slm_errf(err, SLM_ERR_LIMIT, "grammar of %zu bytes exceeds %zu", len, SLM_GRAMMAR_GENERATED_MAX);
     parser p = {.s = text, .len = len, .err = err};
     slm_grammar *g = slm_calloc(1, sizeof *g);
     if (!g) return slm_errf(err, SLM_ERR_NOMEM, "grammar");

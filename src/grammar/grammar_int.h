@@ -56,6 +56,9 @@ struct slm_grammar {
     slm_grammar_pda *pda;   /* owned, created lazily by the first matcher */
 };
 
+/* Bytes of GBNF a front end may generate (a schema's grammar is larger than the schema). */
+#define SLM_GRAMMAR_GENERATED_MAX ((size_t)SLM_GRAMMAR_MAX_SOURCE * 8)
+
 /* ---- gbnf.c ---------------------------------------------------------------------------- */
 /* Parse and compile GBNF text into a new grammar with refs = 1 (see slm_grammar_from_gbnf). */
 slm_status slm_grammar_parse_gbnf(const char *text, size_t len, slm_grammar **out, char *err);

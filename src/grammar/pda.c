@@ -53,8 +53,7 @@ typedef struct pstate {
 } pstate;
 
 typedef struct vmask {
-    const slm_grammar_vocab *v; /* borrowed identity; fp/n_vocab checked too */
-    uint64_t fp;
+    uint64_t fp;                /* the vocabulary's content hash: equal vocabularies share masks */
     int32_t n_vocab;
     size_t words;               /* mask words */
     uint32_t *slot;             /* [cap_states] index into pool + 1, 0 = not cached */
@@ -398,7 +397,7 @@ void slm_grammar_pda_free(slm_grammar_pda *a) {
 /* The mask cache of vocabulary v (created, or recycled from the oldest, on first use). */
 static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
     for (uint32_t i = 0; i < a->n_vm; i++)
-        if (a->vm[i].v == v && a->vm[i].fp == v->fp && a->vm[i].n_vocab == v->n_vocab) return &a->vm[i];
+        if (a->vm[i].fp == v->fp && a->vm[i].n_vocab == v->n_vocab) return &a->vm[i];
     vmask *m;
     if (a->n_vm < SLM_PDA_MAX_VOCABS) {
         m = &a->vm[a->n_vm++];
@@ -408,7 +407,7 @@ static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
         slm_free(m->slot), slm_free(m->pool);
     }
     memset(m, 0, sizeof *m);
-    m->v = v, m->fp = v->fp, m->n_vocab = v->n_vocab;
+    m->fp = v->fp, m->n_vocab = v->n_vocab;
     m->words = ((size_t)v->n_vocab + 31) / 32;
     return m;
 }
@@ -550,6 +549,8 @@ slm_status slm_grammar_matcher_mask(slm_grammar_matcher *m, uint32_t *allowed, s
 /* ---- public lifetime ---------------------------------------------------------------------- */
 
 slm_status slm_grammar_from_gbnf(const char *text, size_t len, slm_grammar **out, char *err) {
+    *out = NULL;
+    if (len > SLM_GRAMMAR_MAX_SOURCE) return slm_errf(err, SLM_ERR_LIMIT, "grammar of %zu bytes exceeds %u", len, SLM_GRAMMAR_MAX_SOURCE);
     return slm_grammar_parse_gbnf(text, len, out, err);
 }
 
