@@ -603,3 +603,10 @@ bool slm_grammar_cls_meets(const slm_grammar *g, uint32_t c, uint32_t lo, uint32
         if (r[2 * i] <= hi && r[2 * i + 1] >= lo) return true;
     return false;
 }
+
+bool slm_grammar_cls_covers(const slm_grammar *g, uint32_t c, uint32_t lo, uint32_t hi) {
+    const uint32_t *r = g->ranges + 2 * (size_t)g->classes[c].off;
+    for (uint32_t i = 0; i < g->classes[c].n; i++) /* ranges are merged: one must hold it all */
+        if (r[2 * i] <= lo && r[2 * i + 1] >= hi) return true;
+    return false;
+}

@@ -66,6 +66,8 @@ slm_status slm_grammar_parse_gbnf(const char *text, size_t len, slm_grammar **ou
 void slm_grammar_free_all(slm_grammar *g);
 /* True when class c contains code point cp. */
 bool slm_grammar_cls_has(const slm_grammar *g, uint32_t c, uint32_t cp);
+/* True when class c contains all of [lo, hi]. */
+bool slm_grammar_cls_covers(const slm_grammar *g, uint32_t c, uint32_t lo, uint32_t hi);
 /* True when class c intersects [lo, hi]. */
 bool slm_grammar_cls_meets(const slm_grammar *g, uint32_t c, uint32_t lo, uint32_t hi);
 

@@ -47,6 +47,11 @@ typedef struct pstate {
     uint32_t off, n;   /* stacks: set_pool[off .. off + n), sorted */
     uint8_t pb[4];     /* bytes of an unfinished code point */
     uint8_t pn, need;  /* bytes held (0 = none), bytes the code point needs */
+    uint8_t rem;       /* "uniform" partial state: continuation bytes still to come (0 = not
+                          uniform). Its set holds only the stacks whose class accepts EVERY
+                          character the bytes so far can become, so the character's exact
+                          value no longer matters: CJK tokens share a few states instead of
+                          one per byte prefix */
     bool complete;     /* EMPTY in the set and no unfinished code point */
     bool more;         /* some stack is non-empty */
     int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
@@ -175,10 +180,10 @@ static int cmp_u32(const void *x, const void *y) {
 }
 
 /* Intern (a->out[0..n_out) sorted, partial bytes) as a state; its id into *id. */
-static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn, uint8_t need, uint32_t *id) {
+static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn, uint8_t need, uint8_t rem, uint32_t *id) {
     const uint32_t *set = a->out;
     const uint32_t n = a->n_out;
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)pn << 40) ^ ((uint64_t)need << 48);
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)pn << 40) ^ ((uint64_t)need << 48) ^ ((uint64_t)rem << 56);
     for (uint8_t i = 0; i < pn; i++) h = mix64(h ^ pb[i]);
     for (uint32_t i = 0; i < n; i++) h = mix64(h ^ set[i]);
     if (2 * (size_t)(a->n_states + 1) > a->shash_cap) {
@@ -188,7 +193,7 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
         for (uint32_t k = 0; k < a->shash_cap; k++) {
             if (!a->shash[k]) continue;
             const pstate *ps = &a->states[a->shash[k] - 1];
-            uint64_t hh = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ps->pn << 40) ^ ((uint64_t)ps->need << 48);
+            uint64_t hh = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ps->pn << 40) ^ ((uint64_t)ps->need << 48) ^ ((uint64_t)ps->rem << 56);
             for (uint8_t i = 0; i < ps->pn; i++) hh = mix64(hh ^ ps->pb[i]);
             for (uint32_t i = 0; i < ps->n; i++) hh = mix64(hh ^ a->set_pool[ps->off + i]);
             uint32_t j = (uint32_t)hh & (nc - 1);
@@ -201,7 +206,7 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     uint32_t j = (uint32_t)h & (a->shash_cap - 1);
     for (; a->shash[j]; j = (j + 1) & (a->shash_cap - 1)) {
         const pstate *ps = &a->states[a->shash[j] - 1];
-        if (ps->n == n && ps->pn == pn && ps->need == need && memcmp(ps->pb, pb, pn) == 0 &&
+        if (ps->n == n && ps->pn == pn && ps->need == need && ps->rem == rem && memcmp(ps->pb, pb, pn) == 0 &&
             memcmp(a->set_pool + ps->off, set, (size_t)n * sizeof *set) == 0) {
             *id = a->shash[j] - 1;
             return SLM_OK;
@@ -223,11 +228,11 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     }
     pstate *ps = &a->states[a->n_states];
     memset(ps, 0, sizeof *ps);
-    ps->off = (uint32_t)a->n_pool, ps->n = n, ps->pn = pn, ps->need = need;
+    ps->off = (uint32_t)a->n_pool, ps->n = n, ps->pn = pn, ps->need = need, ps->rem = rem;
     memcpy(ps->pb, pb, pn);
     memcpy(a->set_pool + a->n_pool, set, (size_t)n * sizeof *set);
     a->n_pool += n;
-    ps->complete = pn == 0 && n > 0 && set[0] == EMPTY;
+    ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
     ps->more = n > (set[0] == EMPTY ? 1u : 0u);
     a->shash[j] = a->n_states + 1;
     *id = a->n_states++;
@@ -241,13 +246,14 @@ static slm_status finish_set(slm_grammar_pda *a, int32_t *next) {
     if (a->n_out == 0) return *next = DEAD, SLM_OK;
     qsort(a->out, a->n_out, sizeof *a->out, cmp_u32);
     uint32_t id;
-    slm_status st = state_intern(a, NULL, 0, 0, &id);
+    slm_status st = state_intern(a, NULL, 0, 0, 0, &id);
     if (st == SLM_OK) *next = (int32_t)id;
     return st;
 }
 
-/* The state after code point cp from state d. */
-static slm_status advance_cp(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t cp, int32_t *next) {
+/* The state after code point cp from state d (all = every stack of d accepts it: a
+ * uniform partial state completing). */
+static slm_status advance_cp(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t cp, bool all, int32_t *next) {
     closure_begin(a);
     slm_status st = SLM_OK;
     const uint32_t off = a->states[d].off, n = a->states[d].n;
@@ -255,7 +261,7 @@ static slm_status advance_cp(const slm_grammar *g, slm_grammar_pda *a, uint32_t 
         const uint32_t s = a->set_pool[off + i];
         if (s == EMPTY) continue;
         const uint32_t pos = a->npos[s];
-        if (!slm_grammar_cls_has(g, g->elems[pos].arg, cp)) continue;
+        if (!all && !slm_grammar_cls_has(g, g->elems[pos].arg, cp)) continue;
         uint32_t w = a->npar[s];
         if (g->elems[pos + 1].type != GE_END && !(w = node_get(a, pos + 1, w, &st))) return st;
         if (!work_push(a, w)) return SLM_ERR_NOMEM;
@@ -297,21 +303,49 @@ static slm_status partial_state(const slm_grammar *g, slm_grammar_pda *a, uint32
              (hi >= 0xE000 && slm_grammar_cls_meets(g, c, lo > 0xE000 ? lo : 0xE000, hi));
     }
     if (!ok) return *next = DEAD, SLM_OK;
-    a->n_out = n;
     if (!grow32(&a->out, &a->cap_out, n)) return SLM_ERR_NOMEM;
-    memcpy(a->out, a->set_pool + off, (size_t)n * sizeof *a->out);
     uint32_t id;
-    slm_status st = state_intern(a, pb, pn, need, &id);
+    bool uniform = pn >= 2; /* past the second byte every continuation byte is valid */
+    a->n_out = 0;
+    for (uint32_t i = 0; i < n && uniform; i++) {
+        const uint32_t s = a->set_pool[off + i];
+        if (s == EMPTY) continue;
+        const uint32_t c = g->elems[a->npos[s]].arg;
+        const bool lo_part = lo <= 0xD7FF, hi_part = hi >= 0xE000;
+        const bool meets = (lo_part && slm_grammar_cls_meets(g, c, lo, hi < 0xD7FF ? hi : 0xD7FF)) ||
+                           (hi_part && slm_grammar_cls_meets(g, c, lo > 0xE000 ? lo : 0xE000, hi));
+        const bool covers = (!lo_part || slm_grammar_cls_covers(g, c, lo, hi < 0xD7FF ? hi : 0xD7FF)) &&
+                            (!hi_part || slm_grammar_cls_covers(g, c, lo > 0xE000 ? lo : 0xE000, hi));
+        if (covers) a->out[a->n_out++] = s;
+        else if (meets) uniform = false;
+    }
+    if (!uniform) {
+        a->n_out = n;
+        memcpy(a->out, a->set_pool + off, (size_t)n * sizeof *a->out);
+    }
+    slm_status st = state_intern(a, uniform ? NULL : pb, uniform ? 0 : pn, uniform ? 0 : need,
+                                 uniform ? (uint8_t)(need - pn) : 0, &id);
     if (st == SLM_OK) *next = (int32_t)id;
     return st;
 }
 
 static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
     const pstate ps = a->states[d];
+    if (ps.rem > 0) { /* uniform partial: the value of the character no longer matters */
+        if ((b & 0xC0) != 0x80) return *next = DEAD, SLM_OK;
+        if (ps.rem == 1) return advance_cp(g, a, d, 0, true, next);
+        if (!grow32(&a->out, &a->cap_out, ps.n)) return SLM_ERR_NOMEM;
+        memcpy(a->out, a->set_pool + ps.off, (size_t)ps.n * sizeof *a->out);
+        a->n_out = ps.n;
+        uint32_t id;
+        slm_status st = state_intern(a, NULL, 0, 0, (uint8_t)(ps.rem - 1), &id);
+        if (st == SLM_OK) *next = (int32_t)id;
+        return st;
+    }
     if (ps.pn == 0) {
         const uint8_t need = utf8_need(b);
         if (need == 0) return *next = DEAD, SLM_OK;
-        if (need == 1) return advance_cp(g, a, d, b, next);
+        if (need == 1) return advance_cp(g, a, d, b, false, next);
         return partial_state(g, a, d, &b, 1, need, next);
     }
     if ((b & 0xC0) != 0x80) return *next = DEAD, SLM_OK;
@@ -324,7 +358,7 @@ static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32
     static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
     if (cp < min_cp[ps.need] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return *next = DEAD, SLM_OK;
     /* the stacks of a partial state are those of the state it started from */
-    return advance_cp(g, a, d, cp, next);
+    return advance_cp(g, a, d, cp, false, next);
 }
 
 /* Transition table of d (allocated on first use). */
