@@ -455,30 +455,58 @@ static bool parse_rule(parser *p) {
 
 /* ---- compiling ------------------------------------------------------------------------- */
 
-/* Reject left recursion: DFS over "A may start with B" edges (B referenced after only
- * nullable elements). color: 0 new, 1 on the path, 2 done. */
-static bool left_rec_dfs(parser *p, const slm_grammar *g, const bool *nullable, uint8_t *color, uint32_t r) {
-    color[r] = 1;
+/* Reject left recursion that would grow stacks without bound. "A may start with B" when B
+ * is referenced after only nullable elements of an alternative of A; the edge "grows" when
+ * something follows the reference (expansion then pushes a continuation). A cycle of
+ * such edges containing a growing edge is rejected; cycles of tail references only (as in
+ * x* with a nullable x) are harmless: expansion revisits the same interned stack and stops.
+ * Tarjan's strongly connected components; a growing edge inside a component is the error. */
+typedef struct scc {
+    const slm_grammar *g;
+    const bool *nullable;
+    int32_t *index, *low, *comp; /* [n_rules] */
+    uint32_t *stack;             /* [n_rules] */
+    uint32_t sp;
+    int32_t next, n_comp;
+} scc;
+
+static void scc_visit(scc *t, uint32_t r) {
+    const slm_grammar *g = t->g;
+    t->index[r] = t->low[r] = t->next++;
+    t->stack[t->sp++] = r;
+    t->comp[r] = -2; /* on the stack */
     for (uint32_t a = g->rule_alt[r]; a < g->rule_alt[r + 1]; a++) {
         for (uint32_t i = g->alt_start[a]; g->elems[i].type == GE_REF; i++) {
             const uint32_t b = g->elems[i].arg;
-            if (color[b] == 1) return perr(p, p->rules[b].first_use, SLM_ERR_CORRUPT, "left recursion in rule '%s'", g->names[b]);
-            if (color[b] == 0 && !left_rec_dfs(p, g, nullable, color, b)) return false;
-            if (!nullable[b]) break;
+            if (t->index[b] < 0) {
+                scc_visit(t, b);
+                if (t->low[b] < t->low[r]) t->low[r] = t->low[b];
+            } else if (t->comp[b] == -2 && t->index[b] < t->low[r]) {
+                t->low[r] = t->index[b];
+            }
+            if (!t->nullable[b]) break;
         }
     }
-    color[r] = 2;
-    return true;
+    if (t->low[r] == t->index[r]) {
+        uint32_t w;
+        do {
+            w = t->stack[--t->sp];
+            t->comp[w] = t->n_comp;
+        } while (w != r);
+        t->n_comp++;
+    }
 }
 
 static bool check_left_recursion(parser *p, const slm_grammar *g) {
-    bool *nullable = slm_calloc(g->n_rules, sizeof *nullable);
-    uint8_t *color = slm_calloc(g->n_rules, 1);
-    bool ok = nullable && color;
+    const uint32_t n = g->n_rules;
+    bool *nullable = slm_calloc(n, sizeof *nullable);
+    scc t = {.g = g, .nullable = nullable, .index = slm_malloc(n * sizeof *t.index), .low = slm_malloc(n * sizeof *t.low),
+             .comp = slm_malloc(n * sizeof *t.comp), .stack = slm_malloc(n * sizeof *t.stack)};
+    bool ok = nullable && t.index && t.low && t.comp && t.stack;
     if (!ok) perr(p, 0, SLM_ERR_NOMEM, "out of memory");
     for (bool changed = ok; changed;) { /* fixpoint: a rule is nullable if an alternative is */
         changed = false;
-        for (uint32_t r = 0; r < g->n_rules; r++) {
+        for (uint32_t r = 0; r < n; r++) {
             if (nullable[r]) continue;
             for (uint32_t a = g->rule_alt[r]; a < g->rule_alt[r + 1] && !nullable[r]; a++) {
                 uint32_t i = g->alt_start[a];
@@ -487,10 +515,36 @@ static bool check_left_recursion(parser *p, const slm_grammar *g) {
             }
         }
     }
-    for (uint32_t r = 0; ok && r < g->n_rules; r++)
-        if (color[r] == 0) ok = left_rec_dfs(p, g, nullable, color, r);
+    /* the root must derive some text: productive rules (an alternative of productive
+     * elements), again a fixpoint; reuse t.low as the flag */
+    for (uint32_t r = 0; ok && r < n; r++) t.low[r] = 0;
+    for (bool changed = ok; changed;) {
+        changed = false;
+        for (uint32_t r = 0; r < n; r++) {
+            if (t.low[r]) continue;
+            for (uint32_t a = g->rule_alt[r]; a < g->rule_alt[r + 1] && !t.low[r]; a++) {
+                uint32_t i = g->alt_start[a];
+                while (g->elems[i].type == GE_CLS || (g->elems[i].type == GE_REF && t.low[g->elems[i].arg])) i++;
+                if (g->elems[i].type == GE_END) t.low[r] = 1, changed = true;
+            }
+        }
+    }
+    if (ok && !t.low[g->root]) ok = perr(p, 0, SLM_ERR_CORRUPT, "the grammar matches nothing (its rules never end)");
+    for (uint32_t r = 0; ok && r < n; r++) t.index[r] = -1, t.comp[r] = -1;
+    for (uint32_t r = 0; ok && r < n; r++)
+        if (t.index[r] < 0) scc_visit(&t, r);
+    for (uint32_t r = 0; ok && r < n; r++) {
+        for (uint32_t a = g->rule_alt[r]; ok && a < g->rule_alt[r + 1]; a++) {
+            for (uint32_t i = g->alt_start[a]; ok && g->elems[i].type == GE_REF; i++) {
+                const uint32_t b = g->elems[i].arg;
+                if (t.comp[b] == t.comp[r] && g->elems[i + 1].type != GE_END)
+                    ok = perr(p, p->rules[b].first_use, SLM_ERR_CORRUPT, "left recursion in rule '%s'", g->names[b]);
+                if (!nullable[b]) break;
+            }
+        }
+    }
     slm_free(nullable);
-    slm_free(color);
+    slm_free(t.index), slm_free(t.low), slm_free(t.comp), slm_free(t.stack);
     return ok;
 }
 
