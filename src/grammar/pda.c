@@ -206,7 +206,7 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     uint32_t j = (uint32_t)h & (a->shash_cap - 1);
     for (; a->shash[j]; j = (j + 1) & (a->shash_cap - 1)) {
         const pstate *ps = &a->states[a->shash[j] - 1];
-        if (ps->n == n && ps->pn == pn && ps->need == need && ps->rem == rem && memcmp(ps->pb, pb, pn) == 0 &&
+        if (ps->n == n && ps->pn == pn && ps->need == need && ps->rem == rem && (pn == 0 || memcmp(ps->pb, pb, pn) == 0) &&
             memcmp(a->set_pool + ps->off, set, (size_t)n * sizeof *set) == 0) {
             *id = a->shash[j] - 1;
             return SLM_OK;
@@ -229,7 +229,7 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     pstate *ps = &a->states[a->n_states];
     memset(ps, 0, sizeof *ps);
     ps->off = (uint32_t)a->n_pool, ps->n = n, ps->pn = pn, ps->need = need, ps->rem = rem;
-    memcpy(ps->pb, pb, pn);
+    if (pn) memcpy(ps->pb, pb, pn);
     memcpy(a->set_pool + a->n_pool, set, (size_t)n * sizeof *set);
     a->n_pool += n;
     ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;

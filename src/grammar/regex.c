@@ -53,12 +53,22 @@ void slm_gbuf_puts(slm_gbuf *b, const char *s) { slm_gbuf_put(b, s, strlen(s)); 
 
 void slm_gbuf_printf(slm_gbuf *b, const char *fmt, ...) {
     char tmp[512];
-    va_list ap;
+    va_list ap, ap2;
     va_start(ap, fmt);
+    va_copy(ap2, ap);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) b->failed = true;
-    else slm_gbuf_put(b, tmp, (size_t)n);
+    if (n >= 0 && (size_t)n < sizeof tmp) {
+        slm_gbuf_put(b, tmp, (size_t)n);
+    } else if (n >= 0) { /* longer than the stack buffer: format on the heap */
+        char *h = slm_malloc((size_t)n + 1);
+        if (h) vsnprintf(h, (size_t)n + 1, fmt, ap2), slm_gbuf_put(b, h, (size_t)n);
+        else b->failed = true;
+        slm_free(h);
+    } else {
+        b->failed = true;
+    }
+    va_end(ap2);
 }
 
 void slm_gbuf_lit_cp(slm_gbuf *b, uint32_t cp) {

@@ -645,7 +645,9 @@ static bool gen(sc *s, const json_t *node, const char *path, char name[NAME_LEN]
     }
     if (ok) {
         new_name(s, name);
-        slm_gbuf_printf(&s->rules, "%s ::= %s\n", name, body.p ? body.p : "\"\"");
+        slm_gbuf_printf(&s->rules, "%s ::= ", name);
+        slm_gbuf_puts(&s->rules, body.p ? body.p : "\"\"");
+        slm_gbuf_puts(&s->rules, "\n");
         if (body.failed) ok = serr(s, SLM_ERR_NOMEM, "schema grammar");
     }
     slm_free(body.p);
