@@ -219,6 +219,16 @@ static inline int slm_quant_nearest_int(float f) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* (int)v, truncated toward zero as a C cast does, when v is in (lo - 1, hi + 1); outside
+ * that (where the cast to the narrow type would be undefined: non-finite or huge input)
+ * clamped to lo or hi, and NaN gives 0. Identical to the reference's casts on finite data. */
+static inline int slm_quant_trunc_clamp(float v, int lo, int hi) {
+    if (v > (float)lo - 1.0f && v < (float)hi + 1.0f) return (int)v;
+    if (v >= (float)hi + 1.0f) return hi;
+    if (v <= (float)lo - 1.0f) return lo;
+    return 0; /* NaN */
+}
+
 /* Q4_K/Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes. Sub-blocks 0..3
  * keep 6 bits in bytes 0..3 (scales) and 4..7 (mins); 4..7 keep their low 4 bits in bytes
  * 8..11 and their high 2 bits in the top bits of bytes 0..7. */
