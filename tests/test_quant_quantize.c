@@ -216,7 +216,7 @@ static void test_nonfinite_inputs(void **state) {
         for (int i = 2 * SLM_QK_K; i < 3 * SLM_QK_K; i += 3) x[i] = specials[(i / 3) % 7];
         tr->from_float(x, q, N);
         tr->to_float(q, back, N);
-        size_t off, one;
+        size_t off = 0, one = 0;
         assert_true(slm_type_row_bytes(types[k], 3 * SLM_QK_K, &off) && slm_type_row_bytes(types[k], SLM_QK_K, &one));
         tr->from_float(x + 3 * SLM_QK_K, alone, SLM_QK_K);
         assert_memory_equal(q + off, alone, one);
