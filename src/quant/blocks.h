@@ -242,6 +242,9 @@ static inline void slm_quant_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, 
     }
 }
 
+/* Q3_K: the 16 6-bit sub-block scales (still biased by 32) unpacked from the 12 bytes. */
+void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]);
+
 /* ---- scalar kernels (the specification; see quant.h for the contracts) ------------------- */
 
 /* to_float */

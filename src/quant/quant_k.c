@@ -19,9 +19,9 @@
 
 /* ---- packed 6-bit scales ---------------------------------------------------------------- */
 
-/* Q3_K: unpack the 16 6-bit scales (biased by 32) from 12 bytes into 16 bytes. Bytes 0..7
+/* Q3_K: unpack the 16 6-bit scales (biased by 32) from 12 bytes into 16 bytes (blocks.h). Bytes 0..7
  * hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 their high 2 bits. */
-static inline void unpack_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
+void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     uint32_t aux[4];
     memcpy(aux, packed, SLM_K_SCALE_SIZE);
@@ -64,7 +64,7 @@ void slm_quant_q3_k_to_float(const void *src, float *y, int64_t n) {
     for (int64_t i = 0; i < nb; i++) {
         const float d_all = slm_quant_h2f(x[i].d);
         int8_t scales[16];
-        unpack_q3_k_scales(x[i].scales, scales);
+        slm_quant_q3_k_scales(x[i].scales, scales);
         const uint8_t *q = x[i].qs;
         const uint8_t *hm = x[i].hmask;
         uint8_t m = 1; /* hmask bit of the current 32-element group */
@@ -257,7 +257,7 @@ float slm_quant_vec_dot_q3_k_q8_k(int64_t n, const void *vx, const void *vy) {
             }
         }
         int8_t sc8[16];
-        unpack_q3_k_scales(x[i].scales, sc8);
+        slm_quant_q3_k_scales(x[i].scales, sc8);
         int32_t scales[16], aux32[8] = {0};
         for (int j = 0; j < 16; j++) scales[j] = sc8[j] - 32;
         k_accumulate16(y[i].qs, aux8, scales, aux32);
