@@ -92,6 +92,39 @@ static void test_detect_unsupported(void **state) {
     assert_int_equal(slm_chat_template_detect("x", SLM_CHAT_MAX_TEMPLATE + 1, &t, err), SLM_ERR_LIMIT);
 }
 
+/* The real templates of the shared vocabulary files (read through the GGUF reader). */
+static void expect_gguf(const char *rel, slm_chat_template want) {
+    char path[4096];
+    TU_SHARED_OR_SKIP(path, rel);
+    slm_gguf *g = NULL;
+    char err[SLM_ERR_LEN] = "";
+    assert_int_equal(slm_gguf_open(path, NULL, &g, err), SLM_OK);
+    slm_chat_template t = SLM_CHAT_TEMPLATE_COUNT;
+    slm_status st = slm_chat_template_from_gguf(g, &t, err);
+    if (st != SLM_OK || t != want) fprintf(stderr, "%s: %s (%s)\n", rel, slm_chat_template_name(t), err);
+    assert_int_equal(st, SLM_OK);
+    assert_int_equal(t, want);
+    slm_gguf_close(g);
+}
+
+static void test_detect_real_templates(void **state) {
+    (void)state;
+    expect_gguf("models/vocab/ggml-vocab-qwen2.gguf", SLM_CHAT_QWEN3);   /* Qwen3's template */
+    expect_gguf("models/vocab/ggml-vocab-llama-bpe.gguf", SLM_CHAT_LLAMA3);
+    expect_gguf("models/vocab/ggml-vocab-smollm2.gguf", SLM_CHAT_CHATML);
+    expect_gguf("models/vocab/ggml-vocab-phi-3.gguf", SLM_CHAT_PHI3);
+    /* a model without a template */
+    char path[4096];
+    TU_SHARED_OR_SKIP(path, "models/vocab/ggml-vocab-llama-spm.gguf");
+    slm_gguf *g = NULL;
+    assert_int_equal(slm_gguf_open(path, NULL, &g, NULL), SLM_OK);
+    slm_chat_template t;
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_chat_template_from_gguf(g, &t, err), SLM_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, "tokenizer.chat_template"));
+    slm_gguf_close(g);
+}
+
 static void test_names(void **state) {
     (void)state;
     char joined[1024] = "";
@@ -343,6 +376,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detect_families),
         cmocka_unit_test(test_detect_unsupported),
+        cmocka_unit_test(test_detect_real_templates),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_render_every_family),
         cmocka_unit_test(test_render_flags),

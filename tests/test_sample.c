@@ -14,6 +14,7 @@
 
 #include "core/core.h"
 #include "sample/sample.h"
+#include "sample/vecmath.h"
 
 /* Tolerances, named with their reasons. */
 #define LOGPROB_TOL 2e-5 /* float32 logits, float64 sums: a few ulps of a log-probability */
@@ -143,6 +144,32 @@ static void test_top_k(void **state) {
     assert_int_equal(drawn_set(&p, tie, 4, 2000), (1u << 1) | (1u << 0));
 }
 
+static void test_top_k_large(void **state) {
+    (void)state;
+    /* k above the heap limit takes the gather + quickselect path: the 500 smallest of 2000
+     * distinct logits (ids 1500..1999 here, after a shuffle of the values) never come out */
+    enum { N = 2000, K = 1500, DRAWS = 1000 };
+    static float l[N];
+    uint32_t x = 3;
+    for (int i = 0; i < N; i++) l[i] = (float)i * 1e-3f;
+    for (int i = N - 1; i > 0; i--) { /* Fisher-Yates with a fixed LCG */
+        x = x * 1664525u + 1013904223u;
+        int j = (int)((x >> 8) % (uint32_t)(i + 1));
+        float t = l[i];
+        l[i] = l[j];
+        l[j] = t;
+    }
+    slm_sample_params p = plain(1.0f);
+    p.top_k = K;
+    assert_true(K > 1024); /* TOP_K_HEAP_MAX in sample.c */
+    slm_sampler *s = make(&p, N);
+    for (int i = 0; i < DRAWS; i++) {
+        int32_t id = next_id(s, l, N, NULL);
+        assert_true(l[id] >= (float)(N - K) * 1e-3f);
+    }
+    slm_sample_destroy(s);
+}
+
 static void test_top_p(void **state) {
     (void)state;
     const double pr[4] = {0.15, 0.5, 0.05, 0.3};
@@ -164,9 +191,9 @@ static void test_top_p(void **state) {
 
 static void test_top_p_large_flat(void **state) {
     (void)state;
-    /* 1000 equal logits: top_p 0.5 keeps exactly ids 0..499 (ties by id), which takes
-     * several selection rounds */
-    enum { N = 1000, DRAWS = 5000 };
+    /* 400 equal logits: top_p 0.5 keeps exactly ids 0..199 (ties by id), which takes
+     * several partition rounds before the short-range sort */
+    enum { N = 400, KEEP = 200, DRAWS = 3000 };
     static float l[N];
     for (int i = 0; i < N; i++) l[i] = 0.25f;
     slm_sample_params p = plain(1.0f);
@@ -177,10 +204,10 @@ static void test_top_p_large_flat(void **state) {
     slm_sample_destroy(s);
     int seen = 0;
     for (int i = 0; i < N; i++) {
-        if (i >= 500) assert_int_equal(hist[i], 0);
+        if (i >= KEEP) assert_int_equal(hist[i], 0);
         seen += hist[i] > 0;
     }
-    assert_true(seen > 490); /* 5000 draws over 500: each is missed with p ~ e^-10 */
+    assert_true(seen > KEEP - 5); /* 3000 draws over 200: each is missed with p ~ e^-15 */
 }
 
 static void test_min_p(void **state) {
@@ -195,6 +222,41 @@ static void test_min_p(void **state) {
     assert_int_equal(drawn_set(&p, l, 4, 3000), (1u << 1) | (1u << 3));
     p.min_p = 1.0f; /* only the maximum */
     assert_int_equal(drawn_set(&p, l, 4, 300), 1u << 1);
+}
+
+/* ---- the vectorizable exp ------------------------------------------------------------------- */
+
+static void test_vm_exp(void **state) {
+    (void)state;
+    double worst = 0.0;
+    for (int i = 0; i <= 870000; i++) {
+        float xf = -(float)i * 1e-4f;
+        double want = exp((double)xf);
+        double got = (double)vm_exp_neg(xf);
+        double rel = fabs(got - want) / want;
+        worst = rel > worst ? rel : worst;
+    }
+    if (worst > VM_EXP_TOL) fprintf(stderr, "worst relative error %g\n", worst);
+    assert_true(worst <= VM_EXP_TOL);
+    assert_true(vm_exp_neg(0.0f) == 1.0f);
+    assert_true(vm_exp_neg(-87.5f) == 0.0f);
+    assert_true(vm_exp_neg(-INFINITY) == 0.0f);
+    assert_true(vm_exp_neg(NAN) == 0.0f);
+    assert_true(vm_exp_neg(-NAN) == 0.0f);
+    assert_true(vm_exp_arg(-INFINITY) == 0.0f && vm_exp_arg(-3.0f) == -3.0f);
+    const float xs[11] = {1.0f, NAN, -INFINITY, 3.0f, -2.0f, 3.0f, 0.5f, -7.0f, 2.0f, 1.5f, -1.0f};
+    assert_true(vm_max(xs, 11) == 3.0f);
+    assert_true(vm_max(xs + 1, 2) == -INFINITY);
+    double sum, sum_ed;
+    vm_exp_sums(xs, 11, 3.0f, &sum, &sum_ed);
+    double ws = 0, wd = 0;
+    for (int i = 0; i < 11; i++) {
+        if (!(xs[i] > -INFINITY)) continue;
+        ws += exp((double)xs[i] - 3.0);
+        wd += exp((double)xs[i] - 3.0) * ((double)xs[i] - 3.0);
+    }
+    assert_true(fabs(sum - ws) < 1e-6 * ws);
+    assert_true(fabs(sum_ed - wd) < 1e-6 * fabs(wd));
 }
 
 /* ---- penalties and bias ------------------------------------------------------------------------ */
@@ -712,6 +774,8 @@ int main(void) {
         cmocka_unit_test(test_greedy_argmax_lowest_id),
         cmocka_unit_test(test_temperature_matches_softmax),
         cmocka_unit_test(test_top_k),
+        cmocka_unit_test(test_top_k_large),
+        cmocka_unit_test(test_vm_exp),
         cmocka_unit_test(test_top_p),
         cmocka_unit_test(test_top_p_large_flat),
         cmocka_unit_test(test_min_p),
@@ -725,5 +789,6 @@ int main(void) {
         cmocka_unit_test(test_stop_every_split),
         cmocka_unit_test(test_stop_utf8_and_state),
     };
+    if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER")); /* one test by hand */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -202,6 +202,19 @@ slm_status slm_chat_template_detect(const char *jinja, size_t len, slm_chat_temp
                     NAMES);
 }
 
+slm_status slm_chat_template_from_gguf(const slm_gguf *g, slm_chat_template *out, char *err) {
+    if (!g || !out) return slm_errf(err, SLM_ERR_INVALID_ARG, "chat template: NULL argument");
+    slm_gguf_str js;
+    slm_status st = slm_gguf_get_str(g, SLM_CHAT_GGUF_KEY, &js, NULL);
+    if (st == SLM_ERR_NOT_FOUND)
+        return slm_errf(err, st, "the model has no %s (choose one by name: %s)", SLM_CHAT_GGUF_KEY, NAMES);
+    if (st != SLM_OK) return slm_errf(err, st, "%s: not a string", SLM_CHAT_GGUF_KEY);
+    if (js.len > SLM_CHAT_MAX_TEMPLATE)
+        return slm_errf(err, SLM_ERR_LIMIT, "%s: %llu bytes, limit %u", SLM_CHAT_GGUF_KEY, (unsigned long long)js.len,
+                        SLM_CHAT_MAX_TEMPLATE);
+    return slm_chat_template_detect(js.ptr, (size_t)js.len, out, err);
+}
+
 /* ---- validation ------------------------------------------------------------------------------- */
 
 typedef enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } role;

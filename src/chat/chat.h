@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf/gguf.h"
 #include "slmesh/status.h"
 
 /* ---- limits ------------------------------------------------------------------------------ */
@@ -79,6 +80,14 @@ typedef struct slm_chat_info {
  * family here matches (naming llama.cpp's family when it is one slmesh does not render);
  * SLM_ERR_LIMIT above SLM_CHAT_MAX_TEMPLATE. */
 slm_status slm_chat_template_detect(const char *jinja, size_t len, slm_chat_template *out, char *err);
+
+/* The GGUF key that holds the Jinja template. */
+#define SLM_CHAT_GGUF_KEY "tokenizer.chat_template"
+
+/* Detect the family of g's SLM_CHAT_GGUF_KEY (g borrowed for the call). SLM_ERR_NOT_FOUND
+ * when the file has no template (the caller then needs --chat-template NAME), else as
+ * slm_chat_template_detect. */
+slm_status slm_chat_template_from_gguf(const slm_gguf *g, slm_chat_template *out, char *err);
 
 /* By name (the CLI's --chat-template NAME). SLM_ERR_NOT_FOUND lists the valid names. */
 slm_status slm_chat_template_from_name(const char *name, slm_chat_template *out, char *err);

@@ -2,15 +2,16 @@
  * sample/sample.c: the per-sequence sampler (see sample.h for the chain and its order).
  *
  * Data flow of one step (slm_sample_next), all in memory the sampler owns:
- *   logits -> cand[i] = {logit[i] (NaN -> -inf), i}   (cand is in id order here)
- *          -> bias, penalties (indexed by id)
- *          -> report: logZ, entropy, top-N, from cand
- *          -> mask: compact cand to the allowed, finite entries (id order kept)
- *          -> greedy: argmax | top_k (quickselect), top_p (selection in rounds),
- *             min_p (threshold), temperature + draw
+ *   logits -> work[i] (NaN -> -inf) -> bias, penalties (by id)
+ *          -> report over work: max, logZ, entropy (vectorizable passes, vecmath.h), top-N
+ *          -> greedy without a mask: the first maximum of work, done
+ *          -> greedy (masked) or top_k <= TOP_K_HEAP_MAX: cand = the best 1 or k allowed
+ *             entries (a heap in one pass); else cand = all allowed finite entries, then a
+ *             quickselect for a large top_k
+ *          -> top_p (mass-directed quickselect), min_p (threshold), temperature + draw
  *
  * Invariants:
- *  - After slm_sample_create nothing allocates; cand holds n_vocab entries, mask words
+ *  - After slm_sample_create nothing allocates; work and cand hold n_vocab entries, mask
  *    SLM_SAMPLE_MASK_WORDS(n_vocab), the history ring repeat_last_n ids, and count n_vocab
  *    counters (only when a penalty is active).
  *  - count[t] is the number of occurrences of t in the ring (all >= 0 between calls; the
@@ -27,10 +28,12 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "sample/vecmath.h"
 
-/* Scalar-loop constants with their reasons. */
-#define TOP_P_FIRST_ROUND 64 /* candidates sorted in top_p's first round: peaked distributions
-                                reach 0.95 within a few dozen tokens */
+/* Tuning constants with their reasons. */
+#define TOP_P_SORT_BELOW 64 /* top_p sorts ranges this short instead of partitioning them */
+#define TOP_K_HEAP_MAX 1024 /* top_k up to this keeps a heap in one pass over the logits;
+                               larger k gathers all candidates and quickselects */
 
 /* ---- the sampler's state ------------------------------------------------------------------- */
 
@@ -51,7 +54,8 @@ struct slm_sampler {
     int32_t ring_head;       /* next slot to write */
     int32_t *count;          /* [n_vocab] occurrences of each id in the ring */
     /* scratch: */
-    cand *cand;              /* [n_vocab] candidates of the current step */
+    float *work;             /* [n_vocab] the step's adjusted logits, by id */
+    cand *cand;              /* [n_vocab] candidates of the current step (after the mask) */
     uint32_t *mask;          /* [mask_words] the hook's bitset */
     size_t mask_words;       /* SLM_SAMPLE_MASK_WORDS(n_vocab) */
     slm_sample_mask_fn mask_fn; /* optional hook, borrowed */
@@ -152,6 +156,7 @@ void slm_sample_destroy(slm_sampler *s) {
     slm_free(s->bias);
     slm_free(s->ring);
     slm_free(s->count);
+    slm_free(s->work);
     slm_free(s->cand);
     slm_free(s->mask);
     slm_free(s);
@@ -174,9 +179,10 @@ slm_status slm_sample_create(const slm_sample_params *p, int32_t n_vocab, slm_sa
                    (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
     s->mask_words = SLM_SAMPLE_MASK_WORDS(n_vocab);
     /* Sizes cannot overflow: n_vocab <= 2^21 and the element sizes are <= 8. */
+    s->work = slm_malloc((size_t)n_vocab * sizeof *s->work);
     s->cand = slm_malloc((size_t)n_vocab * sizeof *s->cand);
     s->mask = slm_malloc(s->mask_words * sizeof *s->mask);
-    if (!s->cand || !s->mask) goto nomem;
+    if (!s->work || !s->cand || !s->mask) goto nomem;
     if (p->n_bias > 0) {
         s->bias = slm_malloc(p->n_bias * sizeof *s->bias);
         if (!s->bias) goto nomem;
@@ -237,17 +243,17 @@ slm_status slm_sample_accept(slm_sampler *s, const int32_t *ids, size_t n, char 
     return SLM_OK;
 }
 
-/* llama.cpp's penalties on cand (still in id order): each distinct token of the ring once. */
+/* llama.cpp's penalties on the work array: each distinct token of the ring once. */
 static void apply_penalties(slm_sampler *s) {
     const float rp = s->p.repeat_penalty, fp = s->p.frequency_penalty, pp = s->p.presence_penalty;
     for (int32_t i = 0; i < s->ring_len; i++) {
         int32_t t = s->ring[i];
         int32_t c = s->count[t];
         if (c <= 0) continue; /* already visited this step */
-        float v = s->cand[t].v;
+        float v = s->work[t];
         v = v <= 0.0f ? v * rp : v / rp;
         v -= (float)c * fp + pp;
-        s->cand[t].v = v;
+        s->work[t] = v;
         s->count[t] = -c;
     }
     for (int32_t i = 0; i < s->ring_len; i++) {
@@ -300,83 +306,138 @@ static void sort_cand(cand *c, size_t n) { qsort(c, n, sizeof *c, cmp_cand); }
 
 /* ---- reported distribution ------------------------------------------------------------------------- */
 
-/* logZ and entropy of softmax(v), and the n_alts most probable entries (sorted), over n
- * values read with a byte stride (the sampler's cand array or a caller's logits; entry i
- * is token i). NaN and -inf count as probability 0. One pass for the maximum, one for the
- * sums and the top list (kept by insertion; n_alts <= SLM_SAMPLE_MAX_PROBS).
- * Returns false when every entry is -inf or NaN. */
-static inline float at(const char *base, size_t stride, size_t i) { return *(const float *)(base + i * stride); }
+/* What the report pass learns about the adjusted logits x[0..n) (entry i is token i). */
+typedef struct dist {
+    float max;   /* largest logit (finite) */
+    double sum;  /* sum of e^(x - max) over all entries */
+    double logz; /* log of the partition function: max + log(sum) */
+} dist;
 
-static bool report(const char *base, size_t stride, size_t n, int32_t n_alts, double *logz, slm_sample_out *out) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        float v = at(base, stride, i);
-        m = v > m ? v : m;
+static inline bool bit_set(const uint32_t *w, size_t id) { return (w[id >> 5] >> (id & 31)) & 1u; }
+
+/* Restore the heap property below h[i] in a heap whose root is its WORST entry. */
+static void heap_down(cand *h, size_t n, size_t i) {
+    for (;;) {
+        size_t worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && greater(&h[worst], &h[l])) worst = l;
+        if (r < n && greater(&h[worst], &h[r])) worst = r;
+        if (worst == i) return;
+        swap_cand(&h[i], &h[worst]);
+        i = worst;
     }
-    if (m == -INFINITY) return false;
-    const int32_t k = n_alts < (int32_t)n ? n_alts : (int32_t)n;
-    cand top[SLM_SAMPLE_MAX_PROBS]; /* descending; have entries valid */
-    int32_t have = 0;
-    double sum = 0.0, sum_ed = 0.0; /* sum e^d, sum e^d * d, with d = v - m */
-    for (size_t i = 0; i < n; i++) {
-        float v = at(base, stride, i);
-        if (!(v > -INFINITY)) continue;
-        float d = v - m;
-        double e = (double)expf(d);
-        sum += e;
-        sum_ed += e * (double)d;
-        cand ci = {v, (int32_t)i};
-        if (k == 0 || (have == k && !greater(&ci, &top[k - 1]))) continue;
-        int32_t j = have < k ? have++ : k - 1;
-        while (j > 0 && greater(&ci, &top[j - 1])) {
-            top[j] = top[j - 1];
-            j--;
+}
+
+static void heap_up(cand *h, size_t i) {
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!greater(&h[parent], &h[i])) return;
+        swap_cand(&h[parent], &h[i]);
+        i = parent;
+    }
+}
+
+/* The k greatest entries of x[0..n) (entry i is token i; NaN and -inf skipped; when given,
+ * only ids whose bit is set in m1 and in m2), sorted in the chain's order, into top[0..k).
+ * Returns how many (< k when fewer qualify). One pass: a heap of the best k so far, whose
+ * worst value is the bar a new entry must clear; since ids ascend, an entry equal to the bar
+ * never clears it, so the common case is a single float compare. O(n + k log k) for
+ * typical data, O(n log k) at worst. */
+static size_t top_n(const float *x, size_t n, size_t k, const uint32_t *m1, const uint32_t *m2, cand *top) {
+    size_t have = 0;
+    float bar = -INFINITY; /* the heap's worst value once it is full */
+    for (size_t i = 0; i < n && k > 0; i++) {
+        if (!(x[i] > bar)) continue;
+        if ((m1 && !bit_set(m1, i)) || (m2 && !bit_set(m2, i))) continue;
+        const cand ci = {x[i], (int32_t)i};
+        if (have < k) {
+            top[have] = ci;
+            heap_up(top, have++);
+        } else {
+            top[0] = ci;
+            heap_down(top, k, 0);
         }
-        top[j] = ci;
+        if (have == k) bar = top[0].v;
     }
-    const double lz = log(sum);
-    *logz = (double)m + lz;
-    const double h = lz - sum_ed / sum; /* -sum p log p with log p = d - lz */
+    sort_cand(top, have);
+    return have;
+}
+
+/* logZ, entropy and the top n_alts of softmax(x[0..n)) into *d and out (logprob/id are the
+ * caller's). Returns false when every entry is -inf or NaN. */
+static bool report(const float *x, size_t n, int32_t n_alts, dist *d, slm_sample_out *out) {
+    d->max = vm_max(x, n);
+    if (d->max == -INFINITY) return false;
+    double sum_ed;
+    vm_exp_sums(x, n, d->max, &d->sum, &sum_ed);
+    const double lz = log(d->sum);
+    d->logz = (double)d->max + lz;
+    const double h = lz - sum_ed / d->sum; /* -sum p log p, with log p = (x - max) - lz */
     out->entropy = (float)(h > 0.0 ? h : 0.0);
-    out->n_alts = have;
-    for (int32_t j = 0; j < have; j++) {
+    cand top[SLM_SAMPLE_MAX_PROBS];
+    out->n_alts = (int32_t)top_n(x, n, (size_t)n_alts, NULL, NULL, top);
+    for (int32_t j = 0; j < out->n_alts; j++) {
         out->alts[j].id = top[j].id;
-        out->alts[j].logprob = (float)((double)top[j].v - *logz);
+        out->alts[j].logprob = (float)((double)top[j].v - d->logz);
     }
     return true;
 }
 
 /* ---- truncation stages --------------------------------------------------------------------------- */
 
-/* top_p over c[0..n): keep the smallest descending prefix with probability >= top_p of the
- * survivors' mass. Selects and sorts in rounds of growing size so that a peaked distribution
- * costs one partial selection. Returns the new n; c[0..new n) is sorted descending. */
-static size_t stage_top_p(cand *c, size_t n, float top_p) {
+static float cand_max(const cand *c, size_t n) {
     float m = -INFINITY;
     for (size_t i = 0; i < n; i++) m = c[i].v > m ? c[i].v : m;
-    double total = 0.0;
-    for (size_t i = 0; i < n; i++) total += (double)expf(c[i].v - m);
-    const double target = (double)top_p * total;
-    double cum = 0.0;
-    size_t done = 0, round = TOP_P_FIRST_ROUND;
-    while (done < n) {
-        size_t size = n - done < round ? n - done : round;
-        if (size < n - done) select_top(c + done, n - done, size);
-        sort_cand(c + done, size);
-        for (size_t i = done; i < done + size; i++) {
-            cum += (double)expf(c[i].v - m);
-            if (cum >= target) return i + 1;
-        }
-        done += size;
-        round *= 2;
-    }
-    return n;
+    return m;
 }
 
-/* min_p: keep entries with p >= min_p * p_max, i.e. v >= v_max + log(min_p). Order kept. */
-static size_t stage_min_p(cand *c, size_t n, float min_p) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = c[i].v > m ? c[i].v : m;
+/* Weight of a candidate relative to the survivors' maximum m: e^(v - m). */
+static inline double weight(const cand *c, float m) { return (double)vm_exp_neg(c->v - m); }
+
+/* top_p over c[0..n): keep the smallest set of greatest candidates (in the chain's order)
+ * whose weight reaches top_p of the total (m: the maximum of c; total: sum of weights).
+ * The set is found without sorting the vocabulary: a quickselect that partitions around a
+ * pivot and descends into the side where the mass threshold falls (expected O(n) weight
+ * evaluations); short ranges are sorted and walked. Returns the new n; the survivors are
+ * c[0..new n), in no particular order. */
+static size_t stage_top_p(cand *c, size_t n, float top_p, float m, double total) {
+    double need = (double)top_p * total; /* mass still to take from c[lo..hi) */
+    size_t lo = 0, hi = n;                /* c[0..lo) are kept; the cut lies in c[lo..hi) */
+    while (hi - lo > TOP_P_SORT_BELOW) {
+        size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (greater(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
+        if (greater(&c[last], &c[lo])) swap_cand(&c[last], &c[lo]);
+        if (greater(&c[last], &c[mid])) swap_cand(&c[last], &c[mid]);
+        const cand pivot = c[mid];
+        swap_cand(&c[mid], &c[last]);
+        size_t store = lo;
+        double above = 0.0; /* weight of the candidates greater than the pivot */
+        for (size_t i = lo; i < last; i++) {
+            if (greater(&c[i], &pivot)) {
+                above += weight(&c[i], m);
+                swap_cand(&c[i], &c[store++]);
+            }
+        }
+        swap_cand(&c[store], &c[last]); /* pivot at rank `store` */
+        if (above >= need) {
+            hi = store; /* the cut is among the greater ones */
+        } else if (above + weight(&c[store], m) >= need) {
+            return store + 1; /* the pivot is the last survivor */
+        } else {
+            need -= above + weight(&c[store], m);
+            lo = store + 1;
+        }
+    }
+    sort_cand(c + lo, hi - lo);
+    double cum = 0.0;
+    for (size_t i = lo; i < hi; i++) {
+        cum += weight(&c[i], m);
+        if (cum >= need) return i + 1;
+    }
+    return hi > 0 ? hi : 1; /* rounding: everything is kept */
+}
+
+/* min_p: keep candidates with p >= min_p * p_max, i.e. v >= m + log(min_p). Order kept. */
+static size_t stage_min_p(cand *c, size_t n, float min_p, float m) {
     const float floor_v = m + logf(min_p);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -385,17 +446,19 @@ static size_t stage_min_p(cand *c, size_t n, float min_p) {
     return k;
 }
 
-/* Draw from softmax(v / T) over c[0..n) (n >= 1) by inverse CDF in the current order. */
-static size_t draw(cand *c, size_t n, float temperature, uint64_t rng[4]) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = c[i].v > m ? c[i].v : m;
+/* Draw from softmax(v / T) over c[0..n) (n >= 1, m their maximum) by inverse CDF in the
+ * current order. wbuf: n floats of scratch for the weights (each computed once). */
+static size_t draw(const cand *c, size_t n, float temperature, float m, uint64_t rng[4], float *wbuf) {
     const float inv_t = 1.0f / temperature;
     double total = 0.0;
-    for (size_t i = 0; i < n; i++) total += (double)expf((c[i].v - m) * inv_t);
+    for (size_t i = 0; i < n; i++) {
+        wbuf[i] = vm_exp_neg((c[i].v - m) * inv_t);
+        total += (double)wbuf[i];
+    }
     const double target = rng_uniform(rng) * total;
     double cum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        cum += (double)expf((c[i].v - m) * inv_t);
+        cum += (double)wbuf[i];
         if (cum > target) return i;
     }
     return n - 1; /* rounding left target at the very top */
@@ -403,7 +466,33 @@ static size_t draw(cand *c, size_t n, float temperature, uint64_t rng[4]) {
 
 /* ---- one step ---------------------------------------------------------------------------------- */
 
-static inline bool bit_set(const uint32_t *w, int32_t id) { return (w[id >> 5] >> (id & 31)) & 1u; }
+/* Candidates for truncation: the finite entries of w that are >= floor_v and allowed by
+ * both masks (either may be NULL), in id order. Returns their count; *unmasked tells whether
+ * no such entry was masked out. */
+static size_t gather(const float *w, size_t n, float floor_v, const uint32_t *m1, const uint32_t *m2, cand *c,
+                     bool *unmasked) {
+    size_t k = 0, passed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(w[i] > -INFINITY) || w[i] < floor_v) continue;
+        passed++;
+        if ((m1 && !bit_set(m1, i)) || (m2 && !bit_set(m2, i))) continue;
+        c[k].v = w[i];
+        c[k].id = (int32_t)i;
+        k++;
+    }
+    *unmasked = k == passed;
+    return k;
+}
+
+/* A floor below which no token can be in the top_p set of the whole (unmasked, untruncated)
+ * distribution: all tokens below t together weigh less than n e^(t - max), and when that is
+ * under (1 - top_p) of the mass, the tokens above t already reach top_p. The margin absorbs
+ * the float rounding of the sums. Skipping them before the gather makes top_p cheap for the
+ * usual peaked distributions. */
+#define TOP_P_FLOOR_MARGIN 0.01f /* nats */
+static float top_p_floor(const dist *d, size_t n, float top_p) {
+    return d->max + logf((float)((1.0 - (double)top_p) * d->sum / (double)n)) - TOP_P_FLOOR_MARGIN;
+}
 
 slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab, const uint32_t *allowed,
                            slm_sample_out *out, char *err) {
@@ -412,23 +501,22 @@ slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab,
         return slm_errf(err, SLM_ERR_INVALID_ARG, "sample: %d logits, sampler built for %d", (int)n_vocab,
                         (int)s->n_vocab);
     const size_t nv = (size_t)n_vocab;
-    cand *c = s->cand;
+    float *w = s->work;
 
-    /* 1-2: copy, bias, penalties (cand in id order) */
+    /* 1-2: copy (NaN -> -inf, +inf -> FLT_MAX to keep the sums finite), bias, penalties */
     for (size_t i = 0; i < nv; i++) {
-        float v = logits[i];
-        c[i].v = isnan(v) ? -INFINITY : v == INFINITY ? FLT_MAX : v; /* keep the sums finite */
-        c[i].id = (int32_t)i;
+        const float v = logits[i];
+        w[i] = v != v ? -INFINITY : v > FLT_MAX ? FLT_MAX : v;
     }
-    for (size_t i = 0; i < s->p.n_bias; i++) c[s->bias[i].id].v += s->bias[i].bias;
+    for (size_t i = 0; i < s->p.n_bias; i++) w[s->bias[i].id] += s->bias[i].bias;
     if (s->penalties) apply_penalties(s);
 
     /* the reported distribution */
-    double logz;
-    if (!report((const char *)&c[0].v, sizeof *c, nv, s->p.n_probs, &logz, out))
+    dist d;
+    if (!report(w, nv, s->p.n_probs, &d, out))
         return slm_errf(err, SLM_ERR_STATE, "sample: every token is banned (all logits -inf)");
 
-    /* 3: mask (hook AND argument), dropping -inf entries too; id order kept */
+    /* 3: the mask */
     const uint32_t *hook = NULL;
     if (s->mask_fn) {
         memset(s->mask, 0, s->mask_words * sizeof *s->mask);
@@ -436,33 +524,47 @@ slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab,
         if (st != SLM_OK) return st;
         hook = s->mask;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < nv; i++) {
-        if (c[i].v == -INFINITY) continue;
-        if (hook && !bit_set(hook, (int32_t)i)) continue;
-        if (allowed && !bit_set(allowed, (int32_t)i)) continue;
-        c[n++] = c[i];
-    }
-    if (n == 0) return slm_errf(err, SLM_ERR_STATE, "sample: the mask allows no token that is not banned");
-
-    size_t pick;
-    if (s->p.temperature == 0.0f) {
-        /* 7 (greedy): c is in id order, so a strict > keeps the lowest id on ties */
-        pick = 0;
-        for (size_t i = 1; i < n; i++) {
-            if (c[i].v > c[pick].v) pick = i;
-        }
+    size_t pick_id;
+    float pick_v = d.max;
+    if (s->p.temperature == 0.0f && !hook && !allowed) {
+        /* greedy, nothing masked: the first (lowest-id) entry equal to the maximum */
+        pick_id = 0;
+        while (w[pick_id] != d.max) pick_id++;
     } else {
-        if (s->p.top_k > 0 && (size_t)s->p.top_k < n) { /* 4 */
-            select_top(c, n, (size_t)s->p.top_k);
-            n = (size_t)s->p.top_k;
+        cand *c = s->cand;
+        bool full = false; /* the report's max and sum describe c's distribution: c holds every
+                              finite entry, or all but some the top_p floor rules out */
+        size_t n;
+        const bool greedy = s->p.temperature == 0.0f;
+        if (greedy || (s->p.top_k > 0 && s->p.top_k <= TOP_K_HEAP_MAX)) {
+            n = top_n(w, nv, greedy ? 1 : (size_t)s->p.top_k, hook, allowed, c); /* 4, sorted */
+        } else {
+            const bool prune = s->p.top_p < 1.0f && s->p.top_k == 0 && !hook && !allowed;
+            n = gather(w, nv, prune ? top_p_floor(&d, nv, s->p.top_p) : -INFINITY, hook, allowed, c, &full);
+            if (s->p.top_k > 0 && (size_t)s->p.top_k < n) { /* 4, large k */
+                select_top(c, n, (size_t)s->p.top_k);
+                n = (size_t)s->p.top_k;
+                full = false;
+            }
         }
-        if (s->p.top_p < 1.0f) n = stage_top_p(c, n, s->p.top_p); /* 5 */
-        if (s->p.min_p > 0.0f) n = stage_min_p(c, n, s->p.min_p); /* 6 */
-        pick = draw(c, n, s->p.temperature, s->rng);                /* 7-8 */
+        if (n == 0) return slm_errf(err, SLM_ERR_STATE, "sample: the mask allows no token that is not banned");
+        size_t pick = 0; /* greedy: c[0] is the maximum, lowest id first */
+        if (!greedy) {
+            const float m = full ? d.max : cand_max(c, n);
+            if (s->p.top_p < 1.0f) { /* 5 */
+                double total = 0.0;
+                if (full) total = d.sum;
+                else for (size_t i = 0; i < n; i++) total += weight(&c[i], m);
+                n = stage_top_p(c, n, s->p.top_p, m, total);
+            }
+            if (s->p.min_p > 0.0f) n = stage_min_p(c, n, s->p.min_p, m); /* 6 (m survives 4-5) */
+            pick = draw(c, n, s->p.temperature, m, s->rng, w); /* 7-8; w is free now */
+        }
+        pick_id = (size_t)c[pick].id;
+        pick_v = c[pick].v;
     }
-    out->id = c[pick].id;
-    out->logprob = (float)((double)c[pick].v - logz);
+    out->id = (int32_t)pick_id;
+    out->logprob = (float)((double)pick_v - d.logz);
     return SLM_OK;
 }
 
@@ -478,14 +580,14 @@ slm_status slm_sample_probs(const float *logits, int32_t n_vocab, int32_t id, in
         return slm_errf(err, SLM_ERR_RANGE, "probs: token %d outside [0, %d)", (int)id, (int)n_vocab);
     if (n_probs < 0 || n_probs > SLM_SAMPLE_MAX_PROBS)
         return slm_errf(err, SLM_ERR_RANGE, "probs: n_probs %d outside [0, %d]", (int)n_probs, SLM_SAMPLE_MAX_PROBS);
-    double logz;
-    if (!report((const char *)logits, sizeof *logits, (size_t)n_vocab, n_probs, &logz, out))
+    dist d;
+    if (!report(logits, (size_t)n_vocab, n_probs, &d, out))
         return slm_errf(err, SLM_ERR_INVALID_ARG, "probs: every logit is -inf or NaN");
     out->id = id;
     out->logprob = 0.0f;
     if (id >= 0) {
-        float v = logits[id];
-        out->logprob = v > -INFINITY ? (float)((double)v - logz) : -INFINITY;
+        const float v = logits[id];
+        out->logprob = v > -INFINITY ? (float)((double)v - d.logz) : -INFINITY;
     }
     return SLM_OK;
 }
