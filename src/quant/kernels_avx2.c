@@ -7,9 +7,10 @@
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
  * per-block integer sums are exact (int8 x int8 products through maddubs/madd, no
  * saturation for the value ranges the quantizers produce: |q8| <= 127), only the float side
- * differs (8 lanes, FMA). The float types accumulate in float, 4 x 8 lanes with FMA (as
- * the reference's SIMD path does), where the scalar kernels accumulate in double; the
- * tail past a multiple of 32 is added in double. Compiled for the whole target with per-function target
+ * differs (8 lanes, FMA). The Q8_0, Q4_0, F32 and F16 kernels are laid out after the
+ * reference's own AVX2 code (same lanes, FMA order and reductions), so they should give its
+ * AVX2 results for the same inputs (not checked against it: no reference binary here); the
+ * float types accumulate in float there, where the scalar kernels accumulate in double. Compiled for the whole target with per-function target
  * attributes, so the rest of the build stays baseline x86-64; kernels.c only selects this
  * set when the CPU reports AVX2 and FMA.
  * Thread-safety: pure functions. Non-goals: to_float and from_float (dequantization and
@@ -385,13 +386,15 @@ AVX2_TARGET static inline __m256 load8_bf16(const void *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-/* sum x[i] * y[i] over n elements of esize bytes: 32 at a time into 4 x 8 float lanes,
- * reduced pairwise; the tail in double through the scalar converter. always_inline so each
- * caller gets its own loop with the loader inlined. */
+/* sum x[i] * y[i] over n elements of esize bytes, in the reference's AVX2 order: 32 at a
+ * time into 4 x 8 float lanes with FMA, the 4 vectors reduced as (0 + 2) + (1 + 3), the 8
+ * lanes as (hi + lo) then two horizontal adds; the tail past a multiple of 32 is added one
+ * product at a time, in float for F32 and in double for F16/BF16 (as the reference does).
+ * always_inline so each caller gets its own loop with the loader inlined. */
 #define FLOAT_DOT_STEP 32
 AVX2_TARGET __attribute__((always_inline)) static inline float float_dot(int64_t n, const uint8_t *x, const uint8_t *y,
                                                                           size_t esize, __m256 (*load8)(const void *),
-                                                                          float (*one)(const uint8_t *)) {
+                                                                          float (*one)(const uint8_t *), int tail_in_double) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const int64_t nv = n - n % FLOAT_DOT_STEP;
     for (int64_t i = 0; i < nv; i += FLOAT_DOT_STEP) {
@@ -400,10 +403,18 @@ AVX2_TARGET __attribute__((always_inline)) static inline float float_dot(int64_t
             acc[j] = _mm256_fmadd_ps(load8(x + off), load8(y + off), acc[j]);
         }
     }
-    acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
-    double sum = hsum_f32_8(acc[0]);
-    for (int64_t i = nv; i < n; i++) sum += (double)(one(x + (size_t)i * esize) * one(y + (size_t)i * esize));
-    return (float)sum;
+    const __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    const float vsum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+    if (tail_in_double) {
+        double sum = vsum;
+        for (int64_t i = nv; i < n; i++) sum += (double)(one(x + (size_t)i * esize) * one(y + (size_t)i * esize));
+        return (float)sum;
+    }
+    float sum = vsum;
+    for (int64_t i = nv; i < n; i++) sum += one(x + (size_t)i * esize) * one(y + (size_t)i * esize);
+    return sum;
 }
 
 static inline float one_f32(const uint8_t *p) { float f; memcpy(&f, p, sizeof f); return f; }
@@ -411,13 +422,13 @@ static inline float one_f16(const uint8_t *p) { uint16_t h; memcpy(&h, p, sizeof
 static inline float one_bf16(const uint8_t *p) { uint16_t h; memcpy(&h, p, sizeof h); return slm_quant_bf2f(h); }
 
 AVX2_TARGET static float vec_dot_f32(int64_t n, const void *x, const void *y) {
-    return float_dot(n, x, y, sizeof(float), load8_f32, one_f32);
+    return float_dot(n, x, y, sizeof(float), load8_f32, one_f32, 0);
 }
 AVX2_TARGET static float vec_dot_f16(int64_t n, const void *x, const void *y) {
-    return float_dot(n, x, y, sizeof(uint16_t), load8_f16, one_f16);
+    return float_dot(n, x, y, sizeof(uint16_t), load8_f16, one_f16, 1);
 }
 AVX2_TARGET static float vec_dot_bf16(int64_t n, const void *x, const void *y) {
-    return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16);
+    return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16, 1);
 }
 
 /* ---- the set ------------------------------------------------------------------------------- */
