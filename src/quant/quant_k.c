@@ -1,7 +1,7 @@
 /*
  * quant/quant_k.c: the K super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the activation
  * type Q8_K: dequantization (to_float), the Q8_K activation quantizer and the dot products
- * of each K type with Q8_K.
+ * of each K type with Q8_K (the K weight quantizers are in quantize_k.c).
  *
  * A super-block holds SLM_QK_K = 256 elements in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32
  * (Q4_K, Q5_K) with small integer scales (and mins) that are themselves scaled by the f16
@@ -19,8 +19,8 @@
 
 /* ---- packed 6-bit scales ---------------------------------------------------------------- */
 
-/* Q3_K: unpack the 16 6-bit scales (biased by 32) from 12 bytes into 16 bytes (blocks.h). Bytes 0..7
- * hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 their high 2 bits. */
+/* Q3_K (declared in blocks.h): unpack the 16 6-bit scales (biased by 32) from 12 bytes into
+ * 16. Bytes 0..7 hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 the high bits. */
 void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     uint32_t aux[4];
