@@ -13,6 +13,11 @@
  * sums (Q3_K..Q6_K), the lanes added at the end; the mins go through Q8_K's bsums.
  * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <math.h>
 
 #include "quant/blocks.h"

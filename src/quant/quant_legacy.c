@@ -12,6 +12,11 @@
  * its high nibble; the Q5 types keep element j's fifth bit as bit j of the 32-bit qh.
  * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <float.h>
 #include <math.h>
 
