@@ -10,9 +10,9 @@
  * differs (8 lanes, FMA). The Q8_0, Q4_0, F32 and F16 kernels are laid out after the
  * reference's own AVX2 code (same lanes, FMA order and reductions), so they should give its
  * AVX2 results for the same inputs (not checked against it: no reference binary here); the
- * float types accumulate in float there, where the scalar kernels accumulate in double. Compiled for the whole target with per-function target
- * attributes, so the rest of the build stays baseline x86-64; kernels.c only selects this
- * set when the CPU reports AVX2 and FMA.
+ * float types accumulate in float there, where the scalar kernels accumulate in double.
+ * Compiled with per-function target attributes, so the rest of the build stays baseline
+ * x86-64; kernels.c only selects this set when the CPU reports AVX2, FMA and F16C.
  * Thread-safety: pure functions. Non-goals: to_float and from_float (dequantization and
  * activation quantization are O(n) per product, not on the hot path).
  */
