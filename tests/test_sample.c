@@ -67,6 +67,11 @@ static uint32_t drawn_set(const slm_sample_params *p, const float *logits, int32
     return set;
 }
 
+static uint32_t lcg_next(uint32_t *x) {
+    *x = *x * 1664525u + 1013904223u;
+    return *x >> 8;
+}
+
 /* float64 log-softmax of v[n] into out[n]. */
 static void log_softmax64(const float *v, int n, double *out) {
     double m = -INFINITY;
@@ -208,6 +213,61 @@ static void test_top_p_large_flat(void **state) {
         seen += hist[i] > 0;
     }
     assert_true(seen > KEEP - 5); /* 3000 draws over 200: each is missed with p ~ e^-15 */
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x > y ? -1 : x < y ? 1 : 0;
+}
+
+/* top_p against a float64 reference that sorts everything: the nucleus is the shortest
+ * sorted prefix reaching top_p; no draw may fall outside it (this also covers the floor
+ * that skips the tail before the selection). */
+static void test_top_p_vs_sorted(void **state) {
+    (void)state;
+    enum { N = 3000, DRAWS = 1500 };
+    static float l[N], sorted[N];
+    uint32_t x = 11;
+    const float spreads[3] = {0.5f, 2.0f, 4.0f};
+    const float tops[3] = {0.5f, 0.9f, 0.99f};
+    for (int sp = 0; sp < 3; sp++) {
+        for (int i = 0; i < N; i++) l[i] = spreads[sp] * ((float)(lcg_next(&x) % 10000) / 1000.0f - 5.0f);
+        l[17] += 6.0f;
+        l[2900] += 5.0f;
+        memcpy(sorted, l, sizeof l);
+        qsort(sorted, N, sizeof *sorted, cmp_desc);
+        double total = 0;
+        for (int i = 0; i < N; i++) total += exp((double)sorted[i] - sorted[0]);
+        for (int tp = 0; tp < 3; tp++) {
+            double cum = 0;
+            float cut = sorted[N - 1];
+            for (int i = 0; i < N; i++) {
+                cum += exp((double)sorted[i] - sorted[0]);
+                if (cum >= tops[tp] * total) {
+                    cut = sorted[i];
+                    break;
+                }
+            }
+            static bool seen[N];
+            memset(seen, 0, sizeof seen);
+            slm_sample_params p = plain(1.0f);
+            p.top_p = tops[tp];
+            slm_sampler *s = make(&p, N);
+            for (int i = 0; i < DRAWS; i++) {
+                int32_t id = next_id(s, l, N, NULL);
+                if (l[id] < cut) fprintf(stderr, "spread %g top_p %g: drew %g below the cut %g\n", (double)spreads[sp],
+                                         (double)tops[tp], (double)l[id], (double)cut);
+                assert_true(l[id] >= cut);
+                seen[id] = true;
+            }
+            slm_sample_destroy(s);
+            /* and nothing that belongs in was cut: a member with >= 1% of the nucleus is
+             * drawn (missed with p < e^-15) */
+            for (int i = 0; i < N; i++) {
+                if (l[i] >= cut && exp((double)l[i] - sorted[0]) / cum >= 0.01) assert_true(seen[i]);
+            }
+        }
+    }
 }
 
 static void test_min_p(void **state) {
@@ -357,10 +417,6 @@ static void test_logit_bias(void **state) {
 
 /* ---- confidence outputs ------------------------------------------------------------------------- */
 
-static uint32_t lcg(uint32_t *x) {
-    *x = *x * 1664525u + 1013904223u;
-    return *x >> 8;
-}
 
 static void test_logprobs_entropy_vs_float64(void **state) {
     (void)state;
@@ -368,7 +424,7 @@ static void test_logprobs_entropy_vs_float64(void **state) {
     static float l[N];
     static double lp[N];
     uint32_t x = 7;
-    for (int i = 0; i < N; i++) l[i] = (float)(lcg(&x) % 20000) / 1000.0f - 10.0f;
+    for (int i = 0; i < N; i++) l[i] = (float)(lcg_next(&x) % 20000) / 1000.0f - 10.0f;
     l[123] = l[4567] = 11.0f; /* a tie at the top: lower id first */
     log_softmax64(l, N, lp);
     double h = 0;
@@ -778,6 +834,7 @@ int main(void) {
         cmocka_unit_test(test_vm_exp),
         cmocka_unit_test(test_top_p),
         cmocka_unit_test(test_top_p_large_flat),
+        cmocka_unit_test(test_top_p_vs_sorted),
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_penalties_match_llama_cpp),
         cmocka_unit_test(test_logit_bias),
