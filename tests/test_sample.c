@@ -636,6 +636,48 @@ static void test_params_checked(void **state) {
     slm_sample_destroy(NULL);
 }
 
+/* After creation a step allocates nothing: an armed allocation failure never fires. */
+static void test_steps_allocation_free(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    static float l[N];
+    for (int i = 0; i < N; i++) l[i] = sinf((float)i * 0.37f) * 3.0f;
+    static uint32_t allowed[SLM_SAMPLE_MASK_WORDS(N)];
+    memset(allowed, 0x55, sizeof allowed);
+    const float temps[2] = {0.0f, 0.9f};
+    const int32_t ks[3] = {0, 40, 2000};
+    for (int t = 0; t < 2; t++) {
+        for (int k = 0; k < 3; k++) {
+            slm_sample_params p = slm_sample_params_default();
+            p.temperature = temps[t];
+            p.top_k = ks[k];
+            p.repeat_penalty = 1.1f;
+            p.n_probs = 5;
+            slm_sampler *s = make(&p, N);
+            for (int step = 0; step < 3; step++) {
+                slm_sample_out o;
+                slm_fault_arm(1);
+                assert_int_equal(slm_sample_next(s, l, N, step == 2 ? allowed : NULL, &o, NULL), SLM_OK);
+                assert_int_equal(slm_sample_accept(s, &o.id, 1, NULL), SLM_OK);
+                assert_false(slm_fault_fired());
+                slm_fault_arm(0);
+            }
+            slm_sample_destroy(s);
+        }
+    }
+    slm_sample_stop *d = NULL;
+    const char *st[] = {"<|im_end|>", "\n\n"};
+    assert_int_equal(slm_sample_stop_create(st, 2, &d, NULL), SLM_OK);
+    slm_fault_arm(1);
+    for (int i = 0; i < 200; i++) {
+        slm_sample_stop_out o;
+        assert_int_equal(slm_sample_stop_feed(d, "token <|im_", 11, &o, NULL), SLM_OK);
+    }
+    assert_false(slm_fault_fired());
+    slm_fault_arm(0);
+    slm_sample_stop_destroy(d);
+}
+
 static void test_create_oom(void **state) {
     (void)state;
     slm_sample_bias b = {1, 1.0f};
@@ -842,6 +884,7 @@ int main(void) {
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_params_checked),
+        cmocka_unit_test(test_steps_allocation_free),
         cmocka_unit_test(test_create_oom),
         cmocka_unit_test(test_stop_every_split),
         cmocka_unit_test(test_stop_utf8_and_state),

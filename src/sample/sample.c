@@ -213,6 +213,7 @@ void slm_sample_reset(slm_sampler *s) {
 }
 
 void slm_sample_set_mask_fn(slm_sampler *s, slm_sample_mask_fn fn, void *user) {
+    if (!s) return;
     s->mask_fn = fn;
     s->mask_user = fn ? user : NULL;
 }
@@ -220,7 +221,7 @@ void slm_sample_set_mask_fn(slm_sampler *s, slm_sample_mask_fn fn, void *user) {
 /* ---- history ----------------------------------------------------------------------------------- */
 
 slm_status slm_sample_accept(slm_sampler *s, const int32_t *ids, size_t n, char *err) {
-    if (n > 0 && !ids) return slm_errf(err, SLM_ERR_INVALID_ARG, "accept: NULL ids");
+    if (!s || (n > 0 && !ids)) return slm_errf(err, SLM_ERR_INVALID_ARG, "accept: NULL argument");
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= s->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "accept: token %d (index %zu) outside [0, %d)", (int)ids[i], i,
