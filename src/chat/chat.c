@@ -319,6 +319,12 @@ static void put_trimmed(sbuf *b, const char *s) {
     put_n(b, s + start, end - start);
 }
 
+/* Message content, trimmed or as given. */
+static void put_content(sbuf *b, const char *s, bool trim) {
+    if (trim) put_trimmed(b, s);
+    else put(b, s);
+}
+
 /* ---- renderers (one per family shape; llama.cpp's llm_chat_apply_template) ------------------------ */
 
 typedef struct conv {
@@ -334,8 +340,7 @@ static void render_simple(sbuf *b, const conv *c, const char *open, const char *
         put(b, open);
         put(b, c->m[i].role);
         put(b, mid);
-        if (trim) put_trimmed(b, c->m[i].content);
-        else put(b, c->m[i].content);
+        put_content(b, c->m[i].content, trim);
         put(b, close);
     }
     if (c->add_ass) {
@@ -360,18 +365,15 @@ static void render_llama2(sbuf *b, const conv *c, slm_chat_template t) {
         switch (c->r[i]) {
         case ROLE_SYSTEM:
             if (sys) put(b, "<<SYS>>\n");
-            if (strip) put_trimmed(b, content);
-            else put(b, content);
+            put_content(b, content, strip);
             put(b, sys ? "\n<</SYS>>\n\n" : "\n");
             break;
         case ROLE_USER:
-            if (strip) put_trimmed(b, content);
-            else put(b, content);
+            put_content(b, content, strip);
             put(b, " [/INST]");
             break;
         case ROLE_ASSISTANT:
-            if (strip) put_trimmed(b, content);
-            else put(b, content);
+            put_content(b, content, strip);
             put(b, "</s>");
             inside = false;
             break;
@@ -403,8 +405,7 @@ static void render_mistral(sbuf *b, const conv *c, slm_chat_template t) {
             break;
         case ROLE_ASSISTANT:
             put(b, trail);
-            if (trim_assistant) put_trimmed(b, c->m[i].content);
-            else put(b, c->m[i].content);
+            put_content(b, c->m[i].content, trim_assistant);
             put(b, "</s>");
             inside = false;
             break;
