@@ -281,7 +281,7 @@ static void select_top(cand *c, size_t n, size_t k) {
     size_t lo = 0, hi = n - 1; /* the k-th greatest lies in c[lo..hi] */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        /* order c[lo], c[mid], c[hi] descending, pivot = c[mid] moved to hi - 1 */
+        /* order c[lo], c[mid], c[hi] descending; the median c[mid] is the pivot */
         if (greater(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
         if (greater(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
         if (greater(&c[hi], &c[mid])) swap_cand(&c[hi], &c[mid]);
