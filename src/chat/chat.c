@@ -507,6 +507,28 @@ static void render(sbuf *b, const conv *c, slm_chat_template t, int flags) {
     }
 }
 
+/* SLM_CHAT_STRIP_THINK: in v (a copy of the messages), assistant contents before the last
+ * user message (all of them when there is none, as in Qwen3's template) start after their
+ * last `close` tag and its newlines. Contents stay suffixes of the caller's strings. */
+static void strip_past_thinking(slm_chat_message *v, const role *r, size_t n, const char *close) {
+    size_t limit = n;
+    for (size_t i = n; i-- > 0;) {
+        if (r[i] == ROLE_USER) {
+            limit = i;
+            break;
+        }
+    }
+    const size_t cl = strlen(close);
+    for (size_t i = 0; i < limit; i++) {
+        if (r[i] != ROLE_ASSISTANT) continue;
+        const char *after = NULL;
+        for (const char *p = strstr(v[i].content, close); p; p = strstr(p + 1, close)) after = p + cl;
+        if (!after) continue;
+        while (*after == '\n') after++;
+        v[i].content = after;
+    }
+}
+
 slm_status slm_chat_render(slm_chat_template t, const slm_chat_message *msgs, size_t n, int flags, char **out,
                            size_t *out_len, char *err) {
     if (!out || !out_len || (n > 0 && !msgs)) return slm_errf(err, SLM_ERR_INVALID_ARG, "chat render: NULL argument");
@@ -516,11 +538,24 @@ slm_status slm_chat_render(slm_chat_template t, const slm_chat_message *msgs, si
         return slm_errf(err, SLM_ERR_INVALID_ARG, "chat render: template %d out of range", (int)t);
     if (n > SLM_CHAT_MAX_MESSAGES)
         return slm_errf(err, SLM_ERR_LIMIT, "chat render: %zu messages, limit %d", n, SLM_CHAT_MAX_MESSAGES);
+    const char *think_close = FAMILIES[t].think_close;
+    const bool strip = (flags & SLM_CHAT_STRIP_THINK) && think_close;
+    slm_chat_message *view = NULL; /* owned: msgs with past reasoning stripped (strip only) */
     role *r = slm_malloc((n > 0 ? n : 1) * sizeof *r); /* n <= SLM_CHAT_MAX_MESSAGES: no overflow */
     if (!r) return slm_errf(err, SLM_ERR_NOMEM, "chat render: out of memory");
     size_t total = 0;
     slm_status st = validate(msgs, n, r, &total, err);
     if (st != SLM_OK) goto done;
+    if (strip && n > 0) {
+        view = slm_malloc(n * sizeof *view);
+        if (!view) {
+            st = slm_errf(err, SLM_ERR_NOMEM, "chat render: out of memory");
+            goto done;
+        }
+        memcpy(view, msgs, n * sizeof *view);
+        strip_past_thinking(view, r, n, think_close);
+        msgs = view;
+    }
     /* A first guess at the markup per message; longer markup (llama3's headers) grows it. */
     sbuf b = {NULL, 0, 0, false};
     b.cap = total + MARKUP_GUESS * (n + 1);
@@ -540,6 +575,7 @@ slm_status slm_chat_render(slm_chat_template t, const slm_chat_message *msgs, si
     *out = b.p;
     *out_len = b.len;
 done:
+    slm_free(view);
     slm_free(r);
     return st;
 }

@@ -112,6 +112,11 @@ enum {
     SLM_CHAT_THINK_OFF = 1 << 1, /* qwen3 only: after the generation prompt, add the empty
                                     "<think>\n\n</think>\n\n" block (Qwen3's enable_thinking =
                                     false); ignored by other families */
+    SLM_CHAT_STRIP_THINK = 1 << 2, /* qwen3 only: assistant messages before the last user
+                                    message keep only the text after their last "</think>"
+                                    (leading newlines dropped), as Qwen3's own template does
+                                    with past reasoning; llama_chat_apply_template does not.
+                                    Ignored by other families */
 };
 
 /* Render n messages (flags: SLM_CHAT_*). On SLM_OK *out is a NUL-terminated string of
