@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf/gguf.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -132,92 +133,77 @@ static inline double q8_1_min_term_bound(slm_type t, const void *w, const void *
     return s;
 }
 
+/* The min part of a weight row (what it dequantizes to with every quant set to 0) for the
+ * types with a subtracted min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K): those kernels add a scale
+ * term and a min term that may nearly cancel, so float rounding scales with both terms.
+ * Writes n floats to out; returns 0 for the other types (out untouched). */
+static inline int weight_min_part(slm_type t, const void *w, int64_t n, float *out) {
+    const slm_type_traits *tr = slm_type_traits_of(t);
+    size_t qoff, qlen, bytes;
+    switch (t) {
+    case SLM_TYPE_Q4_1: qoff = offsetof(slm_block_q4_1, qs); qlen = sizeof(((slm_block_q4_1 *)0)->qs); break;
+    case SLM_TYPE_Q5_1: qoff = offsetof(slm_block_q5_1, qh); qlen = 4 + sizeof(((slm_block_q5_1 *)0)->qs); break;
+    case SLM_TYPE_Q2_K: qoff = offsetof(slm_block_q2_k, qs); qlen = sizeof(((slm_block_q2_k *)0)->qs); break;
+    case SLM_TYPE_Q4_K: qoff = offsetof(slm_block_q4_k, qs); qlen = sizeof(((slm_block_q4_k *)0)->qs); break;
+    case SLM_TYPE_Q5_K: qoff = offsetof(slm_block_q5_k, qh); qlen = sizeof(((slm_block_q5_k *)0)->qh) + sizeof(((slm_block_q5_k *)0)->qs); break;
+    default: return 0;
+    }
+    assert_true(slm_type_row_bytes(t, n, &bytes));
+    uint8_t *z = malloc(bytes);
+    assert_non_null(z);
+    memcpy(z, w, bytes);
+    for (size_t b = 0; b < bytes / tr->type_size; b++) memset(z + b * tr->type_size + qoff, 0, qlen);
+    tr->to_float(z, out, n);
+    free(z);
+    return 1;
+}
+
+/* Magnitude the float rounding of a dot product scales with: sum (|x_i| + 2 |min_i|) |y_i|
+ * over the dequantized rows (|scale term| <= |x| + |min term|, plus the min term itself). */
+static inline double dot_magnitude(slm_type t, const void *w, const void *qy, int64_t n) {
+    const slm_type_traits *tr = slm_type_traits_of(t);
+    const slm_type_traits *ytr = slm_type_traits_of(tr->vec_dot_type);
+    float *xd = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * sizeof(float)),
+          *md = calloc((size_t)n, sizeof(float));
+    assert_true(xd && yd && md);
+    tr->to_float(w, xd, n);
+    ytr->to_float(qy, yd, n);
+    weight_min_part(t, w, n, md);
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m += (fabs((double)xd[i]) + 2 * fabs((double)md[i])) * fabs((double)yd[i]);
+    free(xd), free(yd), free(md);
+    return m;
+}
+
 /* Bound on |vec_dot(x, y) - sum x_i y_i| in float64 over the dequantized x and y.
  * Integer sums are exact; what rounds is the float side: at most one float term per 32
  * elements (blocks, K sub-block lanes, or per-product float rounding before a double sum
  * for F32/F16/BF16), each added to a float sum (<= 2^-24 relative of the running |sum| per
  * addition) after <= 3 float products; so the error is at most
- * (n/32 + 4) * 2^-24 * sum|x_i y_i|, plus the Q8_1 min term (see q8_1_min_term_bound). */
-static inline double dot_kernel_tol(slm_type t, const void *w, const void *qy, int64_t n, double abs_sum) {
-    return ((double)n / 32 + 4) * 0x1p-24 * abs_sum + q8_1_min_term_bound(t, w, qy, n);
+ * (n/32 + 4) * 2^-24 * dot_magnitude, plus the Q8_1 min term (see q8_1_min_term_bound). */
+static inline double dot_kernel_tol(slm_type t, const void *w, const void *qy, int64_t n) {
+    return ((double)n / 32 + 4) * 0x1p-24 * dot_magnitude(t, w, qy, n) + q8_1_min_term_bound(t, w, qy, n);
 }
 
-/* ---- TEMPORARY GGUF locator (test only) ------------------------------------------------------
- * Walks a GGUF v2/v3 header just far enough to find one tensor's type and data. To be
- * replaced by slm_gguf_open + slm_gguf_find_tensor once the GGUF reader is in main. Bounds
- * are checked so a bad file fails the test instead of crashing it. */
-typedef struct { const uint8_t *p, *end; int ok; } tu_cur;
+/* ---- reference tensors ------------------------------------------------------------------- */
 
-static inline uint64_t cur_u(tu_cur *c, size_t n) {
-    uint64_t v = 0;
-    if (!c->ok || (size_t)(c->end - c->p) < n) { c->ok = 0; return 0; }
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)c->p[i] << (8 * i);
-    c->p += n;
-    return v;
-}
-static inline void cur_skip(tu_cur *c, uint64_t n) {
-    if (!c->ok || (uint64_t)(c->end - c->p) < n) { c->ok = 0; return; }
-    c->p += n;
-}
-static inline void cur_skip_value(tu_cur *c, uint32_t t, uint64_t *align, int is_align) {
-    static const uint8_t sizes[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    if (t == 8) { cur_skip(c, cur_u(c, 8)); return; }
-    if (t == 9) {
-        uint32_t et = (uint32_t)cur_u(c, 4);
-        uint64_t n = cur_u(c, 8);
-        for (uint64_t i = 0; i < n && c->ok; i++) cur_skip_value(c, et, NULL, 0);
-        return;
-    }
-    if (t > 12) { c->ok = 0; return; }
-    uint64_t v = cur_u(c, sizes[t]);
-    if (is_align && align) *align = v;
-}
-/* Finds tensor `name`; sets *type, *data. Returns 0 on success. */
-static inline int tmp_gguf_locate(const uint8_t *buf, size_t size, const char *name, uint32_t *type,
-                           const uint8_t **data) {
-    tu_cur c = {buf, buf + size, 1};
-    if (cur_u(&c, 4) != 0x46554747u) return -1; /* "GGUF" */
-    cur_u(&c, 4);
-    uint64_t n_tensors = cur_u(&c, 8), n_kv = cur_u(&c, 8), align = 32, found_off = UINT64_MAX;
-    for (uint64_t i = 0; i < n_kv && c.ok; i++) {
-        uint64_t klen = cur_u(&c, 8);
-        const uint8_t *key = c.p;
-        cur_skip(&c, klen);
-        uint32_t t = (uint32_t)cur_u(&c, 4);
-        int is_align = c.ok && klen == 17 && !memcmp(key, "general.alignment", 17);
-        cur_skip_value(&c, t, &align, is_align);
-    }
-    for (uint64_t i = 0; i < n_tensors && c.ok; i++) {
-        uint64_t nlen = cur_u(&c, 8);
-        const uint8_t *nm = c.p;
-        cur_skip(&c, nlen);
-        uint32_t nd = (uint32_t)cur_u(&c, 4);
-        cur_skip(&c, 8 * (uint64_t)nd);
-        uint32_t t = (uint32_t)cur_u(&c, 4);
-        uint64_t off = cur_u(&c, 8);
-        if (c.ok && nlen == strlen(name) && !memcmp(nm, name, nlen)) { *type = t; found_off = off; }
-    }
-    if (!c.ok || found_off == UINT64_MAX || align == 0) return -1;
-    uint64_t start = (uint64_t)(c.p - buf);
-    start = (start + align - 1) / align * align;
-    if (start + found_off > size) return -1;
-    *data = buf + start + found_off;
-    return 0;
-}
-/* ---- end of TEMPORARY GGUF locator ------------------------------------------------------ */
-
-/* Reads shared/models/tiny/<model> and finds <tensor>: *buf (free()) holds the file, *data
- * points into it. Returns 0, or -1 (message printed; the caller skips or fails). */
-static inline int tu_load_tensor(const char *model, const char *tensor, uint8_t **buf, size_t *size,
-                                 uint32_t *type, const uint8_t **data) {
-    char path[4096], rel[1024];
+/* Opens shared/models/tiny/<model> and finds <tensor>. On success *g (close with
+ * slm_gguf_close) owns the mapping and *t points into it. Returns 0, or -1 with a message
+ * (the caller skips or fails). */
+static inline int tu_load_tensor(const char *model, const char *tensor, slm_gguf **g, const slm_gguf_tensor **t) {
+    char path[4096], rel[1024], err[SLM_ERR_LEN];
+    *g = NULL;
     snprintf(rel, sizeof rel, "models/tiny/%s", model);
     if (!tu_shared_path(path, sizeof path, rel)) return -1;
-    *buf = (uint8_t *)tu_read_file(path, size);
-    if (!*buf || tmp_gguf_locate(*buf, *size, tensor, type, data) != 0) {
-        fprintf(stderr, "%s: cannot read tensor %s\n", model, tensor);
-        free(*buf);
-        *buf = NULL;
+    if (slm_gguf_open(path, NULL, g, err) != SLM_OK) {
+        fprintf(stderr, "%s: %s\n", model, err);
+        return -1;
+    }
+    *t = slm_gguf_find_tensor(*g, tensor);
+    if (!*t) {
+        fprintf(stderr, "%s: no tensor %s\n", model, tensor);
+        slm_gguf_close(*g);
+        *g = NULL;
         return -1;
     }
     return 0;

@@ -897,7 +897,7 @@ static void test_allocation_failures(void **state) {
 #define SEED_MAX_BYTES 4096
 
 static void seed_vocab(slm_gguf_writer *w) {
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "ab", "<0x0A>"};
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", ("\xe2\x96\x81" "a"), "ab", "<0x0A>"};
     static const float scores[] = {0, 0, 0, -1, -2, -3, -4, -5, -6};
     static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 6};
     assert_int_equal(slm_gguf_writer_set_str(w, "general.architecture", "llama"), SLM_OK);

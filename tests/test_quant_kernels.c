@@ -8,10 +8,14 @@
  */
 #include "testutil.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "quant/kernels.h"
 #include "quant/quant.h"
@@ -29,6 +33,41 @@ static const slm_type all_types[] = {
     SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_Q8_K, SLM_TYPE_IQ4_NL, SLM_TYPE_IQ4_XS,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
+
+/* SLMESH_KERNELS, in child processes (the choice is made once per process). Must run
+ * before anything in this process uses the table. */
+static void test_selection_env(void **state) {
+    (void)state;
+    static const char *const values[] = {"scalar", "avx2", "avx512", "bogus", ""};
+    int got[5];
+    for (int v = 0; v < 5; v++) {
+        const pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            setenv("SLMESH_KERNELS", values[v], 1);
+            _exit((int)slm_quant_kernels()->isa);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        got[v] = WEXITSTATUS(status);
+    }
+    /* expected: the best runnable set at or below the named one; auto stops at avx2 */
+    int best_le[SLM_QUANT_ISA_COUNT];
+    for (int i = 0; i < SLM_QUANT_ISA_COUNT; i++) {
+        best_le[i] = 0;
+        for (int j = 0; j <= i; j++) {
+            if (slm_quant_kernels_isa((slm_quant_isa)j)) best_le[i] = j;
+        }
+    }
+    assert_int_equal(got[0], SLM_QUANT_ISA_SCALAR);
+    assert_int_equal(got[1], best_le[SLM_QUANT_ISA_AVX2]);
+    assert_int_equal(got[2], best_le[SLM_QUANT_ISA_AVX512]);
+    assert_int_equal(got[3], best_le[SLM_QUANT_ISA_AVX2]);
+    assert_int_equal(got[4], best_le[SLM_QUANT_ISA_AVX2]);
+    fprintf(stderr, "SLMESH_KERNELS=scalar/avx2/avx512/bogus/empty -> %s/%s/%s/%s/%s\n", slm_quant_isa_name(got[0]),
+            slm_quant_isa_name(got[1]), slm_quant_isa_name(got[2]), slm_quant_isa_name(got[3]), slm_quant_isa_name(got[4]));
+}
 
 static void test_selection(void **state) {
     (void)state;
@@ -57,7 +96,7 @@ static void test_selection(void **state) {
 static void test_isa_vs_scalar(void **state) {
     (void)state;
     const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
-    static const int64_t lens[] = {32, 256, 288, 4096, 4352};
+    static const int64_t lens[] = {7, 37, 100, 32, 256, 288, 4096, 4352}; /* tails for the plain types */
     for (int isa = 1; isa < SLM_QUANT_ISA_COUNT; isa++) {
         const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
         if (!k) continue;
@@ -72,9 +111,9 @@ static void test_isa_vs_scalar(void **state) {
                 assert_true(slm_type_row_bytes(t, n, &wb) && slm_type_row_bytes(vt, n, &yb));
                 void *w = rand_weights(t, n);
                 float *y = malloc((size_t)n * sizeof(float)), *a = malloc((size_t)n * sizeof(float)),
-                      *b = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * sizeof(float));
+                      *b = malloc((size_t)n * sizeof(float));
                 void *q1 = malloc(yb), *q2 = malloc(yb);
-                assert_true(y && a && b && yd && q1 && q2);
+                assert_true(y && a && b && q1 && q2);
                 for (int64_t i = 0; i < n; i++) y[i] = rng_act();
                 sc->to_float[t](w, a, n);
                 k->to_float[t](w, b, n);
@@ -88,20 +127,75 @@ static void test_isa_vs_scalar(void **state) {
                     fprintf(stderr, "%s from_float %s differs from scalar\n", k->name, slm_type_name(vt));
                     fail();
                 }
-                sc->to_float[vt](q1, yd, n);
-                double abs_sum = 0;
-                for (int64_t i = 0; i < n; i++) abs_sum += fabs((double)a[i] * (double)yd[i]);
                 const float ds = sc->vec_dot[t](n, w, q1), dk = k->vec_dot[t](n, w, q1);
-                const double tol = VEC_DOT_ISA_TOL_FACTOR * dot_kernel_tol(t, w, q1, n, abs_sum);
+                const double tol = VEC_DOT_ISA_TOL_FACTOR * dot_kernel_tol(t, w, q1, n);
+                /* kernels built from the same loop with an exact integer primitive swapped
+                 * (AVX-512 VNNI for AVX2's maddubs + madd) must agree bit for bit */
+                const slm_quant_kernel_set *a2 = slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2);
+                if (isa == SLM_QUANT_ISA_AVX512 && a2 && (t == SLM_TYPE_Q8_0 || t == SLM_TYPE_Q4_0)) {
+                    const float d2 = a2->vec_dot[t](n, w, q1);
+                    assert_memory_equal(&dk, &d2, sizeof dk);
+                }
                 if (fabs((double)ds - (double)dk) > tol) {
                     fprintf(stderr, "%s %s vec_dot n=%lld: %.9g vs scalar %.9g (tol %.3g)\n", k->name, tr->name,
                             (long long)n, dk, ds, tol);
                     fail();
                 }
-                free(w), free(y), free(a), free(b), free(yd), free(q1), free(q2);
+                free(w), free(y), free(a), free(b), free(q1), free(q2);
             }
         }
     }
+}
+
+/* Every runnable ISA against scalar on the reference's own quantized tensors (fitted
+ * scales and mins, unlike the random blocks above): every row of blk.0.ffn_down.weight of
+ * each tiny-llama-TYPE model against random activations. */
+static void test_isa_vs_scalar_real(void **state) {
+    (void)state;
+    enum { ROWS = 256, COLS = 768 };
+    const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
+    char probe[4096];
+    TU_SHARED_OR_SKIP(probe, "models/tiny/tiny-llama-q4_k.gguf");
+    float y[COLS];
+    for (int i = 0; i < COLS; i++) y[i] = rng_act();
+    int compared = 0;
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const slm_type t = all_types[ti];
+        const slm_type_traits *tr = slm_type_traits_of(t);
+        char model[128];
+        snprintf(model, sizeof model, "tiny-llama-%s.gguf", tr->name);
+        slm_gguf *g = NULL;
+        const slm_gguf_tensor *gt = NULL;
+        size_t row_bytes = 0, yb = 0;
+        if (tu_load_tensor(model, "blk.0.ffn_down.weight", &g, &gt) != 0) continue;
+        assert_int_equal(gt->type, t);
+        const uint8_t *data = gt->data;
+        assert_true(slm_type_row_bytes(t, COLS, &row_bytes) && slm_type_row_bytes(tr->vec_dot_type, COLS, &yb));
+        void *qy = malloc(yb);
+        assert_non_null(qy);
+        sc->from_float[tr->vec_dot_type](y, qy, COLS);
+        for (int isa = 1; isa < SLM_QUANT_ISA_COUNT; isa++) {
+            const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
+            if (!k || k->vec_dot[t] == sc->vec_dot[t]) continue;
+            double worst = 0;
+            for (int r = 0; r < ROWS; r++) {
+                const uint8_t *w = data + (size_t)r * row_bytes;
+                const float ds = sc->vec_dot[t](COLS, w, qy), dk = k->vec_dot[t](COLS, w, qy);
+                const double tol = VEC_DOT_ISA_TOL_FACTOR * dot_kernel_tol(t, w, qy, COLS);
+                const double ratio = fabs((double)ds - (double)dk) / tol;
+                if (ratio > worst) worst = ratio;
+                if (ratio > 1) {
+                    fprintf(stderr, "%s %s row %d: %.9g vs scalar %.9g (tol %.3g)\n", k->name, tr->name, r, dk, ds, tol);
+                    fail();
+                }
+            }
+            fprintf(stderr, "%s %-6s: %d rows, largest |diff| / tolerance %.3f\n", k->name, tr->name, ROWS, worst);
+            compared++;
+        }
+        free(qy);
+        slm_gguf_close(g);
+    }
+    (void)compared;
 }
 
 /* matvec of every type: y[r] against float64 sum over dequant(W row r) * x, with the
@@ -131,14 +225,13 @@ static void test_matvec_reference(void **state) {
         for (int r = 0; r < ROWS; r++) {
             const void *wr = (const char *)W + (size_t)r * row_bytes;
             tr->to_float(wr, wd, COLS);
-            double exact = 0, abs_sum = 0, qerr = 0;
+            double exact = 0, qerr = 0;
             for (int i = 0; i < COLS; i++) {
                 exact += (double)wd[i] * (double)x[i];
-                abs_sum += fabs((double)wd[i] * (double)xd[i]);
                 const int bs = (int)vtr->block_size;
                 qerr += fabs((double)wd[i]) * act_elem_bound(tr->vec_dot_type, x[i], block_amax(x + (i / bs) * bs, bs));
             }
-            const double tol = dot_kernel_tol(t, wr, xq, COLS, abs_sum) + qerr;
+            const double tol = dot_kernel_tol(t, wr, xq, COLS) + qerr;
             if (fabs((double)y[r] - exact) > tol) {
                 fprintf(stderr, "%s row %d: %.9g vs float64 %.9g (tol %.3g)\n", tr->name, r, y[r], exact, tol);
                 fail();
@@ -199,8 +292,10 @@ int main(void) {
     /* before the first use of the kernel table: selection happens once */
     setenv("SLMESH_KERNELS", "scalar", 1);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_selection_env),
         cmocka_unit_test(test_selection),
         cmocka_unit_test(test_isa_vs_scalar),
+        cmocka_unit_test(test_isa_vs_scalar_real),
         cmocka_unit_test(test_matvec_reference),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_matvec_bad_args),

@@ -35,29 +35,27 @@ static const slm_type weight_types[] = {
 
 static void test_reproduces_reference(void **state) {
     (void)state;
-    uint8_t *fbuf = NULL;
-    size_t fsize;
-    uint32_t ftype;
-    const uint8_t *fdata;
+    slm_gguf *fg = NULL;
+    const slm_gguf_tensor *ft = NULL;
     char probe[4096];
     TU_SHARED_OR_SKIP(probe, "models/tiny/tiny-llama-f32.gguf");
-    assert_int_equal(tu_load_tensor("tiny-llama-f32.gguf", TENSOR, &fbuf, &fsize, &ftype, &fdata), 0);
-    assert_int_equal(ftype, SLM_TYPE_F32);
+    assert_int_equal(tu_load_tensor("tiny-llama-f32.gguf", TENSOR, &fg, &ft), 0);
+    assert_int_equal(ft->type, SLM_TYPE_F32);
+    assert_int_equal(slm_gguf_tensor_nelements(ft), ROWS * COLS);
     float *x = malloc((size_t)ROWS * COLS * sizeof(float));
     assert_non_null(x);
-    memcpy(x, fdata, (size_t)ROWS * COLS * sizeof(float));
+    memcpy(x, ft->data, (size_t)ROWS * COLS * sizeof(float));
     int failures = 0;
     for (size_t k = 0; k < N_WEIGHT_TYPES; k++) {
         const slm_type t = weight_types[k];
         const slm_type_traits *tr = slm_type_traits_of(t);
         char model[128];
         snprintf(model, sizeof model, "tiny-llama-%s.gguf", tr->name);
-        uint8_t *mbuf = NULL;
-        size_t msize;
-        uint32_t mtype;
-        const uint8_t *mdata;
-        if (tu_load_tensor(model, TENSOR, &mbuf, &msize, &mtype, &mdata) != 0) continue;
-        assert_int_equal(mtype, t);
+        slm_gguf *mg = NULL;
+        const slm_gguf_tensor *mt = NULL;
+        if (tu_load_tensor(model, TENSOR, &mg, &mt) != 0) continue;
+        assert_int_equal(mt->type, t);
+        const uint8_t *mdata = mt->data;
         size_t row_bytes;
         assert_true(slm_type_row_bytes(t, COLS, &row_bytes));
         uint8_t *q = malloc(row_bytes * ROWS);
@@ -82,10 +80,10 @@ static void test_reproduces_reference(void **state) {
             fprintf(stderr, "ok: %s: all %zu blocks identical to the reference\n", tr->name, nblocks);
         }
         free(q);
-        free(mbuf);
+        slm_gguf_close(mg);
     }
     free(x);
-    free(fbuf);
+    slm_gguf_close(fg);
     assert_int_equal(failures, 0);
 }
 
@@ -97,12 +95,11 @@ static void check_requant(slm_type t, int (*on_grid_end)(const uint8_t *block)) 
     const slm_type_traits *tr = slm_type_traits_of(t);
     char model[128];
     snprintf(model, sizeof model, "tiny-llama-%s.gguf", tr->name);
-    uint8_t *buf = NULL;
-    size_t size;
-    uint32_t type;
-    const uint8_t *data;
-    if (tu_load_tensor(model, TENSOR, &buf, &size, &type, &data) != 0) skip();
-    assert_int_equal(type, t);
+    slm_gguf *g = NULL;
+    const slm_gguf_tensor *gt = NULL;
+    if (tu_load_tensor(model, TENSOR, &g, &gt) != 0) skip();
+    assert_int_equal(gt->type, t);
+    const uint8_t *data = gt->data;
     const size_t nblocks = (size_t)ROWS * COLS / tr->block_size;
     size_t eligible = 0;
     float deq[32];
@@ -120,7 +117,7 @@ static void check_requant(slm_type t, int (*on_grid_end)(const uint8_t *block)) 
     }
     fprintf(stderr, "%s: %zu of %zu blocks eligible, all reproduced\n", tr->name, eligible, nblocks);
     assert_true(eligible > nblocks / 2);
-    free(buf);
+    slm_gguf_close(g);
 }
 
 static int q8_0_has_127(const uint8_t *p) {

@@ -15,8 +15,10 @@
  *  - A checkpoint records (record count, head hash, time), optionally signed with Ed25519.
  *    Checkpoints detect what a chain alone cannot: records cut off the end of the log.
  *  - slm_audit_verify recomputes everything and names the first bad record.
- * Thread-safety: an slm_audit handle may be shared by threads (calls are serialised on the
- * handle); separate handles on one database are safe too. Keys are immutable after load.
+ * Thread-safety: an slm_audit handle may be shared by threads: their appends are group-
+ * committed (records queued while a transaction runs go together in the next one, each
+ * caller still returning only once its own record is durable); separate handles on one
+ * database are safe too. Keys are immutable after load and may be shared.
  * Non-goals: encryption at rest, retention/deletion policies, querying by field.
  */
 #ifndef SLMESH_AUDIT_H
@@ -56,8 +58,9 @@ void slm_audit_key_free(slm_audit_key *key);
 /* ---- open / close ----------------------------------------------------------------------- */
 
 typedef struct slm_audit_options {
-    uint64_t checkpoint_every;     /* after a record whose seq is a multiple of this, write a
-                                      checkpoint; 0 = only explicit slm_audit_checkpoint */
+    uint64_t checkpoint_every;     /* when a commit includes a record whose seq is a multiple
+                                      of this, checkpoint the head right after it; 0 = only
+                                      explicit slm_audit_checkpoint */
     const slm_audit_key *sign_key; /* private key that signs checkpoints, or NULL (unsigned);
                                       borrowed: must outlive the handle */
 } slm_audit_options;
@@ -96,7 +99,9 @@ typedef struct slm_audit_record {
 } slm_audit_record;
 
 /* Append one record; on success *seq (may be NULL) is its number and hash (may be NULL,
- * else SLM_AUDIT_HASH_HEX bytes) its hash. Committed durably before returning. */
+ * else SLM_AUDIT_HASH_HEX bytes) its hash. Committed durably before returning. If the
+ * record committed but the periodic checkpoint after it failed, the checkpoint's status is
+ * returned and *seq / hash are still set (left untouched whenever nothing committed). */
 slm_status slm_audit_append(slm_audit *log, const slm_audit_record *rec, uint64_t *seq, char *hash,
                             char *err);
 

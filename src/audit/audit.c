@@ -10,9 +10,16 @@
  *    prev against the position and the previous record's hash, canonical form, and every
  *    checkpoint's head against the record at its count. The first problem found in seq order
  *    is reported; checkpoint problems are reported when the records themselves are intact.
- * Thread-safety: one mutex per handle serialises its calls (a backend connection is
- * single-threaded); different handles work in parallel and the database orders appends.
- * Non-goals: caching, batching several records per transaction.
+ *  - Group commit: threads appending through one handle queue their records; whichever
+ *    finds the connection free commits everything queued (up to AUDIT_MAX_BATCH) in one
+ *    transaction, then wakes the others with their results. A batch is all-or-nothing; when
+ *    it fails, its records are retried one per transaction so each caller gets its own
+ *    status. Each appender returns only after its own record is committed.
+ * Thread-safety: a handle may be shared: one mutex guards the queue and the `busy` flag,
+ * and only the thread that set `busy` uses the backend connection (which is
+ * single-threaded); the mutex is not held during database work. Different handles work in
+ * parallel and the database orders their appends.
+ * Non-goals: caching the head, asynchronous (fire-and-forget) appends.
  */
 #include "audit/audit_int.h"
 
@@ -22,9 +29,27 @@
 
 #include "core/core.h"
 
+/* Records per group-commit transaction: amortises the commit's fsync over many records
+ * while bounding how long one transaction holds the log's write lock. */
+#define AUDIT_MAX_BATCH 64
+
+/* One appender waiting for its record to be committed (lives on the appender's stack). */
+typedef struct audit_waiter {
+    json_t *rec;                   /* borrowed: the validated record */
+    struct audit_waiter *next;     /* queue link */
+    bool done;                     /* the result below is final (written under log->lock) */
+    slm_status st;                 /* result */
+    uint64_t seq;                  /* its seq, when committed (0 if not) */
+    char hash[SLM_AUDIT_HASH_HEX]; /* its hash, when committed */
+    char err[SLM_ERR_LEN];         /* detail when st != SLM_OK */
+} audit_waiter;
+
 struct slm_audit {
-    pthread_mutex_t lock;         /* serialises every call on this handle */
-    audit_backend *be;            /* owned connection */
+    pthread_mutex_t lock;         /* guards busy and the queue */
+    pthread_cond_t cv;            /* broadcast when busy clears */
+    bool busy;                    /* a thread is using the connection */
+    audit_waiter *head, *tail;    /* records waiting for a commit, oldest first */
+    audit_backend *be;            /* owned connection; used only by the thread that set busy */
     const audit_backend_ops *ops; /* its functions */
     slm_audit_options opt;        /* copied; opt.sign_key is borrowed */
 };
@@ -55,6 +80,12 @@ slm_status slm_audit_open(const char *db, const slm_audit_options *opt, slm_audi
         slm_free(log);
         return slm_errf(err, SLM_ERR_INTERNAL, "audit: mutex init failed");
     }
+    if (pthread_cond_init(&log->cv, NULL) != 0) {
+        pthread_mutex_destroy(&log->lock);
+        log->ops->close(log->be);
+        slm_free(log);
+        return slm_errf(err, SLM_ERR_INTERNAL, "audit: condition variable init failed");
+    }
     *out = log;
     return SLM_OK;
 }
@@ -62,8 +93,25 @@ slm_status slm_audit_open(const char *db, const slm_audit_options *opt, slm_audi
 void slm_audit_close(slm_audit *log) {
     if (!log) return;
     log->ops->close(log->be);
+    pthread_cond_destroy(&log->cv);
     pthread_mutex_destroy(&log->lock);
     slm_free(log);
+}
+
+/* Take / give back exclusive use of the connection (for everything but appends, which
+ * take it in append_record). */
+static void conn_acquire(slm_audit *log) {
+    pthread_mutex_lock(&log->lock);
+    while (log->busy) pthread_cond_wait(&log->cv, &log->lock);
+    log->busy = true;
+    pthread_mutex_unlock(&log->lock);
+}
+
+static void conn_release(slm_audit *log) {
+    pthread_mutex_lock(&log->lock);
+    log->busy = false;
+    pthread_cond_broadcast(&log->cv);
+    pthread_mutex_unlock(&log->lock);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------------------ */
@@ -74,9 +122,10 @@ typedef struct {
 } cp_ctx;
 
 /* Seal a checkpoint: {"count":N,"head":H,"time":T} canonical, signed when there is a key. */
-static slm_status seal_checkpoint(void *ctx, uint64_t head_seq, const char *head_hash, char **body,
-                                  char tag[SLM_AUDIT_TAG_LEN], char *err) {
+static slm_status seal_checkpoint(void *ctx, size_t i, uint64_t head_seq, const char *head_hash,
+                                  char **body, char tag[SLM_AUDIT_TAG_LEN], char *err) {
     cp_ctx *cc = ctx;
+    (void)i; /* always one checkpoint per transaction */
     char now[SLM_AUDIT_MAX_TIME + 1];
     slm_audit_now(now);
     json_t *cp = json_pack("{s:I,s:s,s:s}", "count", (json_int_t)head_seq, "head", head_hash,
@@ -94,7 +143,7 @@ static slm_status seal_checkpoint(void *ctx, uint64_t head_seq, const char *head
     return st;
 }
 
-/* Caller holds log->lock. */
+/* Caller owns the connection (busy). */
 static slm_status checkpoint_locked(slm_audit *log, uint64_t *count, char *err) {
     cp_ctx cc = {.key = log->opt.sign_key};
     slm_status st = log->ops->checkpoint(log->be, seal_checkpoint, &cc, err);
@@ -104,37 +153,80 @@ static slm_status checkpoint_locked(slm_audit *log, uint64_t *count, char *err) 
 
 /* ---- append ------------------------------------------------------------------------------------------- */
 
-typedef struct {
-    json_t *rec;                   /* borrowed: the validated record */
-    char hash[SLM_AUDIT_HASH_HEX]; /* out: its hash */
-} seal_ctx;
-
-static slm_status seal_record(void *ctx, uint64_t head_seq, const char *head_hash, char **body,
-                              char tag[SLM_AUDIT_TAG_LEN], char *err) {
-    seal_ctx *sc = ctx;
-    slm_status st = slm_audit_record_seal(sc->rec, head_seq + 1, head_hash, body, sc->hash, err);
-    if (st == SLM_OK) memcpy(tag, sc->hash, SLM_AUDIT_HASH_HEX);
+static slm_status seal_batch(void *ctx, size_t i, uint64_t head_seq, const char *head_hash,
+                             char **body, char tag[SLM_AUDIT_TAG_LEN], char *err) {
+    audit_waiter *w = ((audit_waiter **)ctx)[i];
+    slm_status st = slm_audit_record_seal(w->rec, head_seq + 1, head_hash, body, w->hash, err);
+    if (st == SLM_OK) memcpy(tag, w->hash, SLM_AUDIT_HASH_HEX);
     return st;
 }
 
-/* Append a validated record (consumes rec). */
+/* Commit batch[0..n) in one transaction (caller owns the connection, not the mutex) and
+ * write each waiter's result; on failure of a batch of several, retry them one by one. */
+static void commit_batch(slm_audit *log, audit_waiter **batch, size_t n) {
+    char err[SLM_ERR_LEN];
+    uint64_t first = 0;
+    slm_status st = log->ops->append(log->be, n, seal_batch, batch, &first, err);
+    if (st != SLM_OK && n > 1) {
+        for (size_t i = 0; i < n; i++) commit_batch(log, &batch[i], 1);
+        return;
+    }
+    if (st != SLM_OK) {
+        batch[0]->st = st;
+        memcpy(batch[0]->err, err, sizeof err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->st = SLM_OK;
+        batch[i]->seq = first + i;
+    }
+    uint64_t every = log->opt.checkpoint_every, last = first + n - 1;
+    if (every && last / every > (first - 1) / every) {
+        /* A multiple of `every` was committed: checkpoint the head (now `last`). */
+        st = checkpoint_locked(log, NULL, err);
+        if (st != SLM_OK) {
+            audit_waiter *w = batch[n - 1];
+            w->st = st;
+            snprintf(w->err, sizeof w->err, "record %llu committed, but the checkpoint failed: %.180s",
+                     (unsigned long long)w->seq, err);
+        }
+    }
+}
+
+/* Queue a validated record and return once it is committed (consumes rec). */
 static slm_status append_record(slm_audit *log, json_t *rec, uint64_t *seq, char *hash, char *err) {
-    seal_ctx sc = {.rec = rec};
-    uint64_t s = 0;
+    audit_waiter w = {.rec = rec};
     pthread_mutex_lock(&log->lock);
-    slm_status st = log->ops->append(log->be, seal_record, &sc, &s, err);
-    if (st == SLM_OK && log->opt.checkpoint_every && s % log->opt.checkpoint_every == 0) {
-        char detail[SLM_ERR_LEN];
-        st = checkpoint_locked(log, NULL, detail);
-        if (st != SLM_OK)
-            slm_errf(err, st, "record %llu committed, but its checkpoint failed: %s",
-                     (unsigned long long)s, detail);
+    if (log->tail) log->tail->next = &w;
+    else log->head = &w;
+    log->tail = &w;
+    while (!w.done) {
+        if (log->busy) {
+            pthread_cond_wait(&log->cv, &log->lock);
+            continue;
+        }
+        /* Lead: take what is queued, commit it without the mutex, publish the results. */
+        audit_waiter *batch[AUDIT_MAX_BATCH];
+        size_t n = 0;
+        log->busy = true;
+        while (log->head && n < AUDIT_MAX_BATCH) {
+            batch[n++] = log->head;
+            log->head = log->head->next;
+        }
+        if (!log->head) log->tail = NULL;
+        pthread_mutex_unlock(&log->lock);
+        commit_batch(log, batch, n);
+        pthread_mutex_lock(&log->lock);
+        for (size_t i = 0; i < n; i++) batch[i]->done = true;
+        log->busy = false;
+        pthread_cond_broadcast(&log->cv);
     }
     pthread_mutex_unlock(&log->lock);
     json_decref(rec);
-    if (s && seq) *seq = s;
-    if (s && hash) memcpy(hash, sc.hash, SLM_AUDIT_HASH_HEX);
-    return st;
+    if (w.st != SLM_OK) slm_errf(err, w.st, "%s", w.err);
+    if (w.seq && seq) *seq = w.seq;
+    if (w.seq && hash) memcpy(hash, w.hash, SLM_AUDIT_HASH_HEX);
+    return w.st;
 }
 
 slm_status slm_audit_append(slm_audit *log, const slm_audit_record *rec, uint64_t *seq, char *hash,
@@ -157,9 +249,9 @@ slm_status slm_audit_append_json(slm_audit *log, const char *json, size_t len, u
 
 slm_status slm_audit_checkpoint(slm_audit *log, uint64_t *count, char *err) {
     if (!log) return slm_errf(err, SLM_ERR_INVALID_ARG, "audit: NULL log");
-    pthread_mutex_lock(&log->lock);
+    conn_acquire(log);
     slm_status st = checkpoint_locked(log, count, err);
-    pthread_mutex_unlock(&log->lock);
+    conn_release(log);
     return st;
 }
 
@@ -272,7 +364,7 @@ slm_status slm_audit_verify(slm_audit *log, const slm_audit_key *pub, slm_audit_
     cp_load cl = {.pub = pub};
     rec_walk w = {.rep = rep, .expected = 1};
     memcpy(w.prev, genesis_hash, SLM_AUDIT_HASH_HEX);
-    pthread_mutex_lock(&log->lock);
+    conn_acquire(log);
     slm_status st = log->ops->checkpoints(log->be, cp_row, &cl, err);
     if (st != SLM_OK) goto done;
     w.cps = cl.cps;
@@ -301,7 +393,7 @@ slm_status slm_audit_verify(slm_audit *log, const slm_audit_key *pub, slm_audit_
     rep->checkpoints = cl.n;
     rep->signatures = cl.signatures;
 done:
-    pthread_mutex_unlock(&log->lock);
+    conn_release(log);
     slm_free(cl.cps);
     return st;
 }
@@ -352,9 +444,9 @@ slm_status slm_audit_export(slm_audit *log, bool checkpoints, slm_audit_line_fn 
                             char *err) {
     if (!log || !fn) return slm_errf(err, SLM_ERR_INVALID_ARG, "export: NULL argument");
     export_ctx ec = {.fn = fn, .ctx = ctx};
-    pthread_mutex_lock(&log->lock);
+    conn_acquire(log);
     slm_status st = checkpoints ? log->ops->checkpoints(log->be, export_checkpoint, &ec, err)
                                 : log->ops->records(log->be, export_record, &ec, err);
-    pthread_mutex_unlock(&log->lock);
+    conn_release(log);
     return st;
 }

@@ -36,6 +36,9 @@
 #define SLM_AUDIT_MAX_POLICY 64
 /* Token counts: far beyond any context length, small enough for exact JSON integers. */
 #define SLM_AUDIT_MAX_TOKENS 1000000000000LL
+/* Records in one log: a million a day for two million years; below 2^53, so a seq stays
+ * exact in any JSON reader that uses doubles. */
+#define SLM_AUDIT_MAX_SEQ 1000000000000000LL
 /* Checkpoints held in memory during verify (one per N records; a million is years). */
 #define SLM_AUDIT_MAX_CHECKPOINTS (1u << 20)
 /* Length of an RFC 3339 time we accept: "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ". */
@@ -49,10 +52,11 @@
 
 typedef struct audit_backend audit_backend; /* one connection; defined by each backend */
 
-/* Make the row to insert, given the head: head_seq (0 for an empty log) and its hash (64
- * zeros for an empty log). On success *body is a NUL-terminated string owned by the caller
- * (slm_free) and tag holds the record hash, or for a checkpoint its signature or "". */
-typedef slm_status (*audit_seal_fn)(void *ctx, uint64_t head_seq, const char *head_hash,
+/* Make row i (0-based) of the transaction, given the head before it: head_seq (0 for an
+ * empty log) and its hash (64 zeros for an empty log); for i > 0 that is row i - 1 just
+ * made. On success *body is a NUL-terminated string owned by the caller (slm_free) and tag
+ * holds the record hash, or for a checkpoint its signature or "". */
+typedef slm_status (*audit_seal_fn)(void *ctx, size_t i, uint64_t head_seq, const char *head_hash,
                                     char **body, char tag[SLM_AUDIT_TAG_LEN], char *err);
 
 /* One stored row: a record (key = seq, tag = hash) or a checkpoint (key = id, tag =
@@ -61,9 +65,10 @@ typedef slm_status (*audit_row_fn)(void *ctx, uint64_t key, const char *body, co
                                    char *err);
 
 typedef struct audit_backend_ops {
-    /* Append a record: one transaction serialised against all appenders; *seq = its seq. */
-    slm_status (*append)(audit_backend *be, audit_seal_fn seal, void *ctx, uint64_t *seq,
-                         char *err);
+    /* Append n >= 1 records (seal called for i = 0 .. n-1 in order) in one transaction
+     * serialised against all appenders; *first_seq = the first one's seq. All or none. */
+    slm_status (*append)(audit_backend *be, size_t n, audit_seal_fn seal, void *ctx,
+                         uint64_t *first_seq, char *err);
     /* Insert a checkpoint made by seal from the head, in one such transaction. */
     slm_status (*checkpoint)(audit_backend *be, audit_seal_fn seal, void *ctx, char *err);
     /* Every record in seq order (a consistent snapshot). */

@@ -162,10 +162,10 @@ static slm_status field_check(const record_field *f, const json_t *v, char *err)
     case FK_COUNT:
     case FK_SEQ: {
         json_int_t lo = f->kind == FK_SEQ ? 1 : 0;
-        if (!json_is_integer(v) || json_integer_value(v) < lo ||
-            json_integer_value(v) > SLM_AUDIT_MAX_TOKENS)
+        json_int_t hi = f->kind == FK_SEQ ? SLM_AUDIT_MAX_SEQ : SLM_AUDIT_MAX_TOKENS;
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
             return slm_errf(err, SLM_ERR_RANGE, "%s: not an integer in [%lld, %lld]", f->name,
-                            (long long)lo, (long long)SLM_AUDIT_MAX_TOKENS);
+                            (long long)lo, (long long)hi);
         return SLM_OK;
     }
     case FK_AMOUNT: return amount_check(f->name, v, false, HUGE_VAL, err);
@@ -344,7 +344,8 @@ void slm_audit_now(char buf[SLM_AUDIT_MAX_TIME + 1]) {
 slm_status slm_audit_record_seal(json_t *rec, uint64_t seq, const char *prev, char **body,
                                  char hash[SLM_AUDIT_HASH_HEX], char *err) {
     *body = NULL;
-    if (seq > (uint64_t)SLM_AUDIT_MAX_TOKENS) return slm_errf(err, SLM_ERR_LIMIT, "log full at seq %llu", (unsigned long long)seq);
+    if (seq > (uint64_t)SLM_AUDIT_MAX_SEQ)
+        return slm_errf(err, SLM_ERR_LIMIT, "log full at seq %llu", (unsigned long long)seq);
     if (json_object_set_new(rec, "seq", json_integer((json_int_t)seq)) != 0 ||
         json_object_set_new(rec, "prev", json_string(prev)) != 0)
         return slm_errf(err, SLM_ERR_NOMEM, "seal: no memory");

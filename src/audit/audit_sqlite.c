@@ -86,39 +86,49 @@ static slm_status read_head(audit_backend *be, uint64_t *seq, char hash[SLM_AUDI
     return rc;
 }
 
-/* One write transaction: lock, read head, seal, insert, commit. record: into audit_log with
- * seq = head + 1; else a checkpoint into audit_checkpoint. */
-static slm_status locked_insert(audit_backend *be, bool record, audit_seal_fn seal, void *ctx,
-                                uint64_t *seq_out, char *err) {
+/* One write transaction: lock, read head, then n times seal and insert, commit. record:
+ * rows go to audit_log with seq = head + 1, head + 2, ...; else one checkpoint row. */
+static slm_status locked_insert(audit_backend *be, bool record, size_t n, audit_seal_fn seal,
+                                void *ctx, uint64_t *seq_out, char *err) {
     char head_hash[SLM_AUDIT_HASH_HEX], tag[SLM_AUDIT_TAG_LEN] = "";
-    uint64_t head_seq = 0;
+    uint64_t head_seq = 0, first;
     char *body = NULL;
     sqlite3_stmt *ins = NULL;
     slm_status st = exec(be, "BEGIN IMMEDIATE", err);
     if (st != SLM_OK) return st;
     st = read_head(be, &head_seq, head_hash, err);
-    if (st == SLM_OK) st = seal(ctx, head_seq, head_hash, &body, tag, err);
     if (st != SLM_OK) goto fail;
+    first = head_seq + 1;
     const char *sql = record ? "INSERT INTO audit_log(seq, body, hash) VALUES(?1, ?2, ?3)"
                              : "INSERT INTO audit_checkpoint(body, signature) VALUES(?2, ?3)";
     if (sqlite3_prepare_v2(be->db, sql, -1, &ins, NULL) != SQLITE_OK) {
         st = db_err(be, err, "insert");
         goto fail;
     }
-    if (record) sqlite3_bind_int64(ins, 1, (sqlite3_int64)(head_seq + 1));
-    sqlite3_bind_text(ins, 2, body, -1, SQLITE_STATIC);
-    if (*tag) sqlite3_bind_text(ins, 3, tag, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(ins, 3);
-    if (sqlite3_step(ins) != SQLITE_DONE) {
-        st = db_err(be, err, "insert");
-        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        st = seal(ctx, i, head_seq, head_hash, &body, tag, err);
+        if (st != SLM_OK) goto fail;
+        sqlite3_reset(ins);
+        if (record) sqlite3_bind_int64(ins, 1, (sqlite3_int64)(head_seq + 1));
+        sqlite3_bind_text(ins, 2, body, -1, SQLITE_STATIC);
+        if (*tag) sqlite3_bind_text(ins, 3, tag, -1, SQLITE_STATIC);
+        else sqlite3_bind_null(ins, 3);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            st = db_err(be, err, "insert");
+            goto fail;
+        }
+        slm_free(body);
+        body = NULL;
+        if (record) {
+            head_seq++;
+            memcpy(head_hash, tag, SLM_AUDIT_HASH_HEX);
+        }
     }
     sqlite3_finalize(ins);
     ins = NULL;
     st = exec(be, "COMMIT", err);
     if (st != SLM_OK) goto fail;
-    if (seq_out) *seq_out = record ? head_seq + 1 : head_seq;
-    slm_free(body);
+    if (seq_out) *seq_out = record ? first : head_seq;
     return SLM_OK;
 fail:
     sqlite3_finalize(ins);
@@ -127,13 +137,13 @@ fail:
     return st;
 }
 
-static slm_status sqlite_append(audit_backend *be, audit_seal_fn seal, void *ctx, uint64_t *seq,
-                                char *err) {
-    return locked_insert(be, true, seal, ctx, seq, err);
+static slm_status sqlite_append(audit_backend *be, size_t n, audit_seal_fn seal, void *ctx,
+                                uint64_t *seq, char *err) {
+    return locked_insert(be, true, n, seal, ctx, seq, err);
 }
 
 static slm_status sqlite_checkpoint(audit_backend *be, audit_seal_fn seal, void *ctx, char *err) {
-    return locked_insert(be, false, seal, ctx, NULL, err);
+    return locked_insert(be, false, 1, seal, ctx, NULL, err);
 }
 
 /* ---- reads ------------------------------------------------------------------------------------------- */

@@ -82,16 +82,18 @@ static int do_append(slm_audit *log) {
         }
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
-        uint64_t seq;
+        uint64_t seq = 0;
         char hash[SLM_AUDIT_HASH_HEX];
         slm_status st = slm_audit_append_json(log, line, n, &seq, hash, err);
+        if (seq) { /* committed, even if a checkpoint after it failed */
+            printf("%llu %s\n", (unsigned long long)seq, hash);
+            fflush(stdout);
+        }
         if (st != SLM_OK) {
             fprintf(stderr, "slmesh audit: line %ld: %s: %s\n", lineno, slm_status_str(st), err);
             rc = CLI_FAIL;
             break;
         }
-        printf("%llu %s\n", (unsigned long long)seq, hash);
-        fflush(stdout);
     }
     if (rc == CLI_OK && ferror(stdin)) rc = cli_fail("audit", SLM_ERR_IO, "reading stdin");
     free(line);

@@ -5,8 +5,9 @@
  *
  * Data flow (the banners below follow it):
  *   bytes -> cursor reads -> header -> key/value pairs (values validated, string arrays
- *   indexed) -> tensor infos (shape, type, byte size) -> name indexes (duplicates refused)
- *   -> alignment -> tensor placement (offsets, data ranges) -> accessors.
+ *   indexed) -> tensor infos (shape, type, byte size) -> names (copied into one block,
+ *   hashed, duplicates refused) -> alignment -> tensor placement (offsets, data ranges)
+ *   -> accessors.
  *
  * Invariants once an open returns SLM_OK:
  *  - every value's bytes lie inside the file: scalars, strings, array elements and nested
@@ -21,7 +22,9 @@
  * Accessors only read validated records; out-of-range indexes give neutral answers (NULL,
  * 0, -1), never an out-of-bounds read.
  *
- * Thread-safety: an open slm_gguf is immutable. Non-goals: GGUF v1, big-endian files.
+ * Thread-safety: an open slm_gguf is immutable. Non-goals: GGUF v1, big-endian files, and
+ * files truncated by someone else while mapped (SIGBUS, as with any mmap reader; use
+ * no_mmap for files that may change).
  */
 #include "gguf/gguf.h"
 
@@ -54,7 +57,9 @@
 
 /* One metadata pair. */
 typedef struct gguf_kv {
-    char *key;                 /* owned, NUL-terminated */
+    const char *key;           /* NUL-terminated copy in g->names (while parsing: a view
+                                  into the file, key_len bytes, not terminated) */
+    uint32_t key_len;          /* bytes in key */
     slm_gguf_vtype type;       /* value type */
     slm_gguf_vtype elem_type;  /* arrays: element type */
     uint64_t n;                /* strings: byte length; arrays: element count */
@@ -62,6 +67,12 @@ typedef struct gguf_kv {
     size_t bytes;              /* encoded bytes from val to the end of the value */
     size_t *str_off;           /* string arrays: offset from val of element i's length; owned */
 } gguf_kv;
+
+/* One tensor info; t.name is like gguf_kv.key (a view while parsing, then a copy). */
+typedef struct gguf_tensor {
+    slm_gguf_tensor t;         /* what accessors hand out */
+    uint32_t name_len;         /* bytes in t.name */
+} gguf_tensor;
 
 /* Open addressing table name -> index, capacity a power of two at least twice the count. */
 typedef struct name_slot {
@@ -87,7 +98,8 @@ struct slm_gguf {
     int64_t n_kv;              /* pairs parsed so far (all of them after open) */
     gguf_kv *kvs;              /* owned, n_kv entries */
     int64_t n_tensors;         /* tensor infos parsed so far */
-    slm_gguf_tensor *tensors;  /* owned, n_tensors entries; names owned */
+    gguf_tensor *tensors;      /* owned, n_tensors entries */
+    char *names;               /* owned: every key and tensor name, NUL-terminated, one block */
     name_index key_index;      /* key -> kv index */
     name_index tensor_index;   /* tensor name -> tensor index */
 };
@@ -140,16 +152,21 @@ static slm_status read_str(cursor *c, uint64_t max, slm_gguf_str *out, const cha
     return SLM_OK;
 }
 
-/* A key or tensor name: a string without NUL bytes, copied NUL-terminated into *out. */
-static slm_status read_name(cursor *c, char **out, const char *what) {
+/* A key or tensor name: a string without NUL bytes (a view; copied later by copy_names). */
+static slm_status read_name(cursor *c, const char **ptr, uint32_t *len, const char *what) {
     slm_gguf_str s = {NULL, 0};
     slm_status st = read_str(c, SLM_GGUF_MAX_KEY_LEN, &s, what);
     if (st) return st;
     if (memchr(s.ptr, '\0', (size_t)s.len))
         return slm_errf(c->err, SLM_ERR_CORRUPT, "%s: %s contains a NUL byte", c->where, what);
-    *out = slm_strndup(s.ptr, (size_t)s.len);
-    if (!*out) return slm_errf(c->err, SLM_ERR_NOMEM, "%s: out of memory copying %s", c->where, what);
+    *ptr = s.ptr;
+    *len = (uint32_t)s.len; /* <= SLM_GGUF_MAX_KEY_LEN */
     return SLM_OK;
+}
+
+/* Name a part of the file in details: what 'name' (the first 64 bytes of a view). */
+static void set_where(cursor *c, const char *what, const char *name, uint32_t len) {
+    snprintf(c->where, sizeof c->where, "%s '%.*s'", what, (int)(len < 64 ? len : 64), name);
 }
 
 /* ---- value types ------------------------------------------------------------------------- */
@@ -333,8 +350,8 @@ static slm_status parse_kv(cursor *c, gguf_kv *kv, int64_t i) {
     slm_gguf_str s = {NULL, 0};
     slm_status st;
     snprintf(c->where, sizeof c->where, "key/value %" PRId64, i);
-    if ((st = read_name(c, &kv->key, "key"))) return st;
-    snprintf(c->where, sizeof c->where, "key '%.64s'", kv->key);
+    if ((st = read_name(c, &kv->key, &kv->key_len, "key"))) return st;
+    set_where(c, "key", kv->key, kv->key_len);
     if ((st = read_u32(c, &type, "value type"))) return st;
     if (type >= SLM_GGUF_VTYPE_COUNT)
         return slm_errf(c->err, SLM_ERR_CORRUPT, "%s: unknown value type %" PRIu32, c->where, type);
@@ -356,7 +373,7 @@ static slm_status parse_kvs(cursor *c, slm_gguf *g, uint64_t n_kv) {
     g->kvs = slm_calloc(n_kv ? (size_t)n_kv : 1, sizeof *g->kvs);
     if (!g->kvs) return slm_errf(c->err, SLM_ERR_NOMEM, "out of memory for %" PRIu64 " key/value pairs", n_kv);
     for (uint64_t i = 0; i < n_kv; i++) {
-        g->n_kv = (int64_t)i + 1; /* counted before parsing so close frees a partial pair */
+        g->n_kv = (int64_t)i + 1; /* counted first so close frees a partial pair's arrays */
         slm_status st = parse_kv(c, &g->kvs[i], (int64_t)i);
         if (st) return st;
         g->kvs[i].bytes = (size_t)(c->base + c->pos - g->kvs[i].val);
@@ -386,14 +403,13 @@ static slm_status tensor_size(cursor *c, slm_gguf_tensor *t) {
     return SLM_OK;
 }
 
-static slm_status parse_tensor_info(cursor *c, slm_gguf_tensor *t, int64_t i) {
-    char *name = NULL; /* owned by t once stored */
+static slm_status parse_tensor_info(cursor *c, gguf_tensor *rec, int64_t i) {
+    slm_gguf_tensor *t = &rec->t;
     uint32_t type;
     slm_status st;
     snprintf(c->where, sizeof c->where, "tensor %" PRId64, i);
-    if ((st = read_name(c, &name, "tensor name"))) return st;
-    t->name = name;
-    snprintf(c->where, sizeof c->where, "tensor '%.64s'", name);
+    if ((st = read_name(c, &t->name, &rec->name_len, "tensor name"))) return st;
+    set_where(c, "tensor", t->name, rec->name_len);
     if ((st = read_u32(c, &t->n_dims, "rank"))) return st;
     if (t->n_dims < 1 || t->n_dims > SLM_GGUF_MAX_DIMS)
         return slm_errf(c->err, SLM_ERR_CORRUPT, "%s: rank %" PRIu32 " outside 1..%d", c->where, t->n_dims,
@@ -418,14 +434,34 @@ static slm_status parse_tensor_infos(cursor *c, slm_gguf *g, uint64_t n_tensors)
     g->tensors = slm_calloc(n_tensors ? (size_t)n_tensors : 1, sizeof *g->tensors);
     if (!g->tensors) return slm_errf(c->err, SLM_ERR_NOMEM, "out of memory for %" PRIu64 " tensor infos", n_tensors);
     for (uint64_t i = 0; i < n_tensors; i++) {
-        g->n_tensors = (int64_t)i + 1; /* counted first so close frees a partial name */
+        g->n_tensors = (int64_t)i + 1;
         slm_status st = parse_tensor_info(c, &g->tensors[i], (int64_t)i);
         if (st) return st;
     }
     return SLM_OK;
 }
 
-/* ---- name indexes ---------------------------------------------------------------------------- */
+/* ---- names: copied into one block, then indexed --------------------------------------------- */
+
+/* Copy len bytes at *name into the block at *o, NUL-terminate, and point *name there. */
+static void move_name(const char **name, uint32_t len, char **o) {
+    memcpy(*o, *name, len);
+    (*o)[len] = '\0';
+    *name = *o;
+    *o += len + 1;
+}
+
+/* Turn every key and tensor name from a view into the file into a NUL-terminated copy. */
+static slm_status copy_names(slm_gguf *g, char *err) {
+    size_t total = 1; /* each name is also at least 8 bytes of the file: no overflow */
+    for (int64_t i = 0; i < g->n_kv; i++) total += g->kvs[i].key_len + 1u;
+    for (int64_t i = 0; i < g->n_tensors; i++) total += g->tensors[i].name_len + 1u;
+    char *o = g->names = slm_malloc(total);
+    if (!o) return slm_errf(err, SLM_ERR_NOMEM, "out of memory for %zu bytes of names", total);
+    for (int64_t i = 0; i < g->n_kv; i++) move_name(&g->kvs[i].key, g->kvs[i].key_len, &o);
+    for (int64_t i = 0; i < g->n_tensors; i++) move_name(&g->tensors[i].t.name, g->tensors[i].name_len, &o);
+    return SLM_OK;
+}
 
 /* FNV-1a from a per-table seed, then a 64-bit finalizer so the low bits (the slot) depend
  * on every byte; the seed makes colliding names hard to prepare in advance. */
@@ -461,7 +497,7 @@ static int64_t index_find(const name_index *ix, const char *name) {
     return s->name ? s->index : -1;
 }
 
-static const char *tensor_name_at(const slm_gguf *g, int64_t i) { return g->tensors[i].name; }
+static const char *tensor_name_at(const slm_gguf *g, int64_t i) { return g->tensors[i].t.name; }
 
 /* Index the n names name_of(g, i); a name seen twice is corrupt. what: "key", "tensor name". */
 static slm_status index_names(const slm_gguf *g, name_index *ix, const char *(*name_of)(const slm_gguf *, int64_t),
@@ -533,7 +569,7 @@ static slm_status place_tensors(slm_gguf *g, size_t info_end, char *err) {
         g->data_offset = g->size; /* no tensors: the padding may be absent */
     }
     for (int64_t i = 0; i < g->n_tensors; i++) {
-        slm_gguf_tensor *t = &g->tensors[i];
+        slm_gguf_tensor *t = &g->tensors[i].t;
         slm_status st = place_tensor(g, t, expected, err);
         if (st) return st;
         size_t padded;
@@ -553,6 +589,7 @@ static slm_status parse_file(slm_gguf *g, char *err) {
     if ((st = parse_header(&c, g, &n_tensors, &n_kv))) return st;
     if ((st = parse_kvs(&c, g, n_kv))) return st;
     if ((st = parse_tensor_infos(&c, g, n_tensors))) return st;
+    if ((st = copy_names(g, err))) return st;
     if ((st = index_names(g, &g->key_index, slm_gguf_key, g->n_kv, "key", err))) return st;
     if ((st = index_names(g, &g->tensor_index, tensor_name_at, g->n_tensors, "tensor name", err))) return st;
     if ((st = resolve_alignment(g, err))) return st;
@@ -659,11 +696,8 @@ fail:
 
 void slm_gguf_close(slm_gguf *g) {
     if (!g) return;
-    for (int64_t i = 0; i < g->n_kv; i++) {
-        slm_free(g->kvs[i].key);
-        slm_free(g->kvs[i].str_off);
-    }
-    for (int64_t i = 0; i < g->n_tensors; i++) slm_free((void *)g->tensors[i].name); /* names are owned copies */
+    for (int64_t i = 0; i < g->n_kv; i++) slm_free(g->kvs[i].str_off);
+    slm_free(g->names);
     slm_free(g->kvs);
     slm_free(g->tensors);
     slm_free(g->key_index.slots);
@@ -851,8 +885,8 @@ const char *slm_gguf_value_str(const slm_gguf *g, int64_t i, char *buf, size_t c
         snprintf(buf, cap, "[%s; %" PRIu64 "]", slm_gguf_vtype_name(kv->elem_type), kv->n);
     } else if (kv->type == SLM_GGUF_BOOL) {
         snprintf(buf, cap, "%s", kv->val[0] ? "true" : "false");
-    } else if (kv->type == SLM_GGUF_F32 || kv->type == SLM_GGUF_F64) {
-        snprintf(buf, cap, "%.9g", load_f64(kv->type, kv->val));
+    } else if (kv->type == SLM_GGUF_F32 || kv->type == SLM_GGUF_F64) { /* digits that round-trip */
+        snprintf(buf, cap, kv->type == SLM_GGUF_F32 ? "%.9g" : "%.17g", load_f64(kv->type, kv->val));
     } else {
         load_int(kv->type, kv->val, &s, &u);
         if (vtype_is_signed(kv->type)) snprintf(buf, cap, "%" PRId64, s);
@@ -866,7 +900,7 @@ const char *slm_gguf_value_str(const slm_gguf *g, int64_t i, char *buf, size_t c
 int64_t slm_gguf_n_tensors(const slm_gguf *g) { return g->n_tensors; }
 
 const slm_gguf_tensor *slm_gguf_tensor_at(const slm_gguf *g, int64_t i) {
-    return i >= 0 && i < g->n_tensors ? &g->tensors[i] : NULL;
+    return i >= 0 && i < g->n_tensors ? &g->tensors[i].t : NULL;
 }
 
 const slm_gguf_tensor *slm_gguf_find_tensor(const slm_gguf *g, const char *name) {

@@ -15,9 +15,10 @@
 #define SLM_QUANT_X86 0
 #endif
 
-/* Set to 1 by the commit that adds kernels_avx2.c / kernels_avx512.c. */
-#define SLM_QUANT_HAVE_AVX2 0
-#define SLM_QUANT_HAVE_AVX512 0
+/* Which SIMD files this build compiles (they use per-function target attributes, so any
+ * x86-64 GCC/clang build has them; kernels.c still asks the CPU before using them). */
+#define SLM_QUANT_HAVE_AVX2 SLM_QUANT_X86
+#define SLM_QUANT_HAVE_AVX512 SLM_QUANT_X86
 
 #if SLM_QUANT_HAVE_AVX2
 extern const slm_quant_kernel_set slm_quant_kernels_avx2;

@@ -5,6 +5,11 @@
  * pointers are filled for the types slmesh computes with; the others (the IQ1/IQ2/IQ3 and
  * ternary families) are known only by size so that a file containing them opens and the
  * model loader can name the tensor and type it cannot use.
+ *
+ * The pointers are the scalar kernels (the specification), defined by family in half.c
+ * (F32/F16/BF16), quant_legacy.c (Q4_0..Q8_1), quant_k.c and quantize_k.c (K types) and
+ * quant_iq.c (IQ4_NL/XS); the per-ISA sets built over them are in kernels.c.
+ * Thread-safety: the table is immutable. Non-goals: choosing kernels (kernels.c does).
  */
 #include "quant/quant.h"
 

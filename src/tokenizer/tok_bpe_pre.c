@@ -150,24 +150,7 @@ int tok_unicode_to_byte(uint32_t cp) {
     return k <= 32 ? (int)k : k <= 66 ? (int)(127 + (k - 33)) : 173;
 }
 
-const char *tok_byte_to_unicode(unsigned char b, size_t *len) {
-    /* the UTF-8 of byte_cp(b) for every byte, two bytes each (one for ASCII) */
-    static const char table[256][2] = {
-#define B2(cp) {(char)((cp) < 0x80 ? (cp) : 0xc0 | ((cp) >> 6)), (char)((cp) < 0x80 ? 0 : 0x80 | ((cp)&0x3f))}
-#define R(b) B2(((b) >= 33 && (b) <= 126) || ((b) >= 161 && (b) <= 172) || (b) >= 174 ? (b) \
-               : 256 + ((b) <= 32 ? (b) : (b) <= 160 ? 33 + ((b)-127) : 67))
-#define R4(b) R(b), R(b + 1), R(b + 2), R(b + 3)
-#define R16(b) R4(b), R4(b + 4), R4(b + 8), R4(b + 12)
-        R16(0), R16(16), R16(32), R16(48), R16(64), R16(80), R16(96), R16(112),
-        R16(128), R16(144), R16(160), R16(176), R16(192), R16(208), R16(224), R16(240),
-#undef R16
-#undef R4
-#undef R
-#undef B2
-    };
-    *len = byte_cp(b) < 0x80 ? 1 : 2;
-    return table[b];
-}
+size_t tok_byte_to_unicode(unsigned char b, char out[2]) { return tok_utf8_encode(byte_cp(b), out); }
 
 /* ---- compile ------------------------------------------------------------------------------------ */
 
@@ -343,10 +326,7 @@ slm_status tok_bpe_pre_split(const struct tok_bpe_pre *p, const char *text, size
             char u[4];
             size_t ul = tok_utf8_encode(cps[i], u);
             for (size_t j = 0; j < ul; j++) {
-                size_t bl;
-                const char *bu = tok_byte_to_unicode((unsigned char)u[j], &bl);
-                memcpy(word + wl, bu, bl);
-                wl += bl;
+                wl += tok_byte_to_unicode((unsigned char)u[j], word + wl);
             }
         }
         start += a.v[k];

@@ -100,13 +100,13 @@ struct tok_bpe_pre; /* compiled pre-tokenizer regexes (tok_bpe_pre.c) */
 struct slm_tokenizer {
     tok_type type;        /* algorithm */
     int32_t n_vocab;      /* tokens */
-    tok_token *tok;       /* [n_vocab] */
-    char *text;           /* arena: every token text, NUL-terminated */
-    char *piece;          /* arena: every token's detokenized bytes */
+    tok_token *tok;       /* [n_vocab], owned */
+    char *text;           /* arena, owned: every token text, NUL-terminated */
+    char *piece;          /* arena, owned: every token's detokenized bytes */
     tok_map vocab;        /* text -> id */
     int32_t max_token_len;/* longest token text in bytes */
 
-    char *merge_text;     /* arena: "left right" per merge (BPE) */
+    char *merge_text;     /* arena, owned: "left right" per merge (BPE) */
     tok_map merges;       /* "left right" -> rank (BPE) */
     struct tok_bpe_pre *pre; /* regexes (BPE), owned */
     bool ignore_merges;   /* a word that is a whole token is emitted as is (llama3) */
@@ -118,7 +118,7 @@ struct slm_tokenizer {
     bool add_space_prefix; /* SPM: prefix raw text after a start/special with a space */
     bool clean_spaces;     /* decode cleanup the vocabulary asks for (SLM_TOK_CLEAN_SPACES) */
 
-    int32_t *special;      /* ids of control/user-defined/unknown tokens, longest text first */
+    int32_t *special;      /* owned: ids of control/user-defined/unknown tokens, longest text first */
     int32_t n_special;
 };
 
@@ -158,8 +158,9 @@ void tok_bpe_pre_destroy(struct tok_bpe_pre *p);
  * the byte-level alphabet. A non-OK status from fn stops the split and is returned. */
 slm_status tok_bpe_pre_split(const struct tok_bpe_pre *p, const char *text, size_t len,
                              slm_status (*fn)(void *ctx, const char *word, size_t len), void *ctx);
-/* Byte-level alphabet: the UTF-8 text (1-2 bytes) standing for byte b. */
-const char *tok_byte_to_unicode(unsigned char b, size_t *len);
+/* Byte-level alphabet: write the UTF-8 (1-2 bytes) of the code point standing for byte b;
+ * returns its length. */
+size_t tok_byte_to_unicode(unsigned char b, char out[2]);
 /* Inverse: the byte a code point stands for, or -1. */
 int tok_unicode_to_byte(uint32_t cp);
 

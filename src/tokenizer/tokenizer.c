@@ -9,6 +9,15 @@
  * its piece rules and its detokenizer. Where that runtime trusts the file (special ids out
  * of range are warned about and replaced by defaults) we refuse it as SLM_ERR_CORRUPT.
  *
+ * Deliberate differences from the reference, all at edges it aborts on or leaves loose:
+ *  - a special id in the file outside the vocabulary is SLM_ERR_CORRUPT (the reference warns
+ *    and keeps its default); -1 / 0xFFFFFFFF mean "none";
+ *  - a SentencePiece byte with neither a <0xNN> nor a one-byte token becomes the unknown
+ *    token (the reference throws); a code point above U+10FFFF is re-encoded as U+FFFD;
+ *  - slm_tok_decode removes the SentencePiece prefix space after a leading BOS too, and
+ *    applies clean_up_tokenization_spaces only with SLM_TOK_CLEAN_SPACES (lossless default);
+ *  - special tokens of equal length are tried in id order (the reference: unspecified).
+ *
  * Invariants: see tok_internal.h. Thread-safety: immutable after slm_tok_create; every call
  * keeps its scratch on its own. Non-goals: UGM/RWKV vocabularies, token-attribute hacks for
  * model families other than phi-3.
@@ -200,14 +209,20 @@ bool tok_is_space(uint32_t cp) {
 
 #define KEY_PREFIX "tokenizer.ggml."
 
-/* Optional special id: absent leaves *id alone; present must be < n_vocab. */
+/* Optional special id: absent leaves *id alone; -1 (also written as the u32 0xFFFFFFFF,
+ * as in stories260K) means "none"; anything else must be < n_vocab. */
 static slm_status get_special_id(const slm_gguf *g, const char *key, int32_t n_vocab, int32_t *id, char *err) {
-    uint32_t v;
-    slm_status st = slm_gguf_get_u32(g, key, &v, NULL);
+    int64_t v;
+    slm_status st = slm_gguf_get_i64(g, key, &v, NULL);
     if (st == SLM_ERR_NOT_FOUND) return SLM_OK;
-    if (st != SLM_OK) return slm_errf(err, SLM_ERR_CORRUPT, "%s: not an unsigned integer", key);
-    if (v >= (uint32_t)n_vocab)
-        return slm_errf(err, SLM_ERR_CORRUPT, "%s = %u is outside the vocabulary of %d tokens", key, v, n_vocab);
+    if (st != SLM_OK) return slm_errf(err, SLM_ERR_CORRUPT, "%s: not an integer", key);
+    if (v == -1 || v == (int64_t)UINT32_MAX) {
+        *id = -1;
+        return SLM_OK;
+    }
+    if (v < 0 || v >= n_vocab)
+        return slm_errf(err, SLM_ERR_CORRUPT, "%s = %lld is outside the vocabulary of %d tokens", key, (long long)v,
+                        n_vocab);
     *id = (int32_t)v;
     return SLM_OK;
 }
@@ -370,7 +385,7 @@ static slm_status load_merges(slm_tokenizer *t, const slm_gguf *g, char *err) {
 /* The reference's text-based detection of end-of-turn tokens. */
 static const char *const eot_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
-    "<|end_of_text|>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<|end_of_text|>", ("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"), /* DeepSeek */
 };
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
@@ -880,8 +895,8 @@ size_t slm_tok_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int 
      * token after any leading BOS, so that decode(encode(s)) == s with or without BOS. (The
      * reference's llama_detokenize removes it only when the sequence does not start with
      * BOS; its server renders token by token and never removes it - use slm_tok_piece or
-     * the stream for continuations.) */
-    bool strip = t->add_space_prefix;
+     * the stream for continuations.) WordPiece's first word start is removed the same way. */
+    bool strip = t->add_space_prefix || t->type == TOK_WPM; /* WordPiece: the U+2581 of the first word */
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) continue;

@@ -69,7 +69,11 @@ const char *slm_tok_text(const slm_tokenizer *t, int32_t id);
 size_t slm_tok_piece(const slm_tokenizer *t, int32_t id, int flags, char *buf, size_t cap);
 
 /* Detokenize a sequence (handles the leading space SentencePiece strips after BOS, and
- * WordPiece's ## joins). Same buffer protocol as slm_tok_piece. */
+ * WordPiece's ## joins: GGUF spells word starts with U+2581 and continuations bare). Same
+ * buffer protocol as slm_tok_piece (ids outside the vocabulary produce nothing); with
+ * SLM_TOK_CLEAN_SPACES a count larger than cap is an upper bound (the cleanup runs only on a
+ * buffer that holds everything). For text generated after a prompt, concatenate
+ * slm_tok_piece (or use the stream below): decode treats its first token as the start. */
 size_t slm_tok_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int flags, char *buf, size_t cap);
 
 /* Special ids beyond BOS/EOS (-1 when none). */
