@@ -69,8 +69,9 @@ typedef struct slm_chat_info {
     bool generation_prompt;   /* SLM_CHAT_ADD_GENERATION_PROMPT appends an assistant header
                                  (false for llama2/mistral: the prompt ends with [/INST]) */
     const char *stops[SLM_CHAT_MAX_STOPS]; /* end-of-turn strings as text ("<|im_end|>"),
-                                 NULL-terminated list; usually single special tokens, which
-                                 the engine should also treat as end of generation */
+                                 at least one; unused entries are NULL (stop at the first NULL
+                                 or at SLM_CHAT_MAX_STOPS). Usually single special tokens,
+                                 which the engine should also treat as end of generation */
     const char *think_open;   /* "<think>" for families with reasoning blocks, else NULL */
     const char *think_close;  /* "</think>", else NULL */
 } slm_chat_info;
