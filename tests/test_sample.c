@@ -98,7 +98,18 @@ static void test_greedy_argmax_lowest_id(void **state) {
     const float nan_l[3] = {NAN, -INFINITY, -50.0f};
     s = make(&p, 3);
     assert_int_equal(next_id(s, nan_l, 3, NULL), 2);
+    /* +inf logits are clamped to FLT_MAX: the first wins, and the numbers stay finite */
+    const float inf_l[4] = {1.0f, INFINITY, 3.0f, INFINITY};
+    slm_sample_out o;
+    assert_int_equal(slm_sample_next(s, inf_l, 4, NULL, &o, NULL), SLM_ERR_INVALID_ARG); /* wrong size */
     slm_sample_destroy(s);
+    s = make(&p, 4);
+    assert_int_equal(slm_sample_next(s, inf_l, 4, NULL, &o, NULL), SLM_OK);
+    assert_int_equal(o.id, 1);
+    assert_true(isfinite(o.logprob) && isfinite(o.entropy));
+    assert_true(fabs((double)o.logprob + log(2.0)) < 1e-6);
+    slm_sample_destroy(s);
+    assert_int_equal(slm_sample_probs(inf_l, 4, 1, 0, &o, NULL), SLM_ERR_INVALID_ARG);
 }
 
 /* ---- temperature --------------------------------------------------------------------------- */
