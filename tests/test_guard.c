@@ -341,6 +341,19 @@ static void test_vault_roundtrip(void **state) {
     assert_string_equal(back, big);
     slm_free(back);
     slm_free(r);
+    /* values may hold NUL bytes (found by fuzz_guard) */
+    const char nul_text[] = "id a\0b end";
+    slm_pii_finding nf = {.type = SLM_PII_SECRET, .start = 3, .end = 6};
+    slm_redact_opts o;
+    slm_redact_opts_default(&o);
+    slm_redact_opts_all(&o, SLM_REDACT_PSEUDO);
+    assert_int_equal(slm_guard_redact(nul_text, sizeof nul_text - 1, &nf, 1, &o, v, &r, &len, err), SLM_OK);
+    assert_string_equal(r, "id <SECRET_1> end");
+    assert_int_equal(slm_vault_restore(v, r, len, &back, &len, err), SLM_OK);
+    assert_int_equal(len, sizeof nul_text - 1);
+    assert_memory_equal(back, nul_text, len);
+    slm_free(back);
+    slm_free(r);
     slm_vault_destroy(v);
     slm_vault_destroy(NULL);
     slm_guard_destroy(g);
