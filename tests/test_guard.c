@@ -364,7 +364,7 @@ static void test_vault_roundtrip(void **state) {
 static void test_alloc_failures(void **state) {
     (void)state;
     const char *t = "Mail ann@x.io, 4111 1111 1111 1111, SSN 123-45-6788, ann@x.io";
-    for (long k = 1; k < 200; k++) {
+    for (long k = 1; k < 2000; k++) {
         slm_guard *g = NULL;
         slm_vault *v = NULL;
         slm_pii_finding *f = NULL;
