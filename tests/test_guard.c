@@ -176,6 +176,16 @@ static void test_secrets(void **state) {
     assert_int_equal(type_of(g, "blob 9fQ2xL7vR3kP8mZ1tW6yB4nH0cJ5gD2s end", "9fQ2xL7vR3kP8mZ1tW6yB4nH0cJ5gD2s"),
                      SLM_PII_SECRET);
     assert_int_equal(count_type(g, "the_quick_brown_fox_jumps_over_the_lazy_dog", SLM_PII_SECRET), 0);
+    /* a key pasted without its END line is still a secret */
+    assert_int_equal(type_of(g, "here:\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg"),
+                     SLM_PII_SECRET);
+    /* many BEGIN lines: each block ends at the next marker (linear time, one finding each) */
+    size_t reps = 5000, unit = strlen("-----BEGIN RSA PRIVATE KEY-----\n");
+    char *many = malloc(reps * unit + 1);
+    for (size_t i = 0; i < reps; i++) memcpy(many + i * unit, "-----BEGIN RSA PRIVATE KEY-----\n", unit);
+    many[reps * unit] = '\0';
+    assert_int_equal(count_type(g, many, SLM_PII_SECRET), reps);
+    free(many);
     slm_guard_destroy(g);
 }
 
