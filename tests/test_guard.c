@@ -2,6 +2,7 @@
  * operators, vault round trip, UTF-8 offsets, invalid UTF-8, limits, allocation failures. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,16 @@ static void test_secrets(void **state) {
     assert_int_equal(type_of(g, "blob 9fQ2xL7vR3kP8mZ1tW6yB4nH0cJ5gD2s end", "9fQ2xL7vR3kP8mZ1tW6yB4nH0cJ5gD2s"),
                      SLM_PII_SECRET);
     assert_int_equal(count_type(g, "the_quick_brown_fox_jumps_over_the_lazy_dog", SLM_PII_SECRET), 0);
+    /* a key pasted without its END line is still a secret */
+    assert_int_equal(type_of(g, "here:\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg"),
+                     SLM_PII_SECRET);
+    /* many BEGIN lines: each block ends at the next marker (linear time, one finding each) */
+    size_t reps = 5000, unit = strlen("-----BEGIN RSA PRIVATE KEY-----\n");
+    char *many = malloc(reps * unit + 1);
+    for (size_t i = 0; i < reps; i++) memcpy(many + i * unit, "-----BEGIN RSA PRIVATE KEY-----\n", unit);
+    many[reps * unit] = '\0';
+    assert_int_equal(count_type(g, many, SLM_PII_SECRET), reps);
+    free(many);
     slm_guard_destroy(g);
 }
 
@@ -341,6 +352,19 @@ static void test_vault_roundtrip(void **state) {
     assert_string_equal(back, big);
     slm_free(back);
     slm_free(r);
+    /* values may hold NUL bytes (found by fuzz_guard) */
+    const char nul_text[] = "id a\0b end";
+    slm_pii_finding nf = {.type = SLM_PII_SECRET, .start = 3, .end = 6};
+    slm_redact_opts o;
+    slm_redact_opts_default(&o);
+    slm_redact_opts_all(&o, SLM_REDACT_PSEUDO);
+    assert_int_equal(slm_guard_redact(nul_text, sizeof nul_text - 1, &nf, 1, &o, v, &r, &len, err), SLM_OK);
+    assert_string_equal(r, "id <SECRET_1> end");
+    assert_int_equal(slm_vault_restore(v, r, len, &back, &len, err), SLM_OK);
+    assert_int_equal(len, sizeof nul_text - 1);
+    assert_memory_equal(back, nul_text, len);
+    slm_free(back);
+    slm_free(r);
     slm_vault_destroy(v);
     slm_vault_destroy(NULL);
     slm_guard_destroy(g);
@@ -351,7 +375,7 @@ static void test_vault_roundtrip(void **state) {
 static void test_alloc_failures(void **state) {
     (void)state;
     const char *t = "Mail ann@x.io, 4111 1111 1111 1111, SSN 123-45-6788, ann@x.io";
-    for (long k = 1; k < 200; k++) {
+    for (long k = 1; k < 2000; k++) {
         slm_guard *g = NULL;
         slm_vault *v = NULL;
         slm_pii_finding *f = NULL;
@@ -515,6 +539,56 @@ static void test_tagger_training(void **state) {
     free(out2);
 }
 
+/* ---- sharing between threads ---------------------------------------------------------------------- */
+
+typedef struct {
+    const slm_guard *g;  /* shared, borrowed */
+    size_t count;        /* findings seen by the thread on every round */
+    int rounds_ok;
+} thread_job;
+
+static const char *const SHARED_TEXT =
+    "Hi, I am Anna Berg (anna.berg@example.com, +46 8 123 456 78). Card 4111-1111-1111-1111, "
+    "IBAN GB82 WEST 1234 5698 7654 32. Mr. Smith lives at 221B Baker Street, London.";
+
+static void *detect_loop(void *arg) {
+    thread_job *job = arg;
+    char err[SLM_ERR_LEN];
+    for (int r = 0; r < 50; r++) {
+        slm_pii_finding *f = NULL;
+        size_t n = 0;
+        if (slm_guard_detect(job->g, SHARED_TEXT, strlen(SHARED_TEXT), &f, &n, err) == SLM_OK &&
+            (r == 0 || n == job->count))
+            job->rounds_ok++;
+        job->count = n;
+        slm_free(f);
+    }
+    return NULL;
+}
+
+static void test_shared_between_threads(void **state) {
+    (void)state;
+    char model[4096], err[SLM_ERR_LEN];
+    slm_guard_opts o;
+    slm_guard *g = NULL;
+    slm_guard_opts_default(&o);
+    o.tagger_path = repo_model(model, sizeof model);
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_OK);
+    pthread_t th[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){.g = g};
+        assert_int_equal(pthread_create(&th[i], NULL, detect_loop, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].rounds_ok, 50);
+        assert_int_equal(jobs[i].count, jobs[0].count);
+    }
+    assert_true(jobs[0].count >= 5);
+    slm_guard_destroy(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validators),
@@ -533,6 +607,7 @@ int main(void) {
         cmocka_unit_test(test_tagger_names),
         cmocka_unit_test(test_tagger_file_checks),
         cmocka_unit_test(test_tagger_training),
+        cmocka_unit_test(test_shared_between_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
