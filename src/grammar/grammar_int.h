@@ -79,6 +79,11 @@ void slm_grammar_pda_free(slm_grammar_pda *p);
  * token); its subtree is [i, end[i]); the tokens whose piece ends exactly there are
  * toks[tok_off[i] .. tok_off[i + 1]). Walking it once per step with the automaton's state
  * visits each shared prefix once and skips whole subtrees on a dead byte. */
+/* "Plain" bytes: printable ASCII but '"' and '\\'. A string body in JSON (and most free
+ * text) loops on all of them, so a trie subtree made of plain bytes only is either wholly
+ * allowed from such a state or walked as usual. */
+static inline bool slm_grammar_plain_byte(uint8_t b) { return b >= 0x20 && b <= 0x7E && b != '"' && b != '\\'; }
+
 struct slm_grammar_vocab {
     int32_t n_vocab;     /* tokens */
     uint64_t fp;         /* FNV-1a hash of every piece (identifies the vocabulary) */
@@ -89,6 +94,7 @@ struct slm_grammar_vocab {
     uint32_t *end;       /* [n_nodes] owned */
     uint32_t *tok_off;   /* [n_nodes + 1] owned */
     int32_t *toks;       /* [tokens in the trie] owned */
+    uint8_t *plain;      /* [n_nodes] owned: 1 when node i's byte and all bytes below it are plain */
 };
 
 /* ---- a growable text buffer for the GBNF generators (schema.c, regex.c) ------------------ */

@@ -55,6 +55,7 @@ typedef struct pstate {
     bool complete;     /* EMPTY in the set and no unfinished code point */
     bool more;         /* some stack is non-empty */
     int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
+    int8_t plain_loop; /* -1 unknown; 1 when every plain byte leads back to this state */
 } pstate;
 
 typedef struct vmask {
@@ -233,6 +234,7 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     memcpy(a->set_pool + a->n_pool, set, (size_t)n * sizeof *set);
     a->n_pool += n;
     ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
+    ps->plain_loop = -1;
     ps->more = n > (set[0] == EMPTY ? 1u : 0u);
     a->shash[j] = a->n_states + 1;
     *id = a->n_states++;
@@ -446,6 +448,21 @@ static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
     return m;
 }
 
+/* Whether every plain byte leads from d back to d (computed once per state). */
+static slm_status plain_loop(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *out) {
+    int8_t loop = 1;
+    for (int b = 0x20; b <= 0x7E && loop; b++) {
+        if (!slm_grammar_plain_byte((uint8_t)b)) continue;
+        int32_t nx;
+        slm_status st = step(g, a, d, (uint8_t)b, &nx);
+        if (st) return st;
+        loop = nx == (int32_t)d;
+    }
+    a->states[d].plain_loop = loop;
+    *out = loop;
+    return SLM_OK;
+}
+
 /* Walk the trie of v from state d, setting the bits of every token that stays alive. */
 static slm_status walk(const slm_grammar *g, slm_grammar_pda *a, const slm_grammar_vocab *v, uint32_t d, uint32_t *bits) {
     if (!a->walk_tr && !(a->walk_tr = slm_malloc((SLM_GRAMMAR_MAX_PIECE + 1) * sizeof *a->walk_tr))) return SLM_ERR_NOMEM;
@@ -456,6 +473,18 @@ static slm_status walk(const slm_grammar *g, slm_grammar_pda *a, const slm_gramm
     for (uint32_t i = 0; i < v->n_nodes;) {
         const uint32_t k = v->depth[i];
         const uint8_t b = v->byte[i];
+        if (v->plain[i]) { /* a subtree of plain bytes from a state that loops on them: all allowed */
+            int8_t loop = a->states[sd[k - 1]].plain_loop;
+            if (loop < 0) {
+                slm_status st = plain_loop(g, a, sd[k - 1], &loop);
+                if (st) return st;
+            }
+            if (loop) {
+                for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+                i = v->end[i];
+                continue;
+            }
+        }
         int32_t nx = tr[k - 1][b];
         if (nx == UNKNOWN) {
             slm_status st = step(g, a, sd[k - 1], b, &nx);

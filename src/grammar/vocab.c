@@ -36,7 +36,7 @@ static int cmp_piece(const void *x, const void *y) {
 
 void slm_grammar_vocab_destroy(slm_grammar_vocab *v) {
     if (!v) return;
-    slm_free(v->byte), slm_free(v->depth), slm_free(v->end), slm_free(v->tok_off), slm_free(v->toks);
+    slm_free(v->byte), slm_free(v->depth), slm_free(v->end), slm_free(v->tok_off), slm_free(v->toks), slm_free(v->plain);
     slm_free(v);
 }
 
@@ -85,7 +85,8 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     v->end = slm_malloc((n_buf + 1) * sizeof *v->end);
     v->tok_off = slm_calloc(n_buf + 2, sizeof *v->tok_off);
     v->toks = slm_malloc(((size_t)n + 1) * sizeof *v->toks);
-    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->toks) {
+    v->plain = slm_malloc(n_buf + 1);
+    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->toks || !v->plain) {
         st = slm_errf(err, SLM_ERR_NOMEM, "vocabulary trie");
         goto fail;
     }
@@ -115,6 +116,12 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     for (uint32_t i = 0; i < nn; i++)
         if (v->tok_off[i + 1] < v->tok_off[i]) v->tok_off[i + 1] = v->tok_off[i];
     v->n_nodes = nn;
+    /* plain subtrees: a reverse scan keeps the first non-plain node at or after i */
+    uint32_t next_bad = nn;
+    for (uint32_t i = nn; i-- > 0;) {
+        if (!slm_grammar_plain_byte(v->byte[i])) next_bad = i;
+        v->plain[i] = next_bad >= v->end[i];
+    }
     slm_free(buf);
     slm_free(refs);
     *out = v;
