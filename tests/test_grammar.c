@@ -184,12 +184,21 @@ static void test_utf8(void **state) {
     slm_grammar_release(g);
 }
 
+static slm_grammar *schema_g(const char *s) {
+    slm_grammar *g = NULL;
+    char err[SLM_ERR_LEN] = "";
+    slm_status st = slm_grammar_from_json_schema(s, strlen(s), &g, err);
+    if (st) fprintf(stderr, "schema error: %s\n", err);
+    assert_int_equal(st, SLM_OK);
+    return g;
+}
+
 /* ---- masks ------------------------------------------------------------------------------- */
 
 static const char *const toy_vocab[] = {
     "", "{", "}", "\"", "\":", "\"}", "\",", ", \"", "a", "ab", "abc", "name", "\"name\":", "1", "12", "123", "0",
     "-", " ", "\n", "\xc3", "\xa9", "\xc3\xa9", "\xe4\xb8", "\x96", "\xe4\xb8\x96", "true", "tr", "ue", "null", "[", "]",
-    "[1", "1,", "1]", "}\n", "x\"}", "\xff", "\xa9\"", "é\"}",
+    "[1", "1,", "1]", "}\n", "x\"}", "\xff", "\xa9\"", "é\"}", "abcd", "bc", "b", "zz!", "z", "qz", "c\"",
 };
 #define TOY_N ((int32_t)(sizeof toy_vocab / sizeof toy_vocab[0]))
 
@@ -239,6 +248,17 @@ static void test_mask_bruteforce(void **state) {
                                            "{\"b\":tr", "{\"name\":\"x\"}"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) check_mask(g, v, prefixes[i]);
     slm_grammar_release(g);
+    g = schema_g("{\"type\":\"string\",\"maxLength\":3}"); /* counted plain runs */
+    check_mask(g, v, "");
+    check_mask(g, v, "\"");
+    check_mask(g, v, "\"a");
+    check_mask(g, v, "\"ab");
+    check_mask(g, v, "\"abc");
+    slm_grammar_release(g);
+    g = gbnf("root ::= \"x\" ( [a-z] [a-z] )* \"!\""); /* a plain cycle of two states */
+    check_mask(g, v, "x");
+    check_mask(g, v, "xa");
+    slm_grammar_release(g);
     g = gbnf("root ::= [a-c]* \"é\"");
     check_mask(g, v, "");
     check_mask(g, v, "ab");
@@ -247,15 +267,6 @@ static void test_mask_bruteforce(void **state) {
 }
 
 /* ---- JSON Schema ------------------------------------------------------------------------- */
-
-static slm_grammar *schema_g(const char *s) {
-    slm_grammar *g = NULL;
-    char err[SLM_ERR_LEN] = "";
-    slm_status st = slm_grammar_from_json_schema(s, strlen(s), &g, err);
-    if (st) fprintf(stderr, "schema error: %s\n", err);
-    assert_int_equal(st, SLM_OK);
-    return g;
-}
 
 static void test_schema_integer_ranges(void **state) {
     (void)state;

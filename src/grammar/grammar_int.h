@@ -95,6 +95,7 @@ struct slm_grammar_vocab {
     uint32_t *tok_off;   /* [n_nodes + 1] owned */
     int32_t *toks;       /* [tokens in the trie] owned */
     uint8_t *plain;      /* [n_nodes] owned: 1 when node i's byte and all bytes below it are plain */
+    uint16_t *tok_len;   /* [tokens in the trie] owned: piece length of toks[t] */
 };
 
 /* ---- a growable text buffer for the GBNF generators (schema.c, regex.c) ------------------ */

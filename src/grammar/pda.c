@@ -40,6 +40,10 @@
 #define EMPTY 0u                        /* the empty stack: the grammar may end */
 #define DEAD  (-2)                      /* transition to nothing */
 #define UNKNOWN (-1)                    /* transition not computed yet */
+#define PLAIN_UNKNOWN (-1)              /* pstate.plain_run not computed */
+#define PLAIN_MIXED (-2)                /* plain bytes diverge: walk node by node */
+#define PLAIN_ANY INT16_MAX             /* any number of plain bytes (>= the longest token) */
+#define NEXT_MIXED (-3)                 /* plain_next: the plain bytes lead to different states */
 
 /* ---- the automaton ----------------------------------------------------------------------- */
 
@@ -55,7 +59,11 @@ typedef struct pstate {
     bool complete;     /* EMPTY in the set and no unfinished code point */
     bool more;         /* some stack is non-empty */
     int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
-    int8_t plain_loop; /* -1 unknown; 1 when every plain byte leads back to this state */
+    int16_t plain_run; /* PLAIN_UNKNOWN, PLAIN_MIXED (plain bytes lead to different states
+                          somewhere on the way), or how many plain bytes in a row can be
+                          taken from here (PLAIN_ANY: any number) when every plain byte leads
+                          to one same next state at each step (a string body, with or
+                          without a length bound) */
 } pstate;
 
 typedef struct vmask {
@@ -234,7 +242,7 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     memcpy(a->set_pool + a->n_pool, set, (size_t)n * sizeof *set);
     a->n_pool += n;
     ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
-    ps->plain_loop = -1;
+    ps->plain_run = PLAIN_UNKNOWN;
     ps->more = n > (set[0] == EMPTY ? 1u : 0u);
     a->shash[j] = a->n_states + 1;
     *id = a->n_states++;
@@ -448,18 +456,59 @@ static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
     return m;
 }
 
-/* Whether every plain byte leads from d back to d (computed once per state). */
-static slm_status plain_loop(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *out) {
-    int8_t loop = 1;
-    for (int b = 0x20; b <= 0x7E && loop; b++) {
+/* The common next state of every plain byte from d (DEAD when all die), or NEXT_MIXED. */
+static slm_status plain_next(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int32_t *out) {
+    int32_t first = UNKNOWN;
+    for (int b = 0x20; b <= 0x7E; b++) {
         if (!slm_grammar_plain_byte((uint8_t)b)) continue;
         int32_t nx;
         slm_status st = step(g, a, d, (uint8_t)b, &nx);
         if (st) return st;
-        loop = nx == (int32_t)d;
+        if (first == UNKNOWN) first = nx;
+        else if (nx != first) return *out = NEXT_MIXED, SLM_OK;
     }
-    a->states[d].plain_loop = loop;
-    *out = loop;
+    *out = first;
+    return SLM_OK;
+}
+
+/* pstate.plain_run of d: follow the chain of common next states (computed once per state). */
+static slm_status plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int16_t *out) {
+    uint32_t chain[SLM_GRAMMAR_MAX_PIECE + 1];
+    int32_t n = 0, cur = (int32_t)d;
+    int16_t run = PLAIN_ANY; /* the run of the state after the chain's end */
+    for (;;) {
+        const int16_t known = a->states[cur].plain_run;
+        if (known != PLAIN_UNKNOWN) {
+            run = known;
+            break;
+        }
+        if (n > SLM_GRAMMAR_MAX_PIECE) { /* longer than any token: as good as unbounded */
+            run = PLAIN_ANY;
+            break;
+        }
+        chain[n++] = (uint32_t)cur;
+        int32_t nx;
+        slm_status st = plain_next(g, a, (uint32_t)cur, &nx);
+        if (st) return st;
+        if (nx == NEXT_MIXED || nx == DEAD) {
+            run = nx == DEAD ? -1 : PLAIN_MIXED; /* -1: the last chain state takes 0 more */
+            break;
+        }
+        bool cycle = false;
+        for (int32_t j = 0; j < n && !cycle; j++) cycle = chain[j] == (uint32_t)nx;
+        if (cycle) {
+            run = PLAIN_ANY;
+            break;
+        }
+        cur = nx;
+    }
+    /* unwind: each chain state takes one more byte than its successor */
+    while (n > 0) {
+        const uint32_t c = chain[--n];
+        if (run != PLAIN_MIXED && run != PLAIN_ANY) run = (int16_t)(run + 1);
+        a->states[c].plain_run = run;
+    }
+    *out = a->states[d].plain_run;
     return SLM_OK;
 }
 
@@ -473,14 +522,16 @@ static slm_status walk(const slm_grammar *g, slm_grammar_pda *a, const slm_gramm
     for (uint32_t i = 0; i < v->n_nodes;) {
         const uint32_t k = v->depth[i];
         const uint8_t b = v->byte[i];
-        if (v->plain[i]) { /* a subtree of plain bytes from a state that loops on them: all allowed */
-            int8_t loop = a->states[sd[k - 1]].plain_loop;
-            if (loop < 0) {
-                slm_status st = plain_loop(g, a, sd[k - 1], &loop);
+        if (v->plain[i]) { /* a subtree of plain bytes: decided by token length alone */
+            int16_t run = a->states[sd[k - 1]].plain_run;
+            if (run == PLAIN_UNKNOWN) {
+                slm_status st = plain_run(g, a, sd[k - 1], &run);
                 if (st) return st;
             }
-            if (loop) {
-                for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+            if (run != PLAIN_MIXED) { /* tokens of at most run bytes below depth k - 1 */
+                const uint32_t max_len = (uint32_t)run + k - 1;
+                for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++)
+                    if (v->tok_len[t] <= max_len) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
                 i = v->end[i];
                 continue;
             }

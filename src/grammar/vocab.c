@@ -37,6 +37,7 @@ static int cmp_piece(const void *x, const void *y) {
 void slm_grammar_vocab_destroy(slm_grammar_vocab *v) {
     if (!v) return;
     slm_free(v->byte), slm_free(v->depth), slm_free(v->end), slm_free(v->tok_off), slm_free(v->toks), slm_free(v->plain);
+    slm_free(v->tok_len);
     slm_free(v);
 }
 
@@ -86,7 +87,8 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     v->tok_off = slm_calloc(n_buf + 2, sizeof *v->tok_off);
     v->toks = slm_malloc(((size_t)n + 1) * sizeof *v->toks);
     v->plain = slm_malloc(n_buf + 1);
-    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->toks || !v->plain) {
+    v->tok_len = slm_malloc(((size_t)n + 1) * sizeof *v->tok_len);
+    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->toks || !v->plain || !v->tok_len) {
         st = slm_errf(err, SLM_ERR_NOMEM, "vocabulary trie");
         goto fail;
     }
@@ -107,6 +109,7 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
             open[n_open++] = nn++;
             if ((uint32_t)k + 1u > v->max_depth) v->max_depth = (uint32_t)k + 1u;
         }
+        v->tok_len[nt] = len;
         v->toks[nt++] = refs[r].id; /* belongs to node open[len - 1] == nn - 1 or a shared one */
         v->tok_off[open[len - 1] + 1] = nt;
         prev = s, prev_len = len;
