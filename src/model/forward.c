@@ -21,8 +21,10 @@
  * order, so results do not depend on the thread count, and a token's results do not depend
  * on the other tokens of its batch (batched prompt == token-by-token decode).
  *
- * Thread-safety: a slm_fwd belongs to one context. Non-goals: SIMD (quant kernels),
- * flash attention, graph scheduling.
+ * Kernels: the quant module's set for this CPU (slm_quant_kernels(): SIMD dot products
+ * within a named tolerance of the scalar specification, bit-identical conversions).
+ * Thread-safety: a slm_fwd belongs to one context. Non-goals: flash attention, graph
+ * scheduling.
  */
 #include <math.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "model/act.h"
 #include "model/model.h"
 #include "model/ops.h"
+#include "quant/kernels.h"
 
 /* ---- scratch ---------------------------------------------------------------------------- */
 
@@ -158,7 +161,7 @@ typedef struct mm_job {
 static void mm_run(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const slm_mat *w = j->w;
-    const slm_vec_dot_fn dot = slm_type_traits_of(w->type)->vec_dot;
+    const slm_vec_dot_fn dot = slm_quant_kernels()->vec_dot[w->type];
     int64_t r0, r1;
     slm_pool_range(w->n_out, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
@@ -222,7 +225,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
     const int32_t hkv = hq / (hp->n_head / hp->n_head_kv); /* GQA: query heads share a KV head */
     const slm_type kvt = slm_kv_type(j->kv);
     const slm_type_traits *kt = slm_type_traits_of(kvt);
-    const slm_type_traits *qt = slm_type_traits_of(kt->vec_dot_type);
+    const slm_quant_kernel_set *ks = slm_quant_kernels();
     const size_t head_off = (size_t)(hkv * hd / kt->block_size) * kt->type_size; /* bytes into a K/V row */
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = j->f->q + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
@@ -234,7 +237,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
     /* q in the K dot type (F16 for the F16 cache, as the reference converts it) */
     const void *qd = qh;
     if (kt->vec_dot_type != SLM_TYPE_F32) {
-        qt->from_float(qh, qconv, hd);
+        ks->from_float[kt->vec_dot_type](qh, qconv, hd);
         qd = qconv;
     }
     /* scores[c] = q . k_c * scale for visible cells, -inf for the others */
@@ -244,7 +247,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
             continue;
         }
         const uint8_t *kr = (const uint8_t *)slm_kv_k_row(j->kv, j->il, c) + head_off;
-        scores[c] = kt->vec_dot(hd, kr, qd) * scale;
+        scores[c] = ks->vec_dot[kvt](hd, kr, qd) * scale;
     }
     slm_ops_softmax(scores, n_cells);
     /* out = sum_c w_c v_c, with w_c rounded to F16 for the F16 cache (the reference
@@ -257,7 +260,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
         const uint8_t *vr = (const uint8_t *)slm_kv_v_row(j->kv, j->il, c) + head_off;
         const float *vf = (const float *)vr; /* F32 cache: used in place */
         if (kvt != SLM_TYPE_F32) {
-            kt->to_float(vr, vrow, hd);
+            ks->to_float[kvt](vr, vrow, hd);
             vf = vrow;
         }
         if (kvt == SLM_TYPE_F16) w = slm_f16_to_f32(slm_f32_to_f16(w));
@@ -333,7 +336,7 @@ slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_poo
     if (n_out < 0 || n_out > n) return slm_errf(err, SLM_ERR_RANGE, "%d outputs for %d tokens", n_out, n);
 
     /* x = embedding rows; the RoPE tables of every token */
-    const slm_to_float_fn emb = slm_type_traits_of(m->tok_embd.type)->to_float;
+    const slm_to_float_fn emb = slm_quant_kernels()->to_float[m->tok_embd.type];
     for (int32_t t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "token %d: id %d outside [0, %d)", t, tokens[t], hp->n_vocab);
