@@ -137,6 +137,15 @@ static void test_sequences(void **state) {
     decode_all(c, prompt + half, N_PROMPT - half, half, 0, got, d.n_vocab);
     assert_memory_equal(got, alone + half * nv, (N_PROMPT - half) * nv * sizeof(float));
 
+    slm_ctx_stats stats;
+    slm_ctx_get_stats(c, &stats);
+    assert_int_equal(stats.n_decode, 4);
+    assert_int_equal(stats.n_tokens, 3 * N_PROMPT + 2 * (N_PROMPT - half));
+    assert_int_equal(stats.n_outputs, stats.n_tokens);
+    assert_int_equal(stats.kv_used, N_PROMPT + (N_PROMPT - half)); /* seq 3 shares seq 0's first half */
+    assert_int_equal(stats.kv_cells, 64);
+    assert_true(stats.kv_bytes > 0 && stats.scratch_bytes > 0 && stats.decode_ms > 0);
+
     /* errors leave the cache as it was */
     int32_t bad = d.n_vocab, p = N_PROMPT, s0 = 0;
     slm_batch bb = {.n_tokens = 1, .token = &bad, .pos = &p, .seq_id = &s0};

@@ -136,6 +136,20 @@ slm_status slm_ctx_seq_cp(slm_ctx *c, int32_t src, int32_t dst, int32_t p0, int3
 int32_t slm_ctx_seq_pos_max(const slm_ctx *c, int32_t seq); /* -1 when empty */
 void slm_ctx_clear(slm_ctx *c);
 
+/* What a context has done and holds (for metrics). */
+typedef struct slm_ctx_stats {
+    uint64_t n_decode;      /* successful slm_ctx_decode calls (generation and embeddings included) */
+    uint64_t n_tokens;      /* tokens evaluated by them */
+    uint64_t n_outputs;     /* rows of logits computed */
+    double decode_ms;       /* wall time spent in them */
+    int64_t kv_used;        /* KV cells in use now */
+    int32_t kv_cells;       /* KV cells in all */
+    size_t kv_bytes;        /* K and V storage */
+    size_t scratch_bytes;   /* forward-pass scratch and logits buffer */
+} slm_ctx_stats;
+
+void slm_ctx_get_stats(const slm_ctx *c, slm_ctx_stats *out);
+
 /* ---- embeddings -------------------------------------------------------------------------- */
 
 /* Values per embedding (the model's hidden size). */

@@ -57,6 +57,7 @@ struct slm_fwd {
     float *scores;       /* [n_threads][n_cells] attention weights */
     uint8_t *qconv;      /* [n_threads][qconv_stride] a query head in the K dot type */
     size_t qconv_stride; /* bytes */
+    size_t bytes;        /* total of the buffers above */
     float *vrow;         /* [n_threads][head_dim] a V head converted to f32 */
 };
 
@@ -126,9 +127,15 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
+    const size_t per_token = 3 * e + 2 * nq + 2 * nkv + 2 * ff + (size_t)hp->n_rot;      /* floats */
+    const size_t per_thread = (size_t)n_cells + (size_t)hp->head_dim;                      /* floats */
+    f->bytes = (per_token * nb + per_thread * (size_t)n_threads) * sizeof(float) + nb * f->act_stride +
+               (size_t)n_threads * f->qconv_stride;
     *out = f;
     return SLM_OK;
 }
+
+size_t slm_fwd_bytes(const slm_fwd *f) { return f->bytes; }
 
 void slm_fwd_destroy(slm_fwd *f) {
     if (!f) return;

@@ -115,6 +115,7 @@ typedef struct slm_fwd slm_fwd; /* scratch of one context, sized once */
 slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, slm_type kv_type,
                           int n_threads, slm_fwd **out, char *err);
 void slm_fwd_destroy(slm_fwd *f); /* NULL allowed */
+size_t slm_fwd_bytes(const slm_fwd *f); /* memory of the scratch */
 
 /* Run n tokens (ids, positions, sequence ids; n <= n_batch) through the model: their K and
  * V go into kv (cells already allocated: cells[n]), and for the n_out tokens listed in
