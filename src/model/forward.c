@@ -5,6 +5,7 @@
  *   x = embed(token)                                   dequantized row of token_embd
  *   per layer:  h = rmsnorm(x) * attn_norm
  *               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
+ *               q, k = rmsnorm(q) * q_norm, rmsnorm(k) * k_norm   per head (qwen3)
  *               q, k = rope(q), rope(k)                 NORMAL or NEOX pairs
  *               cache k, v                              F16 / F32 / Q8_0 cells
  *               a = softmax(q K^T / sqrt(hd)) V         causal, per sequence, GQA
@@ -309,9 +310,13 @@ static void layer_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *
     add_bias(f->q, L->bq, n, nq);
     add_bias(f->k, L->bk, n, nkv);
     add_bias(f->v, L->bv, n, nkv);
-    /* rotate every head of q and k by its token's position */
+    /* qwen3: RMS-normalise every q and k head; then rotate them by the token's position */
     for (int32_t t = 0; t < n; t++) {
         const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
+        for (int32_t h = 0; L->q_norm && h < hp->n_head; h++)
+            slm_ops_rmsnorm(f->q + t * nq + h * hd, f->q + t * nq + h * hd, L->q_norm, hd, hp->rms_eps);
+        for (int32_t h = 0; L->k_norm && h < hp->n_head_kv; h++)
+            slm_ops_rmsnorm(f->k + t * nkv + h * hd, f->k + t * nkv + h * hd, L->k_norm, hd, hp->rms_eps);
         for (int32_t h = 0; h < hp->n_head; h++) slm_ops_rope(f->q + t * nq + h * hd, hp->n_rot, cs, m->arch->rope_neox);
         for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(f->k + t * nkv + h * hd, hp->n_rot, cs, m->arch->rope_neox);
         slm_kv_store(kv, il, cells[t], f->k + t * nkv, f->v + t * nkv);
