@@ -21,7 +21,7 @@
 /* Float (engine) vs double (naive) logits: relative to the largest logit. */
 #define MINI_TOL 1e-4
 
-enum { E = 32, H = 2, HKV = 1, HD = 16, FF = 32, V = 8, L = 2, CTX = 16, NTOK = 6 };
+enum { E = 32, H = 2, HKV = 1, HD = 24, FF = 16, V = 8, L = 2, CTX = 16, NTOK = 6 };
 
 typedef struct mini {
     const char *arch;      /* "llama" or "qwen2" */
