@@ -165,18 +165,14 @@ typedef struct mm_job {
     float *out;           /* [n][w->n_out] */
 } mm_job;
 
-/* Rows [r0, r1) of W for every token: the weight row stays hot while the tokens pass. */
+/* Rows [r0, r1) of W for every token (the quant module's loop: rows outermost, so each
+ * weight row stays hot while the tokens pass). */
 static void mm_run(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const slm_mat *w = j->w;
-    const slm_vec_dot_fn dot = slm_quant_kernels()->vec_dot[w->type];
     int64_t r0, r1;
     slm_pool_range(w->n_out, ith, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-        for (int32_t t = 0; t < j->n; t++)
-            j->out[(size_t)t * (size_t)w->n_out + (size_t)r] = dot(w->n_in, row, j->act + (size_t)t * j->act_stride);
-    }
+    slm_quant_matmul_rows(w->type, w->data, w->n_in, j->act, j->act_stride, j->n, r0, r1, j->out, (size_t)w->n_out);
 }
 
 /* Convert x[n][n_in] to type vt (the vec_dot_type) into f->act; returns the rows and their
