@@ -150,6 +150,19 @@ typedef struct slm_ctx_stats {
 
 void slm_ctx_get_stats(const slm_ctx *c, slm_ctx_stats *out);
 
+/* ---- label scoring ------------------------------------------------------------------------ */
+
+#define SLM_CTX_MAX_LABELS 4096 /* labels per call; banking77 has 77 intents */
+
+/* Evaluate prompt[n_prompt] (n_prompt >= 1) as the continuation of sequence seq, then the
+ * natural log-probability of each label (labels[i]: n_label[i] tokens, 1..n_batch) as its
+ * continuation: logprobs[i] = sum over the label's tokens of log p(token | prompt, earlier
+ * label tokens). Afterwards seq holds the prompt (the labels are removed again); the last
+ * logits are invalidated. All arrays are borrowed for the call. */
+slm_status slm_ctx_score_labels(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
+                                const int32_t *const *labels, const size_t *n_label, int32_t n_labels,
+                                float *logprobs, char *err);
+
 /* ---- embeddings -------------------------------------------------------------------------- */
 
 /* Values per embedding (the model's hidden size). */
