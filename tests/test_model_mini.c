@@ -22,12 +22,8 @@
 #define MINI_TOL 1e-4
 
 enum { E = 32, H = 2, HKV = 1, HD = 24, FF = 16, V = 8, L = 2, CTX = 16, NTOK = 6 };
-
-typedef struct mini {
-    const char *arch;      /* "llama" or "qwen2" */
-    float rope_scale;      /* linear scaling factor, 0 = none */
-    float w[16][E * FF];   /* tensor data, big enough for any tensor */
-} mini;
+/* Floats in the largest tensor (attn_q / attn_output: E x H*HD; the FFN ones are E x FF). */
+enum { TMAX = E * H * HD > E * FF ? E * H * HD : E * FF };
 
 static uint32_t rng = 12345;
 static float rnd(float scale) {
@@ -49,7 +45,7 @@ static const tdesc tensors[] = {
 #define N_LAYER_T (sizeof tensors / sizeof tensors[0])
 
 /* data[l][t] for layer tensors, then token_embd, output_norm, output */
-static float data_l[L][N_LAYER_T][E * FF], emb[V * E], onorm[E], outw[V * E];
+static float data_l[L][N_LAYER_T][TMAX], emb[V * E], onorm[E], outw[V * E];
 
 static void fill(int variant) {
     rng = 12345u + 1000u * (uint32_t)variant;
