@@ -130,7 +130,9 @@ slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err);
  * for them. Valid until the next decode or destroy. */
 const float *slm_ctx_logits(const slm_ctx *c, int32_t i);
 
-/* KV sequence operations (see kv cache design: cells are shared between sequences). */
+/* KV sequence operations. Cells are shared between sequences: seq_cp makes src's positions
+ * [p0, p1) visible to dst without copying (a shared prompt prefix is stored once); dst
+ * should hold nothing in that range (remove it first), or it would see both. */
 slm_status slm_ctx_seq_rm(slm_ctx *c, int32_t seq, int32_t p0, int32_t p1, char *err); /* [p0,p1); <0 = open */
 slm_status slm_ctx_seq_cp(slm_ctx *c, int32_t src, int32_t dst, int32_t p0, int32_t p1, char *err);
 int32_t slm_ctx_seq_pos_max(const slm_ctx *c, int32_t seq); /* -1 when empty */
