@@ -52,8 +52,9 @@ struct slm_grammar {
     slm_gclass *classes;    /* [n_classes] owned */
     uint32_t n_classes;
     char **names;           /* [n_rules] owned: rule names (for errors and debugging) */
-    pthread_mutex_t lock;   /* guards pda */
+    pthread_mutex_t lock;   /* guards pda and n_matchers */
     slm_grammar_pda *pda;   /* owned, created lazily by the first matcher */
+    uint32_t n_matchers;    /* live matchers (their states index pda) */
 };
 
 /* Bytes of GBNF a front end may generate (a schema's grammar is larger than the schema). */

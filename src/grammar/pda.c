@@ -22,8 +22,10 @@
  * interned stack in one closure.
  *
  * Invariants: state 0 is the start state; DEAD marks a rejected byte; all automaton memory
- * is bounded by SLM_PDA_MAX_NODES / SLM_PDA_MAX_STATES / SLM_PDA_MASK_BYTES (beyond them
- * a step fails with SLM_ERR_LIMIT; the mask cache is dropped and rebuilt instead).
+ * is bounded by SLM_PDA_MAX_NODES / SLM_PDA_MAX_STATES / SLM_PDA_MASK_BYTES: the mask cache
+ * is dropped and rebuilt when full; an automaton past half its node or state limit is
+ * rebuilt by the next matcher created while no other matcher lives; a single generation
+ * that reaches the limits fails its step with SLM_ERR_LIMIT.
  * Thread-safety: the automaton belongs to its grammar and is used under the grammar's mutex;
  * a matcher is one sequence's cursor. Non-goals: precomputing masks for states never seen.
  */
@@ -599,9 +601,15 @@ slm_status slm_grammar_matcher_create(slm_grammar *g, const slm_grammar_vocab *v
     slm_grammar_matcher *m = slm_calloc(1, sizeof *m);
     if (!m) return slm_errf(err, SLM_ERR_NOMEM, "matcher");
     pthread_mutex_lock(&g->lock);
-    slm_grammar_pda *a;
+    slm_grammar_pda *a = g->pda;
+    if (a && g->n_matchers == 0 && (a->n_states > SLM_PDA_MAX_STATES / 2 || a->n_nodes > SLM_PDA_MAX_NODES / 2)) {
+        /* grown large (deep recursive documents) and nobody points into it: start afresh
+         * rather than reach the limits, after which every step would fail */
+        slm_grammar_pda_free(a);
+        g->pda = NULL;
+    }
     slm_status st = pda_get(g, &a);
-    if (st == SLM_OK) m->complete = a->states[0].complete, m->more = a->states[0].more;
+    if (st == SLM_OK) m->complete = a->states[0].complete, m->more = a->states[0].more, g->n_matchers++;
     pthread_mutex_unlock(&g->lock);
     if (st) {
         slm_free(m);
@@ -614,6 +622,9 @@ slm_status slm_grammar_matcher_create(slm_grammar *g, const slm_grammar_vocab *v
 
 void slm_grammar_matcher_destroy(slm_grammar_matcher *m) {
     if (!m) return;
+    pthread_mutex_lock(&m->g->lock);
+    m->g->n_matchers--;
+    pthread_mutex_unlock(&m->g->lock);
     slm_grammar_release(m->g);
     slm_free(m);
 }
