@@ -81,6 +81,7 @@ static void test_gbnf_constructs(void **state) {
         {"root ::= x*\nx ::= \"\" | \"a\"", "aaa", COMPLETE}, /* nullable loop terminates */
         {"root ::= (\"a\" | \"\")* \"b\"", "aab", COMPLETE},
         {"root-1 ::= \"q\"\nroot ::= root-1 under_score\nunder_score ::= \"_\"", "q_", COMPLETE},
+        {"root ::= root-2 ( \"a\" )\nroot-2 ::= \"b\"", "ba", COMPLETE}, /* helper names never collide */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         slm_grammar *g = gbnf(cases[i].grammar);

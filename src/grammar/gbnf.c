@@ -114,10 +114,10 @@ static uint32_t rule_get(parser *p, const char *name, size_t n) {
     return p->n_rules++;
 }
 
-/* A new helper rule "base-N" (defined, empty body). */
+/* A new helper rule "base~N" (defined, empty body; never one of the user's names). */
 static uint32_t rule_helper(parser *p, uint32_t base) {
     char name[96];
-    snprintf(name, sizeof name, "%.60s-%u", p->rules[base].name, p->n_rules);
+    snprintf(name, sizeof name, "%.60s~%u", p->rules[base].name, p->n_rules); /* ~ cannot be in a user name */
     uint32_t r = rule_get(p, name, strlen(name));
     if (r != UINT32_MAX) p->rules[r].defined = true;
     return r;
