@@ -199,7 +199,7 @@ static slm_grammar *schema_g(const char *s) {
 static const char *const toy_vocab[] = {
     "", "{", "}", "\"", "\":", "\"}", "\",", ", \"", "a", "ab", "abc", "name", "\"name\":", "1", "12", "123", "0",
     "-", " ", "\n", "\xc3", "\xa9", "\xc3\xa9", "\xe4\xb8", "\x96", "\xe4\xb8\x96", "true", "tr", "ue", "null", "[", "]",
-    "[1", "1,", "1]", "}\n", "x\"}", "\xff", "\xa9\"", "é\"}", "abcd", "bc", "b", "zz!", "z", "qz", "c\"",
+    "[1", "1,", "1]", "}\n", "x\"}", "\xff", "\xa9\"", "é\"}", "abcd", "bc", "b", "zz!", "z", "qz", "c\"", "a\xe4\xb8\x96", "\xe4\xb8\x96\xc3\xa9" "b", "\x7f", "a\x01",
 };
 #define TOY_N ((int32_t)(sizeof toy_vocab / sizeof toy_vocab[0]))
 
@@ -255,6 +255,13 @@ static void test_mask_bruteforce(void **state) {
     check_mask(g, v, "\"a");
     check_mask(g, v, "\"ab");
     check_mask(g, v, "\"abc");
+    check_mask(g, v, "\"\xc3\xa9");
+    check_mask(g, v, "\"\xe4\xb8\x96" "a");
+    check_mask(g, v, "\"\xe4\xb8");
+    slm_grammar_release(g);
+    g = schema_g("{\"type\":\"string\",\"pattern\":\"^[a-z\\u00e9]{0,4}$\"}"); /* covers only some plain characters */
+    check_mask(g, v, "\"");
+    check_mask(g, v, "\"ab");
     slm_grammar_release(g);
     g = gbnf("root ::= \"x\" ( [a-z] [a-z] )* \"!\""); /* a plain cycle of two states */
     check_mask(g, v, "x");

@@ -80,10 +80,13 @@ void slm_grammar_pda_free(slm_grammar_pda *p);
  * token); its subtree is [i, end[i]); the tokens whose piece ends exactly there are
  * toks[tok_off[i] .. tok_off[i + 1]). Walking it once per step with the automaton's state
  * visits each shared prefix once and skips whole subtrees on a dead byte. */
-/* "Plain" bytes: printable ASCII but '"' and '\\'. A string body in JSON (and most free
- * text) loops on all of them, so a trie subtree made of plain bytes only is either wholly
- * allowed from such a state or walked as usual. */
-static inline bool slm_grammar_plain_byte(uint8_t b) { return b >= 0x20 && b <= 0x7E && b != '"' && b != '\\'; }
+/* "Plain" text: the code points U+0020..U+10FFFF but '"', '\\' and U+007F (surrogates are not
+ * characters). A JSON string body (and most free text) treats all of them alike, so from a
+ * state whose stack tops each take all of them or none, a token made of plain text is
+ * allowed or not by its length in code points alone (pda.c: plain runs). */
+#define SLM_GRAMMAR_PLAIN_RANGES 5
+extern const uint32_t slm_grammar_plain_ranges[2 * SLM_GRAMMAR_PLAIN_RANGES];
+#define SLM_GRAMMAR_NOT_PLAIN UINT16_MAX /* tok_cp of a token that is not plain text */
 
 struct slm_grammar_vocab {
     int32_t n_vocab;     /* tokens */
@@ -95,8 +98,10 @@ struct slm_grammar_vocab {
     uint32_t *end;       /* [n_nodes] owned */
     uint32_t *tok_off;   /* [n_nodes + 1] owned */
     int32_t *toks;       /* [tokens in the trie] owned */
-    uint8_t *plain;      /* [n_nodes] owned: 1 when node i's byte and all bytes below it are plain */
-    uint16_t *tok_len;   /* [tokens in the trie] owned: piece length of toks[t] */
+    uint8_t *plain;      /* [n_nodes] owned: 1 when every token at or below node i is plain text */
+    uint16_t *cp_before; /* [n_nodes] owned: characters begun in the bytes above node i */
+    uint16_t *tok_cp;    /* [tokens in the trie] owned: code points of toks[t], or
+                            SLM_GRAMMAR_NOT_PLAIN */
 };
 
 /* ---- a growable text buffer for the GBNF generators (schema.c, regex.c) ------------------ */

@@ -45,7 +45,7 @@
 #define PLAIN_UNKNOWN (-1)              /* pstate.plain_run not computed */
 #define PLAIN_MIXED (-2)                /* plain bytes diverge: walk node by node */
 #define PLAIN_ANY INT16_MAX             /* any number of plain bytes (>= the longest token) */
-#define NEXT_MIXED (-3)                 /* plain_next: the plain bytes lead to different states */
+#define NEXT_MIXED (-3)                 /* plain_next: plain characters lead to different states */
 
 /* ---- the automaton ----------------------------------------------------------------------- */
 
@@ -61,11 +61,11 @@ typedef struct pstate {
     bool complete;     /* EMPTY in the set and no unfinished code point */
     bool more;         /* some stack is non-empty */
     int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
-    int16_t plain_run; /* PLAIN_UNKNOWN, PLAIN_MIXED (plain bytes lead to different states
-                          somewhere on the way), or how many plain bytes in a row can be
-                          taken from here (PLAIN_ANY: any number) when every plain byte leads
-                          to one same next state at each step (a string body, with or
-                          without a length bound) */
+    int16_t plain_run; /* PLAIN_UNKNOWN, PLAIN_MIXED (plain characters lead to different
+                          states somewhere on the way), or how many plain characters in a
+                          row can be taken from here (PLAIN_ANY: any number) when every plain
+                          character leads to one same next state at each step (a string
+                          body, with or without a length bound) */
 } pstate;
 
 typedef struct vmask {
@@ -458,19 +458,27 @@ static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
     return m;
 }
 
-/* The common next state of every plain byte from d (DEAD when all die), or NEXT_MIXED. */
+/* The common next state of every plain character from d (DEAD when none is allowed), or
+ * NEXT_MIXED: d is inside a character, or some stack top takes some plain characters only. */
 static slm_status plain_next(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int32_t *out) {
-    int32_t first = UNKNOWN;
-    for (int b = 0x20; b <= 0x7E; b++) {
-        if (!slm_grammar_plain_byte((uint8_t)b)) continue;
-        int32_t nx;
-        slm_status st = step(g, a, d, (uint8_t)b, &nx);
-        if (st) return st;
-        if (first == UNKNOWN) first = nx;
-        else if (nx != first) return *out = NEXT_MIXED, SLM_OK;
+    const pstate ps = a->states[d];
+    if (ps.pn || ps.rem) return *out = NEXT_MIXED, SLM_OK;
+    bool any = false;
+    for (uint32_t i = 0; i < ps.n; i++) {
+        const uint32_t s = a->set_pool[ps.off + i];
+        if (s == EMPTY) continue;
+        const uint32_t c = g->elems[a->npos[s]].arg;
+        bool all = true, some = false;
+        for (int r = 0; r < SLM_GRAMMAR_PLAIN_RANGES; r++) {
+            const uint32_t lo = slm_grammar_plain_ranges[2 * r], hi = slm_grammar_plain_ranges[2 * r + 1];
+            all = all && slm_grammar_cls_covers(g, c, lo, hi);
+            some = some || slm_grammar_cls_meets(g, c, lo, hi);
+        }
+        if (some && !all) return *out = NEXT_MIXED, SLM_OK;
+        any = any || all;
     }
-    *out = first;
-    return SLM_OK;
+    if (!any) return *out = DEAD, SLM_OK;
+    return step(g, a, d, 'a', out); /* 'a' stands for every plain character */
 }
 
 /* pstate.plain_run of d: follow the chain of common next states (computed once per state). */
@@ -524,16 +532,18 @@ static slm_status walk(const slm_grammar *g, slm_grammar_pda *a, const slm_gramm
     for (uint32_t i = 0; i < v->n_nodes;) {
         const uint32_t k = v->depth[i];
         const uint8_t b = v->byte[i];
-        if (v->plain[i]) { /* a subtree of plain bytes: decided by token length alone */
+        if (v->plain[i]) { /* a subtree of plain-text tokens: decided by their length alone */
             int16_t run = a->states[sd[k - 1]].plain_run;
             if (run == PLAIN_UNKNOWN) {
                 slm_status st = plain_run(g, a, sd[k - 1], &run);
                 if (st) return st;
             }
-            if (run != PLAIN_MIXED) { /* tokens of at most run bytes below depth k - 1 */
-                const uint32_t max_len = (uint32_t)run + k - 1;
+            if (run != PLAIN_MIXED) { /* at most run characters after the k - 1 bytes above
+                                         (which end on a character boundary: the state has
+                                         no character pending) */
+                const uint32_t max_cp = (uint32_t)run + v->cp_before[i];
                 for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++)
-                    if (v->tok_len[t] <= max_len) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+                    if (v->tok_cp[t] <= max_cp) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
                 i = v->end[i];
                 continue;
             }

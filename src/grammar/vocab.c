@@ -37,11 +37,37 @@ static int cmp_piece(const void *x, const void *y) {
 void slm_grammar_vocab_destroy(slm_grammar_vocab *v) {
     if (!v) return;
     slm_free(v->byte), slm_free(v->depth), slm_free(v->end), slm_free(v->tok_off), slm_free(v->toks), slm_free(v->plain);
-    slm_free(v->tok_len);
+    slm_free(v->cp_before), slm_free(v->tok_cp);
     slm_free(v);
 }
 
 int32_t slm_grammar_vocab_n(const slm_grammar_vocab *v) { return v->n_vocab; }
+
+const uint32_t slm_grammar_plain_ranges[2 * SLM_GRAMMAR_PLAIN_RANGES] = {
+    0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7E, 0x80, 0xD7FF, 0xE000, 0x10FFFF};
+
+/* Code points of s[n] when it is valid UTF-8 of plain characters only, else NOT_PLAIN. */
+static uint16_t plain_cps(const char *s, size_t n) {
+    uint16_t count = 0;
+    for (size_t i = 0; i < n; count++) {
+        const uint8_t b = (uint8_t)s[i];
+        const size_t need = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+        if (need == 0 || i + need > n) return SLM_GRAMMAR_NOT_PLAIN;
+        uint32_t cp = need == 1 ? b : need == 2 ? b & 0x1Fu : need == 3 ? b & 0x0Fu : b & 0x07u;
+        for (size_t j = 1; j < need; j++) {
+            if (((uint8_t)s[i + j] & 0xC0) != 0x80) return SLM_GRAMMAR_NOT_PLAIN;
+            cp = cp << 6 | ((uint8_t)s[i + j] & 0x3Fu);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[need] || cp > 0x10FFFF) return SLM_GRAMMAR_NOT_PLAIN;
+        bool plain = false;
+        for (int r = 0; r < SLM_GRAMMAR_PLAIN_RANGES && !plain; r++)
+            plain = cp >= slm_grammar_plain_ranges[2 * r] && cp <= slm_grammar_plain_ranges[2 * r + 1];
+        if (!plain) return SLM_GRAMMAR_NOT_PLAIN;
+        i += need;
+    }
+    return count;
+}
 
 slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece, void *user, slm_grammar_vocab **out,
                                     char *err) {
@@ -87,12 +113,15 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     v->tok_off = slm_calloc(n_buf + 2, sizeof *v->tok_off);
     v->toks = slm_malloc(((size_t)n + 1) * sizeof *v->toks);
     v->plain = slm_malloc(n_buf + 1);
-    v->tok_len = slm_malloc(((size_t)n + 1) * sizeof *v->tok_len);
-    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->toks || !v->plain || !v->tok_len) {
+    v->cp_before = slm_malloc((n_buf + 1) * sizeof *v->cp_before);
+    v->tok_cp = slm_malloc(((size_t)n + 1) * sizeof *v->tok_cp);
+    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->toks || !v->plain || !v->cp_before || !v->tok_cp) {
         st = slm_errf(err, SLM_ERR_NOMEM, "vocabulary trie");
         goto fail;
     }
     uint32_t open[SLM_GRAMMAR_MAX_PIECE + 1]; /* open[k]: node at depth k on the current path */
+    uint16_t starts[SLM_GRAMMAR_MAX_PIECE + 1]; /* starts[k]: characters begun in the path's first k bytes */
+    starts[0] = 0;
     uint32_t n_open = 0, nn = 0, nt = 0;
     const char *prev = NULL;
     uint16_t prev_len = 0;
@@ -105,11 +134,13 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
         for (uint16_t k = lcp; k < len; k++) {
             v->byte[nn] = (uint8_t)s[k];
             v->depth[nn] = (uint16_t)(k + 1);
+            v->cp_before[nn] = starts[k];
+            starts[k + 1] = (uint16_t)(starts[k] + (((uint8_t)s[k] & 0xC0) != 0x80));
             v->tok_off[nn + 1] = nt; /* fixed up below as tokens arrive */
             open[n_open++] = nn++;
             if ((uint32_t)k + 1u > v->max_depth) v->max_depth = (uint32_t)k + 1u;
         }
-        v->tok_len[nt] = len;
+        v->tok_cp[nt] = plain_cps(s, len);
         v->toks[nt++] = refs[r].id; /* belongs to node open[len - 1] == nn - 1 or a shared one */
         v->tok_off[open[len - 1] + 1] = nt;
         prev = s, prev_len = len;
@@ -119,10 +150,12 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     for (uint32_t i = 0; i < nn; i++)
         if (v->tok_off[i + 1] < v->tok_off[i]) v->tok_off[i + 1] = v->tok_off[i];
     v->n_nodes = nn;
-    /* plain subtrees: a reverse scan keeps the first non-plain node at or after i */
+    /* plain subtrees: a reverse scan keeps the first node at or after i holding a token that
+     * is not plain text */
     uint32_t next_bad = nn;
     for (uint32_t i = nn; i-- > 0;) {
-        if (!slm_grammar_plain_byte(v->byte[i])) next_bad = i;
+        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++)
+            if (v->tok_cp[t] == SLM_GRAMMAR_NOT_PLAIN) next_bad = i;
         v->plain[i] = next_bad >= v->end[i];
     }
     slm_free(buf);
