@@ -194,6 +194,8 @@ static slm_status gen_loop(gen_state *g, const slm_gen_params *p, slm_gen_cb cb,
             break;
         }
         const size_t plen = gen_piece(g, so.id);
+        if (g->gm && plen == 0) /* masked tokens have bytes: the piece buffer could not grow */
+            return slm_errf(err, SLM_ERR_NOMEM, "piece of token %d", so.id);
         if (g->gm && (st = slm_grammar_matcher_accept(g->gm, g->piece, plen, err)))
             return st == SLM_ERR_STATE ? slm_errf(err, SLM_ERR_INTERNAL, "masked token %d rejected by the grammar", so.id) : st;
         if ((st = slm_sample_stop_feed(g->stop, g->piece, plen, &text, err))) return st;
