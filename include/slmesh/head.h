@@ -89,6 +89,8 @@ typedef struct slm_head_train_opts {
     double max_false_escalation; /* target share of in-scope validation examples escalated */
     const char *oos_label;       /* borrowed; an explicit out-of-scope class, or NULL */
     bool class_weights;          /* weight classes by n / (K * n_class) */
+    bool refit;                  /* after calibrating, continue training on train + validation */
+    double adaptive_l2;          /* 0..1: share of L2 scaled per feature by its data mass */
     slm_head_score score;        /* what the escalation threshold applies to */
     uint32_t hash_bits;          /* feature hash buckets = 2^hash_bits */
     uint32_t min_df;             /* keep n-grams seen in at least this many training texts */
@@ -96,14 +98,15 @@ typedef struct slm_head_train_opts {
     uint32_t char_min, char_max; /* character n-gram orders (char_max 0: none) */
     float word_weight;           /* norm of the word block in a feature vector */
     float char_weight;           /* norm of the character block */
+    uint32_t text_flags;         /* normalisation bits: 1 join apostrophes, 2 fold digits */
     slm_head_embed_fn embed;     /* optional embedding features, with embed_ctx (borrowed) */
     void *embed_ctx;
     uint32_t embed_dim;
 } slm_head_train_opts;
 
-/* Defaults: seed 1, 1 thread, l2 and iterations chosen on Banking77 validation, 10%
- * validation, 4% false escalation, class weights on, confidence score, 2^20 buckets, min_df 1,
- * words 1-2, characters 2-5, block weights 1. */
+/* Defaults: seed 1, 1 thread, l2 2e-5, 150 iterations, 10% validation, refit on, 4% false
+ * escalation, class weights on, confidence score, 2^20 buckets, min_df 1, words 1-2,
+ * characters 2-5 inside words, block weights 1, no text flags, no adaptive L2. */
 void slm_head_train_opts_default(slm_head_train_opts *o);
 
 typedef struct slm_head_train_report {

@@ -32,6 +32,7 @@ static const char usage[] =
     "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy]\n"
     "                         [--val-fraction 0.1] [--l2 X] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
     "                         [--word-ngrams 1-2] [--char-ngrams 2-5] [--word-weight 1] [--char-weight 1]\n"
+    "                         [--text-flags F (1 join apostrophes, 2 fold digits, 4 cross-word characters, 8 skip bigrams, 16 edge words)]\n"
     "                         [--no-class-weights] [--model M.gguf] [-t THREADS] [--json] -o HEAD.bin\n"
     "       slmesh head eval HEAD.bin --data TEST.csv [--text-col text] [--label-col label] [-t N] [--json]\n"
     "       slmesh head predict HEAD.bin (--data FILE | --text TEXT) [--text-col text] [--top N] [-t N] [--json]\n"
@@ -73,6 +74,8 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
 #define NEED_VALUE() do { if (!v) return cli_usage(CMD, usage, "%s %s needs a value", sub, o); i++; } while (0)
         if (!strcmp(o, "--json")) a->json = true;
         else if (!strcmp(o, "--no-class-weights")) a->topts.class_weights = false;
+        else if (!strcmp(o, "--refit")) a->topts.refit = true;
+        else if (!strcmp(o, "--no-refit")) a->topts.refit = false;
         else if (!strcmp(o, "--data")) { NEED_VALUE(); a->data = v; }
         else if (!strcmp(o, "--data-dir")) { NEED_VALUE(); a->data_dir = v; }
         else if (!strcmp(o, "--val")) { NEED_VALUE(); a->val = v; }
@@ -97,6 +100,10 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 0.9, &d)) return cli_usage(CMD, usage, "bad --val-fraction '%s' (0..0.9)", v);
             a->topts.val_fraction = d;
+        } else if (!strcmp(o, "--adaptive-l2")) {
+            NEED_VALUE();
+            if (!cli_parse_double(v, 0.0, 1.0, &d)) return cli_usage(CMD, usage, "bad --adaptive-l2 '%s' (0..1)", v);
+            a->topts.adaptive_l2 = d;
         } else if (!strcmp(o, "--l2")) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 1e3, &d)) return cli_usage(CMD, usage, "bad --l2 '%s'", v);
@@ -131,6 +138,10 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             if (!cli_parse_double(v, 0.0, 1000.0, &d)) return cli_usage(CMD, usage, "bad %s '%s'", o, v);
             if (o[2] == 'w') a->topts.word_weight = (float)d;
             else a->topts.char_weight = (float)d;
+        } else if (!strcmp(o, "--text-flags")) {
+            NEED_VALUE();
+            if (!cli_parse_long(v, 0, 31, &l)) return cli_usage(CMD, usage, "bad --text-flags '%s' (0..31)", v);
+            a->topts.text_flags = (uint32_t)l;
         } else if (!strcmp(o, "--seed")) {
             NEED_VALUE();
             if (!cli_parse_u64(v, &a->topts.seed)) return cli_usage(CMD, usage, "bad --seed '%s'", v);

@@ -29,6 +29,7 @@ void slm_head_feat_cfg_default(slm_head_feat_cfg *c) {
     c->char_min = 2;
     c->char_max = 5;
     c->sublinear = 1;
+    c->text_flags = 0;
     c->word_weight = 1.0f;
     c->char_weight = 1.0f;
     c->embed_weight = 1.0f;
@@ -45,6 +46,8 @@ slm_status slm_head_feat_cfg_check(const slm_head_feat_cfg *c, char *err) {
         return slm_errf(err, SLM_ERR_LIMIT, "character n-gram orders %u-%u invalid (max %u)", c->char_min,
                         c->char_max, SLM_HEAD_FEAT_MAX_CHAR_ORDER);
     if (c->sublinear > 1) return slm_errf(err, SLM_ERR_CORRUPT, "sublinear flag %u is not 0/1", c->sublinear);
+    if (c->text_flags & ~SLM_HEAD_FEAT_FLAGS_ALL)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "unknown text normalisation flags 0x%x", c->text_flags);
     float w[3] = {c->word_weight, c->char_weight, c->embed_weight};
     for (int i = 0; i < 3; i++)
         if (!(w[i] >= 0.0f && w[i] <= 1000.0f))
@@ -170,6 +173,8 @@ bool slm_head_feat_is_word(uint32_t cp) {
 #define FNV_PRIME 0x100000001b3ull
 #define SALT_WORD 0x9e3779b97f4a7c15ull /* separates word n-grams of each order */
 #define SALT_CHAR 0xc2b2ae3d27d4eb4full /* separates character n-grams of each order */
+#define SALT_SKIP 0x165667b19e3779f9ull /* skip bigrams */
+#define SALT_EDGE 0x27d4eb2f165667c5ull /* first and last word */
 
 /* MurmurHash3's 64-bit finaliser: every input bit affects every output bit. */
 static inline uint64_t fmix64(uint64_t h) {
@@ -205,7 +210,7 @@ void slm_head_feat_scratch_free(slm_head_feat_scratch *s) {
  * padded word; a word of L >= 1 code points is L + 2 <= 3L positions long. */
 static bool keys_needed(const slm_head_feat_cfg *c, size_t ncp, size_t *out) {
     size_t per_cp = c->word_max + (c->char_max ? 3 * (size_t)(c->char_max - c->char_min + 1) : 0);
-    return slm_mul_size(ncp, per_cp + 1, out);
+    return slm_mul_size(ncp, per_cp + 2, out); /* + skip and edge bigrams */
 }
 
 static slm_status scratch_reserve(slm_head_feat_scratch *s, size_t ncp, size_t nkeys, char *err) {
@@ -263,7 +268,8 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
         return slm_errf(err, SLM_ERR_LIMIT, "text of %zu bytes exceeds %u", len, SLM_HEAD_MAX_TEXT_BYTES);
     size_t need_keys;
     if (!keys_needed(c, len + 1, &need_keys)) return slm_errf(err, SLM_ERR_LIMIT, "text too long");
-    if ((st = scratch_reserve(s, len + 1, need_keys, err)) != SLM_OK) return st;
+    /* cps holds the words' code points, then (spanning mode) the spaced text: 2 (len + 1) */
+    if ((st = scratch_reserve(s, 2 * (len + 1), need_keys, err)) != SLM_OK) return st;
 
     /* decode + lower-case + split into words */
     bool in_word = false;
@@ -271,7 +277,13 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
         uint32_t cp;
         if (!utf8_next(u, len, &i, &cp))
             return slm_errf(err, SLM_ERR_UTF8, "invalid UTF-8 at byte %zu", i);
+        if (in_word && (c->text_flags & SLM_HEAD_FEAT_JOIN_APOSTROPHE) && (cp == '\'' || cp == 0x2019)) {
+            size_t j = i;
+            uint32_t next;
+            if (j < len && utf8_next(u, len, &j, &next) && slm_head_feat_is_word(next)) continue;
+        }
         if (!slm_head_feat_is_word(cp)) { in_word = false; continue; }
+        if ((c->text_flags & SLM_HEAD_FEAT_FOLD_DIGITS) && cp >= '1' && cp <= '9') cp = '0';
         if (!in_word) {
             s->tok_start[ntok] = (uint32_t)ncp;
             s->tok_len[ntok] = 0;
@@ -296,12 +308,37 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
                 h = h * FNV_PRIME + s->tok_hash[t + n - 1];
                 if (n >= c->word_min) s->keys[nkeys++] = key_of(fmix64(h ^ (SALT_WORD * n)), c->hash_bits);
             }
+            if ((c->text_flags & SLM_HEAD_FEAT_SKIP_BIGRAMS) && t + 2 < ntok) /* "w_t _ w_t+2" */
+                s->keys[nkeys++] = key_of(fmix64((s->tok_hash[t] * FNV_PRIME + s->tok_hash[t + 2]) ^ SALT_SKIP),
+                                          c->hash_bits);
         }
+    if ((c->text_flags & SLM_HEAD_FEAT_EDGE_BIGRAMS) && ntok > 0) { /* "<s> w_0", "w_last </s>" */
+        s->keys[nkeys++] = key_of(fmix64(s->tok_hash[0] ^ SALT_EDGE), c->hash_bits);
+        s->keys[nkeys++] = key_of(fmix64(s->tok_hash[ntok - 1] ^ (SALT_EDGE << 1)), c->hash_bits);
+    }
     s->nterms[0] = merge_keys(s->keys, nkeys, c->sublinear, s->terms);
 
     /* block 1: character n-grams inside " word " (the pads mark word boundaries) */
     nkeys = 0;
-    if (c->char_max > 0)
+    if (c->char_max > 0 && (c->text_flags & SLM_HEAD_FEAT_CHAR_SPAN)) {
+        /* " w1 w2 ... wn ": one sequence, n-grams cross word boundaries */
+        uint32_t *q = s->cps + ncp;
+        size_t L = 0;
+        q[L++] = ' ';
+        for (size_t t = 0; t < ntok; t++) {
+            memcpy(q + L, s->cps + s->tok_start[t], s->tok_len[t] * sizeof *q);
+            L += s->tok_len[t];
+            q[L++] = ' ';
+        }
+        for (size_t a = 0; ntok && a < L; a++) {
+            uint64_t h = FNV_OFFSET;
+            for (size_t b = a; b < L && b - a < c->char_max; b++) {
+                h = (h ^ q[b]) * FNV_PRIME;
+                size_t n = b - a + 1;
+                if (n >= c->char_min) s->keys[nkeys++] = key_of(fmix64(h ^ (SALT_CHAR * n)), c->hash_bits);
+            }
+        }
+    } else if (c->char_max > 0)
         for (size_t t = 0; t < ntok; t++) {
             const uint32_t *w = s->cps + s->tok_start[t];
             size_t plen = (size_t)s->tok_len[t] + 2; /* padded length */
