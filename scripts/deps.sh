@@ -13,7 +13,8 @@ PKGS="build-essential cmake clang libclang-rt-14-dev pkg-config"
 PKGS="$PKGS libpcre2-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev"
 PKGS="$PKGS libcurl4-openssl-dev libpq-dev"
 # Test-only: unit test framework, real clients and servers used by integration tests.
-PKGS="$PKGS libcmocka-dev curl nodejs npm postgresql"
+PKGS="$PKGS libcmocka-dev curl postgresql"
+PKGS="$PKGS jq"  # integration tests read reference JSON (tests/cli_run.sh, cli_score.sh)
 
 missing=""
 for p in $PKGS; do
@@ -21,6 +22,12 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
+
+# Node.js and npm (the official `openai` and `ajv` packages drive the integration tests) may
+# come from elsewhere than Debian's archive (a nodejs build that bundles npm conflicts with
+# Debian's npm package), so they are checked as commands, not packages.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
 if [ -n "$missing" ]; then
     echo "deps: installing:$missing"

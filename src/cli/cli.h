@@ -31,8 +31,35 @@ bool cli_parse_long(const char *s, long lo, long hi, long *out);
 bool cli_parse_double(const char *s, double lo, double hi, double *out);
 bool cli_parse_u64(const char *s, uint64_t *out);
 
-/* Subcommands (alphabetical); each lives in cmd_<name>.c. */
-int cmd_head(int argc, char **argv);
+/* Subcommands, grouped as in main.c's table; each lives in cmd_<name>.c. Keep a blank line
+ * between groups so that parallel work adds lines without touching the same ones. */
 int cmd_version(int argc, char **argv);
+
+/* model files */
+int cmd_info(int argc, char **argv);
+
+/* tokenizer */
+int cmd_tokenize(int argc, char **argv);
+
+/* inference */
+int cmd_chat(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+
+/* speed */
+int cmd_kernels(int argc, char **argv);
+
+/* serving */
+
+/* structured output */
+
+/* governance */
+int cmd_audit(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
+int cmd_redact(int argc, char **argv);
+
+/* task heads */
+int cmd_head(int argc, char **argv);
 
 #endif

@@ -25,18 +25,28 @@ static const cli_command commands[] = {
     {"version", cmd_version, "print the version"},
 
     /* model files */
+    {"info", cmd_info, "show a GGUF file's metadata, tokenizer and tensors"},
 
     /* tokenizer */
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
 
     /* inference */
+    {"run", cmd_run, "generate a continuation of a prompt"},
+    {"score", cmd_score, "log-probabilities of the next token at every prompt position"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file"},
+    {"chat", cmd_chat, "interactive chat with the model's template"},
 
     /* speed */
+    {"kernels", cmd_kernels, "show the chosen kernel set and time matrix-vector products per type"},
 
     /* serving */
 
     /* structured output */
 
     /* governance */
+    {"audit", cmd_audit, "append, verify, export, checkpoint the hash-chained audit log"},
+    {"guard", cmd_guard, "train the PII tagger, check text against a policy"},
+    {"redact", cmd_redact, "find and redact personal data in text"},
 
     /* task heads */
     {"head", cmd_head, "task heads: train, eval, predict, bench"},

@@ -8,6 +8,11 @@
  * alignment and data range against the file size. After slm_gguf_open returns SLM_OK every
  * accessor is in bounds; a hostile file gets SLM_ERR_CORRUPT (or _LIMIT/_UNSUPPORTED) and a
  * one-line detail naming what is wrong, never a crash or an out-of-bounds read.
+ * Rules shared with the reference runtime: keys and tensor names are unique;
+ * general.alignment, if present, is a u32 power of two; dims are >= 0 (0 is allowed); tensor
+ * offsets follow the info order, each tensor padded to the alignment (offset i = sum of the
+ * padded sizes before it), which makes them aligned and disjoint. An unknown tensor type id
+ * is SLM_ERR_UNSUPPORTED (newer ecosystem types), an unknown value type SLM_ERR_CORRUPT.
  *
  * Zero copy: tensor data and string values are views into the mapping and live as long as
  * the slm_gguf. Keys and tensor names are NUL-terminated copies (they are small and used
@@ -72,7 +77,8 @@ typedef struct slm_gguf_tensor {
     int64_t ne[SLM_GGUF_MAX_DIMS]; /* elements per dimension, ne[0] contiguous; unused = 1 */
     uint64_t offset;        /* byte offset of the data from the start of the data section */
     size_t size;            /* bytes of data */
-    const void *data;       /* first byte, aligned to the file's alignment */
+    const void *data;       /* first byte; aligned to the file's alignment (up to 4096) when
+                               the file was mapped or read, as the buffer allows when borrowed */
 } slm_gguf_tensor;
 
 typedef struct slm_gguf slm_gguf; /* an open, validated file */
@@ -97,20 +103,23 @@ void slm_gguf_close(slm_gguf *g);
 uint32_t slm_gguf_version(const slm_gguf *g);   /* 2 or 3 */
 uint64_t slm_gguf_file_size(const slm_gguf *g); /* bytes */
 uint64_t slm_gguf_alignment(const slm_gguf *g); /* general.alignment or the default */
+uint64_t slm_gguf_data_offset(const slm_gguf *g); /* file offset of the tensor data section */
 
 /* ---- metadata ------------------------------------------------------------------------------ */
 
 int64_t slm_gguf_n_kv(const slm_gguf *g);
 /* Index of key, or -1 when absent. */
 int64_t slm_gguf_find_key(const slm_gguf *g, const char *key);
-/* Key of pair i (NUL-terminated, owned by g). i must be in [0, n_kv). */
+/* Key of pair i (NUL-terminated, owned by g), or NULL when i is not in [0, n_kv). */
 const char *slm_gguf_key(const slm_gguf *g, int64_t i);
-/* Value type of pair i. */
+/* Value type of pair i (SLM_GGUF_VTYPE_COUNT when i is out of range). */
 slm_gguf_vtype slm_gguf_kv_type(const slm_gguf *g, int64_t i);
+/* Short name of a value type ("u32", "string", "array"); "unknown" when out of range. */
+const char *slm_gguf_vtype_name(slm_gguf_vtype t);
 
 /* Typed getters by key. SLM_ERR_NOT_FOUND when absent; SLM_ERR_CORRUPT when the stored
  * type cannot represent the request. Integer getters accept any integer type whose value
- * fits; float getters accept F32 and F64 (F64 narrowed) . err may be NULL. */
+ * fits; float getters accept F32 and F64 (F64 narrowed). err may be NULL. */
 slm_status slm_gguf_get_u32(const slm_gguf *g, const char *key, uint32_t *out, char *err);
 slm_status slm_gguf_get_i64(const slm_gguf *g, const char *key, int64_t *out, char *err);
 slm_status slm_gguf_get_f32(const slm_gguf *g, const char *key, float *out, char *err);
@@ -128,6 +137,8 @@ slm_gguf_str slm_gguf_arr_str(const slm_gguf *g, int64_t kv_index, uint64_t i);
 int64_t slm_gguf_arr_i64(const slm_gguf *g, int64_t kv_index, uint64_t i);
 double slm_gguf_arr_f64(const slm_gguf *g, int64_t kv_index, uint64_t i);
 const void *slm_gguf_arr_data(const slm_gguf *g, int64_t kv_index);
+/* Out of range, or the wrong element type: arr_str gives {NULL, 0}, arr_i64/_f64 give 0
+ * (floats converted to i64 truncate and saturate), arr_data gives NULL. */
 
 /* Scalar value of pair i for printing (`slmesh info`): numbers and bools formatted, strings
  * copied with escapes and truncated to cap-1 bytes, arrays as "[type; n]". Returns buf. */

@@ -5,7 +5,8 @@
  * A tensor row of n elements of type T is n / block_size(T) consecutive blocks of
  * type_size(T) bytes (row-major, no padding). The scalar kernels here are the
  * specification: SIMD variants (the speed work) must reproduce dequantization bit for bit
- * and dot products within a named tolerance, and are chosen once through a table.
+ * and dot products within a named tolerance, and are chosen once through a table: use
+ * quant/kernels.h (slm_quant_kernels()->vec_dot[type], slm_quant_matvec) for speed.
  *
  * Dot products follow the reference runtime: a weight row of type T is multiplied with an
  * activation row converted to traits(T)->vec_dot_type (Q8_0 for the 32-blocks, Q8_1 for
@@ -64,7 +65,8 @@ typedef enum slm_type {
 /* Convert n elements of one type to float. n is a multiple of the type's block size. */
 typedef void (*slm_to_float_fn)(const void *src, float *dst, int64_t n);
 /* Quantize n floats (a multiple of the block size) into the type's blocks (reference
- * quantizer: same blocks as the reference runtime's quantize_row_*_ref). */
+ * quantizer: the same blocks as the reference runtime's quantize_row_*_ref, and for
+ * IQ4_NL/IQ4_XS as its quantize tool without an importance matrix). */
 typedef void (*slm_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Dot product of n elements: x is a row of this type, y a row of vec_dot_type. */
 typedef float (*slm_vec_dot_fn)(int64_t n, const void *x, const void *y);

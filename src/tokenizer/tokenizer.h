@@ -9,8 +9,11 @@
  *
  * Special (control / user-defined) tokens are recognised in text only when the caller asks
  * (SLM_TOK_PARSE_SPECIAL, as a chat template's output needs); user text is never parsed
- * for them by default. Non-goals: training, normalisers beyond what the supported GGUF
- * vocabularies need (NFKC for some BERT models is listed in docs as not supported).
+ * for them by default (user-defined tokens - added vocabulary such as runs of spaces in
+ * gpt-neox/mpt vocabularies - are always matched first, as the reference runtime and
+ * Hugging Face tokenizers do; they are ordinary text, not markers). Non-goals: training,
+ * normalisers beyond what the supported GGUF vocabularies need (NFKC for some BERT models is
+ * listed in docs as not supported), the UGM/RWKV vocabulary types.
  */
 #ifndef SLMESH_TOKENIZER_H
 #define SLMESH_TOKENIZER_H
@@ -31,6 +34,9 @@ enum {
     SLM_TOK_ADD_BOS = 1 << 0,       /* prepend BOS if the vocabulary says to add it */
     SLM_TOK_ADD_EOS = 1 << 1,       /* append EOS if the vocabulary says to add it */
     SLM_TOK_PARSE_SPECIAL = 1 << 2, /* match control/user-defined token texts in the input */
+    SLM_TOK_CLEAN_SPACES = 1 << 3,  /* decode: apply the reference's clean_up_tokenization_spaces
+                                       (" ," -> ",", " 's" -> "'s") when the vocabulary asks for it;
+                                       off by default so that decode(encode(s)) == s */
 };
 
 /* Build from tokenizer.ggml.* metadata. SLM_ERR_UNSUPPORTED names an unknown model or
@@ -63,7 +69,49 @@ const char *slm_tok_text(const slm_tokenizer *t, int32_t id);
 size_t slm_tok_piece(const slm_tokenizer *t, int32_t id, int flags, char *buf, size_t cap);
 
 /* Detokenize a sequence (handles the leading space SentencePiece strips after BOS, and
- * WordPiece's ## joins). Same buffer protocol as slm_tok_piece. */
+ * WordPiece's ## joins: GGUF spells word starts with U+2581 and continuations bare). Same
+ * buffer protocol as slm_tok_piece (ids outside the vocabulary produce nothing); with
+ * SLM_TOK_CLEAN_SPACES a count larger than cap is an upper bound (the cleanup runs only on a
+ * buffer that holds everything). For text generated after a prompt, concatenate
+ * slm_tok_piece (or use the stream below): decode treats its first token as the start. */
 size_t slm_tok_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int flags, char *buf, size_t cap);
+
+/* Special ids beyond BOS/EOS (-1 when none). */
+int32_t slm_tok_eot(const slm_tokenizer *t);
+int32_t slm_tok_unk(const slm_tokenizer *t);
+/* True for control tokens (chat markers, BOS/EOS and the like), which decode to nothing by
+ * default. */
+bool slm_tok_is_control(const slm_tokenizer *t, int32_t id);
+
+/* ---- streaming detokenization ---------------------------------------------------------------
+ * A server sends text as tokens arrive, but one character may span several tokens (byte
+ * fallback, byte-level BPE). The stream holds back an incomplete UTF-8 sequence until it is
+ * complete and releases only whole characters. A byte that cannot start or continue a valid
+ * sequence (strict UTF-8: no overlongs, surrogates or code points above U+10FFFF) is released
+ * as U+FFFD at once (one per maximal invalid subpart, as WHATWG decoders do); flush releases
+ * an incomplete tail as one U+FFFD. Plain struct: zero it (or slm_tok_stream_init), no
+ * destroy. One stream per sequence; not shared between threads. */
+typedef struct slm_tok_stream {
+    unsigned char pend[4]; /* bytes of the incomplete sequence held back */
+    uint8_t n_pend;        /* how many (0..3) */
+    uint8_t need;          /* total length of the sequence they start (2..4), 0 when none */
+} slm_tok_stream;
+
+/* Output bytes slm_tok_stream_put may write for n input bytes (worst case: every byte
+ * replaced by the 3-byte U+FFFD, plus the held-back bytes). */
+#define SLM_TOK_STREAM_OUT_MAX(n) (3 * ((size_t)(n) + 4))
+
+void slm_tok_stream_init(slm_tok_stream *s);
+/* Feed n bytes (a token's piece); write the complete characters to out and their byte count
+ * to *n_out. SLM_ERR_FULL (nothing consumed) when cap < SLM_TOK_STREAM_OUT_MAX(n). */
+slm_status slm_tok_stream_put(slm_tok_stream *s, const char *in, size_t n, char *out, size_t cap, size_t *n_out);
+/* Convenience: feed the piece of token id (flags as slm_tok_piece); same protocol, with
+ * SLM_ERR_FULL also when the piece itself is longer than the internal bound
+ * SLM_TOK_STREAM_PIECE_MAX. */
+#define SLM_TOK_STREAM_PIECE_MAX 1024 /* bytes of one token's piece; real tokens are < 256 */
+slm_status slm_tok_stream_token(slm_tok_stream *s, const slm_tokenizer *t, int32_t id, int flags, char *out,
+                                size_t cap, size_t *n_out);
+/* End of sequence: release what is held back (as U+FFFD: it is incomplete). cap >= 3. */
+slm_status slm_tok_stream_flush(slm_tok_stream *s, char *out, size_t cap, size_t *n_out);
 
 #endif /* SLMESH_TOKENIZER_H */

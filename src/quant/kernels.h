@@ -1,0 +1,94 @@
+/*
+ * quant/kernels.h: the kernel dispatch table (one set of per-type kernels per instruction
+ * set, chosen once per process) and the matrix-vector products built on it.
+ *
+ * The type table (quant.h) holds the scalar kernels, which are the specification. A kernel
+ * set here holds, for every type, the fastest kernels of one ISA ("scalar", "avx2",
+ * "avx512"), falling back to the scalar kernel wherever that ISA has none. The set used by
+ * slm_quant_kernels() is chosen at first use from the CPU's features (__builtin_cpu_supports)
+ * and the environment variable SLMESH_KERNELS=scalar|avx2|avx512 (read once; a set the CPU
+ * or the build cannot run falls back to the best one below it; anything else means "auto").
+ * "auto" stops at avx2 for now: the avx512 set is opt-in until verified on such hardware.
+ *
+ * Callers that want the fast kernels use slm_quant_kernels()->vec_dot[type] (or the
+ * matvec helpers below) instead of slm_type_traits_of(type)->vec_dot (always scalar).
+ *
+ * Invariants: dequantization (to_float) of every set is bit-identical to the scalar one;
+ * from_float produces the same blocks; vec_dot agrees with the scalar one within the named
+ * tolerance of tests/test_quant_kernels.c.
+ * Thread-safety: selection happens once under pthread_once; the sets are immutable after
+ * it, so every function here may be called from any number of threads.
+ * Non-goals: GPU backends; picking per matrix shape (one set per process).
+ */
+#ifndef SLMESH_QUANT_KERNELS_H
+#define SLMESH_QUANT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/quant.h"
+#include "slmesh/status.h"
+
+typedef enum slm_quant_isa {
+    SLM_QUANT_ISA_SCALAR = 0, /* plain C: the specification */
+    SLM_QUANT_ISA_AVX2,       /* AVX2 + FMA (every such CPU also has F16C) */
+    SLM_QUANT_ISA_AVX512,     /* AVX-512 F/BW/VL/VNNI */
+    SLM_QUANT_ISA_COUNT
+} slm_quant_isa;
+
+/* The kernels of one ISA, indexed by type id. A NULL entry means slmesh has no such kernel
+ * for that type at all (same as the type table). */
+typedef struct slm_quant_kernel_set {
+    slm_quant_isa isa;
+    const char *name;                           /* "scalar", "avx2", "avx512" */
+    slm_to_float_fn to_float[SLM_TYPE_COUNT];
+    slm_from_float_fn from_float[SLM_TYPE_COUNT];
+    slm_vec_dot_fn vec_dot[SLM_TYPE_COUNT];     /* x of this type, y of its vec_dot_type */
+} slm_quant_kernel_set;
+
+/* The set chosen for this process (CPU features and SLMESH_KERNELS, decided at first use).
+ * Static storage, never NULL. */
+const slm_quant_kernel_set *slm_quant_kernels(void);
+
+/* The set of one ISA, or NULL when this build or this CPU cannot run it. Static storage.
+ * Used by tests and benchmarks to compare ISAs. */
+const slm_quant_kernel_set *slm_quant_kernels_isa(slm_quant_isa isa);
+
+/* Name of an ISA ("avx2"), or "unknown". */
+const char *slm_quant_isa_name(slm_quant_isa isa);
+
+/* ---- matrix-vector products --------------------------------------------------------------
+ * W is a row-major matrix of `rows` rows of `cols` elements of `type` (each row
+ * slm_type_row_bytes(type, cols) bytes, as in a GGUF tensor with ne[0] = cols). x has cols
+ * floats; y receives rows floats: y[r] = dot(W row r, x), computed with the chosen set's
+ * vec_dot against x converted once to the type's vec_dot_type. Buffers are borrowed. */
+
+/* Bytes of scratch needed to hold x converted for type (0 when x needs no conversion, i.e.
+ * the vec_dot_type is F32). Returns SIZE_MAX when type has no kernels or cols is not a
+ * multiple of the block sizes. */
+size_t slm_quant_matvec_scratch_bytes(slm_type type, int64_t cols);
+
+/* Convert x (cols floats) for type's dot products into scratch (slm_quant_matvec_scratch_bytes
+ * bytes, aligned at least as a float, as malloc gives; may be NULL when that is 0) and set *xq to the converted row (scratch, or x itself
+ * for F32). SLM_ERR_INVALID_ARG on a type without kernels or a bad cols. */
+slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x, void *scratch,
+                                    const void **xq);
+
+/* y[r] = dot(W row r, xq) for r in [row_begin, row_end): the piece one thread does. xq is
+ * what slm_quant_matvec_prepare produced; y is the full output vector (only the range is
+ * written). Arguments must be valid (prepare checked type and cols). */
+void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const void *xq,
+                           int64_t row_begin, int64_t row_end, float *y);
+
+/* The same for n_vec vectors at once (prompt processing): vector v's prepared row starts
+ * at (const char *)xq + v * xq_stride bytes and its output at y + v * y_stride floats.
+ * Rows outermost, so each weight row is read once for all vectors. */
+void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
+                           size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
+                           float *y, size_t y_stride);
+
+/* prepare + rows over all rows: the single-threaded matrix-vector product. */
+slm_status slm_quant_matvec(slm_type type, const void *W, int64_t rows, int64_t cols,
+                            const float *x, float *y, void *scratch);
+
+#endif /* SLMESH_QUANT_KERNELS_H */

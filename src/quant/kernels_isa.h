@@ -1,0 +1,30 @@
+/*
+ * quant/kernels_isa.h (internal): the kernel sets the SIMD files provide. Each holds only
+ * the kernels that ISA speeds up (NULL elsewhere); kernels.c completes them from the
+ * scalar ones. A file that is not built for this target leaves its HAVE macro at 0.
+ * Thread-safety: immutable data. Non-goals: anything but declarations.
+ */
+#ifndef SLMESH_QUANT_KERNELS_ISA_H
+#define SLMESH_QUANT_KERNELS_ISA_H
+
+#include "quant/kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SLM_QUANT_X86 1
+#else
+#define SLM_QUANT_X86 0
+#endif
+
+/* Which SIMD files this build compiles (they use per-function target attributes, so any
+ * x86-64 GCC/clang build has them; kernels.c still asks the CPU before using them). */
+#define SLM_QUANT_HAVE_AVX2 SLM_QUANT_X86
+#define SLM_QUANT_HAVE_AVX512 SLM_QUANT_X86
+
+#if SLM_QUANT_HAVE_AVX2
+extern const slm_quant_kernel_set slm_quant_kernels_avx2;
+#endif
+#if SLM_QUANT_HAVE_AVX512
+extern const slm_quant_kernel_set slm_quant_kernels_avx512;
+#endif
+
+#endif /* SLMESH_QUANT_KERNELS_ISA_H */

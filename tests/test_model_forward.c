@@ -1,0 +1,267 @@
+/*
+ * tests/test_model_forward.c: properties of the forward pass and the KV cache on the real
+ * tiny models of ../shared: batched prompt == token-by-token decode, results independent
+ * of the thread count, independent sequences in one batch, prefix sharing (seq_cp), seq_rm,
+ * F32/Q8_0 caches, error paths (bad ids, full cache, allocation failures).
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "slmesh/slmesh.h"
+
+/* Batched and token-by-token evaluation must agree to this relative tolerance (the brief;
+ * in fact they are computed identically and agree bit for bit). */
+#define BATCH_REL_TOL 1e-5
+/* A different KV storage type (F32 or Q8_0 instead of F16) moves log-probabilities by at
+ * most this on the tiny F32 model (the README's quantized-column difference bound). */
+#define KV_TYPE_MAX_DIFF 0.5
+
+#define N_PROMPT 12
+static const int32_t prompt[N_PROMPT] = {1, 403, 407, 261, 378, 429, 438, 275, 261, 3, 300, 271};
+
+static slm_model *open_tiny(const char *rel) {
+    char path[1024], err[SLM_ERR_LEN];
+    if (!tu_shared_path(path, sizeof path, rel)) return NULL;
+    slm_model *m = NULL;
+    slm_status st = slm_model_open(path, NULL, &m, err);
+    if (st) fprintf(stderr, "%s: %s\n", rel, err);
+    assert_int_equal(st, SLM_OK);
+    return m;
+}
+
+static slm_ctx *new_ctx(const slm_model *m, int n_threads, slm_cache_type kv, int n_seq) {
+    slm_ctx_params p = {.n_ctx = 64, .n_batch = 32, .n_seq_max = n_seq, .kv_type = kv, .n_threads = n_threads};
+    slm_ctx *c = NULL;
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_ctx_create(m, &p, &c, err), SLM_OK);
+    return c;
+}
+
+/* Decode tokens[n] of seq from position p0 in one batch; copy every row's logits to out. */
+static void decode_all(slm_ctx *c, const int32_t *tokens, int n, int32_t p0, int32_t seq, float *out, int n_vocab) {
+    int32_t pos[64], sq[64];
+    bool want[64];
+    for (int i = 0; i < n; i++) pos[i] = p0 + i, sq[i] = seq, want[i] = true;
+    slm_batch b = {.n_tokens = n, .token = tokens, .pos = pos, .seq_id = sq, .logits = want};
+    char err[SLM_ERR_LEN];
+    slm_status st = slm_ctx_decode(c, &b, err);
+    if (st) fprintf(stderr, "decode: %s\n", err);
+    assert_int_equal(st, SLM_OK);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * n_vocab, slm_ctx_logits(c, i), (size_t)n_vocab * sizeof(float));
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (fabs((double)b[i]) + 1e-6);
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+static void batch_vs_single(const char *rel) {
+    slm_model *m = open_tiny(rel);
+    if (!m) skip();
+    slm_model_desc d;
+    slm_model_describe(m, &d);
+    const size_t nv = (size_t)d.n_vocab;
+    float *batch = malloc(N_PROMPT * nv * sizeof(float)), *single = malloc(N_PROMPT * nv * sizeof(float));
+    float *threads3 = malloc(N_PROMPT * nv * sizeof(float));
+    assert_true(batch && single && threads3);
+
+    slm_ctx *c = new_ctx(m, 1, SLM_CACHE_F16, 1);
+    decode_all(c, prompt, N_PROMPT, 0, 0, batch, d.n_vocab);
+    slm_ctx_destroy(c);
+
+    c = new_ctx(m, 2, SLM_CACHE_F16, 1);
+    for (int i = 0; i < N_PROMPT; i++) decode_all(c, prompt + i, 1, i, 0, single + i * nv, d.n_vocab);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 0), N_PROMPT - 1);
+    slm_ctx_destroy(c);
+    assert_true(max_rel_diff(single, batch, N_PROMPT * nv) <= BATCH_REL_TOL);
+
+    c = new_ctx(m, 3, SLM_CACHE_F16, 1);
+    decode_all(c, prompt, N_PROMPT, 0, 0, threads3, d.n_vocab);
+    slm_ctx_destroy(c);
+    assert_memory_equal(threads3, batch, N_PROMPT * nv * sizeof(float)); /* thread count: bit-identical */
+
+    free(batch), free(single), free(threads3);
+    slm_model_close(m);
+}
+
+static void test_batch_vs_single_llama(void **state) { (void)state; batch_vs_single("models/tiny/tiny-llama-f32.gguf"); }
+static void test_batch_vs_single_qwen2(void **state) { (void)state; batch_vs_single("models/tiny/tiny-qwen2-q8_0.gguf"); }
+
+/* Two sequences interleaved in one batch give each the logits it gets alone; a shared
+ * prefix (seq_cp) gives the logits of the full prompt; seq_rm and re-decode reproduce. */
+static void test_sequences(void **state) {
+    (void)state;
+    slm_model *m = open_tiny("models/tiny/tiny-llama-f32.gguf");
+    if (!m) skip();
+    slm_model_desc d;
+    slm_model_describe(m, &d);
+    const size_t nv = (size_t)d.n_vocab;
+    const int half = N_PROMPT / 2;
+    float *alone = malloc(N_PROMPT * nv * sizeof(float)), *got = malloc(N_PROMPT * nv * sizeof(float));
+    assert_true(alone && got);
+    slm_ctx *c = new_ctx(m, 2, SLM_CACHE_F16, 4);
+    decode_all(c, prompt, N_PROMPT, 0, 0, alone, d.n_vocab);
+
+    /* interleave: seq 1 gets the prompt, seq 2 gets the same prompt, token by token alternating */
+    int32_t tok[2 * N_PROMPT], pos[2 * N_PROMPT], sq[2 * N_PROMPT];
+    bool want[2 * N_PROMPT];
+    for (int i = 0; i < N_PROMPT; i++)
+        for (int s = 0; s < 2; s++) {
+            tok[2 * i + s] = prompt[i], pos[2 * i + s] = i, sq[2 * i + s] = 1 + s, want[2 * i + s] = true;
+        }
+    slm_batch b = {.n_tokens = 2 * N_PROMPT, .token = tok, .pos = pos, .seq_id = sq, .logits = want};
+    assert_int_equal(slm_ctx_decode(c, &b, NULL), SLM_OK);
+    for (int i = 0; i < 2 * N_PROMPT; i++)
+        assert_memory_equal(slm_ctx_logits(c, i), alone + (size_t)(i / 2) * nv, nv * sizeof(float));
+
+    /* prefix sharing: seq 3 = seq 0's first half, then its own second half */
+    assert_int_equal(slm_ctx_seq_rm(c, 1, -1, -1, NULL), SLM_OK);
+    assert_int_equal(slm_ctx_seq_rm(c, 2, -1, -1, NULL), SLM_OK);
+    assert_int_equal(slm_ctx_seq_cp(c, 0, 3, 0, half, NULL), SLM_OK);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 3), half - 1);
+    decode_all(c, prompt + half, N_PROMPT - half, half, 3, got, d.n_vocab);
+    assert_memory_equal(got, alone + half * nv, (N_PROMPT - half) * nv * sizeof(float));
+
+    /* seq_rm the tail of seq 0 and decode it again */
+    assert_int_equal(slm_ctx_seq_rm(c, 0, half, -1, NULL), SLM_OK);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 0), half - 1);
+    decode_all(c, prompt + half, N_PROMPT - half, half, 0, got, d.n_vocab);
+    assert_memory_equal(got, alone + half * nv, (N_PROMPT - half) * nv * sizeof(float));
+
+    /* errors leave the cache as it was */
+    int32_t bad = d.n_vocab, p = N_PROMPT, s0 = 0;
+    slm_batch bb = {.n_tokens = 1, .token = &bad, .pos = &p, .seq_id = &s0};
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_ctx_decode(c, &bb, err), SLM_ERR_RANGE);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 0), N_PROMPT - 1);
+    s0 = 4;
+    bad = 1;
+    assert_int_equal(slm_ctx_decode(c, &bb, err), SLM_ERR_RANGE);
+    assert_null(slm_ctx_logits(c, 0));
+    assert_int_equal(slm_ctx_seq_cp(c, 0, 9, 0, 1, NULL), SLM_ERR_RANGE);
+    slm_ctx_clear(c);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 0), -1);
+    /* a full cache: 64 cells, 3 batches of 32 */
+    int32_t many[32], mpos[32], mseq[32];
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < 32; i++) many[i] = 1 + i, mpos[i] = 32 * r + i, mseq[i] = 0;
+        slm_batch mb = {.n_tokens = 32, .token = many, .pos = mpos, .seq_id = mseq};
+        assert_int_equal(slm_ctx_decode(c, &mb, err), r < 2 ? SLM_OK : SLM_ERR_FULL);
+    }
+    slm_ctx_destroy(c);
+    free(alone), free(got);
+    slm_model_close(m);
+}
+
+/* F32 and Q8_0 caches stay close to the F16 cache. */
+static void test_kv_types(void **state) {
+    (void)state;
+    slm_model *m = open_tiny("models/tiny/tiny-llama-f32.gguf");
+    if (!m) skip();
+    slm_model_desc d;
+    slm_model_describe(m, &d);
+    const size_t nv = (size_t)d.n_vocab;
+    float *ref = malloc(N_PROMPT * nv * sizeof(float)), *got = malloc(N_PROMPT * nv * sizeof(float));
+    assert_true(ref && got);
+    slm_ctx *c = new_ctx(m, 2, SLM_CACHE_F16, 1);
+    decode_all(c, prompt, N_PROMPT, 0, 0, ref, d.n_vocab);
+    slm_ctx_destroy(c);
+    const slm_cache_type types[2] = {SLM_CACHE_F32, SLM_CACHE_Q8_0};
+    for (int t = 0; t < 2; t++) {
+        c = new_ctx(m, 2, types[t], 1);
+        decode_all(c, prompt, N_PROMPT, 0, 0, got, d.n_vocab);
+        slm_ctx_destroy(c);
+        double worst = 0;
+        for (int p = 0; p < N_PROMPT; p++) {
+            /* compare log-softmax rows */
+            const float *a = ref + p * nv, *b = got + p * nv;
+            double ma = -INFINITY, mb = -INFINITY, sa = 0, sb = 0;
+            for (size_t i = 0; i < nv; i++) ma = fmax(ma, a[i]), mb = fmax(mb, b[i]);
+            for (size_t i = 0; i < nv; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
+            for (size_t i = 0; i < nv; i++) {
+                double da = a[i] - ma - log(sa), db = b[i] - mb - log(sb);
+                if (da > -10 && fabs(da - db) > worst) worst = fabs(da - db);
+            }
+        }
+        assert_true(worst <= KV_TYPE_MAX_DIFF);
+        assert_true(worst > 0); /* a different storage type really is in use */
+    }
+    free(ref), free(got);
+    slm_model_close(m);
+}
+
+/* Embeddings: unit length, independent of the batch size, leave other sequences alone. */
+static void test_embed(void **state) {
+    (void)state;
+    slm_model *m = open_tiny("models/tiny/tiny-qwen2-f32.gguf");
+    if (!m) skip();
+    slm_ctx *c = new_ctx(m, 2, SLM_CACHE_F16, 2);
+    const int32_t ne = slm_ctx_n_embd(c);
+    float *a = malloc((size_t)ne * sizeof(float)), *b = malloc((size_t)ne * sizeof(float));
+    float *lg = malloc(512 * sizeof(float) * N_PROMPT);
+    assert_true(a && b && lg);
+    decode_all(c, prompt, 4, 0, 0, lg, 512);
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_ctx_embed(c, 1, prompt, N_PROMPT, a, err), SLM_OK);
+    double ss = 0;
+    for (int i = 0; i < ne; i++) ss += (double)a[i] * a[i];
+    assert_true(fabs(ss - 1.0) < 1e-5);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 0), 3);  /* untouched */
+    assert_int_equal(slm_ctx_seq_pos_max(c, 1), -1); /* cleared */
+    slm_ctx_destroy(c);
+    /* a batch of 5 tokens at a time gives the same vector */
+    slm_ctx_params p = {.n_ctx = 64, .n_batch = 5, .n_threads = 1};
+    assert_int_equal(slm_ctx_create(m, &p, &c, err), SLM_OK);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, N_PROMPT, b, err), SLM_OK);
+    assert_true(max_rel_diff(b, a, (size_t)ne) <= BATCH_REL_TOL);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, N_PROMPT - 2, b, err), SLM_OK);
+    assert_true(max_rel_diff(b, a, (size_t)ne) > BATCH_REL_TOL);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, 0, b, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_ctx_embed(c, 3, prompt, 2, b, err), SLM_ERR_RANGE);
+    slm_ctx_destroy(c);
+    free(a), free(b), free(lg);
+    slm_model_close(m);
+}
+
+static void test_ctx_oom(void **state) {
+    (void)state;
+    slm_model *m = open_tiny("models/tiny/tiny-llama-q4_k.gguf");
+    if (!m) skip();
+    for (long n = 1;; n++) {
+        slm_ctx *c = NULL;
+        slm_ctx_params p = {.n_ctx = 32, .n_threads = 2};
+        slm_fault_arm(n);
+        slm_status st = slm_ctx_create(m, &p, &c, NULL);
+        bool fired = slm_fault_fired();
+        slm_fault_arm(0);
+        if (!fired) {
+            assert_int_equal(st, SLM_OK);
+            slm_ctx_destroy(c);
+            break;
+        }
+        assert_int_equal(st, SLM_ERR_NOMEM);
+        assert_null(c);
+    }
+    slm_ctx *c = NULL;
+    slm_ctx_params p = {.n_ctx = -1};
+    assert_int_equal(slm_ctx_create(m, &p, &c, NULL), SLM_ERR_RANGE);
+    slm_model_close(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_vs_single_llama), cmocka_unit_test(test_batch_vs_single_qwen2),
+        cmocka_unit_test(test_sequences), cmocka_unit_test(test_kv_types), cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_ctx_oom),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
