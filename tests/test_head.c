@@ -434,6 +434,55 @@ static void test_head_file(void **state) {
     slm_head_destroy(h);
 }
 
+/* ---- embedding features (through a test embedder: word counts of three keywords) -------- */
+
+static slm_status kw_embed(void *ctx, const char *text, size_t len, float *out, size_t dim, char *err) {
+    static const char *const kw[] = {"card", "money", "balance"};
+    (void)len;
+    (void)err;
+    int *calls = ctx;
+    __atomic_add_fetch(calls, 1, __ATOMIC_RELAXED);
+    for (size_t j = 0; j < dim; j++) out[j] = j < 3 && strstr(text, kw[j]) ? 1.0f : 0.1f;
+    return SLM_OK;
+}
+
+static void test_embeddings(void **state) {
+    (void)state;
+    slm_head_data *d = tiny_data(6);
+    slm_head_train_opts o;
+    slm_head *h = NULL, *g = NULL;
+    slm_head_train_report rep;
+    char err[SLM_ERR_LEN];
+    int calls = 0;
+    slm_head_train_opts_default(&o);
+    o.hash_bits = 12;
+    o.threads = 2;
+    o.embed = kw_embed;
+    o.embed_ctx = &calls;
+    o.embed_dim = 4;
+    assert_int_equal(slm_head_train(d, NULL, &o, &h, &rep, err), SLM_OK);
+    assert_int_equal(calls, 90); /* every train and validation text once */
+    assert_int_equal(slm_head_embed_dim(h), 4);
+    float pa[3], pb[3];
+    slm_head_prediction a, b;
+    assert_int_equal(slm_head_predict(h, "my card", 7, pa, &a, err), SLM_OK);
+    assert_int_equal(calls, 91);
+    /* round trip: the embedder is not saved; predicting without one is a state error */
+    char *path = tu_write_temp("", 0, ".bin");
+    assert_int_equal(slm_head_save(h, path, err), SLM_OK);
+    assert_int_equal(slm_head_load(path, &g, err), SLM_OK);
+    assert_int_equal(slm_head_embed_dim(g), 4);
+    assert_int_equal(slm_head_predict(g, "my card", 7, pb, &b, err), SLM_ERR_STATE);
+    assert_int_equal(slm_head_set_embedder(g, kw_embed, &calls, err), SLM_OK);
+    assert_int_equal(slm_head_predict(g, "my card", 7, pb, &b, err), SLM_OK);
+    assert_memory_equal(pa, pb, sizeof pa);
+    unlink(path);
+    free(path);
+    slm_head_destroy(g);
+    slm_head_destroy(h);
+    slm_head_data_destroy(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_valid),
@@ -445,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_train_predict),
         cmocka_unit_test(test_data_load),
         cmocka_unit_test(test_head_file),
+        cmocka_unit_test(test_embeddings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
