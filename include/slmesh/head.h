@@ -118,6 +118,7 @@ typedef struct slm_head_train_report {
     double seconds_features;      /* wall time: featurise train + validation */
     double seconds_solve;         /* wall time: the solver */
     double seconds_total;         /* wall time: everything */
+    double cpu_seconds;           /* CPU time of the process (all threads) while training */
     double temperature;           /* fitted on validation */
     double ece_before, ece_after; /* validation ECE (15 bins) with T = 1 and with T */
     double nll_before, nll_after; /* validation mean negative log-likelihood */

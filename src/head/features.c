@@ -201,6 +201,7 @@ void slm_head_feat_scratch_free(slm_head_feat_scratch *s) {
     slm_free(s->tok_start);
     slm_free(s->tok_len);
     slm_free(s->keys);
+    slm_free(s->key_tmp);
     slm_free(s->terms);
     memset(s, 0, sizeof *s);
 }
@@ -226,8 +227,9 @@ static slm_status scratch_reserve(slm_head_feat_scratch *s, size_t ncp, size_t n
     s->tok_start = slm_malloc(b1);
     s->tok_len = slm_malloc(b1);
     s->keys = slm_malloc(b3);
+    s->key_tmp = slm_malloc(b3);
     s->terms = slm_malloc(b4);
-    if (!s->cps || !s->tok_hash || !s->tok_start || !s->tok_len || !s->keys || !s->terms) {
+    if (!s->cps || !s->tok_hash || !s->tok_start || !s->tok_len || !s->keys || !s->key_tmp || !s->terms) {
         slm_head_feat_scratch_free(s);
         return slm_errf(err, SLM_ERR_NOMEM, "out of memory for features");
     }
@@ -236,22 +238,52 @@ static slm_status scratch_reserve(slm_head_feat_scratch *s, size_t ncp, size_t n
     return SLM_OK;
 }
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
+#define RADIX_BITS 8          /* digit width of the key sort */
+#define RADIX_MIN 48          /* below this many keys insertion sort is faster */
+
+/* Sort keys[0..n) (each < 2^key_bits) ascending: LSD radix sort through tmp[n], or
+ * insertion sort for short lists. A text has a few hundred keys; qsort's comparator calls
+ * cost more than the features themselves. */
+static void sort_keys(uint32_t *keys, uint32_t *tmp, size_t n, uint32_t key_bits) {
+    if (n < RADIX_MIN) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t v = keys[i];
+            size_t j = i;
+            for (; j > 0 && keys[j - 1] > v; j--) keys[j] = keys[j - 1];
+            keys[j] = v;
+        }
+        return;
+    }
+    uint32_t *src = keys, *dst = tmp;
+    for (uint32_t shift = 0; shift < key_bits; shift += RADIX_BITS) {
+        size_t count[1u << RADIX_BITS] = {0};
+        for (size_t i = 0; i < n; i++) count[(src[i] >> shift) & ((1u << RADIX_BITS) - 1)]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < (1u << RADIX_BITS); d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) dst[count[(src[i] >> shift) & ((1u << RADIX_BITS) - 1)]++] = src[i];
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != keys) memcpy(keys, src, n * sizeof *keys);
 }
 
 /* Sort keys[0..n), sum the signs per bucket, write terms; returns the number of terms. */
-static size_t merge_keys(uint32_t *keys, size_t n, bool sublinear, slm_head_feat_term *out) {
+static size_t merge_keys(uint32_t *keys, uint32_t *tmp, size_t n, uint32_t hash_bits, bool sublinear,
+                         slm_head_feat_term *out) {
     size_t nt = 0;
-    qsort(keys, n, sizeof *keys, cmp_u32);
+    sort_keys(keys, tmp, n, hash_bits + 1);
     for (size_t i = 0; i < n;) {
         uint32_t bucket = keys[i] >> 1;
         long count = 0;
         for (; i < n && keys[i] >> 1 == bucket; i++) count += (keys[i] & 1) ? -1 : 1;
         if (count == 0) continue; /* colliding n-grams of opposite sign cancelled */
         double tf = (double)labs(count);
-        if (sublinear) tf = 1.0 + log(tf);
+        if (sublinear && tf > 1.0) tf = 1.0 + log(tf); /* 1 + ln 1 = 1 */
         out[nt].bucket = bucket;
         out[nt].value = (float)(count > 0 ? tf : -tf);
         nt++;
@@ -316,7 +348,7 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
         s->keys[nkeys++] = key_of(fmix64(s->tok_hash[0] ^ SALT_EDGE), c->hash_bits);
         s->keys[nkeys++] = key_of(fmix64(s->tok_hash[ntok - 1] ^ (SALT_EDGE << 1)), c->hash_bits);
     }
-    s->nterms[0] = merge_keys(s->keys, nkeys, c->sublinear, s->terms);
+    s->nterms[0] = merge_keys(s->keys, s->key_tmp, nkeys, c->hash_bits, c->sublinear, s->terms);
 
     /* block 1: character n-grams inside " word " (the pads mark word boundaries) */
     nkeys = 0;
@@ -352,7 +384,7 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
                 }
             }
         }
-    s->nterms[1] = merge_keys(s->keys, nkeys, c->sublinear, s->terms + s->nterms[0]);
+    s->nterms[1] = merge_keys(s->keys, s->key_tmp, nkeys, c->hash_bits, c->sublinear, s->terms + s->nterms[0]);
     return SLM_OK;
 }
 

@@ -66,6 +66,7 @@ typedef struct slm_head_feat_scratch {
     uint64_t *tok_hash;           /* hash of each word */
     uint32_t *tok_start, *tok_len;/* word positions in cps */
     uint32_t *keys;               /* bucket << 1 | sign of every n-gram occurrence */
+    uint32_t *key_tmp;            /* sort buffer, as long as keys */
     slm_head_feat_term *terms;    /* merged terms: block 0 then block 1 */
     size_t nterms[SLM_HEAD_FEAT_BLOCKS]; /* terms per block after extraction */
     size_t cap;                   /* capacity in code points of cps/tok_* */

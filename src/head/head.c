@@ -20,6 +20,7 @@
 #include "head/calib.h"
 #include "head/features.h"
 #include "head/head_impl.h"
+#include "head/hot.h"
 #include "head/par.h"
 #include "head/train.h"
 
@@ -53,11 +54,13 @@ void slm_head_train_opts_default(slm_head_train_opts *o) {
     o->text_flags = fc.text_flags;
 }
 
-static double now_seconds(void) {
+static double clock_seconds(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double now_seconds(void) { return clock_seconds(CLOCK_MONOTONIC); }
 
 /* splitmix64: a tiny, well-mixed generator; the seed fully determines the split. */
 static uint64_t rng_next(uint64_t *s) {
@@ -190,7 +193,7 @@ static slm_status text_row(const slm_head_feat_cfg *cfg, const int32_t *col_of, 
 
 /* logits[k] = bias + sum of val * W[col]; W has k floats per row and the bias after
  * n_rows rows. */
-static void row_logits(const float *W, size_t n_rows, uint32_t k, const uint32_t *cols,
+HOT_CLONES static void row_logits(const float *W, size_t n_rows, uint32_t k, const uint32_t *cols,
                        const float *vals, size_t nnz, float *logits) {
     memcpy(logits, W + n_rows * k, k * sizeof *logits);
     for (size_t e = 0; e < nnz; e++) {
@@ -230,7 +233,7 @@ static size_t weight_rows(const slm_head *h) { return (size_t)h->n_cols + h->emb
 
 static slm_status predict_one(const slm_head *h, const char *text, size_t len, row_scratch *r,
                               float *logits, float *probs, slm_head_prediction *out, char *err) {
-    size_t nnz;
+    size_t nnz = 0;
     slm_status st = text_row(&h->feat, h->col_of, h->idf, h->n_cols, h->embed_dim, h->embed,
                              h->embed_ctx, text, len, r, &nnz, err);
     if (st != SLM_OK) return st;
@@ -487,7 +490,7 @@ static void rows_range(void *vctx, size_t i0, size_t i1, int tid) {
     const slm_head *h = c->h;
     row_scratch r = {0};
     for (size_t i = i0; i < i1 && c->st[tid] == SLM_OK; i++) {
-        size_t nnz;
+        size_t nnz = 0;
         c->st[tid] = text_row(&h->feat, h->col_of, h->idf, h->n_cols, c->o->embed ? c->o->embed_dim : 0,
                               c->o->embed, c->o->embed_ctx, c->ex->text[i], c->ex->len[i], &r, &nnz, c->err[tid]);
         if (c->st[tid] != SLM_OK) break;
@@ -794,7 +797,7 @@ slm_status slm_head_train(const slm_head_data *train, const slm_head_data *val,
     csr_rows xt = {0}, xv = {0};
     float *cw = NULL, *col_l2 = NULL;
     slm_head_train_report rep;
-    const double t0 = now_seconds();
+    const double t0 = now_seconds(), cpu0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
     memset(&rep, 0, sizeof rep);
     if (!train || !o || !out) return slm_errf(err, SLM_ERR_INVALID_ARG, "train: bad arguments");
     *out = NULL;
@@ -864,6 +867,7 @@ slm_status slm_head_train(const slm_head_data *train, const slm_head_data *val,
     rep.seconds_features = t1 - t0;
     rep.seconds_solve = t2 - t1;
     rep.seconds_total = now_seconds() - t0;
+    rep.cpu_seconds = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
     rep.temperature = h->temperature;
     rep.threshold = h->threshold;
     if (rep_out) *rep_out = rep;

@@ -23,6 +23,7 @@
 
 #include "core/core.h"
 #include "head/par.h"
+#include "head/hot.h"
 #include "slmesh/head.h"
 
 #define SOLVE_LANES 8 /* row padding: one AVX register of floats */
@@ -83,19 +84,6 @@ typedef struct {
     size_t *fwd_off;           /* (nranges + 1) x d: where range t starts in each column */
     int nranges;               /* how many ranges of each kind */
 } fg_ctx;
-
-/* The three hot loops are compiled twice, for AVX2 and for the baseline, and the loader
- * picks one once (GCC/clang target_clones). Each float lane does the same operations in
- * the same order in both, and floating-point contraction is off in ISO C mode, so the
- * clones give identical bits. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define HOT_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef HOT_CLONES
-#define HOT_CLONES
-#endif
 
 /* y[0..n) += a * x[0..n), n a multiple of SOLVE_LANES; the rows never overlap. */
 static inline void axpy_row(float *restrict y, const float *restrict x, float a, uint32_t n) {
