@@ -22,13 +22,15 @@
 #endif
 
 #ifdef HEAD_UNDER_SANITIZER
-#define HEAD_SUBSAMPLE 6           /* keep one training example in six (~1,670) */
-#define HEAD_MAX_ITER 30           /* and stop the solver early */
-#define HEAD_ACCURACY_FLOOR 0.75   /* such a head scores about 0.80 */
-#define HEAD_ECE_CEILING 0.08      /* 167 validation examples: noisy calibration */
+#define HEAD_SUBSAMPLE 8           /* keep one training example in eight (~1,250) */
+#define HEAD_MAX_ITER 25           /* stop the solver early, and do not refit */
+#define HEAD_REFIT false
+#define HEAD_ACCURACY_FLOOR 0.72   /* such a head scores 0.77 */
+#define HEAD_ECE_CEILING 0.08      /* 125 validation examples: noisy calibration */
 #else
 #define HEAD_SUBSAMPLE 1
 #define HEAD_MAX_ITER 0            /* 0: the default */
+#define HEAD_REFIT true
 #define HEAD_ACCURACY_FLOOR 0.915 /* measured 0.9185: below the 0.92, see benchmarks.md */
 #define HEAD_ECE_CEILING 0.03
 #endif
@@ -56,6 +58,7 @@ static void test_banking77_floor(void **state) {
     slm_head_train_opts_default(&o);
     o.threads = 2;
     if (HEAD_MAX_ITER) o.max_iter = HEAD_MAX_ITER;
+    o.refit = HEAD_REFIT;
     assert_int_equal(slm_head_train(tr, NULL, &o, &h, &rep, err), SLM_OK);
     assert_int_equal(slm_head_eval(h, te, 2, &r, err), SLM_OK);
     fprintf(stderr, "banking77 (1/%d of train): %zu train, %zu val, %.2f s, %d iterations; test accuracy %.4f, "
