@@ -113,7 +113,7 @@ typedef struct slm_head_train_report {
     size_t n_train, n_val;        /* examples used to fit / to calibrate */
     size_t n_features;            /* columns: n-grams kept + embedding width */
     size_t nnz;                   /* non-zeros of the training matrix */
-    int iterations;               /* solver iterations run */
+    int iterations;               /* solver iterations run (first fit + refit) */
     double loss;                  /* final training objective */
     double seconds_features;      /* wall time: featurise train + validation */
     double seconds_solve;         /* wall time: the solver */
@@ -130,8 +130,11 @@ typedef struct slm_head_train_report {
 typedef struct slm_head slm_head;
 
 /* Train a head on train; calibrate and choose the threshold on val, or on a stratified
- * split of train (opts->val_fraction) when val is NULL. Every train/val example needs a
- * label. rep may be NULL. *out is owned by the caller (slm_head_destroy). */
+ * split of train (opts->val_fraction) when val is NULL; with opts->refit, then continue
+ * training on train + val from there (temperature and threshold kept). Every train/val
+ * example needs a label. With opts->embed, the embedder is called for every text from up to
+ * opts->threads threads and stays attached to the head. rep may be NULL. *out is owned by
+ * the caller (slm_head_destroy). */
 slm_status slm_head_train(const slm_head_data *train, const slm_head_data *val,
                           const slm_head_train_opts *opts, slm_head **out,
                           slm_head_train_report *rep, char *err);
@@ -188,10 +191,10 @@ typedef struct slm_head_eval_result {
     size_t n;               /* examples evaluated */
     size_t n_in_scope;      /* whose label the head knows (and is not its oos label) */
     size_t n_out_of_scope;  /* the rest: unknown labels or the oos label */
-    double accuracy;        /* over in-scope examples */
+    double accuracy;        /* over examples whose label the head knows (oos class included) */
     double macro_f1;        /* mean F1 over labels with support or predictions */
-    double ece;             /* 15-bin expected calibration error, in-scope examples */
-    double nll;             /* mean negative log-likelihood, in-scope examples */
+    double ece;             /* 15-bin expected calibration error, same examples */
+    double nll;             /* mean negative log-likelihood, same examples */
     double escalation_rate; /* share of in-scope examples escalated (false escalation) */
     double oos_recall;      /* share of out-of-scope examples escalated (NaN if none) */
     double accuracy_kept;   /* accuracy on in-scope examples not escalated */
