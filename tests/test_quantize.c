@@ -124,6 +124,18 @@ static void test_fallbacks(void **state) {
 static const char *const pure_types[] = {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"};
 static const char *const mixtures[] = {"q3_k_m", "q4_k_m", "q5_k_m"};
 
+/* The engine check of a quantized file costs ~10 s under ASan on the shared machine, and
+ * files whose bytes equal the reference's (checked first) give the reference file's
+ * figures, which test_reference_logits checks anyway: under the sanitizers only a legacy
+ * type, a K type and a mixture are run through the engine; all of them otherwise. */
+#if defined(__SANITIZE_ADDRESS__)
+static bool logits_wanted(const char *type) {
+    return !strcmp(type, "q4_0") || !strcmp(type, "q6_k") || !strcmp(type, "q4_k_m");
+}
+#else
+static bool logits_wanted(const char *type) { (void)type; return true; }
+#endif
+
 /* Quantize shared/models/tiny/SRC.gguf to a temp file; returns its malloc'd path. */
 static char *quantize_tiny(const char *src, const char *type, bool pure) {
     char in[1024], rel[256];
@@ -187,7 +199,7 @@ static void test_tiny_pure(void **state) {
         snprintf(rel, sizeof rel, "models/tiny/tiny-llama-%s.gguf", pure_types[i]);
         compare_files(out, rel, true);
         snprintf(json, sizeof json, "tiny-llama-%s.json", pure_types[i]);
-        failed += reflogits_check(tu_shared_dir(), json, out) != 0;
+        if (logits_wanted(pure_types[i])) failed += reflogits_check(tu_shared_dir(), json, out) != 0;
         unlink(out);
         free(out);
     }
@@ -207,7 +219,7 @@ static void test_tiny_mixtures(void **state) {
         snprintf(rel, sizeof rel, "models/tiny/tiny-llama-%s.gguf", mixtures[i]);
         compare_files(out, rel, true);
         snprintf(json, sizeof json, "tiny-llama-%s.json", mixtures[i]);
-        failed += reflogits_check(tu_shared_dir(), json, out) != 0;
+        if (logits_wanted(mixtures[i])) failed += reflogits_check(tu_shared_dir(), json, out) != 0;
         unlink(out);
         free(out);
     }
