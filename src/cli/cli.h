@@ -51,6 +51,7 @@ int cmd_score(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 
 /* serving */
+int cmd_serve(int argc, char **argv);
 
 /* structured output */
 

@@ -40,6 +40,7 @@ static const cli_command commands[] = {
     {"kernels", cmd_kernels, "show the chosen kernel set and time matrix-vector products per type"},
 
     /* serving */
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 
     /* structured output */
 
