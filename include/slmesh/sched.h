@@ -38,7 +38,7 @@ typedef struct slm_sched slm_sched;
 
 typedef struct slm_sched_params {
     int32_t n_parallel;      /* slots, [1, SLM_SCHED_MAX_PARALLEL]; 0 = 4 */
-    int32_t n_queue;         /* waiting requests, [0, SLM_SCHED_MAX_QUEUE]; 0 = 64 */
+    int32_t n_queue;         /* waiting requests, [1, SLM_SCHED_MAX_QUEUE]; 0 = 64; < 0 = none */
     int32_t n_ctx;           /* KV cells of the context; 0 = the model's n_ctx_train */
     int32_t n_ctx_slot;      /* positions one request may use; 0 = n_ctx / n_parallel */
     int32_t n_batch;         /* tokens per decode; 0 = 512 */

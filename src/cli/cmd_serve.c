@@ -107,7 +107,6 @@ int cmd_serve(int argc, char **argv) {
 #undef DOUBLE_OPT
     }
     if (!model == !config) return cli_usage("serve", serve_usage, "give one of -m MODEL or --config FILE");
-    if (sp.n_queue < 0) sp.n_queue = 0; /* --queue 0: the scheduler's minimum (no waiting beyond free slots) */
     char err[SLM_ERR_LEN] = "";
     char *key = NULL;
     if (key_file && !(key = read_key_file(key_file)))

@@ -176,11 +176,12 @@ slm_status slm_sched_create(const slm_model *m, const slm_sched_params *params, 
     slm_model_describe(m, &d);
     if (p.n_parallel == 0) p.n_parallel = SCHED_DEFAULT_PARALLEL;
     if (p.n_queue == 0) p.n_queue = SCHED_DEFAULT_QUEUE;
+    if (p.n_queue < 0) p.n_queue = 0; /* no waiting beyond the free slots */
     if (p.n_ctx == 0) p.n_ctx = d.n_ctx_train;
     if (p.n_batch == 0) p.n_batch = SCHED_DEFAULT_BATCH;
     if (p.n_parallel < 1 || p.n_parallel > SLM_SCHED_MAX_PARALLEL)
         return slm_errf(err, SLM_ERR_RANGE, "parallel %d outside [1, %d]", p.n_parallel, SLM_SCHED_MAX_PARALLEL);
-    if (p.n_queue < 0 || p.n_queue > SLM_SCHED_MAX_QUEUE)
+    if (p.n_queue > SLM_SCHED_MAX_QUEUE)
         return slm_errf(err, SLM_ERR_RANGE, "queue %d outside [0, %d]", p.n_queue, SLM_SCHED_MAX_QUEUE);
     if (p.n_ctx < p.n_parallel) return slm_errf(err, SLM_ERR_RANGE, "context %d below %d slots", p.n_ctx, p.n_parallel);
     if (p.n_ctx_slot == 0) p.n_ctx_slot = p.n_ctx / p.n_parallel;

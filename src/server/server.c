@@ -195,6 +195,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
+    atomic_store(&sc->job->cancel, true); /* the client is gone or the stream ended: nothing more to make */
     slm_server_job_release(sc->job);
     slm_free(sc);
 }
