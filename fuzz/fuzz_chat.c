@@ -4,7 +4,7 @@
  * The whole input is given to slm_chat_template_detect (any bytes: a hostile GGUF's
  * template). Then it is cut at NUL bytes into messages whose first byte picks the role
  * (system/user/assistant, or an invalid one) and whose rest is the content, and the
- * conversation is rendered in every family with and without the generation prompt. A
+ * conversation is rendered in every family with every combination of flags. A
  * rendering that succeeds must be NUL-terminated at the reported length and contain every
  * non-empty user message it was given (user text is never trimmed away entirely unless it
  * is all whitespace). Any violation aborts.
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         at += l + 1;
     }
     for (int f = 0; f < SLM_CHAT_TEMPLATE_COUNT; f++) {
-        for (int flags = 0; flags < 4; flags++) {
+        for (int flags = 0; flags < 8; flags++) { /* every combination of SLM_CHAT_* */
             char *out = NULL;
             size_t len = 0;
             st = slm_chat_render((slm_chat_template)f, msgs, n, flags, &out, &len, err);

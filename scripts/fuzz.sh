@@ -18,19 +18,22 @@ for bin in "$build"/fuzz_*; do
     seeds=()
     [ -d "fuzz/seeds/$name" ] && seeds+=("fuzz/seeds/$name")
     if [ "$name" = fuzz_gguf ] && [ -d "$shared/models" ]; then
-        # Small models only: the fuzzer caps its input length anyway.
+        # Small models only: the fuzzer caps its input length anyway. libFuzzer takes
+        # directories, not files, so they are linked (not copied) into a temporary one.
+        mkdir -p "$corpus.shared"
         for f in "$shared"/models/tiny/tiny-llama-q2_k.gguf "$shared"/models/stories260K.gguf; do
-            [ -f "$f" ] && seeds+=("$f")
+            [ -f "$f" ] && ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$corpus.shared/"
         done
+        seeds+=("$corpus.shared")
     fi
     echo "fuzz: $name for ${seconds}s"
     if ! "$bin" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
             -artifact_prefix="$corpus/" "$corpus" "${seeds[@]}" >"$corpus.log" 2>&1; then
         echo "fuzz: $name FAILED"; tail -40 "$corpus.log"; status=1
-        ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* 2>/dev/null
+        for f in "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-*; do echo "$f"; done
     else
         tail -1 "$corpus.log"
     fi
-    rm -rf "$corpus" "$corpus.log"
+    rm -rf "$corpus" "$corpus.log" "$corpus.shared"
 done
 exit $status

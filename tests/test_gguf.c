@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "core/core.h"
 #include "gguf/gguf.h"
@@ -193,6 +196,14 @@ static void test_open_errors(void **state) {
     assert_null(g);
     assert_non_null(strstr(err, "/nonexistent/x.gguf"));
     assert_int_equal(slm_gguf_open("/", NULL, &g, err), SLM_ERR_IO);
+    char *fifo = tu_write_temp("", 0, ".fifo"); /* a unique name, replaced by a FIFO */
+    assert_non_null(fifo);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(slm_gguf_open(fifo, NULL, &g, err), SLM_ERR_IO); /* refused, not blocked */
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(fifo);
+    free(fifo);
     assert_int_equal(slm_gguf_open_memory(NULL, 0, &g, err), SLM_ERR_CORRUPT);
     assert_int_equal(slm_gguf_open_memory(NULL, 5, &g, err), SLM_ERR_INVALID_ARG);
     char *empty = tu_write_temp("", 0, ".gguf");
@@ -201,6 +212,53 @@ static void test_open_errors(void **state) {
     unlink(empty);
     free(empty);
     slm_gguf_close(NULL);
+}
+
+/* The reference's dequantization index names, per tiny model, a tensor with its type and
+ * shape (rows, cols); the reference logits give each model's vocabulary size. */
+static void test_reference_shapes(void **state) {
+    (void)state;
+    char path[4096], err[SLM_ERR_LEN];
+    json_error_t jerr;
+    const char *model;
+    json_t *entry;
+    int checked = 0;
+    TU_SHARED_OR_SKIP(path, "reference/dequant/index.json");
+    json_t *index = json_load_file(path, 0, &jerr);
+    assert_non_null(index);
+    json_object_foreach(index, model, entry) {
+        char rel[512];
+        slm_gguf *g = NULL;
+        slm_type want;
+        snprintf(rel, sizeof rel, "models/tiny/%s", model);
+        if (!tu_shared_path(path, sizeof path, rel)) continue;
+        assert_int_equal(slm_gguf_open(path, NULL, &g, err), SLM_OK);
+        const slm_gguf_tensor *t = slm_gguf_find_tensor(g, json_string_value(json_object_get(entry, "tensor")));
+        assert_non_null(t);
+        assert_true(slm_type_from_name(json_string_value(json_object_get(entry, "type")), &want));
+        assert_int_equal(t->type, want);
+        json_t *shape = json_object_get(entry, "shape_rows_cols");
+        assert_int_equal(t->n_dims, 2);
+        assert_int_equal(t->ne[1], json_integer_value(json_array_get(shape, 0)));
+        assert_int_equal(t->ne[0], json_integer_value(json_array_get(shape, 1)));
+
+        /* The same model's vocabulary size, from its reference logits. */
+        char name[256];
+        snprintf(name, sizeof name, "reference/logits/%.*s.json", (int)(strlen(model) - 5), model);
+        if (tu_shared_path(path, sizeof path, name)) {
+            json_t *logits = json_load_file(path, 0, &jerr);
+            slm_gguf_vtype et;
+            uint64_t n = 0;
+            assert_non_null(logits);
+            assert_int_equal(slm_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n, err), SLM_OK);
+            assert_int_equal(n, json_integer_value(json_object_get(logits, "n_vocab")));
+            json_decref(logits);
+        }
+        slm_gguf_close(g);
+        checked++;
+    }
+    json_decref(index);
+    assert_true(checked >= 10);
 }
 
 /* ---- truncation and corruption of a real file ------------------------------------------------ */
@@ -999,6 +1057,7 @@ int main(void) {
         cmocka_unit_test(test_open_every_shared_model),
         cmocka_unit_test(test_stories_facts),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_reference_shapes),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_header_corruption),
         cmocka_unit_test(test_hostile_header),

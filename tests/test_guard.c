@@ -176,6 +176,16 @@ static void test_secrets(void **state) {
     assert_int_equal(type_of(g, "blob 9fQ2xL7vR3kP8mZ1tW6yB4nH0cJ5gD2s end", "9fQ2xL7vR3kP8mZ1tW6yB4nH0cJ5gD2s"),
                      SLM_PII_SECRET);
     assert_int_equal(count_type(g, "the_quick_brown_fox_jumps_over_the_lazy_dog", SLM_PII_SECRET), 0);
+    /* a key pasted without its END line is still a secret */
+    assert_int_equal(type_of(g, "here:\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg"),
+                     SLM_PII_SECRET);
+    /* many BEGIN lines: each block ends at the next marker (linear time, one finding each) */
+    size_t reps = 5000, unit = strlen("-----BEGIN RSA PRIVATE KEY-----\n");
+    char *many = malloc(reps * unit + 1);
+    for (size_t i = 0; i < reps; i++) memcpy(many + i * unit, "-----BEGIN RSA PRIVATE KEY-----\n", unit);
+    many[reps * unit] = '\0';
+    assert_int_equal(count_type(g, many, SLM_PII_SECRET), reps);
+    free(many);
     slm_guard_destroy(g);
 }
 
@@ -341,6 +351,19 @@ static void test_vault_roundtrip(void **state) {
     assert_string_equal(back, big);
     slm_free(back);
     slm_free(r);
+    /* values may hold NUL bytes (found by fuzz_guard) */
+    const char nul_text[] = "id a\0b end";
+    slm_pii_finding nf = {.type = SLM_PII_SECRET, .start = 3, .end = 6};
+    slm_redact_opts o;
+    slm_redact_opts_default(&o);
+    slm_redact_opts_all(&o, SLM_REDACT_PSEUDO);
+    assert_int_equal(slm_guard_redact(nul_text, sizeof nul_text - 1, &nf, 1, &o, v, &r, &len, err), SLM_OK);
+    assert_string_equal(r, "id <SECRET_1> end");
+    assert_int_equal(slm_vault_restore(v, r, len, &back, &len, err), SLM_OK);
+    assert_int_equal(len, sizeof nul_text - 1);
+    assert_memory_equal(back, nul_text, len);
+    slm_free(back);
+    slm_free(r);
     slm_vault_destroy(v);
     slm_vault_destroy(NULL);
     slm_guard_destroy(g);
@@ -351,7 +374,7 @@ static void test_vault_roundtrip(void **state) {
 static void test_alloc_failures(void **state) {
     (void)state;
     const char *t = "Mail ann@x.io, 4111 1111 1111 1111, SSN 123-45-6788, ann@x.io";
-    for (long k = 1; k < 200; k++) {
+    for (long k = 1; k < 2000; k++) {
         slm_guard *g = NULL;
         slm_vault *v = NULL;
         slm_pii_finding *f = NULL;

@@ -193,12 +193,43 @@ static void test_roundtrip_random(void **state) {
     free(x), free(back), free(q);
 }
 
+/* Non-finite and huge inputs (a diverged activation, a corrupt F32 file) must not crash or
+ * hit undefined conversions (the UBSan build checks), and must not leak into other blocks:
+ * the last super-block is clean and must quantize as it does alone. */
+static void test_nonfinite_inputs(void **state) {
+    (void)state;
+    static const slm_type types[] = {
+        SLM_TYPE_Q4_0, SLM_TYPE_Q4_1, SLM_TYPE_Q5_0, SLM_TYPE_Q5_1, SLM_TYPE_Q8_0, SLM_TYPE_Q8_1, SLM_TYPE_Q8_K,
+        SLM_TYPE_Q2_K, SLM_TYPE_Q3_K, SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_NL, SLM_TYPE_IQ4_XS,
+        SLM_TYPE_F16, SLM_TYPE_BF16,
+    };
+    enum { N = 4 * SLM_QK_K };
+    static const float specials[] = {NAN, INFINITY, -INFINITY, 3e38f, -3e38f, 1e-40f, -0.0f};
+    float x[N], back[N];
+    uint8_t q[N * 4], alone[SLM_QK_K * 4];
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const slm_type_traits *tr = slm_type_traits_of(types[k]);
+        for (int i = 0; i < N; i++) x[i] = 0.02f * rng_act();
+        /* block 0: one special among normal values; block 1: all specials; block 2: mixed */
+        x[5] = NAN;
+        for (int i = SLM_QK_K; i < 2 * SLM_QK_K; i++) x[i] = specials[i % 7];
+        for (int i = 2 * SLM_QK_K; i < 3 * SLM_QK_K; i += 3) x[i] = specials[(i / 3) % 7];
+        tr->from_float(x, q, N);
+        tr->to_float(q, back, N);
+        size_t off = 0, one = 0;
+        assert_true(slm_type_row_bytes(types[k], 3 * SLM_QK_K, &off) && slm_type_row_bytes(types[k], SLM_QK_K, &one));
+        tr->from_float(x + 3 * SLM_QK_K, alone, SLM_QK_K);
+        assert_memory_equal(q + off, alone, one);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reproduces_reference),
         cmocka_unit_test(test_requant_q8_0),
         cmocka_unit_test(test_requant_q4_0),
         cmocka_unit_test(test_roundtrip_random),
+        cmocka_unit_test(test_nonfinite_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,11 @@ static uint32_t drawn_set(const slm_sample_params *p, const float *logits, int32
     return set;
 }
 
+static uint32_t lcg_next(uint32_t *x) {
+    *x = *x * 1664525u + 1013904223u;
+    return *x >> 8;
+}
+
 /* float64 log-softmax of v[n] into out[n]. */
 static void log_softmax64(const float *v, int n, double *out) {
     double m = -INFINITY;
@@ -93,7 +98,18 @@ static void test_greedy_argmax_lowest_id(void **state) {
     const float nan_l[3] = {NAN, -INFINITY, -50.0f};
     s = make(&p, 3);
     assert_int_equal(next_id(s, nan_l, 3, NULL), 2);
+    /* +inf logits are clamped to FLT_MAX: the first wins, and the numbers stay finite */
+    const float inf_l[4] = {1.0f, INFINITY, 3.0f, INFINITY};
+    slm_sample_out o;
+    assert_int_equal(slm_sample_next(s, inf_l, 4, NULL, &o, NULL), SLM_ERR_INVALID_ARG); /* wrong size */
     slm_sample_destroy(s);
+    s = make(&p, 4);
+    assert_int_equal(slm_sample_next(s, inf_l, 4, NULL, &o, NULL), SLM_OK);
+    assert_int_equal(o.id, 1);
+    assert_true(isfinite(o.logprob) && isfinite(o.entropy));
+    assert_true(fabs((double)o.logprob + log(2.0)) < 1e-6);
+    slm_sample_destroy(s);
+    assert_int_equal(slm_sample_probs(inf_l, 4, 1, 0, &o, NULL), SLM_ERR_INVALID_ARG);
 }
 
 /* ---- temperature --------------------------------------------------------------------------- */
@@ -208,6 +224,70 @@ static void test_top_p_large_flat(void **state) {
         seen += hist[i] > 0;
     }
     assert_true(seen > KEEP - 5); /* 3000 draws over 200: each is missed with p ~ e^-15 */
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x > y ? -1 : x < y ? 1 : 0;
+}
+
+/* top_p against a float64 reference that sorts everything: the nucleus is the shortest
+ * sorted prefix reaching top_p (at T = 1). Sampling at a huge temperature afterwards makes
+ * the draw nearly uniform over the survivors, so the drawn set must be the nucleus exactly:
+ * nothing outside it, and (for nuclei up to NUCLEUS_ALL_SEEN tokens) every member. This also
+ * covers the floor that skips the tail before the selection. */
+#define NUCLEUS_ALL_SEEN 120 /* 2000 near-uniform draws miss one of 120 with p ~ e^-16.7 */
+static void test_top_p_vs_sorted(void **state) {
+    (void)state;
+    enum { N = 1000, DRAWS = 2000, DRAWS_BIG = 300 /* when only exclusion is checked */ };
+    static float l[N], sorted[N];
+    static bool seen[N];
+    uint32_t x = 11;
+    const float spreads[3] = {0.5f, 2.0f, 4.0f};
+    const float tops[3] = {0.5f, 0.9f, 0.99f};
+    int exact_checks = 0;
+    for (int sp = 0; sp < 3; sp++) {
+        for (int i = 0; i < N; i++) l[i] = spreads[sp] * ((float)(lcg_next(&x) % 10000) / 1000.0f - 5.0f);
+        l[17] += 6.0f;
+        l[900] += 5.0f;
+        memcpy(sorted, l, sizeof l);
+        qsort(sorted, N, sizeof *sorted, cmp_desc);
+        double total = 0;
+        for (int i = 0; i < N; i++) total += exp((double)sorted[i] - sorted[0]);
+        for (int tp = 0; tp < 3; tp++) {
+            double cum = 0;
+            int size = N;
+            for (int i = 0; i < N; i++) {
+                cum += exp((double)sorted[i] - sorted[0]);
+                if (cum >= tops[tp] * total) {
+                    size = i + 1;
+                    break;
+                }
+            }
+            const float cut = sorted[size - 1]; /* values are distinct enough: no tie at the cut */
+            slm_sample_params p = plain(1e4f);
+            p.top_p = tops[tp];
+            slm_sampler *s = make(&p, N);
+            memset(seen, 0, sizeof seen);
+            const int draws = size > NUCLEUS_ALL_SEEN ? DRAWS_BIG : DRAWS;
+            for (int i = 0; i < draws; i++) {
+                int32_t id = next_id(s, l, N, NULL);
+                if (l[id] < cut) fprintf(stderr, "spread %g top_p %g: drew %g below the cut %g\n", (double)spreads[sp],
+                                         (double)tops[tp], (double)l[id], (double)cut);
+                assert_true(l[id] >= cut);
+                seen[id] = true;
+            }
+            slm_sample_destroy(s);
+            if (size > NUCLEUS_ALL_SEEN) continue;
+            exact_checks++;
+            for (int i = 0; i < N; i++) {
+                if (l[i] >= cut && !seen[i]) fprintf(stderr, "spread %g top_p %g: member %d never drawn (nucleus %d)\n",
+                                                     (double)spreads[sp], (double)tops[tp], i, size);
+                assert_true(l[i] < cut || seen[i]);
+            }
+        }
+    }
+    assert_true(exact_checks >= 4); /* the data must keep exercising the exact check */
 }
 
 static void test_min_p(void **state) {
@@ -357,10 +437,6 @@ static void test_logit_bias(void **state) {
 
 /* ---- confidence outputs ------------------------------------------------------------------------- */
 
-static uint32_t lcg(uint32_t *x) {
-    *x = *x * 1664525u + 1013904223u;
-    return *x >> 8;
-}
 
 static void test_logprobs_entropy_vs_float64(void **state) {
     (void)state;
@@ -368,7 +444,7 @@ static void test_logprobs_entropy_vs_float64(void **state) {
     static float l[N];
     static double lp[N];
     uint32_t x = 7;
-    for (int i = 0; i < N; i++) l[i] = (float)(lcg(&x) % 20000) / 1000.0f - 10.0f;
+    for (int i = 0; i < N; i++) l[i] = (float)(lcg_next(&x) % 20000) / 1000.0f - 10.0f;
     l[123] = l[4567] = 11.0f; /* a tie at the top: lower id first */
     log_softmax64(l, N, lp);
     double h = 0;
@@ -580,6 +656,48 @@ static void test_params_checked(void **state) {
     slm_sample_destroy(NULL);
 }
 
+/* After creation a step allocates nothing: an armed allocation failure never fires. */
+static void test_steps_allocation_free(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    static float l[N];
+    for (int i = 0; i < N; i++) l[i] = sinf((float)i * 0.37f) * 3.0f;
+    static uint32_t allowed[SLM_SAMPLE_MASK_WORDS(N)];
+    memset(allowed, 0x55, sizeof allowed);
+    const float temps[2] = {0.0f, 0.9f};
+    const int32_t ks[3] = {0, 40, 2000};
+    for (int t = 0; t < 2; t++) {
+        for (int k = 0; k < 3; k++) {
+            slm_sample_params p = slm_sample_params_default();
+            p.temperature = temps[t];
+            p.top_k = ks[k];
+            p.repeat_penalty = 1.1f;
+            p.n_probs = 5;
+            slm_sampler *s = make(&p, N);
+            for (int step = 0; step < 3; step++) {
+                slm_sample_out o;
+                slm_fault_arm(1);
+                assert_int_equal(slm_sample_next(s, l, N, step == 2 ? allowed : NULL, &o, NULL), SLM_OK);
+                assert_int_equal(slm_sample_accept(s, &o.id, 1, NULL), SLM_OK);
+                assert_false(slm_fault_fired());
+                slm_fault_arm(0);
+            }
+            slm_sample_destroy(s);
+        }
+    }
+    slm_sample_stop *d = NULL;
+    const char *st[] = {"<|im_end|>", "\n\n"};
+    assert_int_equal(slm_sample_stop_create(st, 2, &d, NULL), SLM_OK);
+    slm_fault_arm(1);
+    for (int i = 0; i < 200; i++) {
+        slm_sample_stop_out o;
+        assert_int_equal(slm_sample_stop_feed(d, "token <|im_", 11, &o, NULL), SLM_OK);
+    }
+    assert_false(slm_fault_fired());
+    slm_fault_arm(0);
+    slm_sample_stop_destroy(d);
+}
+
 static void test_create_oom(void **state) {
     (void)state;
     slm_sample_bias b = {1, 1.0f};
@@ -778,6 +896,7 @@ int main(void) {
         cmocka_unit_test(test_vm_exp),
         cmocka_unit_test(test_top_p),
         cmocka_unit_test(test_top_p_large_flat),
+        cmocka_unit_test(test_top_p_vs_sorted),
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_penalties_match_llama_cpp),
         cmocka_unit_test(test_logit_bias),
@@ -785,6 +904,7 @@ int main(void) {
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_params_checked),
+        cmocka_unit_test(test_steps_allocation_free),
         cmocka_unit_test(test_create_oom),
         cmocka_unit_test(test_stop_every_split),
         cmocka_unit_test(test_stop_utf8_and_state),

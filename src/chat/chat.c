@@ -319,6 +319,12 @@ static void put_trimmed(sbuf *b, const char *s) {
     put_n(b, s + start, end - start);
 }
 
+/* Message content, trimmed or as given. */
+static void put_content(sbuf *b, const char *s, bool trim) {
+    if (trim) put_trimmed(b, s);
+    else put(b, s);
+}
+
 /* ---- renderers (one per family shape; llama.cpp's llm_chat_apply_template) ------------------------ */
 
 typedef struct conv {
@@ -334,8 +340,7 @@ static void render_simple(sbuf *b, const conv *c, const char *open, const char *
         put(b, open);
         put(b, c->m[i].role);
         put(b, mid);
-        if (trim) put_trimmed(b, c->m[i].content);
-        else put(b, c->m[i].content);
+        put_content(b, c->m[i].content, trim);
         put(b, close);
     }
     if (c->add_ass) {
@@ -360,18 +365,15 @@ static void render_llama2(sbuf *b, const conv *c, slm_chat_template t) {
         switch (c->r[i]) {
         case ROLE_SYSTEM:
             if (sys) put(b, "<<SYS>>\n");
-            if (strip) put_trimmed(b, content);
-            else put(b, content);
+            put_content(b, content, strip);
             put(b, sys ? "\n<</SYS>>\n\n" : "\n");
             break;
         case ROLE_USER:
-            if (strip) put_trimmed(b, content);
-            else put(b, content);
+            put_content(b, content, strip);
             put(b, " [/INST]");
             break;
         case ROLE_ASSISTANT:
-            if (strip) put_trimmed(b, content);
-            else put(b, content);
+            put_content(b, content, strip);
             put(b, "</s>");
             inside = false;
             break;
@@ -403,8 +405,7 @@ static void render_mistral(sbuf *b, const conv *c, slm_chat_template t) {
             break;
         case ROLE_ASSISTANT:
             put(b, trail);
-            if (trim_assistant) put_trimmed(b, c->m[i].content);
-            else put(b, c->m[i].content);
+            put_content(b, c->m[i].content, trim_assistant);
             put(b, "</s>");
             inside = false;
             break;
@@ -506,6 +507,28 @@ static void render(sbuf *b, const conv *c, slm_chat_template t, int flags) {
     }
 }
 
+/* SLM_CHAT_STRIP_THINK: in v (a copy of the messages), assistant contents before the last
+ * user message (all of them when there is none, as in Qwen3's template) start after their
+ * last `close` tag and its newlines. Contents stay suffixes of the caller's strings. */
+static void strip_past_thinking(slm_chat_message *v, const role *r, size_t n, const char *close) {
+    size_t limit = n;
+    for (size_t i = n; i-- > 0;) {
+        if (r[i] == ROLE_USER) {
+            limit = i;
+            break;
+        }
+    }
+    const size_t cl = strlen(close);
+    for (size_t i = 0; i < limit; i++) {
+        if (r[i] != ROLE_ASSISTANT) continue;
+        const char *after = NULL;
+        for (const char *p = strstr(v[i].content, close); p; p = strstr(p + 1, close)) after = p + cl;
+        if (!after) continue;
+        while (*after == '\n') after++;
+        v[i].content = after;
+    }
+}
+
 slm_status slm_chat_render(slm_chat_template t, const slm_chat_message *msgs, size_t n, int flags, char **out,
                            size_t *out_len, char *err) {
     if (!out || !out_len || (n > 0 && !msgs)) return slm_errf(err, SLM_ERR_INVALID_ARG, "chat render: NULL argument");
@@ -515,11 +538,24 @@ slm_status slm_chat_render(slm_chat_template t, const slm_chat_message *msgs, si
         return slm_errf(err, SLM_ERR_INVALID_ARG, "chat render: template %d out of range", (int)t);
     if (n > SLM_CHAT_MAX_MESSAGES)
         return slm_errf(err, SLM_ERR_LIMIT, "chat render: %zu messages, limit %d", n, SLM_CHAT_MAX_MESSAGES);
+    const char *think_close = FAMILIES[t].think_close;
+    const bool strip = (flags & SLM_CHAT_STRIP_THINK) && think_close;
+    slm_chat_message *view = NULL; /* owned: msgs with past reasoning stripped (strip only) */
     role *r = slm_malloc((n > 0 ? n : 1) * sizeof *r); /* n <= SLM_CHAT_MAX_MESSAGES: no overflow */
     if (!r) return slm_errf(err, SLM_ERR_NOMEM, "chat render: out of memory");
     size_t total = 0;
     slm_status st = validate(msgs, n, r, &total, err);
     if (st != SLM_OK) goto done;
+    if (strip && n > 0) {
+        view = slm_malloc(n * sizeof *view);
+        if (!view) {
+            st = slm_errf(err, SLM_ERR_NOMEM, "chat render: out of memory");
+            goto done;
+        }
+        memcpy(view, msgs, n * sizeof *view);
+        strip_past_thinking(view, r, n, think_close);
+        msgs = view;
+    }
     /* A first guess at the markup per message; longer markup (llama3's headers) grows it. */
     sbuf b = {NULL, 0, 0, false};
     b.cap = total + MARKUP_GUESS * (n + 1);
@@ -539,6 +575,7 @@ slm_status slm_chat_render(slm_chat_template t, const slm_chat_message *msgs, si
     *out = b.p;
     *out_len = b.len;
 done:
+    slm_free(view);
     slm_free(r);
     return st;
 }

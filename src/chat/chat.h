@@ -69,8 +69,9 @@ typedef struct slm_chat_info {
     bool generation_prompt;   /* SLM_CHAT_ADD_GENERATION_PROMPT appends an assistant header
                                  (false for llama2/mistral: the prompt ends with [/INST]) */
     const char *stops[SLM_CHAT_MAX_STOPS]; /* end-of-turn strings as text ("<|im_end|>"),
-                                 NULL-terminated list; usually single special tokens, which
-                                 the engine should also treat as end of generation */
+                                 at least one; unused entries are NULL (stop at the first NULL
+                                 or at SLM_CHAT_MAX_STOPS). Usually single special tokens,
+                                 which the engine should also treat as end of generation */
     const char *think_open;   /* "<think>" for families with reasoning blocks, else NULL */
     const char *think_close;  /* "</think>", else NULL */
 } slm_chat_info;
@@ -112,6 +113,11 @@ enum {
     SLM_CHAT_THINK_OFF = 1 << 1, /* qwen3 only: after the generation prompt, add the empty
                                     "<think>\n\n</think>\n\n" block (Qwen3's enable_thinking =
                                     false); ignored by other families */
+    SLM_CHAT_STRIP_THINK = 1 << 2, /* qwen3 only: assistant messages before the last user
+                                    message keep only the text after their last "</think>"
+                                    (leading newlines dropped), as Qwen3's own template does
+                                    with past reasoning; llama_chat_apply_template does not.
+                                    Ignored by other families */
 };
 
 /* Render n messages (flags: SLM_CHAT_*). On SLM_OK *out is a NUL-terminated string of

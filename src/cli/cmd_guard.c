@@ -22,7 +22,8 @@
 
 static const char usage[] =
     "usage: slmesh guard check --policy FILE [--output] [--tagger PATH | --no-tagger] [FILE]\n"
-    "       slmesh guard train --data FILE -o OUT [--templates FILE] [--epochs N] [--dropout X] [--seed N]\n"
+    "       slmesh guard train --data FILE -o OUT [--templates FILE] [--fills N] [--epochs N]\n"
+    "                         [--dropout X] [--seed N]\n"
     "       slmesh guard bench [--mb N] [--no-tagger | --tagger PATH] [FILE]\n";
 
 /* ---- shared ---------------------------------------------------------------------------- */
@@ -144,6 +145,11 @@ static int guard_train(int argc, char **argv) {
             o.out_path = argv[++i];
         } else if (!strcmp(a, "--templates") && has_val) {
             o.templates_path = argv[++i];
+        } else if (!strcmp(a, "--fills")) {
+            long v;
+            if (!has_val || !cli_parse_long(argv[++i], 1, 100, &v))
+                return cli_usage("guard train", usage, "--fills needs an integer in [1, 100]");
+            o.template_fills = (unsigned)v;
         } else if (!strcmp(a, "--dropout")) {
             if (!has_val || !cli_parse_double(argv[++i], 0.0, 0.9, &o.dropout))
                 return cli_usage("guard train", usage, "--dropout needs a number in [0, 0.9]");

@@ -37,7 +37,8 @@ static const struct {
 };
 #define N_SPECIAL (sizeof special_tokens / sizeof special_tokens[0])
 
-#define VALUE_CAP 256          /* bytes of a printed value (longer strings are cut) */
+#define VALUE_CAP 256          /* bytes of a value in JSON fallbacks */
+#define TEXT_VALUE_CAP 100     /* bytes of a value on a text line (longer strings are cut) */
 #define TEMPLATE_LINE_MAX 80   /* bytes of the chat template's first line shown */
 
 /* ---- gathering ------------------------------------------------------------------------------ */
@@ -115,8 +116,11 @@ static void print_escaped(const char *s, uint64_t len) {
 }
 
 static void print_kv_line(const slm_gguf *g, int64_t i) {
-    char buf[VALUE_CAP];
-    printf("  %-44s %s\n", slm_gguf_key(g, i), slm_gguf_value_str(g, i, buf, sizeof buf));
+    char buf[TEXT_VALUE_CAP];
+    slm_gguf_value_str(g, i, buf, sizeof buf);
+    /* A full buffer (less at most one escape that did not fit) means the value was cut. */
+    bool cut = slm_gguf_kv_type(g, i) == SLM_GGUF_STRING && strlen(buf) + 4 >= sizeof buf;
+    printf("  %-44s %s%s\n", slm_gguf_key(g, i), buf, cut ? "..." : "");
 }
 
 static void text_file(const char *path, const slm_gguf *g) {

@@ -654,7 +654,7 @@ static slm_status map_whole(slm_gguf *g, int fd, const char *path, bool lock, ch
 static slm_status load_file(slm_gguf *g, const char *path, const slm_gguf_open_opts *opts, char *err) {
     struct stat sb;
     slm_status st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the open */
     if (fd < 0) return slm_errf(err, SLM_ERR_IO, "%s: %s", path, strerror(errno));
     if (fstat(fd, &sb) != 0) {
         st = slm_errf(err, SLM_ERR_IO, "%s: stat: %s", path, strerror(errno));

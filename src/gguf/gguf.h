@@ -8,6 +8,11 @@
  * alignment and data range against the file size. After slm_gguf_open returns SLM_OK every
  * accessor is in bounds; a hostile file gets SLM_ERR_CORRUPT (or _LIMIT/_UNSUPPORTED) and a
  * one-line detail naming what is wrong, never a crash or an out-of-bounds read.
+ * Rules shared with the reference runtime: keys and tensor names are unique;
+ * general.alignment, if present, is a u32 power of two; dims are >= 0 (0 is allowed); tensor
+ * offsets follow the info order, each tensor padded to the alignment (offset i = sum of the
+ * padded sizes before it), which makes them aligned and disjoint. An unknown tensor type id
+ * is SLM_ERR_UNSUPPORTED (newer ecosystem types), an unknown value type SLM_ERR_CORRUPT.
  *
  * Zero copy: tensor data and string values are views into the mapping and live as long as
  * the slm_gguf. Keys and tensor names are NUL-terminated copies (they are small and used

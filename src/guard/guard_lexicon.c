@@ -153,6 +153,28 @@ static const char *const lex_first[] = {
     "felix", "max", "leon", "noah", "liam", "ethan", "mason", "mia", "ella", "chloe", "grace",
     NULL};
 
+static const char *const lex_brand[] = {
+    "google", "alphabet", "microsoft", "apple", "amazon", "meta", "facebook", "instagram",
+    "whatsapp", "twitter", "linkedin", "netflix", "spotify", "uber", "lyft", "airbnb", "tesla",
+    "ibm", "oracle", "sap", "salesforce", "adobe", "intel", "amd", "nvidia", "cisco", "dell",
+    "hp", "lenovo", "samsung", "sony", "lg", "huawei", "xiaomi", "nokia", "ericsson", "siemens",
+    "bosch", "philips", "allianz", "axa", "aviva", "zurich", "generali", "prudential", "metlife",
+    "visa", "mastercard", "paypal", "stripe", "square", "revolut", "monzo", "klarna", "adyen",
+    "barclays", "hsbc", "lloyds", "natwest", "santander", "bbva", "ing", "rabobank", "abn",
+    "deutsche", "commerzbank", "unicredit", "intesa", "bnp", "paribas", "societe", "credit",
+    "suisse", "ubs", "citi", "citibank", "citigroup", "jpmorgan", "chase", "goldman", "sachs",
+    "morgan", "stanley", "wells", "fargo", "nordea", "danske", "seb", "swedbank", "handelsbanken",
+    "walmart", "target", "costco", "ikea", "aldi", "lidl", "tesco", "carrefour", "zara", "h&m",
+    "nike", "adidas", "puma", "unilever", "nestle", "nestlé", "danone", "pepsico", "coca-cola",
+    "mcdonald's", "starbucks", "ebay", "etsy", "shopify", "zalando", "booking", "expedia",
+    "ryanair", "easyjet", "lufthansa", "klm", "emirates", "delta", "fedex", "ups", "dhl",
+    "vodafone", "orange", "telefonica", "verizon", "comcast", "t-mobile", "telekom", "bt",
+    "foursquare", "yelp", "reddit", "pinterest", "snapchat", "tiktok", "zoom", "slack",
+    "dropbox", "atlassian", "github", "gitlab", "mozilla", "wikipedia", "reuters", "bloomberg",
+    "experian", "equifax", "transunion", "moody's", "deloitte", "kpmg", "pwc", "accenture",
+    "mckinsey", "gartner", "forrester", "nielsen", "toyota", "volkswagen", "bmw", "mercedes",
+    "volvo", "ford", "honda", "renault", "peugeot", "fiat", "boeing", "airbus", NULL};
+
 static const char *const lex_common[] = {
     "the", "a", "an", "and", "or", "but", "if", "of", "to", "in", "on", "at", "by", "for",
     "with", "from", "about", "as", "into", "like", "through", "after", "over", "between",
@@ -187,7 +209,7 @@ static const char *const *const lex_lists[GUARD_LEX_COUNT] = {
     [GUARD_LEX_STREET] = lex_street, [GUARD_LEX_ORG] = lex_org,
     [GUARD_LEX_CALENDAR] = lex_calendar, [GUARD_LEX_PLACE] = lex_place,
     [GUARD_LEX_NRP] = lex_nrp,       [GUARD_LEX_FIRST] = lex_first,
-    [GUARD_LEX_COMMON] = lex_common,
+    [GUARD_LEX_COMMON] = lex_common, [GUARD_LEX_BRAND] = lex_brand,
 };
 
 /* ---- index ------------------------------------------------------------------------------ */

@@ -20,6 +20,7 @@ typedef enum {
     GUARD_LEX_NRP,       /* nationalities, religions, political groups */
     GUARD_LEX_FIRST,     /* common first names */
     GUARD_LEX_COMMON,    /* common English words */
+    GUARD_LEX_BRAND,     /* well-known companies and brands */
     GUARD_LEX_COUNT
 } guard_lex_class;
 

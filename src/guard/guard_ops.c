@@ -215,7 +215,10 @@ static slm_status vault_placeholder(slm_vault *v, slm_pii_type t, const char *s,
     slm_status st = vault_reserve(v, err);
     if (st) return st;
     vault_entry *e = &v->e[v->n];
-    if (!(e->original = slm_strndup(s, n))) return slm_errf(err, SLM_ERR_NOMEM, "vault value");
+    /* memcpy, not strndup: a value may contain NUL bytes */
+    if (!(e->original = slm_malloc(n + 1))) return slm_errf(err, SLM_ERR_NOMEM, "vault value");
+    memcpy(e->original, s, n);
+    e->original[n] = '\0';
     e->type = t;
     e->orig_len = n;
     snprintf(e->placeholder, sizeof e->placeholder, "<%s_%u>", slm_pii_type_name(t), ++v->next[t]);

@@ -63,8 +63,10 @@ typedef struct {
 static const pattern_def defs[] = {
     /* secrets first: a key can look like anything else */
     {SLM_PII_SECRET,
-     "-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\\s\\S]*?"
-     "-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+     /* body: anything but "-----", possessive, so that each BEGIN scans at most to the next
+      * marker (linear); a block cut off before its END line is still a secret */
+     "-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----))*+"
+     "(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
      0, CHECK_NONE, 0.99f, NULL, 0},
     {SLM_PII_SECRET,
      "(?<![A-Za-z0-9_-])(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
@@ -83,14 +85,14 @@ static const pattern_def defs[] = {
      0, CHECK_ENTROPY, 0.75f, NULL, 0},
 
     {SLM_PII_EMAIL_ADDRESS,
-     "(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@"
-     "(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}\\b",
+     "(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+     "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.){1,8}[A-Za-z]{2,24}\\b",
      0, CHECK_NONE, 0.95f, NULL, 0},
     {SLM_PII_URL, "(?i)\\b(?:https?|ftp)://[^\\s<>\"'`{}|\\\\^\\[\\]]+", 0, CHECK_URL, 0.9f, NULL, 0},
-    {SLM_PII_URL, "(?i)(?<![\\w@./-])www\\.[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+[^\\s<>\"'`]*",
+    {SLM_PII_URL, "(?i)(?<![\\w@./-])www\\.[A-Za-z0-9-]{1,63}(?:\\.[A-Za-z0-9-]{1,63}){1,8}[^\\s<>\"'`]*",
      0, CHECK_URL, 0.85f, NULL, 0},
     {SLM_PII_DOMAIN_NAME,
-     "(?i)(?<![\\w@.-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\\.)+"
+     "(?i)(?<![\\w@.-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\\.){1,8}"
      "(?:com|org|net|edu|gov|mil|int|io|ai|co|info|biz|dev|app|me|tv|xyz|online|site|tech"
      "|de|uk|fr|es|it|nl|be|ch|at|se|no|dk|fi|pl|cz|hu|ru|br|ca|us|au|jp|cn|in|eu|ie|pt|gr)"
      "(?![\\w@-]|\\.\\w)",
@@ -162,6 +164,7 @@ static const pattern_def defs[] = {
 /* ---- compiled set ---------------------------------------------------------------------------- */
 
 struct guard_patterns {
+    pcre2_general_context *gctx;  /* owned: routes PCRE2's heap use through slm_malloc */
     pcre2_code *re[NDEFS];   /* owned: one per defs[] entry */
     pcre2_code *ctx[NDEFS];  /* owned: context expression or NULL */
     uint32_t max_groups;     /* largest capture count, sizes per-call match data */
@@ -173,22 +176,41 @@ void slm_guard_patterns_destroy(guard_patterns *p) {
         pcre2_code_free(p->re[i]);
         pcre2_code_free(p->ctx[i]);
     }
+    pcre2_general_context_free(p->gctx);
     slm_free(p);
 }
 
-static slm_status compile_one(const char *src, uint32_t extra, pcre2_code **out, char *err) {
+/* PCRE2 allocator hooks: allocation failures become testable like every other one. */
+static void *pcre_alloc(PCRE2_SIZE n, void *data) {
+    (void)data;
+    return slm_malloc(n);
+}
+static void pcre_free(void *ptr, void *data) {
+    (void)data;
+    slm_free(ptr);
+}
+
+static slm_status compile_one(const guard_patterns *p, const char *src, uint32_t extra, pcre2_code **out,
+                              char *err) {
     int code;
     PCRE2_SIZE off;
+    pcre2_compile_context *cc = pcre2_compile_context_create(p->gctx);
+    if (!cc) return slm_errf(err, SLM_ERR_NOMEM, "compile context");
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED, PCRE2_UTF | extra,
-                                   &code, &off, NULL);
+                                   &code, &off, cc);
+    pcre2_compile_context_free(cc);
     if (!re) {
         PCRE2_UCHAR msg[120];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return slm_errf(err, code == PCRE2_ERROR_NOMEMORY ? SLM_ERR_NOMEM : SLM_ERR_INTERNAL,
+        return slm_errf(err, code == PCRE2_ERROR_HEAP_FAILED ? SLM_ERR_NOMEM : SLM_ERR_INTERNAL,
                         "pattern /%.40s/ at %zu: %s", src, (size_t)off, (const char *)msg);
     }
-    /* JIT is an optimisation: when unavailable the interpreter gives the same matches. */
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    /* JIT is an optimisation: when unavailable the interpreter gives the same matches; only
+     * running out of memory is an error. */
+    if (pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == PCRE2_ERROR_NOMEMORY) {
+        pcre2_code_free(re);
+        return slm_errf(err, SLM_ERR_NOMEM, "JIT for pattern /%.40s/", src);
+    }
     *out = re;
     return SLM_OK;
 }
@@ -197,9 +219,13 @@ slm_status slm_guard_patterns_create(guard_patterns **out, char *err) {
     slm_status st;
     guard_patterns *p = slm_calloc(1, sizeof *p);
     if (!p) return slm_errf(err, SLM_ERR_NOMEM, "pattern set");
+    if (!(p->gctx = pcre2_general_context_create(pcre_alloc, pcre_free, NULL))) {
+        st = slm_errf(err, SLM_ERR_NOMEM, "PCRE2 context");
+        goto fail;
+    }
     for (size_t i = 0; i < NDEFS; i++) {
-        if ((st = compile_one(defs[i].re, 0, &p->re[i], err))) goto fail;
-        if (defs[i].context && (st = compile_one(defs[i].context, PCRE2_CASELESS, &p->ctx[i], err)))
+        if ((st = compile_one(p, defs[i].re, 0, &p->re[i], err))) goto fail;
+        if (defs[i].context && (st = compile_one(p, defs[i].context, PCRE2_CASELESS, &p->ctx[i], err)))
             goto fail;
         uint32_t groups = 0;
         pcre2_pattern_info(p->re[i], PCRE2_INFO_CAPTURECOUNT, &groups);
@@ -323,8 +349,8 @@ static bool context_near(const pcre2_code *ctx, const char *text, size_t len, si
 slm_status slm_guard_patterns_run(const guard_patterns *p, const char *text, size_t len,
                                   uint32_t types, guard_cands *c, char *err) {
     slm_status st = SLM_OK;
-    pcre2_match_data *md = pcre2_match_data_create(p->max_groups + 1, NULL);
-    pcre2_match_data *cmd = pcre2_match_data_create(1, NULL);
+    pcre2_match_data *md = pcre2_match_data_create(p->max_groups + 1, p->gctx);
+    pcre2_match_data *cmd = pcre2_match_data_create(1, p->gctx);
     if (!md || !cmd) {
         st = slm_errf(err, SLM_ERR_NOMEM, "match data");
         goto done;
@@ -337,8 +363,11 @@ slm_status slm_guard_patterns_run(const guard_patterns *p, const char *text, siz
             int rc = pcre2_match(p->re[i], (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, md, NULL);
             if (rc == PCRE2_ERROR_NOMATCH) break;
             if (rc < 0) {
-                /* Match limits (pathological input) end this detector, not the request. */
-                break;
+                /* Skipping a detector would let its data through: report instead, so that
+                 * the caller blocks the request. */
+                st = slm_errf(err, rc == PCRE2_ERROR_NOMEMORY ? SLM_ERR_NOMEM : SLM_ERR_LIMIT,
+                              "%s detector: PCRE2 error %d", slm_pii_type_name(def->type), rc);
+                goto done;
             }
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             size_t whole_end = ov[1];

@@ -28,9 +28,9 @@ extern const slm_pii_type slm_guard_tag_types[TAG_NTYPES];
 #define TAG_BUCKET_BITS 15
 #define TAG_BUCKETS (1u << TAG_BUCKET_BITS)
 #define TAG_NTRANS ((TAG_NTAGS + 1) * TAG_NTAGS)
-/* Most features one token produces: 22 word/affix/shape features, up to 9 lexicon classes at
- * 5 positions plus 9 class-shape pairs, 4 flags = 80 (see slm_guard_tag_features). */
-#define TAG_MAX_FEATS 80
+/* Most features one token produces: 22 word/affix/shape features, up to 10 lexicon classes
+ * at 5 positions plus 10 class-shape pairs, 4 flags = 86 (see slm_guard_tag_features). */
+#define TAG_MAX_FEATS 88
 /* Segments: tagging restarts at blank lines and after SEG_SOFT tokens at a sentence end;
  * SEG_HARD bounds Viterbi scratch per segment. */
 #define TAG_SEG_SOFT 200

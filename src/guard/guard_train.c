@@ -3,16 +3,20 @@
  * JSON with character offsets), turn spans into BIO tags over the tagger's tokens, train an
  * averaged structured perceptron with Viterbi decoding, and write the weights file.
  *
- * Augmentation: every sentence is also learned in lower case (same character offsets, since
- * case folding maps one code point to one code point), so that names typed in lower case
- * are still found from context.
- * Determinism: the visiting order is a seeded xorshift shuffle; the same data, seed and
- *  epochs give a byte-identical file.
+ * Examples: every sentence as written; in lower case (same character offsets, since case
+ * folding maps one code point to one code point), so that names typed in lower case are still
+ * found from context; once more with its entities swapped for other values of the same type
+ * from the data; and the optional template lines (models/pii-templates.txt) filled with such
+ * values. Feature dropout leaves each feature out of an update with a given chance, so the
+ * model leans on shape and context rather than on single words.
+ * Determinism: fills, case choices, dropout and the visiting order come from xorshift
+ *  generators seeded with the caller's seed; the same data, templates, seed, epochs and dropout give a
+ *  byte-identical file.
  * Thread-safety: reentrant; no shared state.
  * Non-goals: hyper-parameter search, incremental training.
  */
 #include <jansson.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -416,6 +420,7 @@ slm_status slm_guard_train(const slm_guard_train_opts *o, slm_guard_train_stats 
     uint8_t *back = NULL, *path = NULL;
     slm_guard_train_stats local = {0};
     if (!o || !o->data_path || !o->out_path) return slm_errf(err, SLM_ERR_INVALID_ARG, "data and output paths are required");
+    if (!(o->dropout >= 0.0 && o->dropout <= 0.9)) return slm_errf(err, SLM_ERR_RANGE, "dropout %g not in [0, 0.9]", o->dropout);
     if (!stats) stats = &local;
     unsigned epochs = o->epochs ? o->epochs : TRAIN_DEFAULT_EPOCHS;
     size_t ne = (size_t)TAG_BUCKETS * TAG_NTAGS;

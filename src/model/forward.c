@@ -14,8 +14,8 @@
  *   logits = (rmsnorm(x) * output_norm) Woutput        only for the rows asked for
  *
  * Matrix products follow the reference: the activation rows are converted once per matrix
- * to the weight type's vec_dot_type, then each output element is one vec_dot of a weight
- * row with an activation row. Attention follows its non-flash path with an F16 cache: q is
+ * to the weight type's vec_dot_type (act.c: as its x86 build does), then each output
+ * element is one vec_dot of a weight row with an activation row. Attention follows its non-flash path with an F16 cache: q is
  * converted to the K type's vec_dot_type (F16), and the softmax weights are rounded to F16
  * before multiplying V. Every output value is computed by exactly one thread in a fixed
  * order, so results do not depend on the thread count, and a token's results do not depend
@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "model/act.h"
 #include "model/model.h"
 #include "model/ops.h"
 
@@ -174,8 +175,8 @@ static const uint8_t *convert_act(slm_fwd *f, const float *x, int32_t n, int64_t
         *stride = (size_t)n_in * sizeof(float);
         return (const uint8_t *)x;
     }
-    const slm_from_float_fn conv = slm_type_traits_of(vt)->from_float;
-    for (int32_t t = 0; t < n; t++) conv(x + (size_t)t * (size_t)n_in, f->act + (size_t)t * f->act_stride, n_in);
+    for (int32_t t = 0; t < n; t++)
+        slm_model_act_convert(vt, x + (size_t)t * (size_t)n_in, f->act + (size_t)t * f->act_stride, n_in);
     *stride = f->act_stride;
     return f->act;
 }

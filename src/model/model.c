@@ -105,6 +105,10 @@ static slm_status read_hparams(slm_model *m, char *err) {
 
 /* ---- tensors ---------------------------------------------------------------------------- */
 
+/* Kernels read f32 values and the f16 fields of blocks in place: tensor data must start on
+ * a 4-byte boundary (GGUF files align to 32; only a hand-made general.alignment breaks it). */
+#define TENSOR_MIN_ALIGN 4
+
 /* Find name and check its exact shape [ne0, ne1] (ne1 = 1 for vectors). NULL in *out and
  * SLM_OK when absent and optional. */
 static slm_status find_shaped(const slm_model *m, const char *name, int64_t ne0, int64_t ne1, bool required,
@@ -130,8 +134,8 @@ static slm_status load_vec(const slm_model *m, const char *name, int64_t n, bool
     if (t->type != SLM_TYPE_F32)
         return slm_errf(err, SLM_ERR_UNSUPPORTED, "tensor %s: type %s (1-D tensors must be f32)", name,
                         slm_type_name(t->type));
-    if ((uintptr_t)t->data % _Alignof(float) != 0)
-        return slm_errf(err, SLM_ERR_UNSUPPORTED, "tensor %s: data not aligned for f32", name);
+    if ((uintptr_t)t->data % TENSOR_MIN_ALIGN != 0)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "tensor %s: data not aligned to %d bytes", name, TENSOR_MIN_ALIGN);
     *out = t->data;
     return SLM_OK;
 }
@@ -163,6 +167,8 @@ static slm_status load_mat(const slm_model *m, const char *name, int64_t n_in, i
     memset(out, 0, sizeof *out);
     if (st || !t) return st;
     if ((st = check_kernels(t, matmul, err))) return st;
+    if ((uintptr_t)t->data % TENSOR_MIN_ALIGN != 0)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "tensor %s: data not aligned to %d bytes", name, TENSOR_MIN_ALIGN);
     out->name = t->name;
     out->data = t->data;
     out->type = t->type;

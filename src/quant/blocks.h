@@ -219,6 +219,16 @@ static inline int slm_quant_nearest_int(float f) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* (int)v, truncated toward zero as a C cast does, when v is in (lo - 1, hi + 1); outside
+ * that (where the cast to the narrow type would be undefined: non-finite or huge input)
+ * clamped to lo or hi, and NaN gives 0. Identical to the reference's casts on finite data. */
+static inline int slm_quant_trunc_clamp(float v, int lo, int hi) {
+    if (v > (float)lo - 1.0f && v < (float)hi + 1.0f) return (int)v;
+    if (v >= (float)hi + 1.0f) return hi;
+    if (v <= (float)lo - 1.0f) return lo;
+    return 0; /* NaN */
+}
+
 /* Q4_K/Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes. Sub-blocks 0..3
  * keep 6 bits in bytes 0..3 (scales) and 4..7 (mins); 4..7 keep their low 4 bits in bytes
  * 8..11 and their high 2 bits in the top bits of bytes 0..7. */
@@ -231,6 +241,9 @@ static inline void slm_quant_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, 
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
     }
 }
+
+/* Q3_K: the 16 6-bit sub-block scales (still biased by 32) unpacked from the 12 bytes. */
+void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]);
 
 /* ---- scalar kernels (the specification; see quant.h for the contracts) ------------------- */
 

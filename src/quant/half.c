@@ -10,6 +10,11 @@
  * Thread-safety: pure functions. Non-goals: F16C/AVX512-BF16 instructions (the SIMD files
  * may use them where they agree with these bit for bit).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <string.h>
 
 #include "quant/blocks.h"

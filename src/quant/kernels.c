@@ -18,6 +18,10 @@
 #include "core/core.h"
 #include "quant/kernels_isa.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 /* ---- selection ------------------------------------------------------------------------- */
 
 /* Highest ISA chosen without SLMESH_KERNELS: the AVX-512 kernels have not yet been run on
@@ -32,6 +36,16 @@ static slm_quant_kernel_set sets[SLM_QUANT_ISA_COUNT];
 static bool runnable[SLM_QUANT_ISA_COUNT];
 static slm_quant_isa chosen;
 
+#if defined(__x86_64__) || defined(__i386__)
+/* F16C (the half conversions the AVX2 kernels use): CPUID leaf 1, ECX bit 29. Every AVX2
+ * CPU has it, but a virtual machine may hide it; not every compiler's
+ * __builtin_cpu_supports knows the name. */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 /* Whether this CPU can run an ISA's kernels (the scalar ones always). */
 static bool cpu_runs(slm_quant_isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,7 +53,7 @@ static bool cpu_runs(slm_quant_isa isa) {
     switch (isa) {
     case SLM_QUANT_ISA_SCALAR: return true;
     case SLM_QUANT_ISA_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case SLM_QUANT_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&

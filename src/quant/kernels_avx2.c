@@ -1,18 +1,20 @@
 /*
- * quant/kernels_avx2.c: AVX2 + FMA dot products for the most used weight types: Q8_0 and
- * Q4_0 (with Q8_0 activations), Q4_K, Q5_K and Q6_K (with Q8_K activations), and the plain float
- * types F32, F16 and BF16 (the F32 models and the F16 KV cache).
+ * quant/kernels_avx2.c: AVX2 + FMA dot products for every weight type slmesh computes with
+ * but Q8_1/Q8_K (activation types): Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (32-blocks), Q2_K..
+ * Q6_K, IQ4_XS (super-blocks), and the plain float types F32, F16 and BF16 (the F32 models
+ * and the F16 KV cache).
  *
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
  * per-block integer sums are exact (int8 x int8 products through maddubs/madd, no
  * saturation for the value ranges the quantizers produce: |q8| <= 127), only the float side
- * differs (8 lanes, FMA). The float types accumulate in float, 4 x 8 lanes with FMA (as
- * the reference's SIMD path does), where the scalar kernels accumulate in double; the
- * tail past a multiple of 32 is added in double. Compiled for the whole target with per-function target
- * attributes, so the rest of the build stays baseline x86-64; kernels.c only selects this
- * set when the CPU reports AVX2 and FMA.
- * Thread-safety: pure functions. Non-goals: the other types (scalar is fast enough for the
- * rarely used ones), to_float (dequantization is not on the hot path).
+ * differs (8 lanes, FMA). The Q8_0, Q4_0, F32 and F16 kernels are laid out after the
+ * reference's own AVX2 code (same lanes, FMA order and reductions), so they should give its
+ * AVX2 results for the same inputs (not checked against it: no reference binary here); the
+ * float types accumulate in float there, where the scalar kernels accumulate in double.
+ * Compiled with per-function target attributes, so the rest of the build stays baseline
+ * x86-64; kernels.c only selects this set when the CPU reports AVX2, FMA and F16C.
+ * Thread-safety: pure functions. Non-goals: to_float and from_float (dequantization and
+ * activation quantization are O(n) per product, not on the hot path).
  */
 #include "quant/kernels_isa.h"
 
@@ -57,6 +59,28 @@ AVX2_TARGET static inline __m256i unpack_nibbles_32(const uint8_t *p) {
     return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
 }
 
+/* 32 bits -> 32 bytes: byte k is 0xFF when bit k of the little-endian word at p is set. */
+AVX2_TARGET static inline __m256i expand_bits_32(const uint8_t *p) {
+    uint32_t w;
+    memcpy(&w, p, sizeof w);
+    /* byte k <- byte k / 8 of w, then all bits but bit k % 8 forced on */
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), spread);
+    const __m256i others = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL);
+    return _mm256_cmpeq_epi8(_mm256_or_si256(b, others), _mm256_set1_epi64x(-1));
+}
+
+/* 8 int32 sums of 4 products each of unsigned bytes u (< 128) and signed bytes y. */
+AVX2_TARGET static inline __m256i dot_u8_32(__m256i u, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1));
+}
+
+/* The 16 IQ4 levels in both 128-bit lanes, for pshufb lookups by nibble. */
+AVX2_TARGET static inline __m256i iq4_levels(void) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)slm_quant_kvalues_iq4nl);
+    return _mm256_set_m128i(v, v);
+}
+
 /* ---- legacy 32-blocks --------------------------------------------------------------------- */
 
 AVX2_TARGET static float vec_dot_q8_0_q8_0(int64_t n, const void *vx, const void *vy) {
@@ -82,6 +106,70 @@ AVX2_TARGET static float vec_dot_q4_0_q8_0(int64_t n, const void *vx, const void
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
         const __m256i qx = _mm256_sub_epi8(unpack_nibbles_32(x[ib].qs), off); /* -8..7 */
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
+    }
+    return hsum_f32_8(acc);
+}
+
+AVX2_TARGET static float vec_dot_q4_1_q8_1(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q4_1 *x = vx;
+    const slm_block_q8_1 *y = vy;
+    const int64_t nb = n / SLM_QK8_1;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f; /* sum of the min terms m * s */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
+        summs += f16_to_f32(x[ib].m) * f16_to_f32(y[ib].s);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(unpack_nibbles_32(x[ib].qs), qy)), acc);
+    }
+    return hsum_f32_8(acc) + summs;
+}
+
+AVX2_TARGET static float vec_dot_q5_0_q8_0(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q5_0 *x = vx;
+    const slm_block_q8_0 *y = vy;
+    const int64_t nb = n / SLM_QK8_0;
+    const __m256i b4 = _mm256_set1_epi8(0x10), off = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
+        const __m256i hi = _mm256_and_si256(expand_bits_32(x[ib].qh), b4);
+        const __m256i qx = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(x[ib].qs), hi), off); /* -16..15 */
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
+    }
+    return hsum_f32_8(acc);
+}
+
+AVX2_TARGET static float vec_dot_q5_1_q8_1(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q5_1 *x = vx;
+    const slm_block_q8_1 *y = vy;
+    const int64_t nb = n / SLM_QK8_1;
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
+        summs += f16_to_f32(x[ib].m) * f16_to_f32(y[ib].s);
+        const __m256i hi = _mm256_and_si256(expand_bits_32(x[ib].qh), b4);
+        const __m256i qx = _mm256_or_si256(unpack_nibbles_32(x[ib].qs), hi); /* 0..31 */
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(qx, qy)), acc);
+    }
+    return hsum_f32_8(acc) + summs;
+}
+
+AVX2_TARGET static float vec_dot_iq4_nl_q8_0(int64_t n, const void *vx, const void *vy) {
+    const slm_block_iq4_nl *x = vx;
+    const slm_block_q8_0 *y = vy;
+    const int64_t nb = n / SLM_QK4_NL;
+    const __m256i levels = iq4_levels();
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(y[ib].d) * f16_to_f32(x[ib].d));
+        const __m256i qx = _mm256_shuffle_epi8(levels, unpack_nibbles_32(x[ib].qs)); /* -127..113 */
         const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
     }
@@ -198,6 +286,94 @@ AVX2_TARGET static float vec_dot_q6_k_q8_k(int64_t n, const void *vx, const void
     return sumf;
 }
 
+AVX2_TARGET static float vec_dot_q2_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q2_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *sc = x[i].scales;
+        int summs = 0; /* sum over 16-groups of min * (sum of the group's activations) */
+        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        /* two halves of 128: 32 bytes of qs read at 4 shifts; group g = 8h + 2s + (l >= 16) */
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int s2 = 0; s2 < 4; s2++, q8 += 32) {
+                const int g = 8 * h + 2 * s2;
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * s2), m3);
+                const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1] & 0xF), _mm_set1_epi16(sc[g] & 0xF));
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)q8);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), sv));
+            }
+        }
+        const float dall = y[i].d * f16_to_f32(x[i].d);
+        const float dmin = y[i].d * f16_to_f32(x[i].dmin);
+        sumf += dall * (float)hsum_i32_8(sumi) - dmin * (float)summs;
+    }
+    return sumf;
+}
+
+AVX2_TARGET static float vec_dot_q3_k_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_q3_k *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int8_t sc[16];
+        slm_quant_q3_k_scales(x[i].scales, sc);
+        /* quants are q - 4 with q = low 2 bits + 4 * high bit: sum sc * (q - 4) * y =
+         * sum sc * q * y - 4 sum sc * bsum */
+        int corr = 0;
+        for (int j = 0; j < 16; j++) corr += (sc[j] - 32) * y[i].bsums[j];
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int s2 = 0; s2 < 4; s2++, q8 += 32) {
+                const int g = 8 * h + 2 * s2;
+                const __m256i hb = _mm256_set1_epi8((char)(1 << (4 * h + s2)));
+                const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, hb), hb), four);
+                const __m256i q = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * s2), m3), high); /* 0..7 */
+                const __m256i sv = _mm256_set_m128i(_mm_set1_epi16((short)(sc[g + 1] - 32)), _mm_set1_epi16((short)(sc[g] - 32)));
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)q8);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), sv));
+            }
+        }
+        const float d = f16_to_f32(x[i].d) * y[i].d;
+        sumf += d * (float)(hsum_i32_8(sumi) - 4 * corr);
+    }
+    return sumf;
+}
+
+AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const void *vy) {
+    const slm_block_iq4_xs *x = vx;
+    const slm_block_q8_k *y = vy;
+    const int64_t nb = n / SLM_QK_K;
+    const __m256i levels = iq4_levels();
+    float sumf = 0.0f;
+    for (int64_t ibl = 0; ibl < nb; ibl++) {
+        const uint8_t *qs = x[ibl].qs;
+        const int8_t *q8 = y[ibl].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int ib = 0; ib < SLM_QK_K / 32; ib++, qs += 16, q8 += 32) {
+            const int ls = ((x[ibl].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((x[ibl].scales_h >> 2 * ib) & 3) << 4);
+            const __m256i qx = _mm256_shuffle_epi8(levels, unpack_nibbles_32(qs));
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)q8);
+            /* |qx| * sign(qy, qx) pairs into int16, then pairs times the sub-block scale */
+            const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16((short)(ls - 32))));
+        }
+        const float d4d8 = f16_to_f32(x[ibl].d) * y[ibl].d;
+        sumf += d4d8 * (float)hsum_i32_8(sumi);
+    }
+    return sumf;
+}
+
 /* ---- plain float types ------------------------------------------------------------------- */
 
 /* Loaders: 8 elements as floats. */
@@ -210,13 +386,15 @@ AVX2_TARGET static inline __m256 load8_bf16(const void *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-/* sum x[i] * y[i] over n elements of esize bytes: 32 at a time into 4 x 8 float lanes,
- * reduced pairwise; the tail in double through the scalar converter. always_inline so each
- * caller gets its own loop with the loader inlined. */
+/* sum x[i] * y[i] over n elements of esize bytes, in the reference's AVX2 order: 32 at a
+ * time into 4 x 8 float lanes with FMA, the 4 vectors reduced as (0 + 2) + (1 + 3), the 8
+ * lanes as (hi + lo) then two horizontal adds; the tail past a multiple of 32 is added one
+ * product at a time, in float for F32 and in double for F16/BF16 (as the reference does).
+ * always_inline so each caller gets its own loop with the loader inlined. */
 #define FLOAT_DOT_STEP 32
 AVX2_TARGET __attribute__((always_inline)) static inline float float_dot(int64_t n, const uint8_t *x, const uint8_t *y,
                                                                           size_t esize, __m256 (*load8)(const void *),
-                                                                          float (*one)(const uint8_t *)) {
+                                                                          float (*one)(const uint8_t *), int tail_in_double) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const int64_t nv = n - n % FLOAT_DOT_STEP;
     for (int64_t i = 0; i < nv; i += FLOAT_DOT_STEP) {
@@ -225,10 +403,18 @@ AVX2_TARGET __attribute__((always_inline)) static inline float float_dot(int64_t
             acc[j] = _mm256_fmadd_ps(load8(x + off), load8(y + off), acc[j]);
         }
     }
-    acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
-    double sum = hsum_f32_8(acc[0]);
-    for (int64_t i = nv; i < n; i++) sum += (double)(one(x + (size_t)i * esize) * one(y + (size_t)i * esize));
-    return (float)sum;
+    const __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    const float vsum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+    if (tail_in_double) {
+        double sum = vsum;
+        for (int64_t i = nv; i < n; i++) sum += (double)(one(x + (size_t)i * esize) * one(y + (size_t)i * esize));
+        return (float)sum;
+    }
+    float sum = vsum;
+    for (int64_t i = nv; i < n; i++) sum += one(x + (size_t)i * esize) * one(y + (size_t)i * esize);
+    return sum;
 }
 
 static inline float one_f32(const uint8_t *p) { float f; memcpy(&f, p, sizeof f); return f; }
@@ -236,13 +422,13 @@ static inline float one_f16(const uint8_t *p) { uint16_t h; memcpy(&h, p, sizeof
 static inline float one_bf16(const uint8_t *p) { uint16_t h; memcpy(&h, p, sizeof h); return slm_quant_bf2f(h); }
 
 AVX2_TARGET static float vec_dot_f32(int64_t n, const void *x, const void *y) {
-    return float_dot(n, x, y, sizeof(float), load8_f32, one_f32);
+    return float_dot(n, x, y, sizeof(float), load8_f32, one_f32, 0);
 }
 AVX2_TARGET static float vec_dot_f16(int64_t n, const void *x, const void *y) {
-    return float_dot(n, x, y, sizeof(uint16_t), load8_f16, one_f16);
+    return float_dot(n, x, y, sizeof(uint16_t), load8_f16, one_f16, 1);
 }
 AVX2_TARGET static float vec_dot_bf16(int64_t n, const void *x, const void *y) {
-    return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16);
+    return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16, 1);
 }
 
 /* ---- the set ------------------------------------------------------------------------------- */
@@ -253,9 +439,16 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
     .vec_dot = {
         [SLM_TYPE_Q8_0] = vec_dot_q8_0_q8_0,
         [SLM_TYPE_Q4_0] = vec_dot_q4_0_q8_0,
+        [SLM_TYPE_Q4_1] = vec_dot_q4_1_q8_1,
+        [SLM_TYPE_Q5_0] = vec_dot_q5_0_q8_0,
+        [SLM_TYPE_Q5_1] = vec_dot_q5_1_q8_1,
+        [SLM_TYPE_IQ4_NL] = vec_dot_iq4_nl_q8_0,
+        [SLM_TYPE_Q2_K] = vec_dot_q2_k_q8_k,
+        [SLM_TYPE_Q3_K] = vec_dot_q3_k_q8_k,
         [SLM_TYPE_Q4_K] = vec_dot_q4_k_q8_k,
         [SLM_TYPE_Q5_K] = vec_dot_q5_k_q8_k,
         [SLM_TYPE_Q6_K] = vec_dot_q6_k_q8_k,
+        [SLM_TYPE_IQ4_XS] = vec_dot_iq4_xs_q8_k,
         [SLM_TYPE_F32] = vec_dot_f32,
         [SLM_TYPE_F16] = vec_dot_f16,
         [SLM_TYPE_BF16] = vec_dot_bf16,

@@ -10,6 +10,11 @@
  * Thread-safety: pure functions. Non-goals: the other IQ types (grid-based; slmesh knows
  * them only by size).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <math.h>
 
 #include "quant/blocks.h"

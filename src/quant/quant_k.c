@@ -1,7 +1,7 @@
 /*
  * quant/quant_k.c: the K super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the activation
  * type Q8_K: dequantization (to_float), the Q8_K activation quantizer and the dot products
- * of each K type with Q8_K.
+ * of each K type with Q8_K (the K weight quantizers are in quantize_k.c).
  *
  * A super-block holds SLM_QK_K = 256 elements in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32
  * (Q4_K, Q5_K) with small integer scales (and mins) that are themselves scaled by the f16
@@ -13,15 +13,20 @@
  * sums (Q3_K..Q6_K), the lanes added at the end; the mins go through Q8_K's bsums.
  * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <math.h>
 
 #include "quant/blocks.h"
 
 /* ---- packed 6-bit scales ---------------------------------------------------------------- */
 
-/* Q3_K: unpack the 16 6-bit scales (biased by 32) from 12 bytes into 16 bytes. Bytes 0..7
- * hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 their high 2 bits. */
-static inline void unpack_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
+/* Q3_K (declared in blocks.h): unpack the 16 6-bit scales (biased by 32) from 12 bytes into
+ * 16. Bytes 0..7 hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 the high bits. */
+void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     uint32_t aux[4];
     memcpy(aux, packed, SLM_K_SCALE_SIZE);
@@ -64,7 +69,7 @@ void slm_quant_q3_k_to_float(const void *src, float *y, int64_t n) {
     for (int64_t i = 0; i < nb; i++) {
         const float d_all = slm_quant_h2f(x[i].d);
         int8_t scales[16];
-        unpack_q3_k_scales(x[i].scales, scales);
+        slm_quant_q3_k_scales(x[i].scales, scales);
         const uint8_t *q = x[i].qs;
         const uint8_t *hm = x[i].hmask;
         uint8_t m = 1; /* hmask bit of the current 32-element group */
@@ -257,7 +262,7 @@ float slm_quant_vec_dot_q3_k_q8_k(int64_t n, const void *vx, const void *vy) {
             }
         }
         int8_t sc8[16];
-        unpack_q3_k_scales(x[i].scales, sc8);
+        slm_quant_q3_k_scales(x[i].scales, sc8);
         int32_t scales[16], aux32[8] = {0};
         for (int j = 0; j < 16; j++) scales[j] = sc8[j] - 32;
         k_accumulate16(y[i].qs, aux8, scales, aux32);

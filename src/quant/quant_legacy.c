@@ -12,6 +12,11 @@
  * its high nibble; the Q5 types keep element j's fifth bit as bit j of the 32-bit qh.
  * Thread-safety: pure functions. Non-goals: SIMD (kernels_*.c).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <float.h>
 #include <math.h>
 
@@ -149,7 +154,7 @@ void slm_quant_q4_0_from_float(const float *x, void *dst, int64_t n) {
         y[i].d = slm_quant_f2h(d);
         for (int j = 0; j < SLM_QK4_0 / 2; j++) {
             const float x0 = x[j] * id, x1 = x[SLM_QK4_0 / 2 + j] * id;
-            const int8_t q0 = (int8_t)(x0 + 8.5f), q1 = (int8_t)(x1 + 8.5f);
+            const int q0 = slm_quant_trunc_clamp(x0 + 8.5f, -128, 127), q1 = slm_quant_trunc_clamp(x1 + 8.5f, -128, 127);
             const uint8_t xi0 = (uint8_t)(q0 < 15 ? q0 : 15), xi1 = (uint8_t)(q1 < 15 ? q1 : 15);
             y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
         }
@@ -169,7 +174,7 @@ void slm_quant_q4_1_from_float(const float *x, void *dst, int64_t n) {
         y[i].m = slm_quant_f2h(min);
         for (int j = 0; j < SLM_QK4_1 / 2; j++) {
             const float x0 = (x[j] - min) * id, x1 = (x[SLM_QK4_1 / 2 + j] - min) * id;
-            const int8_t q0 = (int8_t)(x0 + 0.5f), q1 = (int8_t)(x1 + 0.5f);
+            const int q0 = slm_quant_trunc_clamp(x0 + 0.5f, -128, 127), q1 = slm_quant_trunc_clamp(x1 + 0.5f, -128, 127);
             const uint8_t xi0 = (uint8_t)(q0 < 15 ? q0 : 15), xi1 = (uint8_t)(q1 < 15 ? q1 : 15);
             y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
         }
@@ -187,7 +192,7 @@ void slm_quant_q5_0_from_float(const float *x, void *dst, int64_t n) {
         uint32_t qh = 0;
         for (int j = 0; j < SLM_QK5_0 / 2; j++) {
             const float x0 = x[j] * id, x1 = x[SLM_QK5_0 / 2 + j] * id;
-            const int8_t q0 = (int8_t)(x0 + 16.5f), q1 = (int8_t)(x1 + 16.5f);
+            const int q0 = slm_quant_trunc_clamp(x0 + 16.5f, -128, 127), q1 = slm_quant_trunc_clamp(x1 + 16.5f, -128, 127);
             const uint8_t xi0 = (uint8_t)(q0 < 31 ? q0 : 31), xi1 = (uint8_t)(q1 < 31 ? q1 : 31);
             y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
             qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
@@ -211,7 +216,7 @@ void slm_quant_q5_1_from_float(const float *x, void *dst, int64_t n) {
         uint32_t qh = 0;
         for (int j = 0; j < SLM_QK5_1 / 2; j++) {
             const float x0 = (x[j] - min) * id, x1 = (x[SLM_QK5_1 / 2 + j] - min) * id;
-            const uint8_t xi0 = (uint8_t)(x0 + 0.5f), xi1 = (uint8_t)(x1 + 0.5f);
+            const uint8_t xi0 = (uint8_t)slm_quant_trunc_clamp(x0 + 0.5f, 0, 255), xi1 = (uint8_t)slm_quant_trunc_clamp(x1 + 0.5f, 0, 255);
             y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
             qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
             qh |= ((xi1 & 0x10u) >> 4) << (j + SLM_QK5_1 / 2);
@@ -229,7 +234,7 @@ void slm_quant_q8_0_from_float(const float *x, void *dst, int64_t n) {
         const float d = amax / ((1 << 7) - 1);
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = slm_quant_f2h(d);
-        for (int j = 0; j < SLM_QK8_0; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < SLM_QK8_0; j++) y[i].qs[j] = (int8_t)slm_quant_trunc_clamp(roundf(x[j] * id), -128, 127);
     }
 }
 
@@ -244,8 +249,8 @@ void slm_quant_q8_1_from_float(const float *x, void *dst, int64_t n) {
         y[i].d = slm_quant_f2h(d);
         int sum = 0;
         for (int j = 0; j < SLM_QK8_1 / 2; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
-            y[i].qs[SLM_QK8_1 / 2 + j] = (int8_t)roundf(x[SLM_QK8_1 / 2 + j] * id);
+            y[i].qs[j] = (int8_t)slm_quant_trunc_clamp(roundf(x[j] * id), -128, 127);
+            y[i].qs[SLM_QK8_1 / 2 + j] = (int8_t)slm_quant_trunc_clamp(roundf(x[SLM_QK8_1 / 2 + j] * id), -128, 127);
             sum += y[i].qs[j] + y[i].qs[SLM_QK8_1 / 2 + j];
         }
         y[i].s = slm_quant_f2h((float)sum * d);

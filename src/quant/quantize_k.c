@@ -10,6 +10,11 @@
  * Thread-safety: pure functions (stack buffers only). Non-goals: importance-matrix
  * quantization (the reference's *_impl paths).
  */
+/* Bit-exactness needs every product rounded on its own, as in the reference's build: no
+ * fused multiply-add contraction (GCC in ISO C mode never contracts; clang may). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>

@@ -2,9 +2,9 @@
  * sample/sample.c: the per-sequence sampler (see sample.h for the chain and its order).
  *
  * Data flow of one step (slm_sample_next), all in memory the sampler owns:
- *   logits -> work[i] (NaN -> -inf) -> bias, penalties (by id)
- *          -> report over work: max, logZ, entropy (vectorizable passes, vecmath.h), top-N
- *          -> greedy without a mask: the first maximum of work, done
+ *   logits (read in place) or, with bias/penalties/+inf, work[i] = sanitized copy, adjusted
+ *          -> report: max, logZ, entropy (vectorizable passes, vecmath.h), top-N
+ *          -> greedy without a mask: the first maximum, done
  *          -> greedy (masked) or top_k <= TOP_K_HEAP_MAX: cand = the best 1 or k allowed
  *             entries (a heap in one pass); else cand = all allowed finite entries, then a
  *             quickselect for a large top_k
@@ -213,6 +213,7 @@ void slm_sample_reset(slm_sampler *s) {
 }
 
 void slm_sample_set_mask_fn(slm_sampler *s, slm_sample_mask_fn fn, void *user) {
+    if (!s) return;
     s->mask_fn = fn;
     s->mask_user = fn ? user : NULL;
 }
@@ -220,7 +221,7 @@ void slm_sample_set_mask_fn(slm_sampler *s, slm_sample_mask_fn fn, void *user) {
 /* ---- history ----------------------------------------------------------------------------------- */
 
 slm_status slm_sample_accept(slm_sampler *s, const int32_t *ids, size_t n, char *err) {
-    if (n > 0 && !ids) return slm_errf(err, SLM_ERR_INVALID_ARG, "accept: NULL ids");
+    if (!s || (n > 0 && !ids)) return slm_errf(err, SLM_ERR_INVALID_ARG, "accept: NULL argument");
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= s->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "accept: token %d (index %zu) outside [0, %d)", (int)ids[i], i,
@@ -280,7 +281,7 @@ static void select_top(cand *c, size_t n, size_t k) {
     size_t lo = 0, hi = n - 1; /* the k-th greatest lies in c[lo..hi] */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        /* order c[lo], c[mid], c[hi] descending, pivot = c[mid] moved to hi - 1 */
+        /* order c[lo], c[mid], c[hi] descending; the median c[mid] is the pivot */
         if (greater(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
         if (greater(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
         if (greater(&c[hi], &c[mid])) swap_cand(&c[hi], &c[mid]);
@@ -310,8 +311,12 @@ static void sort_cand(cand *c, size_t n) { qsort(c, n, sizeof *c, cmp_cand); }
 typedef struct dist {
     float max;   /* largest logit (finite) */
     double sum;  /* sum of e^(x - max) over all entries */
-    double logz; /* log of the partition function: max + log(sum) */
+    double lse;  /* log(sum): log Z = max + lse */
 } dist;
+
+/* log p of a logit v: (v - max) - lse, in that order so that huge logits keep their
+ * precision (max + lse would round away lse next to FLT_MAX). */
+static inline double logprob_of(const dist *d, float v) { return ((double)v - (double)d->max) - d->lse; }
 
 static inline bool bit_set(const uint32_t *w, size_t id) { return (w[id >> 5] >> (id & 31)) & 1u; }
 
@@ -369,15 +374,14 @@ static bool report(const float *x, size_t n, int32_t n_alts, dist *d, slm_sample
     if (d->max == -INFINITY) return false;
     double sum_ed;
     vm_exp_sums(x, n, d->max, &d->sum, &sum_ed);
-    const double lz = log(d->sum);
-    d->logz = (double)d->max + lz;
-    const double h = lz - sum_ed / d->sum; /* -sum p log p, with log p = (x - max) - lz */
+    d->lse = log(d->sum);
+    const double h = d->lse - sum_ed / d->sum; /* -sum p log p, with log p = (x - max) - lse */
     out->entropy = (float)(h > 0.0 ? h : 0.0);
     cand top[SLM_SAMPLE_MAX_PROBS];
     out->n_alts = (int32_t)top_n(x, n, (size_t)n_alts, NULL, NULL, top);
     for (int32_t j = 0; j < out->n_alts; j++) {
         out->alts[j].id = top[j].id;
-        out->alts[j].logprob = (float)((double)top[j].v - d->logz);
+        out->alts[j].logprob = (float)logprob_of(d, top[j].v);
     }
     return true;
 }
@@ -494,6 +498,18 @@ static float top_p_floor(const dist *d, size_t n, float top_p) {
     return d->max + logf((float)((1.0 - (double)top_p) * d->sum / (double)n)) - TOP_P_FLOOR_MARGIN;
 }
 
+/* Steps 1-2 into the work array: sanitized copy, bias, penalties. Returns work. */
+static const float *adjusted(slm_sampler *s, const float *logits) {
+    float *w = s->work;
+    for (size_t i = 0; i < (size_t)s->n_vocab; i++) {
+        const float v = logits[i];
+        w[i] = v != v ? -INFINITY : v > FLT_MAX ? FLT_MAX : v;
+    }
+    for (size_t i = 0; i < s->p.n_bias; i++) w[s->bias[i].id] += s->bias[i].bias;
+    if (s->penalties) apply_penalties(s);
+    return w;
+}
+
 slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab, const uint32_t *allowed,
                            slm_sample_out *out, char *err) {
     if (!s || !logits || !out) return slm_errf(err, SLM_ERR_INVALID_ARG, "sample: NULL argument");
@@ -501,20 +517,18 @@ slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab,
         return slm_errf(err, SLM_ERR_INVALID_ARG, "sample: %d logits, sampler built for %d", (int)n_vocab,
                         (int)s->n_vocab);
     const size_t nv = (size_t)n_vocab;
-    float *w = s->work;
-
-    /* 1-2: copy (NaN -> -inf, +inf -> FLT_MAX to keep the sums finite), bias, penalties */
-    for (size_t i = 0; i < nv; i++) {
-        const float v = logits[i];
-        w[i] = v != v ? -INFINITY : v > FLT_MAX ? FLT_MAX : v;
-    }
-    for (size_t i = 0; i < s->p.n_bias; i++) w[s->bias[i].id] += s->bias[i].bias;
-    if (s->penalties) apply_penalties(s);
-
-    /* the reported distribution */
+    /* 1-2: without bias or penalties the caller's logits are read in place (NaN entries
+     * count as -inf everywhere below); otherwise, or when a logit is +inf, they are copied
+     * into work (NaN -> -inf, +inf -> FLT_MAX to keep the sums finite) and adjusted there */
+    const float *w = logits;
+    if (s->p.n_bias > 0 || s->penalties) w = adjusted(s, logits);
     dist d;
-    if (!report(w, nv, s->p.n_probs, &d, out))
-        return slm_errf(err, SLM_ERR_STATE, "sample: every token is banned (all logits -inf)");
+    bool ok = report(w, nv, s->p.n_probs, &d, out);
+    if (ok && d.max == INFINITY) {
+        w = adjusted(s, logits);
+        ok = report(w, nv, s->p.n_probs, &d, out);
+    }
+    if (!ok) return slm_errf(err, SLM_ERR_STATE, "sample: every token is banned (all logits -inf)");
 
     /* 3: the mask */
     const uint32_t *hook = NULL;
@@ -558,13 +572,13 @@ slm_status slm_sample_next(slm_sampler *s, const float *logits, int32_t n_vocab,
                 n = stage_top_p(c, n, s->p.top_p, m, total);
             }
             if (s->p.min_p > 0.0f) n = stage_min_p(c, n, s->p.min_p, m); /* 6 (m survives 4-5) */
-            pick = draw(c, n, s->p.temperature, m, s->rng, w); /* 7-8; w is free now */
+            pick = draw(c, n, s->p.temperature, m, s->rng, s->work); /* 7-8; c holds copies */
         }
         pick_id = (size_t)c[pick].id;
         pick_v = c[pick].v;
     }
     out->id = (int32_t)pick_id;
-    out->logprob = (float)((double)pick_v - d.logz);
+    out->logprob = (float)logprob_of(&d, pick_v);
     return SLM_OK;
 }
 
@@ -583,11 +597,12 @@ slm_status slm_sample_probs(const float *logits, int32_t n_vocab, int32_t id, in
     dist d;
     if (!report(logits, (size_t)n_vocab, n_probs, &d, out))
         return slm_errf(err, SLM_ERR_INVALID_ARG, "probs: every logit is -inf or NaN");
+    if (d.max == INFINITY) return slm_errf(err, SLM_ERR_INVALID_ARG, "probs: a logit is +inf");
     out->id = id;
     out->logprob = 0.0f;
     if (id >= 0) {
         const float v = logits[id];
-        out->logprob = v > -INFINITY ? (float)((double)v - d.logz) : -INFINITY;
+        out->logprob = v > -INFINITY ? (float)logprob_of(&d, v) : -INFINITY;
     }
     return SLM_OK;
 }
