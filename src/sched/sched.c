@@ -539,6 +539,12 @@ static void slot_finish(slm_sched *s, slot *sl, slm_gen_stop stop) {
     }
     const double now = slm_sched_now_ms();
     res->total_ms = now - r->t_submit;
+    pthread_mutex_lock(&s->mu); /* before DONE: a client that saw its end sees the slot free */
+    s->st.busy_slots--;
+    s->st.requests_done++;
+    s->st.prompt_tokens += (uint64_t)res->n_prompt;
+    s->st.generated_tokens += (uint64_t)res->n_generated;
+    pthread_mutex_unlock(&s->mu);
     const slm_sched_event ev = {.kind = SLM_SCHED_DONE, .result = res};
     r->cb(&ev, r->user);
     if (res->status == SLM_OK && !r->embed) cache_store(s, sl);
@@ -552,10 +558,6 @@ static void slot_finish(slm_sched *s, slot *sl, slm_gen_stop stop) {
     int32_t held;
     const int64_t ct = cache_tokens(s, &held);
     pthread_mutex_lock(&s->mu);
-    s->st.busy_slots--;
-    s->st.requests_done++;
-    s->st.prompt_tokens += (uint64_t)res->n_prompt;
-    s->st.generated_tokens += (uint64_t)res->n_generated;
     s->st.cache_entries = held;
     s->st.cache_tokens = ct;
     pthread_mutex_unlock(&s->mu);
