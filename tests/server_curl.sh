@@ -9,7 +9,7 @@ source "$(dirname "$0")/server_common.bash"
 
 KEY=test-key-123
 echo "$KEY" >"$WORK/key"
-start_server -m "$MODEL" --api-key-file "$WORK/key" --parallel 2 --queue 4 --ctx 8192 --max-body 65536 -t 1
+start_server -m "$MODEL" --api-key-file "$WORK/key" --parallel 2 --queue 4 --ctx 8192 --max-body 65536 -t 1 --grace 3
 
 # req METHOD PATH [BODY] -> prints the status, body in $WORK/out
 req() {
@@ -153,6 +153,17 @@ done
 jq -e -s 'length > 10 and all(has("id") and has("status") and has("total_ms"))' "$WORK/access.log" >/dev/null || fail "access log"
 grep -q "Once upon a time" "$WORK/access.log" && fail "prompt text in the access log"
 
-# ---- SIGTERM ----
+# ---- SIGTERM with a request in flight: it ends properly ([DONE]), new connections are refused, exit 0 ----
+curl -sN -H "Authorization: Bearer $KEY" "$BASE/v1/completions" \
+    -d '{"prompt":"Once","max_tokens":3000,"stream":true,"temperature":1}' >"$WORK/inflight" 2>/dev/null &
+cpid=$!
+for _ in $(seq 1 100); do
+    grep -q '"text"' "$WORK/inflight" 2>/dev/null && break
+    sleep 0.02
+done
 stop_server
+wait "$cpid" || true
+grep -v '^$' "$WORK/inflight" | tail -n 1 | grep -q '^data: \[DONE\]' || fail "in-flight stream cut at shutdown: $(tail -c 200 "$WORK/inflight")"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/health" || true)
+[ "$code" = 000 ] || fail "still answering after shutdown: $code"
 echo "server_curl: ok"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/server_models.sh: several models from a JSON config (docs/server.md): names and
 # aliases in /v1/models, loading on first use, LRU eviction under a memory budget that holds
-# one model, defaults from the config, a bad config refused with exit 1, bad usage exit 2.
+# one model, defaults from the config, 503 for a model that cannot load, a bad config
+# refused with exit 1, bad usage exit 2.
 set -euo pipefail
 source "$(dirname "$0")/server_common.bash"
 
@@ -14,7 +15,8 @@ cat >"$WORK/models.json" <<EOF
   "models": [
     {"name": "stories", "path": "$MODEL", "aliases": ["gpt-4o-mini"], "ctx_size": 1024, "parallel": 2,
      "sampling": {"temperature": 0}},
-    {"path": "$TINY", "ctx_size": 512, "parallel": 1, "keep_alive_s": 300}
+    {"path": "$TINY", "ctx_size": 512, "parallel": 1, "keep_alive_s": 300},
+    {"name": "missing", "path": "$WORK/missing.gguf"}
   ]
 }
 EOF
@@ -22,7 +24,7 @@ loaded() { curl -s "$BASE/metrics" | sed -n "s/^slmesh_model_loaded{model=\"$1\"
 
 start_server --config "$WORK/models.json" -t 1
 ids=$(curl -s "$BASE/v1/models" | jq -r '[.data[].id] | join(",")')
-[ "$ids" = "stories,gpt-4o-mini,tiny-llama-f32" ] || fail "models: $ids"
+[ "$ids" = "stories,gpt-4o-mini,tiny-llama-f32,missing" ] || fail "models: $ids"
 [ "$(loaded stories)" = 1 ] || fail "the default model is not preloaded"
 [ "$(loaded tiny-llama-f32)" = 0 ] || fail "tiny loaded before use"
 
@@ -40,6 +42,11 @@ jq -e '.choices[0].finish_reason' <<<"$c" >/dev/null || fail "tiny: $c"
 # and back
 curl -s "$BASE/v1/completions" -d '{"model":"stories","prompt":"Once","max_tokens":4}' | jq -e .choices >/dev/null || fail "reload"
 [ "$(loaded stories)" = 1 ] && [ "$(loaded tiny-llama-f32)" = 0 ] || fail "LRU eviction back"
+# a model that cannot load: 503 in OpenAI's shape; unknown: 404
+code=$(curl -s -o "$WORK/out" -w '%{http_code}' "$BASE/v1/completions" -d '{"model":"missing","prompt":"x"}')
+[ "$code" = 503 ] && jq -e '.error.code == "model_unavailable"' "$WORK/out" >/dev/null || fail "missing model: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/completions" -d '{"model":"unknown","prompt":"x"}')
+[ "$code" = 404 ] || fail "unknown model: $code"
 stop_server
 
 # bad config: exit 1 with a message; bad usage: exit 2

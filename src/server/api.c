@@ -21,6 +21,8 @@
 #define API_DEFAULT_COMPLETION_TOKENS 16  /* OpenAI's default max_tokens for /v1/completions */
 #define API_TOKENS_SLACK              16  /* tokenizer output beyond one token per byte (BOS, specials) */
 #define API_MAX_STOP_LEN              256 /* bytes per stop string (the sampler's SLM_SAMPLE_STOP_MAX_LEN) */
+#define API_MAX_STOPS (SLM_GEN_MAX_STOP - SLM_CHAT_MAX_STOPS) /* a request's; the template's end-of-turn
+                                                                 strings take the rest */
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -183,19 +185,21 @@ static bool parse_gen(const slm_server_config *cfg, const slm_server_model *m, j
     json_t *stop = json_object_get(body, "stop");
     if (stop && !json_is_null(stop)) {
         if (json_is_string(stop)) o->stops[o->n_stop++] = json_string_value(stop);
-        else if (json_is_array(stop) && json_array_size(stop) <= SLM_GEN_MAX_STOP) {
+        else if (json_is_array(stop) && json_array_size(stop) <= API_MAX_STOPS) {
             size_t i;
             json_t *v;
             json_array_foreach(stop, i, v) {
                 if (!json_is_string(v)) return BAD(rep, "stop", "'stop' entries must be strings"), false;
                 o->stops[o->n_stop++] = json_string_value(v);
             }
-        } else return BAD(rep, "stop", "'stop' must be a string or an array of at most %d strings", SLM_GEN_MAX_STOP), false;
+        } else return BAD(rep, "stop", "'stop' must be a string or an array of at most %d strings", API_MAX_STOPS), false;
         for (int32_t i = 0; i < o->n_stop; i++)
             if (!*o->stops[i] || strlen(o->stops[i]) > API_MAX_STOP_LEN)
                 return BAD(rep, "stop", "stop strings must be 1..%d bytes", API_MAX_STOP_LEN), false;
     }
-    if (chat) {
+    if (chat) { /* the template's end-of-turn strings end generation too (as `slmesh chat`) */
+        const slm_chat_info *info = slm_chat_template_info(m->tpl);
+        for (int32_t i = 0; info && i < SLM_CHAT_MAX_STOPS && info->stops[i]; i++) o->stops[o->n_stop++] = info->stops[i];
         if (get_bool(body, "logprobs", &o->logprobs, rep) < 0) return false;
         if ((r = get_int(body, "top_logprobs", 0, SLM_GEN_MAX_TOP, &top, rep)) < 0) return false;
         if (r && !o->logprobs) return BAD(rep, "top_logprobs", "'top_logprobs' needs 'logprobs': true"), false;
