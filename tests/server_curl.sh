@@ -118,7 +118,7 @@ head -c 70000 /dev/zero | tr '\0' 'a' >"$WORK/big"
 code=$(curl -s -o "$WORK/out" -w '%{http_code}' -H "Authorization: Bearer $KEY" --data-binary @"$WORK/big" "$BASE/v1/completions")
 [ "$code" = 413 ] || fail "big body: $code"
 # 429: 2 slots + 4 queued places; n = 8 choices cannot all be accepted
-expect_error 429 POST /v1/completions '{"prompt":"x","n":8,"max_tokens":2}'
+expect_error 429 POST /v1/completions '{"prompt":"x","n":8,"max_tokens":2000}'
 # 401: no key, wrong key; /health needs none
 code=$(curl -s -o "$WORK/out" -w '%{http_code}' "$BASE/v1/models")
 [ "$code" = 401 ] || fail "no key: $code"

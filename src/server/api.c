@@ -46,28 +46,49 @@ void slm_server_api_error(slm_server_reply *rep, int status, const char *type, c
 
 /* ---- UTF-8 ---------------------------------------------------------------------------------- */
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80) return 1;
+    size_t k;
+    uint32_t cp, min;
+    if ((s[0] & 0xE0) == 0xC0) k = 1, cp = s[0] & 0x1F, min = 0x80;
+    else if ((s[0] & 0xF0) == 0xE0) k = 2, cp = s[0] & 0x0F, min = 0x800;
+    else if ((s[0] & 0xF8) == 0xF0) k = 3, cp = s[0] & 0x07, min = 0x10000;
+    else return 0;
+    if (k >= n) return 0;
+    for (size_t j = 1; j <= k; j++) {
+        if ((s[j] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[j] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return k + 1;
+}
+
 bool slm_server_utf8_valid(const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
-    for (size_t i = 0; i < n;) {
-        const unsigned c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) k = 1, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) k = 2, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) k = 3, cp = c & 0x07, min = 0x10000;
-        else return false;
-        if (k >= n - i) return false; /* truncated sequence */
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= n || (s[i + j] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += k + 1;
-    }
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_seq(s + i, n - i))) return false;
     return true;
+}
+
+json_t *slm_server_json_text(const char *text, size_t n) {
+    if (!text) return json_string("");
+    if (slm_server_utf8_valid(text, n)) return json_stringn(text, n);
+    size_t cap = n * 3 + 1, w = 0; /* each bad byte becomes U+FFFD (3 bytes) */
+    char *b = slm_malloc(cap);
+    if (!b) return json_string("");
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        const size_t k = utf8_seq(s + i, n - i);
+        if (k) {
+            memcpy(b + w, s + i, k), w += k, i += k;
+        } else {
+            memcpy(b + w, "\xEF\xBF\xBD", 3), w += 3, i++;
+        }
+    }
+    json_t *j = json_stringn(b, w);
+    slm_free(b);
+    return j;
 }
 
 /* ---- field readers: 0 absent (or null), 1 read, -1 bad (rep filled) ----------------------------- */

@@ -314,8 +314,7 @@ json_t *slm_server_job_final(slm_server_job *j) {
             }
         }
         (void)prompt_len;
-        json_t *content = slm_server_utf8_valid(text ? text : "", len) ? json_stringn(text ? text : "", len)
-                                                                          : json_string("");
+        json_t *content = slm_server_json_text(text ? text : "", len);
         const char *fr = slm_server_finish_reason(&j->ch[ci].res);
         json_t *c;
         if (chat)
@@ -376,7 +375,7 @@ static void stream_event(slm_server_job *j, const slm_server_ev *e) {
     const bool with_lp = j->spec.logprobs && e->id >= 0;
     if (!e->text_len && !with_lp) return;
     const char *t = e->text ? e->text : "";
-    json_t *text = slm_server_utf8_valid(t, e->text_len) ? json_stringn(t, e->text_len) : json_string("");
+    json_t *text = slm_server_json_text(t, e->text_len);
     json_t *lp = json_null();
     if (with_lp) {
         if (chat) lp = json_pack("{s:[o]}", "content", chat_lp(j, e));

@@ -117,10 +117,27 @@ static slm_status parse_model(json_t *o, int idx, slm_server_model_cfg *m, char 
     return SLM_OK;
 }
 
+static slm_status config_from_json(json_t *root, const char *path, slm_server_config *cfg, char *err);
+
 slm_status slm_server_config_load(const char *path, slm_server_config *cfg, char *err) {
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) return slm_errf(err, SLM_ERR_CORRUPT, "%s:%d: %s", path, je.line, je.text);
+    const slm_status st = config_from_json(root, path, cfg, err);
+    json_decref(root);
+    return st;
+}
+
+slm_status slm_server_config_parse(const char *text, size_t len, slm_server_config *cfg, char *err) {
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return slm_errf(err, SLM_ERR_CORRUPT, "config:%d: %s", je.line, je.text);
+    const slm_status st = config_from_json(root, "config", cfg, err);
+    json_decref(root);
+    return st;
+}
+
+static slm_status config_from_json(json_t *root, const char *path, slm_server_config *cfg, char *err) {
     slm_status st = SLM_OK;
     json_t *models = json_object_get(root, "models");
     if (!json_is_array(models) || json_array_size(models) == 0 || json_array_size(models) > SLM_SERVER_MAX_MODELS) {
@@ -149,7 +166,6 @@ slm_status slm_server_config_load(const char *path, slm_server_config *cfg, char
                 st = slm_errf(err, SLM_ERR_INVALID_ARG, "%s: model name \"%s\" is used twice", path, cfg->models[i].name);
 done:
     if (st) slm_server_config_free(cfg);
-    json_decref(root);
     return st;
 }
 

@@ -74,6 +74,8 @@ typedef struct slm_server_config {
 /* Parse a JSON config file (format in docs/server.md) into cfg->models and budget; strings
  * are owned by cfg and freed by slm_server_config_free. */
 slm_status slm_server_config_load(const char *path, slm_server_config *cfg, char *err);
+/* The same from len bytes of JSON text (borrowed for the call). */
+slm_status slm_server_config_parse(const char *text, size_t len, slm_server_config *cfg, char *err);
 /* A one-model config for -m PATH (name = file name without .gguf). */
 slm_status slm_server_config_single(const char *path, const slm_sched_params *sp, slm_server_config *cfg, char *err);
 void slm_server_config_free(slm_server_config *cfg);
@@ -145,6 +147,8 @@ bool slm_server_appendf(char **buf, size_t *len, size_t *cap, const char *fmt, .
 
 /* Is s[n] valid UTF-8 (no overlongs, surrogates or code points above U+10FFFF)? */
 bool slm_server_utf8_valid(const char *s, size_t n);
+/* A JSON string of text[n] with every invalid UTF-8 byte replaced by U+FFFD (new reference). */
+json_t *slm_server_json_text(const char *text, size_t n);
 
 /* ---- internal: API handlers (api.c) ------------------------------------------------------------ */
 
