@@ -130,11 +130,40 @@ slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err);
  * for them. Valid until the next decode or destroy. */
 const float *slm_ctx_logits(const slm_ctx *c, int32_t i);
 
-/* KV sequence operations (see kv cache design: cells are shared between sequences). */
+/* KV sequence operations. Cells are shared between sequences: seq_cp makes src's positions
+ * [p0, p1) visible to dst without copying (a shared prompt prefix is stored once); dst
+ * should hold nothing in that range (remove it first), or it would see both. */
 slm_status slm_ctx_seq_rm(slm_ctx *c, int32_t seq, int32_t p0, int32_t p1, char *err); /* [p0,p1); <0 = open */
 slm_status slm_ctx_seq_cp(slm_ctx *c, int32_t src, int32_t dst, int32_t p0, int32_t p1, char *err);
 int32_t slm_ctx_seq_pos_max(const slm_ctx *c, int32_t seq); /* -1 when empty */
 void slm_ctx_clear(slm_ctx *c);
+
+/* What a context has done and holds (for metrics). */
+typedef struct slm_ctx_stats {
+    uint64_t n_decode;      /* successful slm_ctx_decode calls (generation and embeddings included) */
+    uint64_t n_tokens;      /* tokens evaluated by them */
+    uint64_t n_outputs;     /* rows of logits computed */
+    double decode_ms;       /* wall time spent in them */
+    int64_t kv_used;        /* KV cells in use now */
+    int32_t kv_cells;       /* KV cells in all */
+    size_t kv_bytes;        /* K and V storage */
+    size_t scratch_bytes;   /* forward-pass scratch and logits buffer */
+} slm_ctx_stats;
+
+void slm_ctx_get_stats(const slm_ctx *c, slm_ctx_stats *out);
+
+/* ---- label scoring ------------------------------------------------------------------------ */
+
+#define SLM_CTX_MAX_LABELS 4096 /* labels per call; banking77 has 77 intents */
+
+/* Evaluate prompt[n_prompt] (n_prompt >= 1) as the continuation of sequence seq, then the
+ * natural log-probability of each label (labels[i]: n_label[i] tokens, 1..n_batch) as its
+ * continuation: logprobs[i] = sum over the label's tokens of log p(token | prompt, earlier
+ * label tokens). Afterwards seq holds the prompt (the labels are removed again); the last
+ * logits are invalidated. All arrays are borrowed for the call. */
+slm_status slm_ctx_score_labels(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
+                                const int32_t *const *labels, const size_t *n_label, int32_t n_labels,
+                                float *logprobs, char *err);
 
 /* ---- embeddings -------------------------------------------------------------------------- */
 
