@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "sample/sample.h"
 #include "slmesh/sched.h"
 #include "slmesh/slmesh.h"
@@ -303,6 +304,37 @@ static void test_prompt_logprobs_and_embed(void **state) {
     slm_model_close(m);
 }
 
+/* Every allocation of create, submit and a whole request can fail without a leak or a
+ * crash; the request then either never starts (submit fails) or ends with a DONE. */
+static void test_alloc_failures(void **state) {
+    slm_model *m = open_model();
+    if (!m) skip();
+    int32_t ids[256];
+    size_t n;
+    tokenize(m, prompts[2], ids, &n);
+    const slm_gen_params g = gen_params(11, 6);
+    bool completed = false;
+    for (long k = 1; k < 500 && !completed; k++) {
+        slm_sched_params p = {.n_parallel = 2, .n_queue = 2, .n_ctx = 128, .n_threads = 1};
+        slm_sched *s = NULL;
+        run r = {0};
+        slm_fault_arm(k);
+        if (slm_sched_create(m, &p, &s, NULL) == SLM_OK) {
+            const slm_sched_request rq = {.prompt = ids, .n_prompt = n, .gen = g, .cb = on_event, .user = &r};
+            if (slm_sched_submit(s, &rq, NULL) == SLM_OK) {
+                for (int i = 0; i < 1000 && !r.done; i++) assert_int_equal(slm_sched_step(s, 0, NULL), SLM_OK);
+                assert_true(r.done);
+            }
+        }
+        completed = !slm_fault_fired();
+        slm_fault_arm(0);
+        slm_sched_destroy(s);
+        if (completed) assert_int_equal(r.res.status, SLM_OK);
+    }
+    assert_true(completed);
+    slm_model_close(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_alone),
@@ -310,6 +342,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_shutdown),
         cmocka_unit_test(test_prompt_logprobs_and_embed),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
