@@ -337,6 +337,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     conn *c = *con_cls;
     if (!c) return;
     if (c->job) {
+        /* a stream cut short: its generation stops at the next step; wait for it so that the
+         * log and the metrics count what was generated */
+        atomic_store(&c->job->cancel, true);
+        slm_server_job_wait(c->job, NULL, NULL);
         slm_server_job_usage(c->job, &c->rep);
         slm_server_job_release(c->job);
     }
