@@ -304,6 +304,35 @@ static void test_prompt_logprobs_and_embed(void **state) {
     slm_model_close(m);
 }
 
+/* Slots allowed more positions than the cache holds for all of them: when the cells run
+ * out, cache entries go first, then a generating request ends with stop CONTEXT; the others
+ * carry on and everything ends. */
+static void test_overcommitted_context(void **state) {
+    slm_model *m = open_model();
+    if (!m) skip();
+    slm_sched_params p = {.n_parallel = 2, .n_queue = 2, .n_ctx = 64, .n_ctx_slot = 64, .n_threads = 1};
+    slm_sched *s = NULL;
+    assert_int_equal(slm_sched_create(m, &p, &s, NULL), SLM_OK);
+    int32_t a[256], b[256];
+    size_t na, nb;
+    tokenize(m, prompts[0], a, &na);
+    tokenize(m, prompts[1], b, &nb);
+    run r[2] = {0};
+    slm_gen_params g = gen_params(5, 50); /* prompt + 50 < 64 per slot, but 2 slots need more than 64 cells */
+    g.sampling.temperature = 0; /* greedy: no EOG before the cells run out */
+    submit(s, a, na, &g, &r[0]);
+    submit(s, b, nb, &g, &r[1]);
+    drain(s, r, 2);
+    assert_true(r[0].res.stop == SLM_GEN_STOP_CONTEXT || r[1].res.stop == SLM_GEN_STOP_CONTEXT);
+    assert_int_equal(r[0].res.status, SLM_OK);
+    assert_int_equal(r[1].res.status, SLM_OK);
+    slm_sched_stats st;
+    slm_sched_stats_get(s, &st);
+    assert_int_equal(st.busy_slots, 0);
+    slm_sched_destroy(s);
+    slm_model_close(m);
+}
+
 /* Every allocation of create, submit and a whole request can fail without a leak or a
  * crash; the request then either never starts (submit fails) or ends with a DONE. */
 static void test_alloc_failures(void **state) {
@@ -342,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_shutdown),
         cmocka_unit_test(test_prompt_logprobs_and_embed),
+        cmocka_unit_test(test_overcommitted_context),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -666,9 +666,14 @@ static int32_t build_batch(slm_sched *s) {
         if (sl->r && sl->decoding) n_dec++;
     }
     /* room for the decoding tokens first; slots that cannot get a cell end (context full) */
-    make_room(s, n_dec);
-    for (int32_t i = 0; i < s->n_parallel && kv_free(s) < n_dec; i++)
-        if (s->slots[i].r && s->slots[i].decoding) slot_finish(s, &s->slots[i], SLM_GEN_STOP_CONTEXT), n_dec--;
+    while (kv_free(s) < n_dec) {
+        if (evict_lru(s)) continue;
+        slot *victim = NULL; /* only when slots may outgrow n_ctx / n_parallel */
+        for (int32_t i = 0; i < s->n_parallel && !victim; i++)
+            if (s->slots[i].r && s->slots[i].decoding) victim = &s->slots[i];
+        slot_finish(s, victim, SLM_GEN_STOP_CONTEXT); /* its KV becomes an entry, evicted next */
+        n_dec--;
+    }
     for (int32_t i = 0; i < s->n_parallel; i++) {
         slot *sl = &s->slots[i];
         if (!sl->r || !sl->decoding) continue;
