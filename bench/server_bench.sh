@@ -21,6 +21,7 @@ for _ in $(seq 1 600); do
 done
 [ -n "$port" ] || { cat "$log" >&2; exit 1; }
 name=$(basename "$model" .gguf)
+node bench/server_bench.mjs "http://127.0.0.1:$port" 1 1 >/dev/null # warm-up: page in the weights
 echo "| model | clients | generated tok/s (all streams) | TTFT p50 ms | TTFT p99 ms |"
 echo "| --- | --- | --- | --- | --- |"
 for c in 1 4 16; do
