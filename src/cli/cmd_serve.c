@@ -81,6 +81,10 @@ int cmd_serve(int argc, char **argv) {
 #define DOUBLE_OPT(lo, hi) \
     NEED_VALUE(); \
     if (!cli_parse_double(v, (lo), (hi), &d)) return cli_usage("serve", serve_usage, "bad value for %s: %s", a, v)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(serve_usage, stdout);
+            return CLI_OK;
+        }
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEED_VALUE(); model = v; }
         else if (!strcmp(a, "--config")) { NEED_VALUE(); config = v; }
         else if (!strcmp(a, "--host")) { NEED_VALUE(); cfg.host = v; }
