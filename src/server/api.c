@@ -136,11 +136,11 @@ typedef struct gen_opts {
 /* Fields that change what a request means and that slmesh does not do. */
 static bool refuse_unsupported(json_t *body, slm_server_reply *rep) {
     static const char *const fields[] = {"tools", "tool_choice", "functions", "function_call", "logit_bias",
-                                         "suffix", "audio", "prediction", "parallel_tool_calls"};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+                                         "suffix", "audio", "prediction"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) { /* null, [] and {} mean "none" */
         json_t *v = json_object_get(body, fields[i]);
         if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0) &&
-            !(json_is_object(v) && json_object_size(v) == 0) && !(!strcmp(fields[i], "parallel_tool_calls")))
+            !(json_is_object(v) && json_object_size(v) == 0))
             return BAD(rep, fields[i], "'%s' is not supported by this server", fields[i]), false;
     }
     json_t *rf = json_object_get(body, "response_format");
@@ -339,8 +339,11 @@ static bool chat_prompt(const slm_server_config *cfg, const slm_server_model *m,
 /* ---- completions prompts --------------------------------------------------------------------- */
 
 /* Read one prompt (string or token ids) into pr. */
-static bool read_prompt(const slm_server_model *m, json_t *v, const char *param, slm_server_prompt *pr, int flags,
-                        slm_server_reply *rep) {
+static bool check_prompt_len(const slm_server_config *cfg, const slm_server_model *m, size_t n, const char *param,
+                             slm_server_reply *rep);
+
+static bool read_prompt(const slm_server_config *cfg, const slm_server_model *m, json_t *v, const char *param,
+                        slm_server_prompt *pr, int flags, slm_server_reply *rep) {
     slm_model_desc d;
     slm_model_describe(m->m, &d);
     if (json_is_string(v)) {
@@ -354,7 +357,7 @@ static bool read_prompt(const slm_server_model *m, json_t *v, const char *param,
     if (!json_is_array(v) || json_array_size(v) == 0)
         return BAD(rep, param, "%s must be a string or a non-empty array of token ids", param), false;
     const size_t n = json_array_size(v);
-    if (n > (size_t)m->n_ctx_slot) return check_prompt_len(&(slm_server_config){0}, m, n, param, rep);
+    if (!check_prompt_len(cfg, m, n, param, rep)) return false; /* before allocating for it */
     if (!(pr->ids = slm_malloc(n * sizeof *pr->ids))) return slm_server_api_error(rep, 503, "server_error", NULL, NULL, "out of memory"), false;
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get(v, i);
@@ -394,7 +397,7 @@ static bool read_prompts(const slm_server_config *cfg, const slm_server_model *m
     for (size_t i = 0; i < n; i++) {
         char param[48];
         snprintf(param, sizeof param, n > 1 ? "%s[%zu]" : "%s", key, i);
-        if (!read_prompt(m, list[i], param, &j->prompts[i], flags, rep)) return false;
+        if (!read_prompt(cfg, m, list[i], param, &j->prompts[i], flags, rep)) return false;
         if (!check_prompt_len(cfg, m, j->prompts[i].n_ids, param, rep)) return false;
     }
     return true;
