@@ -274,6 +274,35 @@ static void test_mask_bruteforce(void **state) {
     slm_grammar_vocab_destroy(v);
 }
 
+/* The sampler hook allows end-of-generation only where the grammar is complete. */
+static void test_mask_hook(void **state) {
+    (void)state;
+    slm_grammar_vocab *v;
+    assert_int_equal(slm_grammar_vocab_create(TOY_N, toy_piece, NULL, &v, NULL), SLM_OK);
+    slm_grammar *g = gbnf("root ::= \"1\" \"2\"?");
+    slm_grammar_matcher *m;
+    assert_int_equal(slm_grammar_matcher_create(g, v, &m, NULL), SLM_OK);
+    const int32_t eog = 0; /* the empty piece: a control token */
+    assert_int_equal(slm_grammar_matcher_set_eog(m, &eog, 1, NULL), SLM_OK);
+    const int32_t bad = TOY_N;
+    assert_int_equal(slm_grammar_matcher_set_eog(m, &bad, 1, NULL), SLM_ERR_RANGE);
+    uint32_t mask[(TOY_N + 31) / 32] = {0};
+    assert_int_equal(slm_grammar_mask_hook(m, mask, (TOY_N + 31) / 32, NULL), SLM_OK);
+    assert_false(mask[0] & 1); /* not complete yet */
+    assert_true(mask[13 >> 5] >> (13 & 31) & 1); /* "1" */
+    assert_int_equal(slm_grammar_matcher_accept(m, "1", 1, NULL), SLM_OK);
+    memset(mask, 0, sizeof mask);
+    assert_int_equal(slm_grammar_mask_hook(m, mask, (TOY_N + 31) / 32, NULL), SLM_OK);
+    assert_true(mask[0] & 1);                       /* complete: EOG allowed */
+    assert_false(mask[13 >> 5] >> (13 & 31) & 1);   /* "1" no more */
+    assert_true(slm_grammar_matcher_can_continue(m)); /* "2" may follow */
+    assert_int_equal(slm_grammar_matcher_accept(m, "3", 1, NULL), SLM_ERR_STATE);
+    assert_true(slm_grammar_matcher_complete(m)); /* a rejected piece changes nothing */
+    slm_grammar_matcher_destroy(m);
+    slm_grammar_release(g);
+    slm_grammar_vocab_destroy(v);
+}
+
 /* ---- JSON Schema ------------------------------------------------------------------------- */
 
 static void test_schema_integer_ranges(void **state) {
@@ -565,7 +594,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gbnf_constructs),     cmocka_unit_test(test_gbnf_errors),
         cmocka_unit_test(test_every_prefix),        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_mask_bruteforce),     cmocka_unit_test(test_schema_integer_ranges),
+        cmocka_unit_test(test_mask_bruteforce),     cmocka_unit_test(test_mask_hook),
+        cmocka_unit_test(test_schema_integer_ranges),
         cmocka_unit_test(test_schema_values),       cmocka_unit_test(test_schema_unsupported),
         cmocka_unit_test(test_regex),               cmocka_unit_test(test_json_object_and_cache),
         cmocka_unit_test(test_alloc_failures),      cmocka_unit_test(test_generate_constrained),

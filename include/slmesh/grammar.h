@@ -96,6 +96,9 @@ typedef size_t (*slm_grammar_piece_fn)(void *user, int32_t id, char *buf, size_t
 slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece, void *user,
                                     slm_grammar_vocab **out, char *err);
 void slm_grammar_vocab_destroy(slm_grammar_vocab *v); /* NULL allowed */
+/* The same for a model's vocabulary (slm_model_token_piece; m is borrowed for the call). */
+struct slm_model;
+slm_status slm_grammar_vocab_from_model(const struct slm_model *m, slm_grammar_vocab **out, char *err);
 int32_t slm_grammar_vocab_n(const slm_grammar_vocab *v);
 
 /* ---- matching ---------------------------------------------------------------------------- */
@@ -122,6 +125,19 @@ bool slm_grammar_matcher_can_continue(const slm_grammar_matcher *m);
  * prefix (see SLM_SAMPLE_MASK_WORDS: bit id % 32 of word id / 32). n_words must cover the
  * vocabulary. SLM_ERR_STATE without a vocabulary. */
 slm_status slm_grammar_matcher_mask(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err);
+
+/* ---- driving a sampler ------------------------------------------------------------------- *
+ * For a caller running its own sampling loop (a scheduler) with the sampler of
+ * src/sample/sample.h: create a matcher with a vocabulary, give it the end-of-generation
+ * ids, install slm_grammar_mask_hook as the sampler's mask hook with the matcher as user,
+ * feed each sampled token's piece to slm_grammar_matcher_accept, and stop when
+ * slm_grammar_matcher_complete && !slm_grammar_matcher_can_continue (finish "stop"); an
+ * end-of-generation token is sampled only where the grammar is complete. */
+
+/* End-of-generation token ids (copied) that the hook allows where the grammar is complete. */
+slm_status slm_grammar_matcher_set_eog(slm_grammar_matcher *m, const int32_t *ids, size_t n, char *err);
+/* A mask hook (slm_sample_mask_fn): matcher is the slm_grammar_matcher. */
+slm_status slm_grammar_mask_hook(void *matcher, uint32_t *allowed, size_t n_words, char *err);
 
 #ifdef __cplusplus
 }

@@ -49,7 +49,8 @@ typedef struct gen_state {
     char *piece;               /* [piece_cap], owned */
     size_t piece_cap;
     slm_grammar_matcher *gm;   /* owned, NULL without a grammar */
-    int32_t *eog;              /* [n_eog] end-of-generation ids (grammar only), owned */
+    int32_t *eog;              /* [n_eog] end-of-generation ids (grammar only, given to the
+                                  matcher), owned */
     int32_t n_eog;
 } gen_state;
 
@@ -63,31 +64,19 @@ static void gen_free(gen_state *g) {
 
 /* ---- grammar ------------------------------------------------------------------------------ */
 
-static size_t vocab_piece(void *user, int32_t id, char *buf, size_t cap) {
-    return slm_model_token_piece(user, id, buf, cap);
-}
-
-/* The sampler's mask hook: the matcher's tokens, and EOG where the grammar may end. */
-static slm_status grammar_mask(void *user, uint32_t *allowed, size_t n_words, char *err) {
-    gen_state *g = user;
-    slm_status st = slm_grammar_matcher_mask(g->gm, allowed, n_words, err);
-    if (st == SLM_OK && slm_grammar_matcher_complete(g->gm))
-        for (int32_t i = 0; i < g->n_eog; i++) allowed[g->eog[i] >> 5] |= 1u << (g->eog[i] & 31);
-    return st;
-}
-
 static slm_status grammar_init(gen_state *g, slm_grammar *gr, char *err) {
     slm_ctx *c = g->c;
     const int32_t n_vocab = c->m->hp.n_vocab;
     slm_status st = SLM_OK;
-    if (!c->gvocab && (st = slm_grammar_vocab_create(n_vocab, vocab_piece, (void *)c->m, &c->gvocab, err))) return st;
+    if (!c->gvocab && (st = slm_grammar_vocab_from_model(c->m, &c->gvocab, err))) return st;
     if ((st = slm_grammar_matcher_create(gr, c->gvocab, &g->gm, err))) return st;
     for (int32_t id = 0; id < n_vocab; id++) g->n_eog += slm_model_is_eog(c->m, id);
     if (g->n_eog > 0 && !(g->eog = slm_malloc((size_t)g->n_eog * sizeof *g->eog)))
         return slm_errf(err, SLM_ERR_NOMEM, "grammar EOG list");
     for (int32_t id = 0, k = 0; id < n_vocab; id++)
         if (slm_model_is_eog(c->m, id)) g->eog[k++] = id;
-    slm_sample_set_mask_fn(g->sampler, grammar_mask, g);
+    if ((st = slm_grammar_matcher_set_eog(g->gm, g->eog, (size_t)g->n_eog, err))) return st;
+    slm_sample_set_mask_fn(g->sampler, slm_grammar_mask_hook, g->gm);
     return SLM_OK;
 }
 

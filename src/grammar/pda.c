@@ -595,6 +595,8 @@ static slm_status mask_state(slm_grammar *g, slm_grammar_pda *a, const slm_gramm
 struct slm_grammar_matcher {
     slm_grammar *g;               /* one reference, owned */
     const slm_grammar_vocab *v;   /* borrowed, may be NULL */
+    int32_t *eog;                 /* [n_eog] owned: allowed by the hook where complete */
+    size_t n_eog;
     uint32_t state;               /* current DFA state */
     bool complete, more;          /* copies of the state's flags (read without the lock) */
 };
@@ -636,6 +638,7 @@ void slm_grammar_matcher_destroy(slm_grammar_matcher *m) {
     m->g->n_matchers--;
     pthread_mutex_unlock(&m->g->lock);
     slm_grammar_release(m->g);
+    slm_free(m->eog);
     slm_free(m);
 }
 
@@ -679,6 +682,26 @@ slm_status slm_grammar_matcher_mask(slm_grammar_matcher *m, uint32_t *allowed, s
     slm_status st = mask_state(m->g, m->g->pda, m->v, m->state, allowed);
     pthread_mutex_unlock(&m->g->lock);
     return st ? lim_err(st, err) : SLM_OK;
+}
+
+slm_status slm_grammar_matcher_set_eog(slm_grammar_matcher *m, const int32_t *ids, size_t n, char *err) {
+    const int32_t n_vocab = m->v ? m->v->n_vocab : INT32_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab) return slm_errf(err, SLM_ERR_RANGE, "end-of-generation id %d", ids[i]);
+    int32_t *copy = NULL;
+    if (n > 0 && !(copy = slm_malloc(n * sizeof *copy))) return slm_errf(err, SLM_ERR_NOMEM, "end-of-generation ids");
+    if (n > 0) memcpy(copy, ids, n * sizeof *copy);
+    slm_free(m->eog);
+    m->eog = copy, m->n_eog = n;
+    return SLM_OK;
+}
+
+slm_status slm_grammar_mask_hook(void *matcher, uint32_t *allowed, size_t n_words, char *err) {
+    slm_grammar_matcher *m = matcher;
+    slm_status st = slm_grammar_matcher_mask(m, allowed, n_words, err);
+    if (st == SLM_OK && m->complete)
+        for (size_t i = 0; i < m->n_eog; i++) allowed[m->eog[i] >> 5] |= 1u << (m->eog[i] & 31);
+    return st;
 }
 
 /* ---- public lifetime ---------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "grammar/grammar_int.h"
+#include "slmesh/slmesh.h"
 
 #define MAX_VOCAB (1 << 21) /* tokens; = SLM_TOK_MAX_VOCAB */
 
@@ -167,4 +168,12 @@ fail:
     slm_free(refs);
     slm_grammar_vocab_destroy(v);
     return st;
+}
+
+static size_t model_piece(void *user, int32_t id, char *buf, size_t cap) { return slm_model_token_piece(user, id, buf, cap); }
+
+slm_status slm_grammar_vocab_from_model(const struct slm_model *m, slm_grammar_vocab **out, char *err) {
+    slm_model_desc d;
+    slm_model_describe(m, &d);
+    return slm_grammar_vocab_create(d.n_vocab, model_piece, (void *)m, out, err);
 }
