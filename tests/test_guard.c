@@ -2,6 +2,7 @@
  * operators, vault round trip, UTF-8 offsets, invalid UTF-8, limits, allocation failures. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -538,6 +539,56 @@ static void test_tagger_training(void **state) {
     free(out2);
 }
 
+/* ---- sharing between threads ---------------------------------------------------------------------- */
+
+typedef struct {
+    const slm_guard *g;  /* shared, borrowed */
+    size_t count;        /* findings seen by the thread on every round */
+    int rounds_ok;
+} thread_job;
+
+static const char *const SHARED_TEXT =
+    "Hi, I am Anna Berg (anna.berg@example.com, +46 8 123 456 78). Card 4111-1111-1111-1111, "
+    "IBAN GB82 WEST 1234 5698 7654 32. Mr. Smith lives at 221B Baker Street, London.";
+
+static void *detect_loop(void *arg) {
+    thread_job *job = arg;
+    char err[SLM_ERR_LEN];
+    for (int r = 0; r < 50; r++) {
+        slm_pii_finding *f = NULL;
+        size_t n = 0;
+        if (slm_guard_detect(job->g, SHARED_TEXT, strlen(SHARED_TEXT), &f, &n, err) == SLM_OK &&
+            (r == 0 || n == job->count))
+            job->rounds_ok++;
+        job->count = n;
+        slm_free(f);
+    }
+    return NULL;
+}
+
+static void test_shared_between_threads(void **state) {
+    (void)state;
+    char model[4096], err[SLM_ERR_LEN];
+    slm_guard_opts o;
+    slm_guard *g = NULL;
+    slm_guard_opts_default(&o);
+    o.tagger_path = repo_model(model, sizeof model);
+    assert_int_equal(slm_guard_create(&o, &g, err), SLM_OK);
+    pthread_t th[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){.g = g};
+        assert_int_equal(pthread_create(&th[i], NULL, detect_loop, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].rounds_ok, 50);
+        assert_int_equal(jobs[i].count, jobs[0].count);
+    }
+    assert_true(jobs[0].count >= 5);
+    slm_guard_destroy(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validators),
@@ -556,6 +607,7 @@ int main(void) {
         cmocka_unit_test(test_tagger_names),
         cmocka_unit_test(test_tagger_file_checks),
         cmocka_unit_test(test_tagger_training),
+        cmocka_unit_test(test_shared_between_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

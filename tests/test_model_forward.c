@@ -137,6 +137,15 @@ static void test_sequences(void **state) {
     decode_all(c, prompt + half, N_PROMPT - half, half, 0, got, d.n_vocab);
     assert_memory_equal(got, alone + half * nv, (N_PROMPT - half) * nv * sizeof(float));
 
+    slm_ctx_stats stats;
+    slm_ctx_get_stats(c, &stats);
+    assert_int_equal(stats.n_decode, 4);
+    assert_int_equal(stats.n_tokens, 3 * N_PROMPT + 2 * (N_PROMPT - half));
+    assert_int_equal(stats.n_outputs, stats.n_tokens);
+    assert_int_equal(stats.kv_used, N_PROMPT + (N_PROMPT - half)); /* seq 3 shares seq 0's first half */
+    assert_int_equal(stats.kv_cells, 64);
+    assert_true(stats.kv_bytes > 0 && stats.scratch_bytes > 0 && stats.decode_ms > 0);
+
     /* errors leave the cache as it was */
     int32_t bad = d.n_vocab, p = N_PROMPT, s0 = 0;
     slm_batch bb = {.n_tokens = 1, .token = &bad, .pos = &p, .seq_id = &s0};
@@ -232,6 +241,58 @@ static void test_embed(void **state) {
     slm_model_close(m);
 }
 
+static double lp_of(const float *l, int n, int id) {
+    double m = l[0], z = 0;
+    for (int i = 1; i < n; i++) m = fmax(m, l[i]);
+    for (int i = 0; i < n; i++) z += exp(l[i] - m);
+    return l[id] - m - log(z);
+}
+
+/* Label scores equal the log-probabilities of the same tokens decoded in full. */
+static void test_score_labels(void **state) {
+    (void)state;
+    slm_model *m = open_tiny("models/tiny/tiny-llama-q8_0.gguf");
+    if (!m) skip();
+    const int nv = 512, np = 8;
+    float *full = malloc((size_t)N_PROMPT * nv * sizeof(float)), *alt = malloc(2 * (size_t)nv * sizeof(float));
+    assert_true(full && alt);
+    slm_ctx *c = new_ctx(m, 2, SLM_CACHE_F16, 2);
+    decode_all(c, prompt, N_PROMPT, 0, 0, full, nv);
+    slm_ctx_clear(c);
+    const int32_t other[2] = {5, 6};
+    decode_all(c, prompt, np, 0, 1, full, nv); /* rows 0..7 are the same as before */
+    decode_all(c, other, 2, np, 1, alt, nv);
+    slm_ctx_clear(c);
+    const int32_t *labels[3] = {prompt + np, prompt + np, other};
+    const size_t n_label[3] = {1, 3, 2};
+    float lp[3];
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_ctx_score_labels(c, 0, prompt, np, labels, n_label, 3, lp, err), SLM_OK);
+    const double want0 = lp_of(full + (np - 1) * nv, nv, prompt[np]);
+    double want1 = want0;
+    /* the full decode of the whole prompt: rows np..np+1 predict prompt[np+1], prompt[np+2] */
+    slm_ctx_clear(c);
+    float *fullrows = malloc((size_t)N_PROMPT * nv * sizeof(float));
+    decode_all(c, prompt, N_PROMPT, 0, 0, fullrows, nv);
+    want1 += lp_of(fullrows + np * nv, nv, prompt[np + 1]) + lp_of(fullrows + (np + 1) * nv, nv, prompt[np + 2]);
+    const double want2 = lp_of(full + (np - 1) * nv, nv, 5) + lp_of(alt, nv, 6);
+    assert_true(fabs(lp[0] - want0) < 1e-4 && fabs(lp[1] - want1) < 1e-4 && fabs(lp[2] - want2) < 1e-4);
+    assert_true(lp[1] < lp[0]);
+    /* the sequence holds the prompt again (after the clear above: score on a fresh seq 1) */
+    slm_ctx_clear(c);
+    assert_int_equal(slm_ctx_score_labels(c, 1, prompt, np, labels, n_label, 3, lp, err), SLM_OK);
+    assert_int_equal(slm_ctx_seq_pos_max(c, 1), np - 1);
+    assert_null(slm_ctx_logits(c, 0));
+    /* bad arguments */
+    const size_t bad_len[1] = {0};
+    assert_int_equal(slm_ctx_score_labels(c, 1, prompt, np, labels, bad_len, 1, lp, err), SLM_ERR_RANGE);
+    assert_int_equal(slm_ctx_score_labels(c, 1, prompt, 0, labels, n_label, 1, lp, err), SLM_ERR_INVALID_ARG);
+    assert_int_equal(slm_ctx_score_labels(c, 2, prompt, np, labels, n_label, 1, lp, err), SLM_ERR_RANGE);
+    slm_ctx_destroy(c);
+    free(full), free(alt), free(fullrows);
+    slm_model_close(m);
+}
+
 static void test_ctx_oom(void **state) {
     (void)state;
     slm_model *m = open_tiny("models/tiny/tiny-llama-q4_k.gguf");
@@ -261,6 +322,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_vs_single_llama), cmocka_unit_test(test_batch_vs_single_qwen2),
         cmocka_unit_test(test_sequences), cmocka_unit_test(test_kv_types), cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_score_labels),
         cmocka_unit_test(test_ctx_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

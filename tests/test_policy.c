@@ -176,6 +176,16 @@ static void test_labels_plain(void **state) {
     /* input direction has no rules: everything is allowed */
     assert_int_equal(slm_policy_check(p, SLM_POLICY_INPUT, NULL, "anything", 8, NULL, &v, err), SLM_OK);
     assert_int_equal(v.action, SLM_POLICY_ALLOW);
+    /* a pii rule on a type the guard does not detect is an error, not a silent allow */
+    slm_policy *pp = NULL;
+    slm_guard *g = NULL;
+    const char *pol2 = "{\"input\": [{\"pii\": [\"PERSON\"]}]}";
+    assert_int_equal(slm_policy_parse(pol2, strlen(pol2), &pp, err), SLM_OK);
+    assert_int_equal(slm_guard_create(NULL, &g, err), SLM_OK); /* patterns only */
+    assert_int_equal(slm_policy_check(pp, SLM_POLICY_INPUT, g, "Anna", 4, NULL, &v, err), SLM_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "does not detect PERSON"));
+    slm_guard_destroy(g);
+    slm_policy_destroy(pp);
     /* invalid UTF-8 */
     assert_int_equal(slm_policy_check(p, SLM_POLICY_INPUT, NULL, "a\xff", 2, NULL, &v, err), SLM_ERR_UTF8);
     slm_policy_destroy(p);

@@ -96,6 +96,9 @@ void slm_guard_opts_default(slm_guard_opts *opts);
  * *out is owned by the caller and freed with slm_guard_destroy. */
 slm_status slm_guard_create(const slm_guard_opts *opts, slm_guard **out, char *err);
 void slm_guard_destroy(slm_guard *guard);
+/* Types this guard reports (bit set); the tagger-only types are included only when a tagger
+ * is loaded. */
+uint32_t slm_guard_types(const slm_guard *guard);
 
 /* Default tagger weights path: $SLMESH_PII_TAGGER if set, else the repository's
  * models/pii-tagger.bin when it exists relative to the program's directory (exe_path's

@@ -13,8 +13,9 @@
  *  - Pointers returned by accessors (logits, names) are borrowed from the handle and stay
  *    valid as documented at each function.
  * Every fallible call returns a slm_status and writes a one-line detail into err (may be
- * NULL, SLM_ERR_LEN bytes). Non-goals here: HTTP, JSON, routing; grammar masks and label
- * scoring come later through this same context (see slm_gen_params).
+ * NULL, SLM_ERR_LEN bytes). Non-goals here: HTTP, JSON, routing. Structured output: a
+ * grammar (slmesh/grammar.h) in slm_gen_params constrains generation; slm_ctx_classify
+ * scores labels.
  */
 #ifndef SLMESH_SLMESH_H
 #define SLMESH_SLMESH_H
@@ -130,11 +131,40 @@ slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err);
  * for them. Valid until the next decode or destroy. */
 const float *slm_ctx_logits(const slm_ctx *c, int32_t i);
 
-/* KV sequence operations (see kv cache design: cells are shared between sequences). */
+/* KV sequence operations. Cells are shared between sequences: seq_cp makes src's positions
+ * [p0, p1) visible to dst without copying (a shared prompt prefix is stored once); dst
+ * should hold nothing in that range (remove it first), or it would see both. */
 slm_status slm_ctx_seq_rm(slm_ctx *c, int32_t seq, int32_t p0, int32_t p1, char *err); /* [p0,p1); <0 = open */
 slm_status slm_ctx_seq_cp(slm_ctx *c, int32_t src, int32_t dst, int32_t p0, int32_t p1, char *err);
 int32_t slm_ctx_seq_pos_max(const slm_ctx *c, int32_t seq); /* -1 when empty */
 void slm_ctx_clear(slm_ctx *c);
+
+/* What a context has done and holds (for metrics). */
+typedef struct slm_ctx_stats {
+    uint64_t n_decode;      /* successful slm_ctx_decode calls (generation and embeddings included) */
+    uint64_t n_tokens;      /* tokens evaluated by them */
+    uint64_t n_outputs;     /* rows of logits computed */
+    double decode_ms;       /* wall time spent in them */
+    int64_t kv_used;        /* KV cells in use now */
+    int32_t kv_cells;       /* KV cells in all */
+    size_t kv_bytes;        /* K and V storage */
+    size_t scratch_bytes;   /* forward-pass scratch and logits buffer */
+} slm_ctx_stats;
+
+void slm_ctx_get_stats(const slm_ctx *c, slm_ctx_stats *out);
+
+/* ---- label scoring ------------------------------------------------------------------------ */
+
+#define SLM_CTX_MAX_LABELS 4096 /* labels per call; banking77 has 77 intents */
+
+/* Evaluate prompt[n_prompt] (n_prompt >= 1) as the continuation of sequence seq, then the
+ * natural log-probability of each label (labels[i]: n_label[i] tokens, 1..n_batch) as its
+ * continuation: logprobs[i] = sum over the label's tokens of log p(token | prompt, earlier
+ * label tokens). Afterwards seq holds the prompt (the labels are removed again); the last
+ * logits are invalidated. All arrays are borrowed for the call. */
+slm_status slm_ctx_score_labels(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
+                                const int32_t *const *labels, const size_t *n_label, int32_t n_labels,
+                                float *logprobs, char *err);
 
 /* ---- embeddings -------------------------------------------------------------------------- */
 
@@ -202,7 +232,10 @@ typedef enum slm_gen_stop {
     SLM_GEN_STOP_CALLBACK,  /* the callback returned false */
     SLM_GEN_STOP_CANCEL,    /* the cancel flag was set */
     SLM_GEN_STOP_CONTEXT,   /* the context is full */
+    SLM_GEN_STOP_GRAMMAR,   /* the grammar is complete and allows nothing more (a "stop") */
 } slm_gen_stop;
+
+typedef struct slm_grammar slm_grammar; /* slmesh/grammar.h */
 
 typedef struct slm_gen_params {
     int32_t max_tokens;          /* tokens to generate at most (> 0) */
@@ -211,6 +244,12 @@ typedef struct slm_gen_params {
     const char *const *stop;     /* n_stop NUL-terminated stop strings (borrowed), may be NULL */
     int32_t n_stop;              /* 0..SLM_GEN_MAX_STOP */
     const atomic_bool *cancel;   /* checked before every step; may be NULL */
+    slm_grammar *grammar;        /* may be NULL; borrowed for the call (retained inside). Only
+                                    tokens that keep the output a valid prefix are sampled;
+                                    end-of-generation only where the grammar is complete;
+                                    generation stops (SLM_GEN_STOP_GRAMMAR) once the grammar
+                                    is complete and allows no more bytes. An output cut by
+                                    max_tokens (SLM_GEN_STOP_LENGTH) is incomplete. */
 } slm_gen_params;
 
 typedef struct slm_gen_result {
@@ -231,6 +270,20 @@ typedef struct slm_gen_result {
 slm_status slm_ctx_generate(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
                             const slm_gen_params *p, slm_gen_cb cb, void *user, slm_gen_result *res,
                             char *err);
+
+/* ---- classification ----------------------------------------------------------------------- */
+
+#define SLM_CLASSIFY_MAX_LABEL_TOKENS 256 /* tokens of one label */
+
+/* Label scoring over text labels, normalised: labels[n_labels] (NUL-terminated UTF-8,
+ * borrowed; 1..SLM_CTX_MAX_LABELS) are tokenized without BOS (include the leading space the
+ * model expects) and scored by slm_ctx_score_labels as continuations of prompt[n_prompt] in
+ * sequence seq (the prompt is evaluated once; every label is evaluated on top of its KV
+ * cells and removed again). logprob[i] (may be NULL) = the label's summed natural
+ * log-probability; prob[i] (may be NULL) = exp(logprob[i]) normalised over the labels.
+ * Afterwards seq holds the prompt; the last logits are invalidated. */
+slm_status slm_ctx_classify(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
+                            const char *const *labels, size_t n_labels, double *logprob, double *prob, char *err);
 
 #ifdef __cplusplus
 }

@@ -231,6 +231,9 @@ int cmd_redact(int argc, char **argv) {
         tagger = slm_guard_default_tagger(n > 0 ? exe : NULL, pathbuf, sizeof pathbuf);
     }
     gopts.tagger_path = no_tagger ? NULL : tagger;
+    if (!no_tagger && !tagger)
+        fprintf(stderr, "slmesh redact: no tagger weights found (models/pii-tagger.bin, $SLMESH_PII_TAGGER); "
+                        "names, addresses, organisations and places are not detected\n");
 
     FILE *in = stdin;
     if (file && strcmp(file, "-") && !(in = fopen(file, "rb"))) {

@@ -9,8 +9,10 @@
  * Non-goals: splitting a batch larger than n_batch (the caller's or slm_ctx_generate's).
  */
 #include "engine/engine.h"
+#include "slmesh/grammar.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "core/core.h"
 
@@ -74,6 +76,7 @@ void slm_ctx_destroy(slm_ctx *c) {
     slm_free(c->out_idx);
     slm_free(c->logit_row);
     slm_free(c->logits);
+    slm_grammar_vocab_destroy(c->gvocab);
     slm_free(c);
 }
 
@@ -122,14 +125,29 @@ slm_status slm_ctx_decode(slm_ctx *c, const slm_batch *b, char *err) {
     }
     if ((st = reserve_logits(c, n_out, err))) return st;
     if ((st = slm_kv_alloc(c->kv, n, b->pos, b->seq_id, c->cells, err))) return st;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     st = slm_model_forward(c->m, c->fwd, c->kv, c->pool, n, b->token, b->pos, b->seq_id, c->cells, n_out, c->out_idx,
                            c->logits, NULL, err);
     if (st) {
         slm_kv_free_cells(c->kv, n, c->cells);
         return st;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     c->last_n = n;
+    c->stats.n_decode++;
+    c->stats.n_tokens += (uint64_t)n;
+    c->stats.n_outputs += (uint64_t)n_out;
+    c->stats.decode_ms += (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     return SLM_OK;
+}
+
+void slm_ctx_get_stats(const slm_ctx *c, slm_ctx_stats *out) {
+    *out = c->stats;
+    out->kv_used = slm_kv_n_used(c->kv);
+    out->kv_cells = c->n_ctx;
+    out->kv_bytes = slm_kv_bytes(c->kv);
+    out->scratch_bytes = slm_fwd_bytes(c->fwd) + (size_t)c->logits_rows * (size_t)c->m->hp.n_vocab * sizeof(float);
 }
 
 const float *slm_ctx_logits(const slm_ctx *c, int32_t i) {

@@ -164,6 +164,13 @@ void slm_guard_destroy(slm_guard *g) {
     slm_free(g);
 }
 
+uint32_t slm_guard_types(const slm_guard *g) {
+    /* types only the tagger produces; ZIP, dates and ages also have patterns */
+    const uint32_t tagger_only = (1u << SLM_PII_PERSON) | (1u << SLM_PII_STREET_ADDRESS) | (1u << SLM_PII_GPE) |
+                                 (1u << SLM_PII_ORGANIZATION) | (1u << SLM_PII_TITLE) | (1u << SLM_PII_NRP);
+    return g->tagger ? g->types : g->types & ~tagger_only;
+}
+
 const char *slm_guard_default_tagger(const char *exe_path, char *buf, size_t cap) {
     static const char *const rel[] = {"/models/pii-tagger.bin", "/../models/pii-tagger.bin"};
     struct stat sb;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "quant/kernels.h"
 
 /* ---- the cache ------------------------------------------------------------------------- */
 
@@ -148,7 +149,7 @@ void *slm_kv_v_row(const slm_kv *kv, int32_t il, int64_t c) {
  * converter (F16 rounds to nearest even as the reference's copy into its F16 cache does). */
 static void store_row(slm_type type, void *dst, const float *src, int64_t n) {
     if (type == SLM_TYPE_F32) memcpy(dst, src, (size_t)n * sizeof(float));
-    else slm_type_traits_of(type)->from_float(src, dst, n);
+    else slm_quant_kernels()->from_float[type](src, dst, n);
 }
 
 void slm_kv_store(slm_kv *kv, int32_t il, int64_t c, const float *k, const float *v) {

@@ -7,6 +7,8 @@
  */
 #include "model/act.h"
 
+#include "quant/kernels.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -33,7 +35,7 @@ static int quantize_block(const float *x, float *d_out, int8_t *q) {
 void slm_model_act_convert(slm_type vt, const float *x, void *dst, int64_t n) {
     uint8_t *out = dst;
     if (vt != SLM_TYPE_Q8_0 && vt != SLM_TYPE_Q8_1) {
-        slm_type_traits_of(vt)->from_float(x, dst, n);
+        slm_quant_kernels()->from_float[vt](x, dst, n);
         return;
     }
     const bool with_sum = vt == SLM_TYPE_Q8_1;

@@ -23,6 +23,9 @@ static const slm_arch arch_table[] = {
     /* Qwen2/2.5: biases on q/k/v, NeoX RoPE (half-split pairs). */
     {.name = "qwen2", .rope_neox = true, .has_qkv_bias = true, .tied_output_ok = true,
      .default_rms_eps = 1e-6f, .default_rope_base = DEFAULT_ROPE_BASE},
+    /* Qwen3 (dense): no biases; q and k heads are RMS-normalised before NeoX RoPE. */
+    {.name = "qwen3", .rope_neox = true, .has_qk_norm = true, .tied_output_ok = true,
+     .default_rms_eps = 1e-6f, .default_rope_base = DEFAULT_ROPE_BASE},
 };
 
 const slm_arch *slm_arch_find(const char *name, size_t len) {

@@ -5,6 +5,7 @@
  *   x = embed(token)                                   dequantized row of token_embd
  *   per layer:  h = rmsnorm(x) * attn_norm
  *               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
+ *               q, k = rmsnorm(q) * q_norm, rmsnorm(k) * k_norm   per head (qwen3)
  *               q, k = rope(q), rope(k)                 NORMAL or NEOX pairs
  *               cache k, v                              F16 / F32 / Q8_0 cells
  *               a = softmax(q K^T / sqrt(hd)) V         causal, per sequence, GQA
@@ -21,8 +22,10 @@
  * order, so results do not depend on the thread count, and a token's results do not depend
  * on the other tokens of its batch (batched prompt == token-by-token decode).
  *
- * Thread-safety: a slm_fwd belongs to one context. Non-goals: SIMD (quant kernels),
- * flash attention, graph scheduling.
+ * Kernels: the quant module's set for this CPU (slm_quant_kernels(): SIMD dot products
+ * within a named tolerance of the scalar specification, bit-identical conversions).
+ * Thread-safety: a slm_fwd belongs to one context. Non-goals: flash attention, graph
+ * scheduling.
  */
 #include <math.h>
 #include <string.h>
@@ -31,6 +34,7 @@
 #include "model/act.h"
 #include "model/model.h"
 #include "model/ops.h"
+#include "quant/kernels.h"
 
 /* ---- scratch ---------------------------------------------------------------------------- */
 
@@ -54,6 +58,7 @@ struct slm_fwd {
     float *scores;       /* [n_threads][n_cells] attention weights */
     uint8_t *qconv;      /* [n_threads][qconv_stride] a query head in the K dot type */
     size_t qconv_stride; /* bytes */
+    size_t bytes;        /* total of the buffers above */
     float *vrow;         /* [n_threads][head_dim] a V head converted to f32 */
 };
 
@@ -123,9 +128,15 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
+    const size_t per_token = 3 * e + 2 * nq + 2 * nkv + 2 * ff + (size_t)hp->n_rot;      /* floats */
+    const size_t per_thread = (size_t)n_cells + (size_t)hp->head_dim;                      /* floats */
+    f->bytes = (per_token * nb + per_thread * (size_t)n_threads) * sizeof(float) + nb * f->act_stride +
+               (size_t)n_threads * f->qconv_stride;
     *out = f;
     return SLM_OK;
 }
+
+size_t slm_fwd_bytes(const slm_fwd *f) { return f->bytes; }
 
 void slm_fwd_destroy(slm_fwd *f) {
     if (!f) return;
@@ -154,18 +165,14 @@ typedef struct mm_job {
     float *out;           /* [n][w->n_out] */
 } mm_job;
 
-/* Rows [r0, r1) of W for every token: the weight row stays hot while the tokens pass. */
+/* Rows [r0, r1) of W for every token (the quant module's loop: rows outermost, so each
+ * weight row stays hot while the tokens pass). */
 static void mm_run(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const slm_mat *w = j->w;
-    const slm_vec_dot_fn dot = slm_type_traits_of(w->type)->vec_dot;
     int64_t r0, r1;
     slm_pool_range(w->n_out, ith, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-        for (int32_t t = 0; t < j->n; t++)
-            j->out[(size_t)t * (size_t)w->n_out + (size_t)r] = dot(w->n_in, row, j->act + (size_t)t * j->act_stride);
-    }
+    slm_quant_matmul_rows(w->type, w->data, w->n_in, j->act, j->act_stride, j->n, r0, r1, j->out, (size_t)w->n_out);
 }
 
 /* Convert x[n][n_in] to type vt (the vec_dot_type) into f->act; returns the rows and their
@@ -222,7 +229,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
     const int32_t hkv = hq / (hp->n_head / hp->n_head_kv); /* GQA: query heads share a KV head */
     const slm_type kvt = slm_kv_type(j->kv);
     const slm_type_traits *kt = slm_type_traits_of(kvt);
-    const slm_type_traits *qt = slm_type_traits_of(kt->vec_dot_type);
+    const slm_quant_kernel_set *ks = slm_quant_kernels();
     const size_t head_off = (size_t)(hkv * hd / kt->block_size) * kt->type_size; /* bytes into a K/V row */
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = j->f->q + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
@@ -234,7 +241,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
     /* q in the K dot type (F16 for the F16 cache, as the reference converts it) */
     const void *qd = qh;
     if (kt->vec_dot_type != SLM_TYPE_F32) {
-        qt->from_float(qh, qconv, hd);
+        ks->from_float[kt->vec_dot_type](qh, qconv, hd);
         qd = qconv;
     }
     /* scores[c] = q . k_c * scale for visible cells, -inf for the others */
@@ -244,7 +251,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
             continue;
         }
         const uint8_t *kr = (const uint8_t *)slm_kv_k_row(j->kv, j->il, c) + head_off;
-        scores[c] = kt->vec_dot(hd, kr, qd) * scale;
+        scores[c] = ks->vec_dot[kvt](hd, kr, qd) * scale;
     }
     slm_ops_softmax(scores, n_cells);
     /* out = sum_c w_c v_c, with w_c rounded to F16 for the F16 cache (the reference
@@ -257,7 +264,7 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
         const uint8_t *vr = (const uint8_t *)slm_kv_v_row(j->kv, j->il, c) + head_off;
         const float *vf = (const float *)vr; /* F32 cache: used in place */
         if (kvt != SLM_TYPE_F32) {
-            kt->to_float(vr, vrow, hd);
+            ks->to_float[kvt](vr, vrow, hd);
             vf = vrow;
         }
         if (kvt == SLM_TYPE_F16) w = slm_f16_to_f32(slm_f32_to_f16(w));
@@ -299,9 +306,13 @@ static void layer_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *
     add_bias(f->q, L->bq, n, nq);
     add_bias(f->k, L->bk, n, nkv);
     add_bias(f->v, L->bv, n, nkv);
-    /* rotate every head of q and k by its token's position */
+    /* qwen3: RMS-normalise every q and k head; then rotate them by the token's position */
     for (int32_t t = 0; t < n; t++) {
         const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
+        for (int32_t h = 0; L->q_norm && h < hp->n_head; h++)
+            slm_ops_rmsnorm(f->q + t * nq + h * hd, f->q + t * nq + h * hd, L->q_norm, hd, hp->rms_eps);
+        for (int32_t h = 0; L->k_norm && h < hp->n_head_kv; h++)
+            slm_ops_rmsnorm(f->k + t * nkv + h * hd, f->k + t * nkv + h * hd, L->k_norm, hd, hp->rms_eps);
         for (int32_t h = 0; h < hp->n_head; h++) slm_ops_rope(f->q + t * nq + h * hd, hp->n_rot, cs, m->arch->rope_neox);
         for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(f->k + t * nkv + h * hd, hp->n_rot, cs, m->arch->rope_neox);
         slm_kv_store(kv, il, cells[t], f->k + t * nkv, f->v + t * nkv);
@@ -333,7 +344,7 @@ slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_poo
     if (n_out < 0 || n_out > n) return slm_errf(err, SLM_ERR_RANGE, "%d outputs for %d tokens", n_out, n);
 
     /* x = embedding rows; the RoPE tables of every token */
-    const slm_to_float_fn emb = slm_type_traits_of(m->tok_embd.type)->to_float;
+    const slm_to_float_fn emb = slm_quant_kernels()->to_float[m->tok_embd.type];
     for (int32_t t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "token %d: id %d outside [0, %d)", t, tokens[t], hp->n_vocab);

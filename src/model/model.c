@@ -183,11 +183,13 @@ static slm_status load_layer(slm_model *m, int32_t il, slm_layer *L, char *err) 
     const slm_hparams *hp = &m->hp;
     const int64_t e = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim, kvd = (int64_t)hp->n_head_kv * hp->head_dim;
     const bool bias = m->arch->has_qkv_bias;
-    char n[12][64];
-    static const char *const names[12] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
+    const bool qk_norm = m->arch->has_qk_norm;
+    char n[14][64];
+    static const char *const names[14] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
                                           "attn_output.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
-                                          "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
-    for (int i = 0; i < 12; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, names[i]);
+                                          "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
+                                          "attn_q_norm.weight", "attn_k_norm.weight"};
+    for (int i = 0; i < 14; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, names[i]);
     slm_status st;
     if ((st = load_vec(m, n[0], e, true, &L->attn_norm, err)) ||
         (st = load_mat(m, n[1], e, q, true, true, &L->wq, err)) ||
@@ -200,7 +202,9 @@ static slm_status load_layer(slm_model *m, int32_t il, slm_layer *L, char *err) 
         (st = load_vec(m, n[8], e, true, &L->ffn_norm, err)) ||
         (st = load_mat(m, n[9], e, hp->n_ff, true, true, &L->gate, err)) ||
         (st = load_mat(m, n[10], e, hp->n_ff, true, true, &L->up, err)) ||
-        (st = load_mat(m, n[11], hp->n_ff, e, true, true, &L->down, err)))
+        (st = load_mat(m, n[11], hp->n_ff, e, true, true, &L->down, err)) ||
+        (st = load_vec(m, n[12], hp->head_dim, qk_norm, &L->q_norm, err)) ||
+        (st = load_vec(m, n[13], hp->head_dim, qk_norm, &L->k_norm, err)))
         return st;
     return SLM_OK;
 }
@@ -226,7 +230,7 @@ slm_status slm_model_load_weights(slm_model *m, char *err) {
     if (st) return slm_errf(err, SLM_ERR_CORRUPT, "missing key general.architecture");
     m->arch = slm_arch_find(s.ptr, (size_t)s.len);
     if (!m->arch)
-        return slm_errf(err, SLM_ERR_UNSUPPORTED, "architecture '%.*s' (supported: llama, qwen2)",
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "architecture '%.*s' (supported: llama, qwen2, qwen3)",
                         (int)(s.len > 64 ? 64 : s.len), s.ptr ? s.ptr : "");
     snprintf(m->arch_name, sizeof m->arch_name, "%s", m->arch->name);
     if (slm_gguf_get_str(m->gguf, "general.name", &s, NULL) == SLM_OK)

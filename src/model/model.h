@@ -37,6 +37,7 @@ typedef struct slm_arch {
     const char *name;        /* general.architecture */
     bool rope_neox;          /* rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1) */
     bool has_qkv_bias;       /* attn_{q,k,v}.bias present (qwen2) */
+    bool has_qk_norm;        /* attn_{q,k}_norm.weight: RMSNorm of each q/k head before RoPE (qwen3) */
     bool tied_output_ok;     /* output.weight may be absent: reuse token_embd.weight */
     float default_rms_eps;   /* when layer_norm_rms_epsilon is absent */
     float default_rope_base; /* when rope.freq_base is absent */
@@ -79,6 +80,7 @@ typedef struct slm_layer {
     slm_mat wv;                  /* [n_head_kv*head_dim][n_embd] */
     slm_mat wo;                  /* [n_embd][n_head*head_dim] */
     const float *bq, *bk, *bv;   /* biases (qwen2) or NULL */
+    const float *q_norm, *k_norm;/* [head_dim] per-head RMSNorm weights (qwen3) or NULL */
     const float *ffn_norm;       /* [n_embd] */
     slm_mat gate;                /* [n_ff][n_embd] */
     slm_mat up;                  /* [n_ff][n_embd] */
@@ -115,6 +117,7 @@ typedef struct slm_fwd slm_fwd; /* scratch of one context, sized once */
 slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, slm_type kv_type,
                           int n_threads, slm_fwd **out, char *err);
 void slm_fwd_destroy(slm_fwd *f); /* NULL allowed */
+size_t slm_fwd_bytes(const slm_fwd *f); /* memory of the scratch */
 
 /* Run n tokens (ids, positions, sequence ids; n <= n_batch) through the model: their K and
  * V go into kv (cells already allocated: cells[n]), and for the n_out tokens listed in

@@ -551,6 +551,12 @@ slm_status slm_policy_check(const slm_policy *p, slm_policy_dir dir, const slm_g
     }
     if (need_pii) {
         if (!guard) return slm_errf(err, SLM_ERR_INVALID_ARG, "the policy has pii rules but no guard was given");
+        /* a rule on a type the guard cannot see would silently allow it */
+        uint32_t missing = slm_policy_pii_types(p, dir) & ~slm_guard_types(guard);
+        for (int t = 0; missing && t < SLM_PII_COUNT; t++)
+            if (missing & (1u << t))
+                return slm_errf(err, SLM_ERR_INVALID_ARG, "the guard does not detect %s (a pii rule needs it%s)",
+                                slm_pii_type_name((slm_pii_type)t), t <= SLM_PII_NRP ? "; load the tagger" : "");
         if ((st = slm_guard_detect(guard, text, len, &f, &nf, err))) return st;
     }
     size_t flen = 0;
