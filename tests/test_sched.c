@@ -273,10 +273,8 @@ static void test_prompt_logprobs_and_embed(void **state) {
     assert_int_equal(slm_sched_submit(s, &rq, NULL), SLM_OK);
     slm_sched_request eq = {.prompt = ids, .n_prompt = n, .embed = true, .cb = on_event, .user = &e};
     assert_int_equal(slm_sched_submit(s, &eq, NULL), SLM_OK);
-    run both[2];
     drain(s, &r, 1);
     drain(s, &e, 1);
-    (void)both;
     assert_int_equal(r.n_plp, (int)n - 1);
     assert_int_equal(r.n, 0);
     /* the same from a plain decode with logits everywhere */
