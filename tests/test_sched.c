@@ -273,10 +273,8 @@ static void test_prompt_logprobs_and_embed(void **state) {
     assert_int_equal(slm_sched_submit(s, &rq, NULL), SLM_OK);
     slm_sched_request eq = {.prompt = ids, .n_prompt = n, .embed = true, .cb = on_event, .user = &e};
     assert_int_equal(slm_sched_submit(s, &eq, NULL), SLM_OK);
-    run both[2];
     drain(s, &r, 1);
     drain(s, &e, 1);
-    (void)both;
     assert_int_equal(r.n_plp, (int)n - 1);
     assert_int_equal(r.n, 0);
     /* the same from a plain decode with logits everywhere */
@@ -300,6 +298,43 @@ static void test_prompt_logprobs_and_embed(void **state) {
     assert_int_equal(e.res.n_embd, d.n_embd);
     for (int i = 0; i < d.n_embd; i++) assert_true(fabsf(ref[i] - e.embd[i]) < 1e-6f);
     slm_ctx_destroy(c);
+    slm_sched_destroy(s);
+    slm_model_close(m);
+}
+
+/* The prefix cache keeps at most cache_tokens tokens, dropping the least recently used. */
+static void test_cache_budget(void **state) {
+    slm_model *m = open_model();
+    if (!m) skip();
+    slm_sched_params p = {.n_parallel = 1, .n_queue = 4, .n_ctx = 256, .n_threads = 1, .cache_tokens = 40};
+    slm_sched *s = NULL;
+    assert_int_equal(slm_sched_create(m, &p, &s, NULL), SLM_OK);
+    slm_sched_stats st;
+    for (int i = 0; i < N_PROMPTS; i++) {
+        int32_t ids[256];
+        size_t n;
+        tokenize(m, prompts[i], ids, &n);
+        run r = {0};
+        const slm_gen_params g = gen_params((uint64_t)i, 8);
+        submit(s, ids, n, &g, &r);
+        drain(s, &r, 1);
+        slm_sched_stats_get(s, &st);
+        assert_true(st.cache_tokens <= 40);
+    }
+    assert_true(st.cache_entries >= 1);
+    /* the last prompt is cached, the first was evicted */
+    int32_t ids[256];
+    size_t n;
+    run last = {0}, first = {0};
+    const slm_gen_params g = gen_params(99, 2);
+    tokenize(m, prompts[N_PROMPTS - 1], ids, &n);
+    submit(s, ids, n, &g, &last);
+    drain(s, &last, 1);
+    assert_int_equal(last.res.n_cached, (int32_t)n - 1);
+    tokenize(m, prompts[0], ids, &n);
+    submit(s, ids, n, &g, &first);
+    drain(s, &first, 1);
+    assert_int_equal(first.res.n_cached, 0);
     slm_sched_destroy(s);
     slm_model_close(m);
 }
@@ -371,6 +406,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_shutdown),
         cmocka_unit_test(test_prompt_logprobs_and_embed),
+        cmocka_unit_test(test_cache_budget),
         cmocka_unit_test(test_overcommitted_context),
         cmocka_unit_test(test_alloc_failures),
     };

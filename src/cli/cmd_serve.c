@@ -28,6 +28,7 @@ static const char serve_usage[] =
     "  --ctx N                 KV cells shared by the slots (default: parallel x min(4096, model context))\n"
     "  -t N                    threads (default: physical cores)\n"
     "  --chat-template NAME    template family instead of the model's\n"
+    "  --cache-tokens N        prefix-cache budget in tokens (default: the KV size)\n"
     "  --timeout S             per-request deadline in seconds (default 600; 0 = none)\n"
     "  --grace S               shutdown grace period in seconds (default 10)\n"
     "  --max-body BYTES        request body limit (default 1048576)\n"
@@ -96,6 +97,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--ctx")) { LONG_OPT(1, CLI_MAX_CTX); ctx = n; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { LONG_OPT(1, CLI_MAX_THREADS); sp.n_threads = (int32_t)n; }
         else if (!strcmp(a, "--chat-template")) { NEED_VALUE(); tpl = v; }
+        else if (!strcmp(a, "--cache-tokens")) { LONG_OPT(0, CLI_MAX_CTX); sp.cache_tokens = (int32_t)n; }
         else if (!strcmp(a, "--timeout")) { DOUBLE_OPT(0, 86400); cfg.timeout_s = d; }
         else if (!strcmp(a, "--grace")) { DOUBLE_OPT(0, 3600); cfg.grace_s = d; }
         else if (!strcmp(a, "--max-body")) { LONG_OPT(64, 1L << 30); cfg.max_body = (size_t)n; }

@@ -30,6 +30,9 @@
 #define SCHED_MAX_ENTRIES      16  /* cache entries by default: more rarely hit, all cost lookups */
 #define SCHED_ECHO_CHUNK       64  /* prompt tokens with logits per step (a row is n_vocab floats) */
 #define SCHED_PIECE_INITIAL    256 /* bytes of a token's text; grown on demand */
+#define SCHED_MIN_REUSE        4   /* shortest prefix worth reusing: BOS plus a word or two is
+                                      shared by unrelated prompts, and counting it would keep
+                                      stale entries alive in the LRU and inflate the hit rate */
 
 /* ---- types ------------------------------------------------------------------------------------ */
 
@@ -409,7 +412,7 @@ static void cache_lookup(slm_sched *s, slot *sl) {
         const size_t k = common_prefix(o->toks, o->n_past, r->prompt, limit);
         if (k > best) best = k, src = o->seq, hit = NULL;
     }
-    if (best == 0 || slm_ctx_seq_cp(s->c, src, sl->seq, 0, (int32_t)best, NULL) != SLM_OK) return;
+    if (best < SCHED_MIN_REUSE || slm_ctx_seq_cp(s->c, src, sl->seq, 0, (int32_t)best, NULL) != SLM_OK) return;
     if (hit) hit->last_used = ++s->clock;
     memcpy(sl->toks, r->prompt, best * sizeof *sl->toks);
     sl->n_past = best;

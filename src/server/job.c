@@ -279,7 +279,6 @@ json_t *slm_server_job_final(slm_server_job *j) {
             slm_server_appendf(&text, &len, &cap, "%s", pr->text ? pr->text : "");
             if (lp && pr->n_ids > 0) comp_lp_add(j, lp, piece_of(j, pr->ids[0]), json_null(), NULL, 0);
         }
-        const size_t prompt_len = len;
         size_t offset = 0; /* of the next prompt token in the echoed text */
         if (lp && j->spec.echo && pr->n_ids > 0) {
             char b[256];
@@ -313,7 +312,6 @@ json_t *slm_server_job_final(slm_server_job *j) {
                 else comp_lp_add(j, lp, token_str(e->piece ? e->piece : "", e->piece_len), json_real(e->logprob), e, before);
             }
         }
-        (void)prompt_len;
         json_t *content = slm_server_json_text(text ? text : "", len);
         const char *fr = slm_server_finish_reason(&j->ch[ci].res);
         json_t *c;

@@ -92,13 +92,15 @@ static slm_status parse_model(json_t *o, int idx, slm_server_model_cfg *m, char 
         if (slm_chat_template_from_name(tpl, &t, err) != SLM_OK) return SLM_ERR_INVALID_ARG;
         if (!(m->chat_template = slm_strdup(tpl))) return slm_errf(err, SLM_ERR_NOMEM, "config");
     }
-    double ctx = 0, par = 0, queue = 0, threads = 0, keep = 0;
+    double ctx = 0, par = 0, queue = 0, threads = 0, keep = 0, cache = 0;
     if (!get_num(o, "ctx_size", 0, 1 << 22, &ctx, err, where) || !get_num(o, "parallel", 0, SLM_SCHED_MAX_PARALLEL, &par, err, where) ||
+        !get_num(o, "cache_tokens", 0, 1 << 22, &cache, err, where) ||
         !get_num(o, "queue", 0, SLM_SCHED_MAX_QUEUE, &queue, err, where) ||
         !get_num(o, "threads", 0, 256, &threads, err, where) || !get_num(o, "keep_alive_s", 0, 1e9, &keep, err, where))
         return SLM_ERR_INVALID_ARG;
     m->sched.n_ctx = (int32_t)ctx, m->sched.n_parallel = (int32_t)par, m->sched.n_queue = (int32_t)queue;
     m->sched.n_threads = (int32_t)threads;
+    m->sched.cache_tokens = (int32_t)cache;
     m->keep_alive_s = keep;
     m->sampling = slm_sampling_default();
     json_t *s = json_object_get(o, "sampling");
