@@ -552,6 +552,24 @@ static slm_status rule_spans(const tag_token *t, size_t n, uint32_t types, guard
     return SLM_OK;
 }
 
+/* True when a token of tok[i..j) has shape letter c ('X' upper case, 'x' lower, 'd' digit). */
+static bool any_shape(const tag_token *tok, size_t i, size_t j, char c) {
+    for (; i < j; i++)
+        if (strchr(tok[i].shape, c)) return true;
+    return false;
+}
+
+/* An organisation span that is not worth a placeholder: no letter at all ("3... 2.."), or
+ * only lower-case words in a segment that uses capitals elsewhere ("a community orchestra",
+ * "on the basis of race"). Organisation names are written capitalised; in all-lower-case text
+ * (chat) the span is kept. On the held-out templates of train.json this removed most false
+ * organisations at no recall cost (docs/governance.md, quality). */
+static bool implausible_org(slm_pii_type type, const tag_token *tok, size_t i, size_t j, bool cased) {
+    if (type != SLM_PII_ORGANIZATION) return false;
+    if (!any_shape(tok, i, j, 'X') && !any_shape(tok, i, j, 'x')) return true;
+    return cased && !any_shape(tok, i, j, 'X') && !any_shape(tok, i, j, 'd');
+}
+
 slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t len, uint32_t types,
                                 guard_cands *c, char *err) {
     slm_status st;
@@ -570,6 +588,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
     for (size_t from = 0; from < tt.n;) {
         size_t to = slm_guard_tag_segment_end(&tt, from), n = to - from;
         const tag_token *tok = tt.t + from;
+        bool cased = any_shape(tok, 0, n, 'X');
         emissions(tg, tok, n, emit);
         slm_guard_tag_viterbi(emit, n, tg->trans, score, back, path);
         for (size_t i = 0; i < n;) {
@@ -580,7 +599,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
             while (j < n && path[j] == 2 + 2 * k) conf += token_conf(tg, emit, path, j++);
             slm_pii_type type = slm_guard_tag_types[k];
             /* a lone character ("x", "-") is never worth a placeholder */
-            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2) {
+            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2 && !implausible_org(type, tok, i, j, cased)) {
                 if ((st = slm_guard_cands_push(c, type, tok[i].start, tok[j - 1].end,
                                                  TAGGER_MAX_SCORE * conf / (float)(j - i), true, err)))
                     goto done;
