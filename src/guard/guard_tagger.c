@@ -559,15 +559,26 @@ static bool any_shape(const tag_token *tok, size_t i, size_t j, char c) {
     return false;
 }
 
-/* An organisation span that is not worth a placeholder: no letter at all ("3... 2.."), or
- * only lower-case words in a segment that uses capitals elsewhere ("a community orchestra",
- * "on the basis of race"). Organisation names are written capitalised; in all-lower-case text
- * (chat) the span is kept. On the held-out templates of train.json this removed most false
- * organisations at no recall cost (docs/governance.md, quality). */
-static bool implausible_org(slm_pii_type type, const tag_token *tok, size_t i, size_t j, bool cased) {
-    if (type != SLM_PII_ORGANIZATION) return false;
+/* A name span that is not worth a placeholder: no letter at all ("3... 2.."), or only
+ * lower-case words in a segment that uses capitals elsewhere ("a community orchestra", "on
+ * the basis of race", "species including lemurs") unless a word is in the lexicon class of
+ * the type (a first name, a place, a nationality). Names are written capitalised; in
+ * all-lower-case text (chat) the span is kept. On the held-out templates of train.json this
+ * removed most false names at no recall cost (docs/governance.md, quality). */
+static bool implausible_name(slm_pii_type type, const tag_token *tok, size_t i, size_t j, bool cased) {
+    guard_lex_class vouch;
+    switch (type) {
+    case SLM_PII_PERSON: vouch = GUARD_LEX_FIRST; break;
+    case SLM_PII_GPE: vouch = GUARD_LEX_PLACE; break;
+    case SLM_PII_NRP: vouch = GUARD_LEX_NRP; break;
+    case SLM_PII_ORGANIZATION: vouch = GUARD_LEX_BRAND; break;
+    default: return false;
+    }
     if (!any_shape(tok, i, j, 'X') && !any_shape(tok, i, j, 'x')) return true;
-    return cased && !any_shape(tok, i, j, 'X') && !any_shape(tok, i, j, 'd');
+    if (!cased || any_shape(tok, i, j, 'X') || any_shape(tok, i, j, 'd')) return false;
+    for (size_t k = i; k < j; k++)
+        if (tok[k].lex & (1u << vouch)) return false;
+    return true;
 }
 
 slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t len, uint32_t types,
@@ -599,7 +610,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
             while (j < n && path[j] == 2 + 2 * k) conf += token_conf(tg, emit, path, j++);
             slm_pii_type type = slm_guard_tag_types[k];
             /* a lone character ("x", "-") is never worth a placeholder */
-            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2 && !implausible_org(type, tok, i, j, cased)) {
+            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2 && !implausible_name(type, tok, i, j, cased)) {
                 if ((st = slm_guard_cands_push(c, type, tok[i].start, tok[j - 1].end,
                                                  TAGGER_MAX_SCORE * conf / (float)(j - i), true, err)))
                     goto done;
