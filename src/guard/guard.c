@@ -7,6 +7,8 @@
  * length, then position; a candidate is kept when it overlaps no better-ranked kept one.
  * Validated shapes (cards, IBANs, e-mails) outrank every tagger span (tagger scores stop at
  * 0.9); a confident address span may swallow a loose shape such as a house number.
+ * After the merge, a bare number of postcode shape next to a kept address or place becomes
+ * a ZIP_CODE finding when nothing covers it.
  * Invariants: findings returned are sorted by start, disjoint, on character boundaries.
  * Thread-safety: a slm_guard is read-only after slm_guard_create; detect allocates its own
  *  scratch.

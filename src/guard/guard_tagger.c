@@ -2,7 +2,9 @@
  * guard/guard_tagger.c: the sequence tagger that finds people, street addresses,
  * organisations, places (and titles, nationalities, dates, ages, postcodes in context):
  * tokens, hashed word-shape/affix/lexicon/context features, Viterbi decoding, the weights
- * file, and spans with scores. Training lives in guard_train.c.
+ * file, and spans with scores, plus span rules (honorifics, speaker labels, capitalised words
+ * the model nearly tagged) and a filter for lower-case name spans in cased text. Training
+ * lives in guard_train.c.
  *
  * Invariants: the text is valid UTF-8 (guard.c checks); features depend only on a token and
  *  its neighbours within the segment, so training and inference see the same features.

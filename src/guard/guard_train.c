@@ -7,7 +7,8 @@
  * folding maps one code point to one code point), so that names typed in lower case are still
  * found from context; once more with its entities swapped for other values of the same type
  * from the data; and the optional template lines (models/pii-templates.txt) filled with such
- * values. Feature dropout leaves each feature out of an update with a given chance, so the
+ * values. Optionally, made-up company names built from the data's surnames join the
+ * organisation values (--synthetic-orgs). Feature dropout leaves each feature out of an update with a given chance, so the
  * model leans on shape and context rather than on single words.
  * Determinism: fills, case choices, dropout and the visiting order come from xorshift
  *  generators seeded with the caller's seed; the same data, templates, seed, epochs and dropout give a
