@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
+#include "gguf/gguf.h"
 #include "slmesh/slmesh.h"
 
 /* Batched and token-by-token evaluation must agree to this relative tolerance (the brief;
@@ -241,6 +243,98 @@ static void test_embed(void **state) {
     slm_model_close(m);
 }
 
+/* A copy of a shared model whose <arch>.pooling_type is `pooling`, in a temporary file
+ * (the caller unlinks and frees the returned path). */
+static char *with_pooling(const char *rel, const char *arch, uint32_t pooling) {
+    char path[1024], err[SLM_ERR_LEN], key[64];
+    if (!tu_shared_path(path, sizeof path, rel)) return NULL;
+    slm_gguf *g = NULL;
+    slm_gguf_writer *w = NULL;
+    assert_int_equal(slm_gguf_open(path, NULL, &g, err), SLM_OK);
+    assert_int_equal(slm_gguf_writer_create(&w), SLM_OK);
+    assert_int_equal(slm_gguf_writer_copy_kv(w, g, NULL, NULL), SLM_OK);
+    snprintf(key, sizeof key, "%s.pooling_type", arch);
+    assert_int_equal(slm_gguf_writer_set_u32(w, key, pooling), SLM_OK);
+    for (int64_t i = 0; i < slm_gguf_n_tensors(g); i++) {
+        const slm_gguf_tensor *t = slm_gguf_tensor_at(g, i);
+        assert_int_equal(slm_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, err), SLM_OK);
+    }
+    char *out = tu_write_temp("", 0, ".gguf");
+    assert_non_null(out);
+    assert_int_equal(slm_gguf_writer_write(w, out, err), SLM_OK);
+    slm_gguf_writer_destroy(w);
+    slm_gguf_close(g);
+    return out;
+}
+
+/* Embedding of tokens[n] with a model; batch sets how many tokens go through per step. */
+static void embed_with(const slm_model *m, int32_t batch, const int32_t *tokens, size_t n, float *out) {
+    slm_ctx_params p = {.n_ctx = 64, .n_batch = batch, .n_threads = 1};
+    slm_ctx *c = NULL;
+    char err[SLM_ERR_LEN];
+    assert_int_equal(slm_ctx_create(m, &p, &c, err), SLM_OK);
+    assert_int_equal(slm_ctx_embed(c, 0, tokens, n, out, err), SLM_OK);
+    slm_ctx_destroy(c);
+}
+
+/* Pooling follows <arch>.pooling_type. With causal attention the first token's state does
+ * not depend on what follows, so CLS pooling of the prompt equals any pooling of its first
+ * token alone; LAST pooling must pick the last state whatever the batch split. */
+static void test_embed_pooling(void **state) {
+    (void)state;
+    slm_model *mean = open_tiny("models/tiny/tiny-qwen2-f32.gguf");
+    if (!mean) skip();
+    slm_model_desc d;
+    slm_model_describe(mean, &d);
+    assert_int_equal(d.pooling, SLM_POOLING_MEAN); /* absent from the file */
+    const int32_t ne = d.n_embd;
+    float *first = malloc((size_t)ne * sizeof(float)), *all = malloc((size_t)ne * sizeof(float));
+    float *x = malloc((size_t)ne * sizeof(float)), *y = malloc((size_t)ne * sizeof(float));
+    assert_true(first && all && x && y);
+    embed_with(mean, 32, prompt, 1, first);
+    embed_with(mean, 32, prompt, N_PROMPT, all);
+    char err[SLM_ERR_LEN];
+
+    char *path = with_pooling("models/tiny/tiny-qwen2-f32.gguf", "qwen2", SLM_POOLING_CLS);
+    slm_model *m = NULL;
+    assert_int_equal(slm_model_open(path, NULL, &m, err), SLM_OK);
+    slm_model_describe(m, &d);
+    assert_int_equal(d.pooling, SLM_POOLING_CLS);
+    embed_with(m, 5, prompt, N_PROMPT, x);
+    assert_true(max_rel_diff(x, first, (size_t)ne) <= BATCH_REL_TOL);
+    slm_model_close(m);
+    unlink(path), free(path);
+
+    path = with_pooling("models/tiny/tiny-qwen2-f32.gguf", "qwen2", SLM_POOLING_LAST);
+    assert_int_equal(slm_model_open(path, NULL, &m, err), SLM_OK);
+    embed_with(m, 32, prompt, 1, x); /* one token: last == mean */
+    assert_true(max_rel_diff(x, first, (size_t)ne) <= BATCH_REL_TOL);
+    embed_with(m, 32, prompt, N_PROMPT, x);
+    embed_with(m, 5, prompt, N_PROMPT, y); /* the last state sits in the third chunk */
+    assert_true(max_rel_diff(y, x, (size_t)ne) <= BATCH_REL_TOL);
+    assert_true(max_rel_diff(x, all, (size_t)ne) > BATCH_REL_TOL); /* not the mean */
+    assert_true(max_rel_diff(x, first, (size_t)ne) > BATCH_REL_TOL); /* not the first */
+    slm_model_close(m);
+    unlink(path), free(path);
+
+    path = with_pooling("models/tiny/tiny-qwen2-f32.gguf", "qwen2", SLM_POOLING_RANK);
+    assert_int_equal(slm_model_open(path, NULL, &m, err), SLM_OK); /* it still generates */
+    slm_ctx_params p = {.n_ctx = 64, .n_threads = 1};
+    slm_ctx *c = NULL;
+    assert_int_equal(slm_ctx_create(m, &p, &c, err), SLM_OK);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, N_PROMPT, x, err), SLM_ERR_UNSUPPORTED);
+    slm_ctx_destroy(c);
+    slm_model_close(m);
+    unlink(path), free(path);
+
+    path = with_pooling("models/tiny/tiny-qwen2-f32.gguf", "qwen2", 9); /* not a pooling type */
+    assert_int_equal(slm_model_open(path, NULL, &m, err), SLM_ERR_LIMIT);
+    unlink(path), free(path);
+
+    free(first), free(all), free(x), free(y);
+    slm_model_close(mean);
+}
+
 static double lp_of(const float *l, int n, int id) {
     double m = l[0], z = 0;
     for (int i = 1; i < n; i++) m = fmax(m, l[i]);
@@ -322,6 +416,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_vs_single_llama), cmocka_unit_test(test_batch_vs_single_qwen2),
         cmocka_unit_test(test_sequences), cmocka_unit_test(test_kv_types), cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_embed_pooling),
         cmocka_unit_test(test_score_labels),
         cmocka_unit_test(test_ctx_oom),
     };

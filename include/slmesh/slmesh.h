@@ -45,6 +45,16 @@ typedef struct slm_model_params {
 slm_status slm_model_open(const char *path, const slm_model_params *params, slm_model **out, char *err);
 void slm_model_close(slm_model *m); /* NULL allowed */
 
+/* How a sequence's hidden states become one embedding (<arch>.pooling_type in the file, the
+ * reference runtime's numbering). Absent, or "none" (per-token vectors, which slmesh does not
+ * return), means MEAN: the usual choice for decoder models. */
+typedef enum slm_pooling {
+    SLM_POOLING_MEAN = 1, /* average over the tokens */
+    SLM_POOLING_CLS = 2,  /* the first token's state */
+    SLM_POOLING_LAST = 3, /* the last token's state (decoder embedding models such as Qwen3-Embedding) */
+    SLM_POOLING_RANK = 4, /* reranker heads: not supported for embeddings (SLM_ERR_UNSUPPORTED) */
+} slm_pooling;
+
 typedef struct slm_model_desc {
     const char *arch;     /* general.architecture ("llama", "qwen2"); borrowed from the model */
     const char *name;     /* general.name or "" ; borrowed */
@@ -61,6 +71,7 @@ typedef struct slm_model_desc {
     float rms_eps;        /* RMSNorm epsilon */
     uint64_t n_params;    /* weights (elements of every tensor) */
     uint64_t weight_bytes;/* bytes of tensor data */
+    slm_pooling pooling;  /* embedding pooling from the file (MEAN when absent) */
 } slm_model_desc;
 
 /* Describe the model; the strings are borrowed from m. */
@@ -173,8 +184,9 @@ int32_t slm_ctx_n_embd(const slm_ctx *c);
 
 /* The embedding of tokens[n] (1 <= n <= n_ctx): evaluated as sequence seq from position 0
  * (seq's cache is cleared before and after; other sequences are untouched), the final
- * normalised hidden states mean-pooled over the tokens and L2-normalised into
- * out[slm_ctx_n_embd] (caller's buffer). Invalidates the last logits. */
+ * normalised hidden states pooled as the model says (slm_model_desc.pooling: mean, first or
+ * last token) and L2-normalised into out[slm_ctx_n_embd] (caller's buffer). Invalidates the
+ * last logits. SLM_ERR_UNSUPPORTED for a reranker (RANK pooling). */
 slm_status slm_ctx_embed(slm_ctx *c, int32_t seq, const int32_t *tokens, size_t n, float *out, char *err);
 
 /* ---- generation ------------------------------------------------------------------------- */

@@ -6,8 +6,8 @@
  * The text is evaluated as sequence seq from position 0 (causal attention, as the
  * reference does for decoder models); the sequence is cleared before and after, so the
  * KV cache of the other sequences is untouched. Allocates one hidden-state buffer per call.
- * Thread-safety: as the context. Non-goals: CLS/last-token pooling, encoder models (BERT:
- * a later architecture row), matryoshka truncation (the caller's).
+ * Thread-safety: as the context. Non-goals: reranking (RANK pooling), encoder models
+ * (BERT: a later architecture row), matryoshka truncation (the caller's).
  */
 #include <math.h>
 #include <string.h>
@@ -23,6 +23,8 @@ slm_status slm_ctx_embed(slm_ctx *c, int32_t seq, const int32_t *tokens, size_t 
         return slm_errf(err, SLM_ERR_RANGE, "sequence %d outside [0, %d)", seq, c->n_seq_max);
     if (n < 1) return slm_errf(err, SLM_ERR_INVALID_ARG, "no tokens to embed");
     if (n > (size_t)c->n_ctx) return slm_errf(err, SLM_ERR_FULL, "%zu tokens exceed the context of %d", n, c->n_ctx);
+    if (hp->pooling == SLM_POOLING_RANK)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "the model is a reranker (pooling_type rank), not an embedding model");
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "token %zu: id %d outside [0, %d)", i, tokens[i], hp->n_vocab);
@@ -44,15 +46,19 @@ slm_status slm_ctx_embed(slm_ctx *c, int32_t seq, const int32_t *tokens, size_t 
         if (st == SLM_OK)
             st = slm_model_forward(c->m, c->fwd, c->kv, c->pool, k, tokens + i0, pos, sq, c->cells, k, c->out_idx, NULL,
                                    hidden, err);
-        for (int32_t i = 0; st == SLM_OK && i < k; i++)
+        for (int32_t i = 0; st == SLM_OK && i < k; i++) {
+            const size_t p = i0 + (size_t)i; /* position of this hidden state */
+            if ((hp->pooling == SLM_POOLING_CLS && p != 0) || (hp->pooling == SLM_POOLING_LAST && p != n - 1)) continue;
             for (size_t d = 0; d < e; d++) acc[d] += hidden[(size_t)i * e + d];
+        }
     }
     slm_kv_seq_rm(c->kv, seq, -1, -1, NULL);
     if (st) goto done;
-    /* mean, then L2 normalisation (a zero vector stays zero) */
+    /* mean (CLS and LAST summed one state), then L2 normalisation (a zero vector stays zero) */
+    const double count = hp->pooling == SLM_POOLING_MEAN ? (double)n : 1.0;
     double ss = 0;
     for (size_t d = 0; d < e; d++) {
-        acc[d] /= (double)n;
+        acc[d] /= count;
         ss += acc[d] * acc[d];
     }
     const double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;

@@ -100,6 +100,9 @@ static slm_status read_hparams(slm_model *m, char *err) {
     if ((st = get_float(m, "rope.freq_base", m->arch->default_rope_base, &hp->rope_base, err)) ||
         (st = get_float(m, "attention.layer_norm_rms_epsilon", m->arch->default_rms_eps, &hp->rms_eps, err)))
         return st;
+    int32_t pooling;
+    if ((st = get_int(m, "pooling_type", 0, SLM_POOLING_RANK, SLM_POOLING_MEAN, &pooling, err))) return st;
+    hp->pooling = pooling == 0 ? SLM_POOLING_MEAN : (slm_pooling)pooling; /* "none": see slm_pooling */
     return read_rope_scaling(m, err);
 }
 
@@ -313,6 +316,7 @@ void slm_model_describe(const slm_model *m, slm_model_desc *out) {
     out->rms_eps = hp->rms_eps;
     out->n_params = m->n_params;
     out->weight_bytes = m->weight_bytes;
+    out->pooling = hp->pooling;
 }
 
 slm_status slm_model_meta_str(const slm_model *m, const char *key, const char **ptr, size_t *len) {

@@ -61,6 +61,7 @@ typedef struct slm_hparams {
     float rope_base;       /* theta base */
     float rope_freq_scale; /* 1 / linear scaling factor */
     float rms_eps;         /* RMSNorm epsilon */
+    slm_pooling pooling;   /* embedding pooling (<arch>.pooling_type; MEAN when absent or none) */
 } slm_hparams;
 
 /* A weight matrix: n_out rows of n_in elements, row-major blocks in the mapping. */
