@@ -374,6 +374,103 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
     return sumf;
 }
 
+/* ---- tiled products for prompt processing (Q8_0 activations) ------------------------------ */
+
+/* A tile is GEMM_ROWS weight rows x GEMM_VECS activation rows: every weight block is
+ * loaded (and, for Q4_0, unpacked) once for GEMM_VECS products and every activation block
+ * once for GEMM_ROWS; each of the 8 outputs keeps its own accumulator with the vec_dot's
+ * exact sequence of operations (block scale dx * dy, integer lanes via dot_i8_32, one FMA
+ * per block, the same final reduction), so the results equal vec_dot's bit for bit.
+ * 2 x 4: 8 accumulators + 2 weight blocks with their magnitudes + 1 activation block and
+ * temporaries fit the 16 ymm registers. Activations are walked in chunks of about
+ * GEMM_ACT_BYTES so that a chunk stays in L1 while the thread's weight rows pass over it. */
+#define GEMM_ROWS 2
+#define GEMM_VECS 4
+#define GEMM_ACT_BYTES (32 * 1024)
+
+/* One 32-element weight block as signed bytes, its scale into *d. */
+typedef __m256i (*wblock_fn)(const uint8_t *row, int64_t ib, float *d);
+
+AVX2_TARGET static inline __m256i wblock_q8_0(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_q8_0 *b = (const slm_block_q8_0 *)row + ib;
+    *d = f16_to_f32(b->d);
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+AVX2_TARGET static inline __m256i wblock_q4_0(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_q4_0 *b = (const slm_block_q4_0 *)row + ib;
+    *d = f16_to_f32(b->d);
+    return _mm256_sub_epi8(unpack_nibbles_32(b->qs), _mm256_set1_epi8(8)); /* -8..7 */
+}
+
+/* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(
+    int64_t n, const uint8_t *W, size_t wrb, int64_t r0, int64_t r1, const uint8_t *xq, size_t xs, int64_t v0,
+    int64_t v1, float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+    const int64_t nb = n / SLM_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int64_t r = r0;
+    for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS) {
+        const uint8_t *w0 = W + (size_t)r * wrb, *w1 = w0 + wrb;
+        int64_t v = v0;
+        for (; v + GEMM_VECS <= v1; v += GEMM_VECS) {
+            const slm_block_q8_0 *ya[GEMM_VECS];
+            __m256 acc0[GEMM_VECS], acc1[GEMM_VECS];
+            for (int j = 0; j < GEMM_VECS; j++) {
+                ya[j] = (const slm_block_q8_0 *)(xq + (size_t)(v + j) * xs);
+                acc0[j] = _mm256_setzero_ps();
+                acc1[j] = _mm256_setzero_ps();
+            }
+            for (int64_t ib = 0; ib < nb; ib++) {
+                float dx0, dx1;
+                const __m256i x0 = wload(w0, ib, &dx0), x1 = wload(w1, ib, &dx1);
+                const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    const __m256i qy = _mm256_loadu_si256((const __m256i *)ya[j][ib].qs);
+                    const float dy = f16_to_f32(ya[j][ib].d);
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(qy, x0)), ones);
+                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(qy, x1)), ones);
+                    acc0[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * dy), _mm256_cvtepi32_ps(p0), acc0[j]);
+                    acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * dy), _mm256_cvtepi32_ps(p1), acc1[j]);
+                }
+            }
+            for (int j = 0; j < GEMM_VECS; j++) {
+                y[(size_t)(v + j) * ys + (size_t)r] = hsum_f32_8(acc0[j]);
+                y[(size_t)(v + j) * ys + (size_t)r + 1] = hsum_f32_8(acc1[j]);
+            }
+        }
+        for (; v < v1; v++) { /* fewer than GEMM_VECS activation rows left */
+            y[(size_t)v * ys + (size_t)r] = dot(n, w0, xq + (size_t)v * xs);
+            y[(size_t)v * ys + (size_t)r + 1] = dot(n, w1, xq + (size_t)v * xs);
+        }
+    }
+    for (; r < r1; r++) /* an odd last row */
+        for (int64_t v = v0; v < v1; v++) y[(size_t)v * ys + (size_t)r] = dot(n, W + (size_t)r * wrb, xq + (size_t)v * xs);
+}
+
+/* The chunking over activation rows around gemm_blocks_q8_0. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8_0_act(
+    int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq, size_t xs, int64_t n_vec,
+    float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+    int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1));
+    chunk -= chunk % GEMM_VECS;
+    if (chunk < GEMM_VECS) chunk = GEMM_VECS;
+    for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
+        const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
+        gemm_blocks_q8_0(n, W, wrb, r0, r1, xq, xs, v0, v1, y, ys, wload, dot);
+    }
+}
+
+AVX2_TARGET static void gemm_q8_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q8_0, vec_dot_q8_0_q8_0);
+}
+
+AVX2_TARGET static void gemm_q4_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0, vec_dot_q4_0_q8_0);
+}
+
 /* ---- plain float types ------------------------------------------------------------------- */
 
 /* Loaders: 8 elements as floats. */
@@ -431,6 +528,26 @@ AVX2_TARGET static float vec_dot_bf16(int64_t n, const void *x, const void *y) {
     return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16, 1);
 }
 
+/* y += a * x with the scalar kernel's operations per element (multiply, then add; F16C
+ * conversion is exact), 8 lanes at a time, the tail one by one. */
+AVX2_TARGET static void axpy_f32(int64_t n, float a, const void *x, float *y) {
+    const float *xf = x;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(xf + i))));
+    for (; i < n; i++) y[i] += a * xf[i];
+}
+
+AVX2_TARGET static void axpy_f16(int64_t n, float a, const void *x, float *y) {
+    const uint16_t *xh = x;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load8_f16(xh + i))));
+    for (; i < n; i++) y[i] += a * f16_to_f32(xh[i]);
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -452,6 +569,14 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_F32] = vec_dot_f32,
         [SLM_TYPE_F16] = vec_dot_f16,
         [SLM_TYPE_BF16] = vec_dot_bf16,
+    },
+    .gemm = {
+        [SLM_TYPE_Q8_0] = gemm_q8_0_q8_0,
+        [SLM_TYPE_Q4_0] = gemm_q4_0_q8_0,
+    },
+    .axpy = {
+        [SLM_TYPE_F32] = axpy_f32,
+        [SLM_TYPE_F16] = axpy_f16,
     },
 };
 
