@@ -28,7 +28,8 @@ static const char run_usage[] =
     "  --seed S               random seed (default: from the clock, printed)\n"
     "  -t, --threads N        threads (default: physical cores)\n"
     "  -c, --ctx N            context size (default 2048, at most the model's)\n"
-    "  --no-mmap              read the model into memory instead of mapping it\n";
+    "  --no-mmap              read the model into memory instead of mapping it\n"
+    "  --mlock                lock the model in memory (best effort)\n";
 
 static bool print_token(const slm_gen_token *t, void *user) {
     (void)user;
