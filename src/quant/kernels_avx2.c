@@ -403,6 +403,19 @@ AVX2_TARGET static inline __m256i wblock_q4_0(const uint8_t *row, int64_t ib, fl
     return _mm256_sub_epi8(unpack_nibbles_32(b->qs), _mm256_set1_epi8(8)); /* -8..7 */
 }
 
+AVX2_TARGET static inline __m256i wblock_q5_0(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_q5_0 *b = (const slm_block_q5_0 *)row + ib;
+    *d = f16_to_f32(b->d);
+    const __m256i hi = _mm256_and_si256(expand_bits_32(b->qh), _mm256_set1_epi8(0x10));
+    return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(b->qs), hi), _mm256_set1_epi8(16)); /* -16..15 */
+}
+
+AVX2_TARGET static inline __m256i wblock_iq4_nl(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_iq4_nl *b = (const slm_block_iq4_nl *)row + ib;
+    *d = f16_to_f32(b->d);
+    return _mm256_shuffle_epi8(iq4_levels(), unpack_nibbles_32(b->qs)); /* -127..113 */
+}
+
 /* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0. */
 AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(
     int64_t n, const uint8_t *W, size_t wrb, int64_t r0, int64_t r1, const uint8_t *xq, size_t xs, int64_t v0,
@@ -469,6 +482,16 @@ AVX2_TARGET static void gemm_q8_0_q8_0(int64_t n, const void *W, size_t wrb, int
 AVX2_TARGET static void gemm_q4_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                        size_t xs, int64_t n_vec, float *y, size_t ys) {
     gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0, vec_dot_q4_0_q8_0);
+}
+
+AVX2_TARGET static void gemm_q5_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q5_0, vec_dot_q5_0_q8_0);
+}
+
+AVX2_TARGET static void gemm_iq4_nl_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                         size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl, vec_dot_iq4_nl_q8_0);
 }
 
 /* ---- plain float types ------------------------------------------------------------------- */
@@ -573,6 +596,8 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
     .gemm = {
         [SLM_TYPE_Q8_0] = gemm_q8_0_q8_0,
         [SLM_TYPE_Q4_0] = gemm_q4_0_q8_0,
+        [SLM_TYPE_Q5_0] = gemm_q5_0_q8_0,
+        [SLM_TYPE_IQ4_NL] = gemm_iq4_nl_q8_0,
     },
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
