@@ -18,7 +18,7 @@
 #include "quant_testutil.h"
 
 #define ROWS 9     /* odd: a last row outside the 2-row tiles */
-#define COLS 128   /* 4 blocks of 32 */
+#define COLS 256   /* 8 blocks of 32, one super-block of 256 */
 #define N_VEC 300  /* partial tiles, and more than one activation chunk for long rows */
 #define WIDE_COLS 4096 /* 8 KiB+ activation rows: chunks of a few rows */
 

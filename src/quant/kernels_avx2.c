@@ -494,6 +494,98 @@ AVX2_TARGET static void gemm_iq4_nl_q8_0(int64_t n, const void *W, size_t wrb, i
     gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl, vec_dot_iq4_nl_q8_0);
 }
 
+/* Q4_K / Q5_K weights against GEMM_VECS Q8_K activation rows: each super-block's nibbles
+ * (and fifth bits) are unpacked once for all of them; integer sums are exact whatever the
+ * order, and each output's float accumulation is vec_dot_q4_k/q5_k's, term for term. */
+AVX2_TARGET static inline void k4_block_sums_multi(const uint8_t *q4, const uint8_t *qh,
+                                                   const uint8_t packed[SLM_K_SCALE_SIZE],
+                                                   const slm_block_q8_k *const yb[GEMM_VECS], int isum[GEMM_VECS],
+                                                   int summ[GEMM_VECS]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, packed, &sc[j], &mn[j]);
+    for (int v = 0; v < GEMM_VECS; v++) {
+        int sm = 0;
+        for (int j = 0; j < 16; j++) sm += yb[v]->bsums[j] * mn[j / 2];
+        summ[v] = sm;
+    }
+    const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    __m256i sumi[GEMM_VECS];
+    for (int v = 0; v < GEMM_VECS; v++) sumi[v] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++, q4 += 32) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+        __m256i lo = _mm256_and_si256(bits, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if (qh) {
+            const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
+            lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
+            hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
+        }
+        const __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
+        for (int v = 0; v < GEMM_VECS; v++) {
+            const int8_t *q8 = yb[v]->qs + 64 * c;
+            const __m256i yl = _mm256_loadu_si256((const __m256i *)q8);
+            const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 32));
+            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), sl);
+            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), sh);
+            sumi[v] = _mm256_add_epi32(sumi[v], _mm256_add_epi32(pl, ph));
+        }
+    }
+    for (int v = 0; v < GEMM_VECS; v++) isum[v] = hsum_i32_8(sumi[v]);
+}
+
+/* Shared by Q4_K and Q5_K (the blocks differ only by qh); with_qh selects Q5_K. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k4(int64_t n, const void *W, size_t wrb, int64_t r0,
+                                                                       int64_t r1, const void *xq, size_t xs, int64_t n_vec,
+                                                                       float *y, size_t ys, int with_qh) {
+    const int64_t nb = n / SLM_QK_K;
+    const slm_vec_dot_fn dot = with_qh ? vec_dot_q5_k_q8_k : vec_dot_q4_k_q8_k;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrb;
+        int64_t v = 0;
+        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
+            const slm_block_q8_k *ya[GEMM_VECS];
+            float sumf[GEMM_VECS];
+            for (int j = 0; j < GEMM_VECS; j++) {
+                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
+                sumf[j] = 0.0f;
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                const slm_block_q8_k *yb[GEMM_VECS];
+                int isum[GEMM_VECS], summ[GEMM_VECS];
+                for (int j = 0; j < GEMM_VECS; j++) yb[j] = &ya[j][i];
+                uint16_t xd, xdmin;
+                if (with_qh) {
+                    const slm_block_q5_k *x = (const slm_block_q5_k *)wr + i;
+                    k4_block_sums_multi(x->qs, x->qh, x->scales, yb, isum, summ);
+                    xd = x->d, xdmin = x->dmin;
+                } else {
+                    const slm_block_q4_k *x = (const slm_block_q4_k *)wr + i;
+                    k4_block_sums_multi(x->qs, NULL, x->scales, yb, isum, summ);
+                    xd = x->d, xdmin = x->dmin;
+                }
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    const float d = f16_to_f32(xd) * yb[j]->d;
+                    const float dmin = f16_to_f32(xdmin) * yb[j]->d;
+                    sumf[j] += d * (float)isum[j] - dmin * (float)summ[j];
+                }
+            }
+            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
+        }
+        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = dot(n, wr, (const uint8_t *)xq + (size_t)v * xs);
+    }
+}
+
+AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 0);
+}
+
+AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 1);
+}
+
 /* ---- plain float types ------------------------------------------------------------------- */
 
 /* Loaders: 8 elements as floats. */
@@ -598,6 +690,8 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q4_0] = gemm_q4_0_q8_0,
         [SLM_TYPE_Q5_0] = gemm_q5_0_q8_0,
         [SLM_TYPE_IQ4_NL] = gemm_iq4_nl_q8_0,
+        [SLM_TYPE_Q4_K] = gemm_q4_k_q8_k,
+        [SLM_TYPE_Q5_K] = gemm_q5_k_q8_k,
     },
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
