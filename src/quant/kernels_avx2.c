@@ -586,6 +586,63 @@ AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int
     gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 1);
 }
 
+/* Q6_K weights against GEMM_VECS Q8_K rows: the 6-bit quants of a super-block are
+ * assembled once for all of them; per output the arithmetic is vec_dot_q6_k's. */
+AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    const int64_t nb = n / SLM_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
+    for (int64_t r = r0; r < r1; r++) {
+        const slm_block_q6_k *x = (const slm_block_q6_k *)((const uint8_t *)W + (size_t)r * wrb);
+        int64_t v = 0;
+        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
+            const slm_block_q8_k *ya[GEMM_VECS];
+            float sumf[GEMM_VECS];
+            for (int j = 0; j < GEMM_VECS; j++) {
+                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
+                sumf[j] = 0.0f;
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                __m256i sumi[GEMM_VECS];
+                int corr[GEMM_VECS];
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    int c = 0;
+                    for (int g = 0; g < 16; g++) c += x[i].scales[g] * ya[j][i].bsums[g];
+                    corr[j] = c;
+                    sumi[j] = _mm256_setzero_si256();
+                }
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+                    const int8_t *sc = x[i].scales + 8 * h;
+                    const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+                    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                    const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+                    const __m256i q[4] = {
+                        _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 4), m2)),
+                        _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 2), m2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(bh, m2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(bh, 2), m2)),
+                    };
+                    for (int k = 0; k < 4; k++) {
+                        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                        for (int j = 0; j < GEMM_VECS; j++) {
+                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(ya[j][i].qs + 128 * h + 32 * k));
+                            sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
+                        }
+                    }
+                }
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    const float d = f16_to_f32(x[i].d) * ya[j][i].d;
+                    sumf[j] += d * (float)(hsum_i32_8(sumi[j]) - 32 * corr[j]);
+                }
+            }
+            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
+        }
+        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = vec_dot_q6_k_q8_k(n, x, (const uint8_t *)xq + (size_t)v * xs);
+    }
+}
+
 /* ---- plain float types ------------------------------------------------------------------- */
 
 /* Loaders: 8 elements as floats. */
@@ -692,6 +749,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_IQ4_NL] = gemm_iq4_nl_q8_0,
         [SLM_TYPE_Q4_K] = gemm_q4_k_q8_k,
         [SLM_TYPE_Q5_K] = gemm_q5_k_q8_k,
+        [SLM_TYPE_Q6_K] = gemm_q6_k_q8_k,
     },
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
