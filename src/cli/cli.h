@@ -37,6 +37,7 @@ int cmd_version(int argc, char **argv);
 
 /* model files */
 int cmd_info(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* tokenizer */
 int cmd_tokenize(int argc, char **argv);
@@ -48,9 +49,11 @@ int cmd_run(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 
 /* speed */
+int cmd_bench(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 
 /* serving */
+int cmd_serve(int argc, char **argv);
 
 /* structured output */
 

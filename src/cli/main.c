@@ -26,6 +26,7 @@ static const cli_command commands[] = {
 
     /* model files */
     {"info", cmd_info, "show a GGUF file's metadata, tokenizer and tensors"},
+    {"quantize", cmd_quantize, "convert a model's weights to Q8_0, Q4_K_M, ... as the reference tool does"},
 
     /* tokenizer */
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
@@ -38,8 +39,10 @@ static const cli_command commands[] = {
 
     /* speed */
     {"kernels", cmd_kernels, "show the chosen kernel set and time matrix-vector products per type"},
+    {"bench", cmd_bench, "prompt (pp) and generation (tg) speed of a model or of a random model of a real shape"},
 
     /* serving */
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 
     /* structured output */
 
