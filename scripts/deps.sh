@@ -15,6 +15,7 @@ PKGS="$PKGS libcurl4-openssl-dev libpq-dev"
 # Test-only: unit test framework, real clients and servers used by integration tests.
 PKGS="$PKGS libcmocka-dev curl postgresql"
 PKGS="$PKGS jq"  # integration tests read reference JSON (tests/cli_run.sh, cli_score.sh)
+PKGS="$PKGS time"  # GNU time: peak RSS of `slmesh run` (tests/run_memory.sh)
 
 missing=""
 for p in $PKGS; do

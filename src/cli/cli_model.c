@@ -23,6 +23,10 @@ int cli_model_opt(const char *cmd, const char *usage, int argc, char **argv, int
         o->no_mmap = true;
         return 1;
     }
+    if (!strcmp(a, "--mlock")) {
+        o->mlock = true;
+        return 1;
+    }
     if (strcmp(a, "-m") && strcmp(a, "--model") && strcmp(a, "-t") && strcmp(a, "--threads") && strcmp(a, "--ctx") &&
         strcmp(a, "-c"))
         return 0;
@@ -43,7 +47,7 @@ int cli_model_opt(const char *cmd, const char *usage, int argc, char **argv, int
 
 int cli_model_load(const char *cmd, const cli_model_opts *o, int32_t default_ctx, slm_model **m, slm_ctx **c) {
     char err[SLM_ERR_LEN] = "";
-    slm_model_params mp = {.no_mmap = o->no_mmap};
+    slm_model_params mp = {.no_mmap = o->no_mmap, .mlock = o->mlock};
     *m = NULL, *c = NULL;
     slm_status st = slm_model_open(o->model, &mp, m, err);
     if (st) return cli_fail(cmd, st, err);

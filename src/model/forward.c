@@ -244,7 +244,9 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
         ks->from_float[kt->vec_dot_type](qh, qconv, hd);
         qd = qconv;
     }
-    /* scores[c] = q . k_c * scale for visible cells, -inf for the others */
+    /* scores[c] = q . k_c * scale for visible cells, -inf for the others; only cells below
+     * the last visible one take part (the rest would get weight 0) */
+    int64_t c_end = 0;
     for (int64_t c = 0; c < n_cells; c++) {
         if (!slm_kv_visible(masks, cpos, c, s, p)) {
             scores[c] = -INFINITY;
@@ -252,23 +254,25 @@ static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, 
         }
         const uint8_t *kr = (const uint8_t *)slm_kv_k_row(j->kv, j->il, c) + head_off;
         scores[c] = ks->vec_dot[kvt](hd, kr, qd) * scale;
+        c_end = c + 1;
     }
-    slm_ops_softmax(scores, n_cells);
+    slm_ops_softmax(scores, c_end);
     /* out = sum_c w_c v_c, with w_c rounded to F16 for the F16 cache (the reference
      * multiplies V by the F16-converted softmax) */
     float *out = j->f->att + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
     for (int64_t d = 0; d < hd; d++) out[d] = 0.0f;
-    for (int64_t c = 0; c < n_cells; c++) {
+    const slm_axpy_fn axpy = ks->axpy[kvt]; /* F32 / F16: the row in place */
+    for (int64_t c = 0; c < c_end; c++) {
         float w = scores[c];
         if (w == 0.0f) continue;
         const uint8_t *vr = (const uint8_t *)slm_kv_v_row(j->kv, j->il, c) + head_off;
-        const float *vf = (const float *)vr; /* F32 cache: used in place */
-        if (kvt != SLM_TYPE_F32) {
-            ks->to_float[kvt](vr, vrow, hd);
-            vf = vrow;
-        }
         if (kvt == SLM_TYPE_F16) w = slm_f16_to_f32(slm_f32_to_f16(w));
-        for (int64_t d = 0; d < hd; d++) out[d] += w * vf[d];
+        if (axpy) {
+            axpy(hd, w, vr, out);
+            continue;
+        }
+        ks->to_float[kvt](vr, vrow, hd);
+        for (int64_t d = 0; d < hd; d++) out[d] += w * vrow[d];
     }
 }
 

@@ -58,6 +58,10 @@ void slm_ops_softmax(float *x, int64_t n) {
         if (x[i] > max) max = x[i];
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
+        if (x[i] == -INFINITY && max > -INFINITY) { /* masked: exp(-inf) = 0 exactly */
+            x[i] = 0.0f;
+            continue;
+        }
         const float e = expf(x[i] - max);
         x[i] = e;
         sum += (double)e;

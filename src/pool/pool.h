@@ -1,15 +1,15 @@
 /*
  * pool/pool.h: a small persistent thread pool for data-parallel kernels.
  *
- * Threads are created once (slm_pool_create) and sleep on a condition variable between
- * jobs; a job is one function run by every thread with (ith, nth), ith in [0, nth), and the
+ * Threads are created once (slm_pool_create); between jobs they spin briefly, then sleep
+ * on a condition variable (pool.c); a job is one function run by every thread with (ith, nth), ith in [0, nth), and the
  * caller's thread is thread 0. A kernel splits its rows with slm_pool_range so that each row
  * is computed by exactly one thread, in the same order whatever nth is: results are
  * bit-identical for any thread count.
  *
  * Thread-safety: one job at a time per pool; slm_pool_run must not be called concurrently
  * on the same pool nor from inside a job (a context owns its pool). Non-goals: work
- * stealing, nested parallelism, spinning (the machine is shared; workers block).
+ * stealing, nested parallelism, unbounded spinning (the machine is shared).
  */
 #ifndef SLMESH_POOL_H
 #define SLMESH_POOL_H

@@ -30,6 +30,17 @@
 
 static const char *const isa_names[SLM_QUANT_ISA_COUNT] = {"scalar", "avx2", "avx512"};
 
+/* The scalar axpy kernels (the specification of slm_axpy_fn). */
+static void axpy_f32(int64_t n, float a, const void *x, float *y) {
+    const float *xf = x;
+    for (int64_t i = 0; i < n; i++) y[i] += a * xf[i];
+}
+
+static void axpy_f16(int64_t n, float a, const void *x, float *y) {
+    const uint16_t *xh = x;
+    for (int64_t i = 0; i < n; i++) y[i] += a * slm_f16_to_f32(xh[i]);
+}
+
 /* Written once under `once`, read-only afterwards. */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static slm_quant_kernel_set sets[SLM_QUANT_ISA_COUNT];
@@ -93,6 +104,8 @@ static void select_once(void) {
             s->from_float[t] = tr->from_float;
             s->vec_dot[t] = tr->vec_dot;
         }
+        s->axpy[SLM_TYPE_F32] = axpy_f32;
+        s->axpy[SLM_TYPE_F16] = axpy_f16;
         for (int j = 1; j <= i; j++) {
             const slm_quant_kernel_set *o = isa_overrides((slm_quant_isa)j);
             if (!o) continue;
@@ -100,6 +113,8 @@ static void select_once(void) {
                 if (o->to_float[t]) s->to_float[t] = o->to_float[t];
                 if (o->from_float[t]) s->from_float[t] = o->from_float[t];
                 if (o->vec_dot[t]) s->vec_dot[t] = o->vec_dot[t];
+                if (o->gemm[t]) s->gemm[t] = o->gemm[t];
+                if (o->axpy[t]) s->axpy[t] = o->axpy[t];
             }
         }
         runnable[i] = cpu_runs(isa) && (i == SLM_QUANT_ISA_SCALAR || isa_overrides(isa) != NULL);
@@ -171,9 +186,14 @@ void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const voi
 void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
                            size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
                            float *y, size_t y_stride) {
-    const slm_vec_dot_fn dot = slm_quant_kernels()->vec_dot[type];
+    const slm_quant_kernel_set *ks = slm_quant_kernels();
+    const slm_vec_dot_fn dot = ks->vec_dot[type];
     size_t row_bytes = 0;
     slm_type_row_bytes(type, cols, &row_bytes);
+    if (n_vec > 1 && ks->gemm[type]) { /* same values, tiled */
+        ks->gemm[type](cols, W, row_bytes, row_begin, row_end, xq, xq_stride, n_vec, y, y_stride);
+        return;
+    }
     const char *w = (const char *)W + (size_t)row_begin * row_bytes;
     for (int64_t r = row_begin; r < row_end; r++, w += row_bytes) {
         for (int64_t v = 0; v < n_vec; v++) {

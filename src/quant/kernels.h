@@ -36,6 +36,20 @@ typedef enum slm_quant_isa {
     SLM_QUANT_ISA_COUNT
 } slm_quant_isa;
 
+/* A tiled matrix-matrix product (prompt processing): for rows r in [r0, r1) of W (row r at
+ * W + r * w_row_bytes, n elements) and activation rows v in [0, n_vec) (row v at
+ * xq + v * xq_stride, in the type's vec_dot_type), y[v * y_stride + r] = the set's
+ * vec_dot(n, W row r, activation row v), bit for bit: a tile only shares the loads of
+ * weight and activation blocks between several outputs, each output keeps the vec_dot's
+ * own accumulation order. All buffers borrowed. */
+typedef void (*slm_gemm_fn)(int64_t n, const void *W, size_t w_row_bytes, int64_t r0, int64_t r1,
+                            const void *xq, size_t xq_stride, int64_t n_vec, float *y, size_t y_stride);
+
+/* y[i] += a * x[i] for i < n, x of a plain float type (F32, F16) converted exactly, one
+ * float multiply and one float add per element (no FMA), so every set gives the same bits
+ * (attention's weighted sum of V rows). All buffers borrowed. */
+typedef void (*slm_axpy_fn)(int64_t n, float a, const void *x, float *y);
+
 /* The kernels of one ISA, indexed by type id. A NULL entry means slmesh has no such kernel
  * for that type at all (same as the type table). */
 typedef struct slm_quant_kernel_set {
@@ -44,6 +58,8 @@ typedef struct slm_quant_kernel_set {
     slm_to_float_fn to_float[SLM_TYPE_COUNT];
     slm_from_float_fn from_float[SLM_TYPE_COUNT];
     slm_vec_dot_fn vec_dot[SLM_TYPE_COUNT];     /* x of this type, y of its vec_dot_type */
+    slm_gemm_fn gemm[SLM_TYPE_COUNT];           /* tiled products; NULL: a vec_dot loop */
+    slm_axpy_fn axpy[SLM_TYPE_COUNT];           /* F32, F16 only; NULL elsewhere */
 } slm_quant_kernel_set;
 
 /* The set chosen for this process (CPU features and SLMESH_KERNELS, decided at first use).

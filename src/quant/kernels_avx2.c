@@ -374,6 +374,275 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
     return sumf;
 }
 
+/* ---- tiled products for prompt processing (Q8_0 activations) ------------------------------ */
+
+/* A tile is GEMM_ROWS weight rows x GEMM_VECS activation rows: every weight block is
+ * loaded (and, for Q4_0, unpacked) once for GEMM_VECS products and every activation block
+ * once for GEMM_ROWS; each of the 8 outputs keeps its own accumulator with the vec_dot's
+ * exact sequence of operations (block scale dx * dy, integer lanes via dot_i8_32, one FMA
+ * per block, the same final reduction), so the results equal vec_dot's bit for bit.
+ * 2 x 4: 8 accumulators + 2 weight blocks with their magnitudes + 1 activation block and
+ * temporaries fit the 16 ymm registers. Activations are walked in chunks of about
+ * GEMM_ACT_BYTES so that a chunk stays in L1 while the thread's weight rows pass over it. */
+#define GEMM_ROWS 2
+#define GEMM_VECS 4
+#define GEMM_ACT_BYTES (32 * 1024)
+
+/* One 32-element weight block as signed bytes, its scale into *d. */
+typedef __m256i (*wblock_fn)(const uint8_t *row, int64_t ib, float *d);
+
+AVX2_TARGET static inline __m256i wblock_q8_0(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_q8_0 *b = (const slm_block_q8_0 *)row + ib;
+    *d = f16_to_f32(b->d);
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+AVX2_TARGET static inline __m256i wblock_q4_0(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_q4_0 *b = (const slm_block_q4_0 *)row + ib;
+    *d = f16_to_f32(b->d);
+    return _mm256_sub_epi8(unpack_nibbles_32(b->qs), _mm256_set1_epi8(8)); /* -8..7 */
+}
+
+AVX2_TARGET static inline __m256i wblock_q5_0(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_q5_0 *b = (const slm_block_q5_0 *)row + ib;
+    *d = f16_to_f32(b->d);
+    const __m256i hi = _mm256_and_si256(expand_bits_32(b->qh), _mm256_set1_epi8(0x10));
+    return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(b->qs), hi), _mm256_set1_epi8(16)); /* -16..15 */
+}
+
+AVX2_TARGET static inline __m256i wblock_iq4_nl(const uint8_t *row, int64_t ib, float *d) {
+    const slm_block_iq4_nl *b = (const slm_block_iq4_nl *)row + ib;
+    *d = f16_to_f32(b->d);
+    return _mm256_shuffle_epi8(iq4_levels(), unpack_nibbles_32(b->qs)); /* -127..113 */
+}
+
+/* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(
+    int64_t n, const uint8_t *W, size_t wrb, int64_t r0, int64_t r1, const uint8_t *xq, size_t xs, int64_t v0,
+    int64_t v1, float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+    const int64_t nb = n / SLM_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int64_t r = r0;
+    for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS) {
+        const uint8_t *w0 = W + (size_t)r * wrb, *w1 = w0 + wrb;
+        int64_t v = v0;
+        for (; v + GEMM_VECS <= v1; v += GEMM_VECS) {
+            const slm_block_q8_0 *ya[GEMM_VECS];
+            __m256 acc0[GEMM_VECS], acc1[GEMM_VECS];
+            for (int j = 0; j < GEMM_VECS; j++) {
+                ya[j] = (const slm_block_q8_0 *)(xq + (size_t)(v + j) * xs);
+                acc0[j] = _mm256_setzero_ps();
+                acc1[j] = _mm256_setzero_ps();
+            }
+            for (int64_t ib = 0; ib < nb; ib++) {
+                float dx0, dx1;
+                const __m256i x0 = wload(w0, ib, &dx0), x1 = wload(w1, ib, &dx1);
+                const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    const __m256i qy = _mm256_loadu_si256((const __m256i *)ya[j][ib].qs);
+                    const float dy = f16_to_f32(ya[j][ib].d);
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(qy, x0)), ones);
+                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(qy, x1)), ones);
+                    acc0[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * dy), _mm256_cvtepi32_ps(p0), acc0[j]);
+                    acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * dy), _mm256_cvtepi32_ps(p1), acc1[j]);
+                }
+            }
+            for (int j = 0; j < GEMM_VECS; j++) {
+                y[(size_t)(v + j) * ys + (size_t)r] = hsum_f32_8(acc0[j]);
+                y[(size_t)(v + j) * ys + (size_t)r + 1] = hsum_f32_8(acc1[j]);
+            }
+        }
+        for (; v < v1; v++) { /* fewer than GEMM_VECS activation rows left */
+            y[(size_t)v * ys + (size_t)r] = dot(n, w0, xq + (size_t)v * xs);
+            y[(size_t)v * ys + (size_t)r + 1] = dot(n, w1, xq + (size_t)v * xs);
+        }
+    }
+    for (; r < r1; r++) /* an odd last row */
+        for (int64_t v = v0; v < v1; v++) y[(size_t)v * ys + (size_t)r] = dot(n, W + (size_t)r * wrb, xq + (size_t)v * xs);
+}
+
+/* The chunking over activation rows around gemm_blocks_q8_0. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8_0_act(
+    int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq, size_t xs, int64_t n_vec,
+    float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+    int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1));
+    chunk -= chunk % GEMM_VECS;
+    if (chunk < GEMM_VECS) chunk = GEMM_VECS;
+    for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
+        const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
+        gemm_blocks_q8_0(n, W, wrb, r0, r1, xq, xs, v0, v1, y, ys, wload, dot);
+    }
+}
+
+AVX2_TARGET static void gemm_q8_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q8_0, vec_dot_q8_0_q8_0);
+}
+
+AVX2_TARGET static void gemm_q4_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0, vec_dot_q4_0_q8_0);
+}
+
+AVX2_TARGET static void gemm_q5_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q5_0, vec_dot_q5_0_q8_0);
+}
+
+AVX2_TARGET static void gemm_iq4_nl_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                         size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl, vec_dot_iq4_nl_q8_0);
+}
+
+/* Q4_K / Q5_K weights against GEMM_VECS Q8_K activation rows: each super-block's nibbles
+ * (and fifth bits) are unpacked once for all of them; integer sums are exact whatever the
+ * order, and each output's float accumulation is vec_dot_q4_k/q5_k's, term for term. */
+AVX2_TARGET static inline void k4_block_sums_multi(const uint8_t *q4, const uint8_t *qh,
+                                                   const uint8_t packed[SLM_K_SCALE_SIZE],
+                                                   const slm_block_q8_k *const yb[GEMM_VECS], int isum[GEMM_VECS],
+                                                   int summ[GEMM_VECS]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, packed, &sc[j], &mn[j]);
+    for (int v = 0; v < GEMM_VECS; v++) {
+        int sm = 0;
+        for (int j = 0; j < 16; j++) sm += yb[v]->bsums[j] * mn[j / 2];
+        summ[v] = sm;
+    }
+    const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    __m256i sumi[GEMM_VECS];
+    for (int v = 0; v < GEMM_VECS; v++) sumi[v] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++, q4 += 32) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+        __m256i lo = _mm256_and_si256(bits, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if (qh) {
+            const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
+            lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
+            hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
+        }
+        const __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
+        for (int v = 0; v < GEMM_VECS; v++) {
+            const int8_t *q8 = yb[v]->qs + 64 * c;
+            const __m256i yl = _mm256_loadu_si256((const __m256i *)q8);
+            const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 32));
+            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), sl);
+            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), sh);
+            sumi[v] = _mm256_add_epi32(sumi[v], _mm256_add_epi32(pl, ph));
+        }
+    }
+    for (int v = 0; v < GEMM_VECS; v++) isum[v] = hsum_i32_8(sumi[v]);
+}
+
+/* Shared by Q4_K and Q5_K (the blocks differ only by qh); with_qh selects Q5_K. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k4(int64_t n, const void *W, size_t wrb, int64_t r0,
+                                                                       int64_t r1, const void *xq, size_t xs, int64_t n_vec,
+                                                                       float *y, size_t ys, int with_qh) {
+    const int64_t nb = n / SLM_QK_K;
+    const slm_vec_dot_fn dot = with_qh ? vec_dot_q5_k_q8_k : vec_dot_q4_k_q8_k;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrb;
+        int64_t v = 0;
+        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
+            const slm_block_q8_k *ya[GEMM_VECS];
+            float sumf[GEMM_VECS];
+            for (int j = 0; j < GEMM_VECS; j++) {
+                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
+                sumf[j] = 0.0f;
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                const slm_block_q8_k *yb[GEMM_VECS];
+                int isum[GEMM_VECS], summ[GEMM_VECS];
+                for (int j = 0; j < GEMM_VECS; j++) yb[j] = &ya[j][i];
+                uint16_t xd, xdmin;
+                if (with_qh) {
+                    const slm_block_q5_k *x = (const slm_block_q5_k *)wr + i;
+                    k4_block_sums_multi(x->qs, x->qh, x->scales, yb, isum, summ);
+                    xd = x->d, xdmin = x->dmin;
+                } else {
+                    const slm_block_q4_k *x = (const slm_block_q4_k *)wr + i;
+                    k4_block_sums_multi(x->qs, NULL, x->scales, yb, isum, summ);
+                    xd = x->d, xdmin = x->dmin;
+                }
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    const float d = f16_to_f32(xd) * yb[j]->d;
+                    const float dmin = f16_to_f32(xdmin) * yb[j]->d;
+                    sumf[j] += d * (float)isum[j] - dmin * (float)summ[j];
+                }
+            }
+            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
+        }
+        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = dot(n, wr, (const uint8_t *)xq + (size_t)v * xs);
+    }
+}
+
+AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 0);
+}
+
+AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 1);
+}
+
+/* Q6_K weights against GEMM_VECS Q8_K rows: the 6-bit quants of a super-block are
+ * assembled once for all of them; per output the arithmetic is vec_dot_q6_k's. */
+AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    const int64_t nb = n / SLM_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
+    for (int64_t r = r0; r < r1; r++) {
+        const slm_block_q6_k *x = (const slm_block_q6_k *)((const uint8_t *)W + (size_t)r * wrb);
+        int64_t v = 0;
+        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
+            const slm_block_q8_k *ya[GEMM_VECS];
+            float sumf[GEMM_VECS];
+            for (int j = 0; j < GEMM_VECS; j++) {
+                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
+                sumf[j] = 0.0f;
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                __m256i sumi[GEMM_VECS];
+                int corr[GEMM_VECS];
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    int c = 0;
+                    for (int g = 0; g < 16; g++) c += x[i].scales[g] * ya[j][i].bsums[g];
+                    corr[j] = c;
+                    sumi[j] = _mm256_setzero_si256();
+                }
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+                    const int8_t *sc = x[i].scales + 8 * h;
+                    const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+                    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                    const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+                    const __m256i q[4] = {
+                        _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 4), m2)),
+                        _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 2), m2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(bh, m2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(bh, 2), m2)),
+                    };
+                    for (int k = 0; k < 4; k++) {
+                        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                        for (int j = 0; j < GEMM_VECS; j++) {
+                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(ya[j][i].qs + 128 * h + 32 * k));
+                            sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
+                        }
+                    }
+                }
+                for (int j = 0; j < GEMM_VECS; j++) {
+                    const float d = f16_to_f32(x[i].d) * ya[j][i].d;
+                    sumf[j] += d * (float)(hsum_i32_8(sumi[j]) - 32 * corr[j]);
+                }
+            }
+            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
+        }
+        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = vec_dot_q6_k_q8_k(n, x, (const uint8_t *)xq + (size_t)v * xs);
+    }
+}
+
 /* ---- plain float types ------------------------------------------------------------------- */
 
 /* Loaders: 8 elements as floats. */
@@ -431,6 +700,26 @@ AVX2_TARGET static float vec_dot_bf16(int64_t n, const void *x, const void *y) {
     return float_dot(n, x, y, sizeof(uint16_t), load8_bf16, one_bf16, 1);
 }
 
+/* y += a * x with the scalar kernel's operations per element (multiply, then add; F16C
+ * conversion is exact), 8 lanes at a time, the tail one by one. */
+AVX2_TARGET static void axpy_f32(int64_t n, float a, const void *x, float *y) {
+    const float *xf = x;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(xf + i))));
+    for (; i < n; i++) y[i] += a * xf[i];
+}
+
+AVX2_TARGET static void axpy_f16(int64_t n, float a, const void *x, float *y) {
+    const uint16_t *xh = x;
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load8_f16(xh + i))));
+    for (; i < n; i++) y[i] += a * f16_to_f32(xh[i]);
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -452,6 +741,19 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_F32] = vec_dot_f32,
         [SLM_TYPE_F16] = vec_dot_f16,
         [SLM_TYPE_BF16] = vec_dot_bf16,
+    },
+    .gemm = {
+        [SLM_TYPE_Q8_0] = gemm_q8_0_q8_0,
+        [SLM_TYPE_Q4_0] = gemm_q4_0_q8_0,
+        [SLM_TYPE_Q5_0] = gemm_q5_0_q8_0,
+        [SLM_TYPE_IQ4_NL] = gemm_iq4_nl_q8_0,
+        [SLM_TYPE_Q4_K] = gemm_q4_k_q8_k,
+        [SLM_TYPE_Q5_K] = gemm_q5_k_q8_k,
+        [SLM_TYPE_Q6_K] = gemm_q6_k_q8_k,
+    },
+    .axpy = {
+        [SLM_TYPE_F32] = axpy_f32,
+        [SLM_TYPE_F16] = axpy_f16,
     },
 };
 
