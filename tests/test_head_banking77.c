@@ -2,10 +2,10 @@
  * (shared/data/banking77): train on train.csv with 10% held out for calibration, n-gram
  * features only, 2 threads; test on test.csv.
  *
- * Release build: the full training set; test ECE <= 0.03 as the issue asks, accuracy >= 91.5%:
- * the issue asks for 92%, this head measures 91.85% (docs/benchmarks.md, "## Task heads"),
- * and the floor guards that figure with a margin for libm differences between machines. Sanitizer builds run the same code about ten times slower, so there the head
- * is trained on every third training example and the floor is the one such a head reaches
+ * Release build: the full training set; test ECE <= 0.03 and accuracy >= 92% as the issue
+ * asks; this head measures 92.08% (docs/benchmarks.md, "## Task heads"). Sanitizer builds
+ * run the same code about ten times slower, so there the head is trained on one example in
+ * eight and the floor is the one such a head reaches
  * with margin (HEAD_SANITIZER_FLOOR); the point there is memory safety, not accuracy. */
 #include "testutil.h"
 
@@ -31,7 +31,7 @@
 #define HEAD_SUBSAMPLE 1
 #define HEAD_MAX_ITER 0            /* 0: the default */
 #define HEAD_REFIT true
-#define HEAD_ACCURACY_FLOOR 0.915 /* measured 0.9185: below the issue's 0.92, see benchmarks.md */
+#define HEAD_ACCURACY_FLOOR 0.92 /* the issue's floor; measured 0.9208 (LR + SVM scores) */
 #define HEAD_ECE_CEILING 0.03
 #endif
 

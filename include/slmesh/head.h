@@ -1,8 +1,8 @@
 /*
  * slmesh/head.h: task heads, the cheapest tier for classification (intent routing, tagging,
- * triage): a multinomial logistic regression over hashed word and character n-grams
- * (TF-IDF), optionally with a model's pooled embedding concatenated, trained in seconds on
- * a CPU, with a temperature-calibrated confidence and an escalation threshold so that the
+ * triage): a multinomial logistic regression, plus one-vs-rest linear SVM scores, over
+ * hashed word and character n-grams (TF-IDF), optionally with a model's pooled embedding
+ * concatenated, trained in seconds on a CPU, with a temperature-calibrated confidence and an escalation threshold so that the
  * mesh can hand what the head is unsure about to the next tier.
  *
  * Life cycle: load (or train) a head once, predict many texts from many threads, destroy.
@@ -102,9 +102,12 @@ typedef struct slm_head_train_opts {
     slm_head_embed_fn embed;     /* optional embedding features, with embed_ctx (borrowed) */
     void *embed_ctx;
     uint32_t embed_dim;
+    double svm_c;                /* > 0: add one-vs-rest squared-hinge SVM scores (penalty C) */
+    double svm_weight;           /* their weight: logits = LR scores + svm_weight * SVM scores */
 } slm_head_train_opts;
 
-/* Defaults: seed 1, 1 thread, l2 2e-5, 150 iterations, 10% validation, refit on, 4% false
+/* Defaults: seed 1, 1 thread, l2 2e-5, 35 iterations, SVM C 1 weight 2, 10% validation,
+ * refit on, 4% false
  * escalation, class weights on, confidence score, 2^20 buckets, min_df 1, words 1-2,
  * characters 2-5 inside words, block weights 1, no text flags, no adaptive L2. */
 void slm_head_train_opts_default(slm_head_train_opts *o);
