@@ -2,8 +2,9 @@
  * slmesh/head.h: task heads, the cheapest tier for classification (intent routing, tagging,
  * triage): a multinomial logistic regression, plus one-vs-rest linear SVM scores, over
  * hashed word and character n-grams (TF-IDF), optionally with a model's pooled embedding
- * concatenated, trained in seconds on a CPU, with a temperature-calibrated confidence and an escalation threshold so that the
- * mesh can hand what the head is unsure about to the next tier.
+ * concatenated, trained in seconds on a CPU, with a temperature-calibrated confidence and
+ * an escalation threshold so that the mesh can hand what the head is unsure about (or does
+ * not know) to the next tier.
  *
  * Life cycle: load (or train) a head once, predict many texts from many threads, destroy.
  *
@@ -77,6 +78,9 @@ typedef enum slm_head_score {
     SLM_HEAD_SCORE_CONFIDENCE = 0, /* calibrated probability of the top label */
     SLM_HEAD_SCORE_MARGIN = 1,     /* top probability minus the second one */
     SLM_HEAD_SCORE_ENERGY = 2,     /* T * logsumexp(logits / T): low for unfamiliar inputs */
+    SLM_HEAD_SCORE_CENTROID = 3,   /* cosine similarity of the TF-IDF vector to the nearest
+                                      class centroid of the training rows: low far from
+                                      every known intent (the head stores the centroids) */
     SLM_HEAD_SCORE_COUNT
 } slm_head_score;
 

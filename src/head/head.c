@@ -96,6 +96,7 @@ void slm_head_destroy(slm_head *h) {
     slm_free(h->col_of);
     slm_free(h->idf);
     slm_free(h->W);
+    slm_free(h->centroids);
     slm_free(h);
 }
 
@@ -205,8 +206,27 @@ HOT_CLONES static void row_logits(const float *W, size_t n_rows, uint32_t k, con
     }
 }
 
-/* Calibrated probabilities from logits and the escalation score of the head's kind. */
-static void calibrate(const float *logits, uint32_t k, float T, uint32_t score_kind, float *probs,
+/* The largest cosine similarity of a row to a column of C (n_rows x k unit centroids);
+ * sims[k] is scratch. 0 for an empty row. */
+HOT_CLONES static float row_centroid_sim(const float *C, uint32_t k, const uint32_t *cols, const float *vals,
+                                         size_t nnz, float *sims) {
+    float n2 = 0.0f;
+    memset(sims, 0, k * sizeof *sims);
+    for (size_t e = 0; e < nnz; e++) {
+        const float *c = C + (size_t)cols[e] * k; /* row of C: k floats */
+        const float v = vals[e];
+        n2 += v * v;
+        for (uint32_t j = 0; j < k; j++) sims[j] += v * c[j];
+    }
+    float mx = sims[0];
+    for (uint32_t j = 1; j < k; j++)
+        if (sims[j] > mx) mx = sims[j];
+    return n2 > 0.0f ? mx / sqrtf(n2) : 0.0f;
+}
+
+/* Calibrated probabilities from logits and the escalation score of the head's kind (csim:
+ * the centroid similarity, used by SLM_HEAD_SCORE_CENTROID only). */
+static void calibrate(const float *logits, uint32_t k, float T, uint32_t score_kind, float csim, float *probs,
                       slm_head_prediction *pred) {
     float mx = logits[0];
     uint32_t best = 0;
@@ -226,6 +246,7 @@ static void calibrate(const float *logits, uint32_t k, float T, uint32_t score_k
     pred->confidence = probs[best];
     if (score_kind == SLM_HEAD_SCORE_MARGIN) pred->score = probs[best] - second;
     else if (score_kind == SLM_HEAD_SCORE_ENERGY) pred->score = (float)(mx + T * log(z));
+    else if (score_kind == SLM_HEAD_SCORE_CENTROID) pred->score = csim;
     else pred->score = probs[best];
 }
 
@@ -240,7 +261,8 @@ static slm_status predict_one(const slm_head *h, const char *text, size_t len, r
                              h->embed_ctx, text, len, r, &nnz, err);
     if (st != SLM_OK) return st;
     row_logits(h->W, weight_rows(h), h->n_labels, r->cols, r->vals, nnz, logits);
-    calibrate(logits, h->n_labels, h->temperature, h->score, probs, out);
+    float csim = h->centroids ? row_centroid_sim(h->centroids, h->n_labels, r->cols, r->vals, nnz, probs) : 0.0f;
+    calibrate(logits, h->n_labels, h->temperature, h->score, csim, probs, out);
     out->escalate = out->score < h->threshold || (h->oos_index >= 0 && (int32_t)out->label == h->oos_index);
     return SLM_OK;
 }
@@ -640,6 +662,31 @@ done:
     return st;
 }
 
+/* ---- training: class centroids ---------------------------------------------------------- */
+
+/* h->centroids from training rows x with labels y: per class the mean row, scaled to unit
+ * length (sums in double, in row order: deterministic). */
+static slm_status build_centroids(slm_head *h, const csr_rows *x, const uint32_t *y, char *err) {
+    const size_t k = h->n_labels, rows = weight_rows(h);
+    size_t nc;
+    if (!slm_mul_size(rows, k, &nc)) return slm_errf(err, SLM_ERR_LIMIT, "train: too many centroid values");
+    double *acc = slm_calloc(nc ? nc : 1, sizeof *acc), *norm = slm_calloc(k, sizeof *norm);
+    h->centroids = slm_malloc((nc ? nc : 1) * sizeof *h->centroids);
+    if (!acc || !norm || !h->centroids) {
+        slm_free(acc);
+        slm_free(norm);
+        return slm_errf(err, SLM_ERR_NOMEM, "train: out of memory for centroids");
+    }
+    for (size_t i = 0; i < x->n; i++)
+        for (size_t e = x->row_ptr[i]; e < x->row_ptr[i + 1]; e++) acc[(size_t)x->col[e] * k + y[i]] += x->val[e];
+    for (size_t q = 0; q < nc; q++) norm[q % k] += acc[q] * acc[q];
+    for (size_t q = 0; q < nc; q++)
+        h->centroids[q] = norm[q % k] > 0.0 ? (float)(acc[q] / sqrt(norm[q % k])) : 0.0f;
+    slm_free(acc);
+    slm_free(norm);
+    return SLM_OK;
+}
+
 /* ---- training: calibration and threshold ------------------------------------------------ */
 
 /* Validation: logits, temperature, ECE/NLL before and after, threshold. */
@@ -671,7 +718,7 @@ static slm_status calibrate_head(slm_head *h, const csr_rows *va, const example_
         size_t right = 0;
         for (size_t i = 0; i < n; i++) {
             slm_head_prediction p;
-            calibrate(logits + i * k, k, h->temperature, h->score, probs, &p);
+            calibrate(logits + i * k, k, h->temperature, h->score, 0.0f, probs, &p);
             conf[i] = p.confidence;
             correct[i] = p.label == ve->y[i];
             right += correct[i];
@@ -687,7 +734,9 @@ static slm_status calibrate_head(slm_head *h, const csr_rows *va, const example_
     for (size_t i = 0; i < n; i++) {
         if (h->oos_index >= 0 && ve->y[i] == (uint32_t)h->oos_index) continue;
         slm_head_prediction p;
-        calibrate(logits + i * k, k, h->temperature, h->score, probs, &p);
+        const size_t e0 = va->row_ptr[i], ne = va->row_ptr[i + 1] - e0;
+        float csim = h->centroids ? row_centroid_sim(h->centroids, k, va->col + e0, va->val + e0, ne, probs) : 0.0f;
+        calibrate(logits + i * k, k, h->temperature, h->score, csim, probs, &p);
         scores[m++] = p.score;
     }
     h->threshold = (float)slm_head_calib_threshold(scores, m, o->max_false_escalation);
@@ -887,6 +936,9 @@ slm_status slm_head_train(const slm_head_data *train, const slm_head_data *val,
     const double t1 = now_seconds();
 
     if ((st = class_weights(h, tr.y, tr.n, o->class_weights, &cw, err)) != SLM_OK) goto done;
+    /* centroids of the training split only: validation rows must not be their own neighbours
+     * when the threshold is chosen on them */
+    if (o->score == SLM_HEAD_SCORE_CENTROID && (st = build_centroids(h, &xt, tr.y, err)) != SLM_OK) goto done;
 
     /* solver */
     size_t rows = weight_rows(h) + 1, P;

@@ -31,6 +31,8 @@ struct slm_head {
     float *idf;              /* owned: n_cols IDF weights */
     uint32_t embed_dim;      /* embedding columns after the n-gram ones (0 = none) */
     float *W;                /* owned: (n_cols + embed_dim + 1) x k weights, bias last */
+    float *centroids;        /* owned or NULL: (n_cols + embed_dim) x k, column c the unit
+                                mean of class c's training rows (score CENTROID only) */
     float temperature;       /* calibration: probabilities = softmax(logits / T) */
     uint32_t score;          /* slm_head_score the threshold applies to */
     float threshold;         /* escalate when score < threshold */

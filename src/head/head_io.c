@@ -1,9 +1,10 @@
 /*
- * head/head_io.c: the head file format (version 1), little-endian:
+ * head/head_io.c: the head file format (version 2; version 1 files are still read),
+ * little-endian:
  *
  *   offset  size  field
  *   0       8     magic "SLMHEAD\x1a"
- *   8       4     u32 version (1)
+ *   8       4     u32 version (2; 1 = the same without the centroid section)
  *   12      4     u32 n_labels k            (2 .. SLM_HEAD_MAX_LABELS)
  *   16      4     u32 n_cols                (n-gram columns, <= 2^hash_bits)
  *   20      4     u32 embed_dim             (<= SLM_HEAD_MAX_EMBED_DIM)
@@ -18,6 +19,9 @@
  *                 n_cols x u32              bucket of each column, distinct
  *                 n_cols x f32              idf (finite, > 0)
  *                 (n_cols + embed_dim + 1) x k x f32   weights, bias row last (finite)
+ *                 u32 centroid rows: 0, or n_cols + embed_dim      (version 2 only)
+ *                 that many x k x f32       unit class centroids (|x| <= 1); required by
+ *                                           the centroid score
  *   end - 32 32   SHA-256 of every byte before it
  *
  * Loading checks, in order: size, magic, version, checksum (any flipped or missing byte:
@@ -39,7 +43,8 @@
 
 #define HEAD_MAGIC "SLMHEAD\x1a"
 #define HEAD_MAGIC_LEN 8
-#define HEAD_VERSION 1u
+#define HEAD_VERSION 2u
+#define HEAD_VERSION_NO_CENTROIDS 1u /* read only */
 #define HEAD_FIXED_BYTES 80u
 #define HEAD_SUM_BYTES 32u /* SHA-256 */
 /* Trained weights stay within a few hundred and IDF below ln(1 + SLM_HEAD_MAX_EXAMPLES) + 1;
@@ -120,6 +125,9 @@ slm_status slm_head_save(const slm_head *h, const char *path, char *err) {
     for (uint32_t i = 0; i < h->n_cols; i++) put_f32(&b, h->idf[i]);
     size_t nw = ((size_t)h->n_cols + h->embed_dim + 1) * h->n_labels;
     for (size_t i = 0; i < nw; i++) put_f32(&b, h->W[i]);
+    size_t crows = h->centroids ? (size_t)h->n_cols + h->embed_dim : 0;
+    put_u32(&b, (uint32_t)crows);
+    for (size_t i = 0; i < crows * h->n_labels; i++) put_f32(&b, h->centroids[i]);
     if (b.failed) {
         st = slm_errf(err, SLM_ERR_NOMEM, "save: out of memory");
         goto done;
@@ -203,8 +211,9 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
         return slm_errf(err, SLM_ERR_CORRUPT, "head file truncated: %zu bytes", len);
     rbuf r = {p, len - HEAD_SUM_BYTES, HEAD_MAGIC_LEN};
     get_u32(&r, &version);
-    if (version != HEAD_VERSION)
-        return slm_errf(err, SLM_ERR_UNSUPPORTED, "head file version %u (this build reads %u)", version, HEAD_VERSION);
+    if (version != HEAD_VERSION && version != HEAD_VERSION_NO_CENTROIDS)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "head file version %u (this build reads %u and %u)", version,
+                        HEAD_VERSION_NO_CENTROIDS, HEAD_VERSION);
     if (!sha256(p, len - HEAD_SUM_BYTES, sum))
         return slm_errf(err, SLM_ERR_CRYPTO, "load: SHA-256 failed");
     if (memcmp(sum, p + len - HEAD_SUM_BYTES, HEAD_SUM_BYTES))
@@ -293,6 +302,18 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
     size_t nw;
     if (!slm_mul_size((size_t)ncols + edim + 1, k, &nw)) { st = TRUNC("weights"); goto done; }
     if ((st = get_floats(&r, nw, HEAD_MAX_ABS_WEIGHT, &h->W, "weights", err)) != SLM_OK) goto done;
+    uint32_t crows = 0;
+    if (version >= HEAD_VERSION && !get_u32(&r, &crows)) { st = TRUNC("centroids"); goto done; }
+    if (crows != 0 && crows != (uint64_t)ncols + edim) {
+        st = slm_errf(err, SLM_ERR_CORRUPT, "head file: %u centroid rows for %u columns", crows, ncols + edim);
+        goto done;
+    }
+    if (crows && (st = get_floats(&r, (size_t)crows * k, 1.0f + 1e-3f, &h->centroids, "centroids", err)) != SLM_OK)
+        goto done;
+    if (score == SLM_HEAD_SCORE_CENTROID && !h->centroids) {
+        st = slm_errf(err, SLM_ERR_CORRUPT, "head file: centroid score without centroids");
+        goto done;
+    }
     if (r.off != r.len) {
         st = slm_errf(err, SLM_ERR_CORRUPT, "head file: %zu unexpected bytes before the checksum", r.len - r.off);
         goto done;
