@@ -478,15 +478,16 @@ static void test_head_file(void **state) {
     slm_head_destroy(h);
 }
 
-/* Rewrite a version 2 file without centroids as the version 1 file of the same head: drop
- * the centroid count (0) before the checksum, set the version, recompute the checksum. */
+/* Rewrite a version 2 file without centroids or neighbours as the version 1 file of the
+ * same head: drop the two counts (0) before the checksum, set the version, recompute the
+ * checksum. */
 static unsigned char *as_version1(const unsigned char *v2, size_t len, size_t *out_len) {
     unsigned char *b = malloc(len);
     unsigned int n = 32;
     assert_non_null(b);
-    size_t body = len - 32 - 4;
-    const unsigned char zero[4] = {0};
-    assert_memory_equal(v2 + body, zero, 4);
+    size_t body = len - 32 - 8;
+    const unsigned char zero[8] = {0};
+    assert_memory_equal(v2 + body, zero, 8);
     memcpy(b, v2, body);
     b[8] = 1;
     assert_int_equal(EVP_Digest(b, body, b + body, &n, EVP_sha256(), NULL), 1);
@@ -494,11 +495,11 @@ static unsigned char *as_version1(const unsigned char *v2, size_t len, size_t *o
     return b;
 }
 
-/* The centroid score: a head stores its class centroids, an unrelated text scores below a
- * training-like one and escalates, files round-trip, and version 1 files (no centroids)
- * still load and predict as before. */
-static void test_centroid_score(void **state) {
-    (void)state;
+/* The centroid and neighbour scores: a head stores its class centroids / training rows, an
+ * unrelated text scores below a training-like one and escalates, files round-trip (and a
+ * flipped byte is refused), and version 1 files (no centroids) still load and predict as
+ * before. */
+static void distance_score(slm_head_score kind) {
     slm_head_data *d = tiny_data(6);
     slm_head_train_opts o;
     slm_head *h = NULL, *g = NULL, *plain = tiny_head(1);
@@ -506,7 +507,7 @@ static void test_centroid_score(void **state) {
     slm_head_train_opts_default(&o);
     o.hash_bits = 12;
     o.val_fraction = 0.2;
-    o.score = SLM_HEAD_SCORE_CENTROID;
+    o.score = kind;
     assert_int_equal(slm_head_train(d, NULL, &o, &h, NULL, err), SLM_OK);
     const char *known = "what is my balance please", *unknown = "zebra xylophone quartz";
     slm_head_prediction pk, pu, pg;
@@ -523,6 +524,15 @@ static void test_centroid_score(void **state) {
     assert_true(pg.score == pu.score && pg.escalate);
     slm_head_destroy(g);
     g = NULL;
+    size_t flen;
+    unsigned char *fb = (unsigned char *)tu_read_file(path, &flen);
+    for (size_t i = 0; i < flen; i += 7) {
+        fb[i] ^= 0x01;
+        assert_int_not_equal(slm_head_load_mem(fb, flen, &g, err), SLM_OK);
+        assert_null(g);
+        fb[i] ^= 0x01;
+    }
+    free(fb);
     /* version 1 */
     size_t len, len1;
     assert_int_equal(slm_head_save(plain, path, err), SLM_OK);
@@ -543,6 +553,16 @@ static void test_centroid_score(void **state) {
     slm_head_destroy(h);
     slm_head_destroy(plain);
     slm_head_data_destroy(d);
+}
+
+static void test_centroid_score(void **state) {
+    (void)state;
+    distance_score(SLM_HEAD_SCORE_CENTROID);
+}
+
+static void test_neighbour_score(void **state) {
+    (void)state;
+    distance_score(SLM_HEAD_SCORE_NEIGHBOUR);
 }
 
 /* Every allocation failure during training (one thread: the fault countdown is per thread)
@@ -647,6 +667,7 @@ int main(void) {
         cmocka_unit_test(test_head_file),
         cmocka_unit_test(test_svm),
         cmocka_unit_test(test_centroid_score),
+        cmocka_unit_test(test_neighbour_score),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_train_alloc_failures),
     };

@@ -81,6 +81,8 @@ typedef enum slm_head_score {
     SLM_HEAD_SCORE_CENTROID = 3,   /* cosine similarity of the TF-IDF vector to the nearest
                                       class centroid of the training rows: low far from
                                       every known intent (the head stores the centroids) */
+    SLM_HEAD_SCORE_NEIGHBOUR = 4,  /* cosine similarity to the nearest training example (the
+                                      head stores the training rows, inverted by column) */
     SLM_HEAD_SCORE_COUNT
 } slm_head_score;
 

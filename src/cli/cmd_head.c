@@ -33,7 +33,7 @@
 
 static const char usage[] =
     "usage: slmesh head train --data TRAIN.csv [--val VAL.csv] [--text-col text] [--label-col label]\n"
-    "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy|centroid]\n"
+    "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy|centroid|neighbour]\n"
     "                         [--val-fraction 0.1] [--l2 X] [--svm-c C] [--svm-weight W] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
     "                         [--word-ngrams 1-2] [--char-ngrams 2-5] [--word-weight 1] [--char-weight 1]\n"
     "                         [--text-flags F (1 join apostrophes, 2 fold digits, 4 cross-word characters, 8 skip bigrams, 16 edge words)]\n"
@@ -45,7 +45,7 @@ static const char usage[] =
     "       slmesh head bench --data-dir DIR [--text-col text] [--label-col category] [-t N] [--json]\n"
     "CSV files have a header row (RFC 4180 quoting); JSON-lines files hold one object per line.\n";
 
-static const char *const score_names[SLM_HEAD_SCORE_COUNT] = {"confidence", "margin", "energy", "centroid"};
+static const char *const score_names[SLM_HEAD_SCORE_COUNT] = {"confidence", "margin", "energy", "centroid", "neighbour"};
 
 static double clock_seconds(clockid_t id) {
     struct timespec ts;

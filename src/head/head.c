@@ -97,6 +97,9 @@ void slm_head_destroy(slm_head *h) {
     slm_free(h->idf);
     slm_free(h->W);
     slm_free(h->centroids);
+    slm_free(h->nb_ptr);
+    slm_free(h->nb_row);
+    slm_free(h->nb_val);
     slm_free(h);
 }
 
@@ -147,12 +150,14 @@ typedef struct {
     uint32_t *cols;           /* row columns, capacity `cap` */
     float *vals;              /* row values */
     size_t cap;
+    float *nb_acc;            /* neighbour score: one dot product per training row */
 } row_scratch;
 
 static void row_scratch_free(row_scratch *r) {
     slm_head_feat_scratch_free(&r->fs);
     slm_free(r->cols);
     slm_free(r->vals);
+    slm_free(r->nb_acc);
     memset(r, 0, sizeof *r);
 }
 
@@ -224,6 +229,21 @@ HOT_CLONES static float row_centroid_sim(const float *C, uint32_t k, const uint3
     return n2 > 0.0f ? mx / sqrtf(n2) : 0.0f;
 }
 
+/* The largest cosine similarity of a row to a training row of the neighbour index
+ * (acc[nb_rows] scratch): walk the posting list of each column of the row. */
+static float row_neighbour_sim(const slm_head *h, const uint32_t *cols, const float *vals, size_t nnz, float *acc) {
+    float n2 = 0.0f, mx = 0.0f;
+    memset(acc, 0, h->nb_rows * sizeof *acc);
+    for (size_t e = 0; e < nnz; e++) {
+        const float v = vals[e];
+        n2 += v * v;
+        for (uint32_t q = h->nb_ptr[cols[e]]; q < h->nb_ptr[cols[e] + 1]; q++) acc[h->nb_row[q]] += v * h->nb_val[q];
+    }
+    for (uint32_t i = 0; i < h->nb_rows; i++)
+        if (acc[i] > mx) mx = acc[i];
+    return n2 > 0.0f ? mx / sqrtf(n2) : 0.0f;
+}
+
 /* Calibrated probabilities from logits and the escalation score of the head's kind (csim:
  * the centroid similarity, used by SLM_HEAD_SCORE_CENTROID only). */
 static void calibrate(const float *logits, uint32_t k, float T, uint32_t score_kind, float csim, float *probs,
@@ -246,7 +266,7 @@ static void calibrate(const float *logits, uint32_t k, float T, uint32_t score_k
     pred->confidence = probs[best];
     if (score_kind == SLM_HEAD_SCORE_MARGIN) pred->score = probs[best] - second;
     else if (score_kind == SLM_HEAD_SCORE_ENERGY) pred->score = (float)(mx + T * log(z));
-    else if (score_kind == SLM_HEAD_SCORE_CENTROID) pred->score = csim;
+    else if (score_kind == SLM_HEAD_SCORE_CENTROID || score_kind == SLM_HEAD_SCORE_NEIGHBOUR) pred->score = csim;
     else pred->score = probs[best];
 }
 
@@ -262,6 +282,11 @@ static slm_status predict_one(const slm_head *h, const char *text, size_t len, r
     if (st != SLM_OK) return st;
     row_logits(h->W, weight_rows(h), h->n_labels, r->cols, r->vals, nnz, logits);
     float csim = h->centroids ? row_centroid_sim(h->centroids, h->n_labels, r->cols, r->vals, nnz, probs) : 0.0f;
+    if (h->nb_rows) {
+        if (!r->nb_acc && !(r->nb_acc = slm_malloc(h->nb_rows * sizeof *r->nb_acc)))
+            return slm_errf(err, SLM_ERR_NOMEM, "predict: out of memory for the neighbour score");
+        csim = row_neighbour_sim(h, r->cols, r->vals, nnz, r->nb_acc);
+    }
     calibrate(logits, h->n_labels, h->temperature, h->score, csim, probs, out);
     out->escalate = out->score < h->threshold || (h->oos_index >= 0 && (int32_t)out->label == h->oos_index);
     return SLM_OK;
@@ -687,6 +712,37 @@ static slm_status build_centroids(slm_head *h, const csr_rows *x, const uint32_t
     return SLM_OK;
 }
 
+/* The neighbour index of training rows x: the transpose (CSC) with every row scaled to unit
+ * length, rows ascending within a column. */
+static slm_status build_neighbours(slm_head *h, const csr_rows *x, char *err) {
+    const size_t d = weight_rows(h), nnz = x->row_ptr[x->n];
+    if (x->n > UINT32_MAX || nnz > UINT32_MAX) return slm_errf(err, SLM_ERR_LIMIT, "train: neighbour index too large");
+    h->nb_ptr = slm_calloc(d + 1, sizeof *h->nb_ptr);
+    h->nb_row = slm_malloc((nnz ? nnz : 1) * sizeof *h->nb_row);
+    h->nb_val = slm_malloc((nnz ? nnz : 1) * sizeof *h->nb_val);
+    uint32_t *cursor = slm_malloc((d + 1) * sizeof *cursor);
+    if (!h->nb_ptr || !h->nb_row || !h->nb_val || !cursor) {
+        slm_free(cursor);
+        return slm_errf(err, SLM_ERR_NOMEM, "train: out of memory for the neighbour index");
+    }
+    for (size_t e = 0; e < nnz; e++) h->nb_ptr[x->col[e] + 1]++;
+    for (size_t f = 0; f < d; f++) h->nb_ptr[f + 1] += h->nb_ptr[f];
+    memcpy(cursor, h->nb_ptr, (d + 1) * sizeof *cursor);
+    for (size_t i = 0; i < x->n; i++) {
+        double n2 = 0.0;
+        for (size_t e = x->row_ptr[i]; e < x->row_ptr[i + 1]; e++) n2 += (double)x->val[e] * x->val[e];
+        const float s = n2 > 0.0 ? (float)(1.0 / sqrt(n2)) : 0.0f;
+        for (size_t e = x->row_ptr[i]; e < x->row_ptr[i + 1]; e++) {
+            uint32_t q = cursor[x->col[e]]++;
+            h->nb_row[q] = (uint32_t)i;
+            h->nb_val[q] = x->val[e] * s;
+        }
+    }
+    slm_free(cursor);
+    h->nb_rows = (uint32_t)x->n;
+    return SLM_OK;
+}
+
 /* ---- training: calibration and threshold ------------------------------------------------ */
 
 /* Validation: logits, temperature, ECE/NLL before and after, threshold. */
@@ -696,6 +752,7 @@ static slm_status calibrate_head(slm_head *h, const csr_rows *va, const example_
     size_t n = va->n, nk;
     float *logits = NULL, *conf = NULL, *scores = NULL, *probs = NULL;
     uint8_t *correct = NULL;
+    float *nb_acc = NULL; /* neighbour score scratch */
     slm_status st = SLM_OK;
     h->temperature = 1.0f;
     h->threshold = -INFINITY;
@@ -706,7 +763,8 @@ static slm_status calibrate_head(slm_head *h, const csr_rows *va, const example_
     scores = slm_malloc(n * sizeof *scores);
     probs = slm_malloc(k * sizeof *probs);
     correct = slm_malloc(n);
-    if (!logits || !conf || !scores || !probs || !correct) {
+    nb_acc = slm_malloc((h->nb_rows ? h->nb_rows : 1) * sizeof *nb_acc);
+    if (!logits || !conf || !scores || !probs || !correct || !nb_acc) {
         st = slm_errf(err, SLM_ERR_NOMEM, "train: out of memory");
         goto done;
     }
@@ -736,6 +794,7 @@ static slm_status calibrate_head(slm_head *h, const csr_rows *va, const example_
         slm_head_prediction p;
         const size_t e0 = va->row_ptr[i], ne = va->row_ptr[i + 1] - e0;
         float csim = h->centroids ? row_centroid_sim(h->centroids, k, va->col + e0, va->val + e0, ne, probs) : 0.0f;
+        if (h->nb_rows) csim = row_neighbour_sim(h, va->col + e0, va->val + e0, ne, nb_acc);
         calibrate(logits + i * k, k, h->temperature, h->score, csim, probs, &p);
         scores[m++] = p.score;
     }
@@ -749,6 +808,7 @@ done:
     slm_free(scores);
     slm_free(probs);
     slm_free(correct);
+    slm_free(nb_acc);
     return st;
 }
 
@@ -939,6 +999,7 @@ slm_status slm_head_train(const slm_head_data *train, const slm_head_data *val,
     /* centroids of the training split only: validation rows must not be their own neighbours
      * when the threshold is chosen on them */
     if (o->score == SLM_HEAD_SCORE_CENTROID && (st = build_centroids(h, &xt, tr.y, err)) != SLM_OK) goto done;
+    if (o->score == SLM_HEAD_SCORE_NEIGHBOUR && (st = build_neighbours(h, &xt, err)) != SLM_OK) goto done;
 
     /* solver */
     size_t rows = weight_rows(h) + 1, P;
