@@ -27,6 +27,10 @@
 #define HEAD_SOLVER_TOL 1e-6    /* relative decrease of f below which L-BFGS stops */
 #define HEAD_SOLVER_MEMORY 5    /* L-BFGS pairs: each costs 2 vector passes per iteration */
 #define HEAD_MAX_TOP 64         /* top-N list length a caller may ask for */
+/* The neighbour index leaves out columns used by more than this share of training rows:
+ * their long posting lists would cost most of the time of a query (character bigrams are in
+ * nearly every row) while their low IDF adds little to a similarity. */
+#define HEAD_NB_MAX_DF_SHARE 0.15
 
 /* ---- options and small helpers ---------------------------------------------------------- */
 
@@ -713,32 +717,44 @@ static slm_status build_centroids(slm_head *h, const csr_rows *x, const uint32_t
 }
 
 /* The neighbour index of training rows x: the transpose (CSC) with every row scaled to unit
- * length, rows ascending within a column. */
+ * length (over all its columns), rows ascending within a column, without the columns in
+ * more than HEAD_NB_MAX_DF_SHARE of the rows (empty posting lists). */
 static slm_status build_neighbours(slm_head *h, const csr_rows *x, char *err) {
     const size_t d = weight_rows(h), nnz = x->row_ptr[x->n];
     if (x->n > UINT32_MAX || nnz > UINT32_MAX) return slm_errf(err, SLM_ERR_LIMIT, "train: neighbour index too large");
     h->nb_ptr = slm_calloc(d + 1, sizeof *h->nb_ptr);
-    h->nb_row = slm_malloc((nnz ? nnz : 1) * sizeof *h->nb_row);
-    h->nb_val = slm_malloc((nnz ? nnz : 1) * sizeof *h->nb_val);
-    uint32_t *cursor = slm_malloc((d + 1) * sizeof *cursor);
-    if (!h->nb_ptr || !h->nb_row || !h->nb_val || !cursor) {
+    uint32_t *cursor = slm_malloc((d + 1) * sizeof *cursor), *df = slm_calloc(d + 1, sizeof *df);
+    if (!h->nb_ptr || !cursor || !df) {
         slm_free(cursor);
+        slm_free(df);
         return slm_errf(err, SLM_ERR_NOMEM, "train: out of memory for the neighbour index");
     }
-    for (size_t e = 0; e < nnz; e++) h->nb_ptr[x->col[e] + 1]++;
-    for (size_t f = 0; f < d; f++) h->nb_ptr[f + 1] += h->nb_ptr[f];
+    for (size_t e = 0; e < nnz; e++) df[x->col[e]]++;
+    const double max_df = HEAD_NB_MAX_DF_SHARE * (double)x->n;
+    for (size_t f = 0; f < d; f++) h->nb_ptr[f + 1] = h->nb_ptr[f] + ((double)df[f] <= max_df ? df[f] : 0);
+    const size_t kept = h->nb_ptr[d];
+    h->nb_row = slm_malloc((kept ? kept : 1) * sizeof *h->nb_row);
+    h->nb_val = slm_malloc((kept ? kept : 1) * sizeof *h->nb_val);
+    if (!h->nb_row || !h->nb_val) {
+        slm_free(cursor);
+        slm_free(df);
+        return slm_errf(err, SLM_ERR_NOMEM, "train: out of memory for the neighbour index");
+    }
     memcpy(cursor, h->nb_ptr, (d + 1) * sizeof *cursor);
     for (size_t i = 0; i < x->n; i++) {
         double n2 = 0.0;
         for (size_t e = x->row_ptr[i]; e < x->row_ptr[i + 1]; e++) n2 += (double)x->val[e] * x->val[e];
         const float s = n2 > 0.0 ? (float)(1.0 / sqrt(n2)) : 0.0f;
         for (size_t e = x->row_ptr[i]; e < x->row_ptr[i + 1]; e++) {
-            uint32_t q = cursor[x->col[e]]++;
+            const uint32_t f = x->col[e];
+            if (cursor[f] == h->nb_ptr[f + 1]) continue; /* a left-out column */
+            const uint32_t q = cursor[f]++;
             h->nb_row[q] = (uint32_t)i;
             h->nb_val[q] = x->val[e] * s;
         }
     }
     slm_free(cursor);
+    slm_free(df);
     h->nb_rows = (uint32_t)x->n;
     return SLM_OK;
 }
