@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "core/core.h"
 #include "head/calib.h"
 #include "head/csv.h"
@@ -225,6 +227,32 @@ static void test_solver(void **state) {
     o.threads = 3;
     assert_int_equal(slm_head_solve(&p, &o, w3, NULL, NULL, err), SLM_OK);
     assert_memory_equal(w1, w3, sizeof w1);
+}
+
+/* One-vs-rest SVMs on the separable tiny problem: every example right, bit-identical on 3
+ * threads, and a warm start from the solution stays at it. */
+static void test_svm(void **state) {
+    (void)state;
+    size_t rp[61];
+    uint32_t col[120], y[60];
+    float val[120], w1[15], w3[15], w4[15];
+    double a1[180] = {0}, a3[180] = {0};
+    slm_head_problem p;
+    char err[SLM_ERR_LEN];
+    tiny_problem(&p, rp, col, val, y);
+    assert_int_equal(slm_head_svm_solve(&p, 1.0, 1, a1, w1, err), SLM_OK);
+    for (size_t i = 0; i < 60; i++) {
+        float s[3];
+        for (int c = 0; c < 3; c++) s[c] = w1[12 + c] + w1[y[i] * 3 + c] + val[2 * i + 1] * w1[9 + c];
+        int best = s[0] >= s[1] && s[0] >= s[2] ? 0 : (s[1] >= s[2] ? 1 : 2);
+        assert_int_equal(best, (int)y[i]);
+        assert_true(s[y[i]] > 0.0f); /* one-vs-rest: positive for its own class */
+    }
+    assert_int_equal(slm_head_svm_solve(&p, 1.0, 3, a3, w3, err), SLM_OK);
+    assert_memory_equal(w1, w3, sizeof w1);
+    assert_int_equal(slm_head_svm_solve(&p, 1.0, 2, a3, w4, err), SLM_OK);
+    for (int q = 0; q < 15; q++) assert_true(fabsf(w4[q] - w1[q]) < 0.05f);
+    assert_int_equal(slm_head_svm_solve(&p, 0.0, 1, a1, w1, err), SLM_ERR_INVALID_ARG);
 }
 
 /* ---- calibration ------------------------------------------------------------------------ */
@@ -450,6 +478,93 @@ static void test_head_file(void **state) {
     slm_head_destroy(h);
 }
 
+/* Rewrite a version 2 file without centroids or neighbours as the version 1 file of the
+ * same head: drop the two counts (0) before the checksum, set the version, recompute the
+ * checksum. */
+static unsigned char *as_version1(const unsigned char *v2, size_t len, size_t *out_len) {
+    unsigned char *b = malloc(len);
+    unsigned int n = 32;
+    assert_non_null(b);
+    size_t body = len - 32 - 8;
+    const unsigned char zero[8] = {0};
+    assert_memory_equal(v2 + body, zero, 8);
+    memcpy(b, v2, body);
+    b[8] = 1;
+    assert_int_equal(EVP_Digest(b, body, b + body, &n, EVP_sha256(), NULL), 1);
+    *out_len = body + 32;
+    return b;
+}
+
+/* The centroid and neighbour scores: a head stores its class centroids / training rows, an
+ * unrelated text scores below a training-like one and escalates, files round-trip (and a
+ * flipped byte is refused), and version 1 files (no centroids) still load and predict as
+ * before. */
+static void distance_score(slm_head_score kind) {
+    slm_head_data *d = tiny_data(6);
+    slm_head_train_opts o;
+    slm_head *h = NULL, *g = NULL, *plain = tiny_head(1);
+    char err[SLM_ERR_LEN];
+    slm_head_train_opts_default(&o);
+    o.hash_bits = 12;
+    o.val_fraction = 0.2;
+    o.score = kind;
+    assert_int_equal(slm_head_train(d, NULL, &o, &h, NULL, err), SLM_OK);
+    const char *known = "what is my balance please", *unknown = "zebra xylophone quartz";
+    slm_head_prediction pk, pu, pg;
+    assert_int_equal(slm_head_predict(h, known, strlen(known), NULL, &pk, err), SLM_OK);
+    assert_int_equal(slm_head_predict(h, unknown, strlen(unknown), NULL, &pu, err), SLM_OK);
+    assert_true(pk.score > 0.5f && pk.score <= 1.0f + 1e-5f);
+    assert_true(pu.score < pk.score);
+    assert_false(pk.escalate);
+    assert_true(pu.escalate);
+    char *path = tu_write_temp("", 0, ".bin");
+    assert_int_equal(slm_head_save(h, path, err), SLM_OK);
+    assert_int_equal(slm_head_load(path, &g, err), SLM_OK);
+    assert_int_equal(slm_head_predict(g, unknown, strlen(unknown), NULL, &pg, err), SLM_OK);
+    assert_true(pg.score == pu.score && pg.escalate);
+    slm_head_destroy(g);
+    g = NULL;
+    size_t flen;
+    unsigned char *fb = (unsigned char *)tu_read_file(path, &flen);
+    for (size_t i = 0; i < flen; i += 7) {
+        fb[i] ^= 0x01;
+        assert_int_not_equal(slm_head_load_mem(fb, flen, &g, err), SLM_OK);
+        assert_null(g);
+        fb[i] ^= 0x01;
+    }
+    free(fb);
+    /* version 1 */
+    size_t len, len1;
+    assert_int_equal(slm_head_save(plain, path, err), SLM_OK);
+    unsigned char *buf = (unsigned char *)tu_read_file(path, &len), *v1 = as_version1(buf, len, &len1);
+    assert_int_equal(slm_head_load_mem(v1, len1, &g, err), SLM_OK);
+    slm_head_prediction a, b;
+    assert_int_equal(slm_head_predict(plain, known, strlen(known), NULL, &a, err), SLM_OK);
+    assert_int_equal(slm_head_predict(g, known, strlen(known), NULL, &b, err), SLM_OK);
+    assert_true(a.label == b.label && a.confidence == b.confidence);
+    slm_head_destroy(g);
+    v1[8] = 3; /* an unknown version is refused by name */
+    assert_int_equal(slm_head_load_mem(v1, len1, &g, err), SLM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err, "version 3"));
+    unlink(path);
+    free(path);
+    free(buf);
+    free(v1);
+    slm_head_destroy(h);
+    slm_head_destroy(plain);
+    slm_head_data_destroy(d);
+}
+
+static void test_centroid_score(void **state) {
+    (void)state;
+    distance_score(SLM_HEAD_SCORE_CENTROID);
+}
+
+static void test_neighbour_score(void **state) {
+    (void)state;
+    distance_score(SLM_HEAD_SCORE_NEIGHBOUR);
+}
+
 /* Every allocation failure during training (one thread: the fault countdown is per thread)
  * and prediction is reported as SLM_ERR_NOMEM, leaves no head behind and leaks nothing. */
 static void test_train_alloc_failures(void **state) {
@@ -550,6 +665,9 @@ int main(void) {
         cmocka_unit_test(test_train_predict),
         cmocka_unit_test(test_data_load),
         cmocka_unit_test(test_head_file),
+        cmocka_unit_test(test_svm),
+        cmocka_unit_test(test_centroid_score),
+        cmocka_unit_test(test_neighbour_score),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_train_alloc_failures),
     };

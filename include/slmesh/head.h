@@ -1,9 +1,10 @@
 /*
  * slmesh/head.h: task heads, the cheapest tier for classification (intent routing, tagging,
- * triage): a multinomial logistic regression over hashed word and character n-grams
- * (TF-IDF), optionally with a model's pooled embedding concatenated, trained in seconds on
- * a CPU, with a temperature-calibrated confidence and an escalation threshold so that the
- * mesh can hand what the head is unsure about to the next tier.
+ * triage): a multinomial logistic regression, plus one-vs-rest linear SVM scores, over
+ * hashed word and character n-grams (TF-IDF), optionally with a model's pooled embedding
+ * concatenated, trained in seconds on a CPU, with a temperature-calibrated confidence and
+ * an escalation threshold so that the mesh can hand what the head is unsure about (or does
+ * not know) to the next tier.
  *
  * Life cycle: load (or train) a head once, predict many texts from many threads, destroy.
  *
@@ -77,6 +78,11 @@ typedef enum slm_head_score {
     SLM_HEAD_SCORE_CONFIDENCE = 0, /* calibrated probability of the top label */
     SLM_HEAD_SCORE_MARGIN = 1,     /* top probability minus the second one */
     SLM_HEAD_SCORE_ENERGY = 2,     /* T * logsumexp(logits / T): low for unfamiliar inputs */
+    SLM_HEAD_SCORE_CENTROID = 3,   /* cosine similarity of the TF-IDF vector to the nearest
+                                      class centroid of the training rows: low far from
+                                      every known intent (the head stores the centroids) */
+    SLM_HEAD_SCORE_NEIGHBOUR = 4,  /* cosine similarity to the nearest training example (the
+                                      head stores the training rows, inverted by column) */
     SLM_HEAD_SCORE_COUNT
 } slm_head_score;
 
@@ -102,9 +108,12 @@ typedef struct slm_head_train_opts {
     slm_head_embed_fn embed;     /* optional embedding features, with embed_ctx (borrowed) */
     void *embed_ctx;
     uint32_t embed_dim;
+    double svm_c;                /* > 0: add one-vs-rest squared-hinge SVM scores (penalty C) */
+    double svm_weight;           /* their weight: logits = LR scores + svm_weight * SVM scores */
 } slm_head_train_opts;
 
-/* Defaults: seed 1, 1 thread, l2 2e-5, 150 iterations, 10% validation, refit on, 4% false
+/* Defaults: seed 1, 1 thread, l2 2e-5, 35 iterations, SVM C 1 weight 2, 10% validation,
+ * refit on, 4% false
  * escalation, class weights on, confidence score, 2^20 buckets, min_df 1, words 1-2,
  * characters 2-5 inside words, block weights 1, no text flags, no adaptive L2. */
 void slm_head_train_opts_default(slm_head_train_opts *o);

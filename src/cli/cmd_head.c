@@ -33,8 +33,8 @@
 
 static const char usage[] =
     "usage: slmesh head train --data TRAIN.csv [--val VAL.csv] [--text-col text] [--label-col label]\n"
-    "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy]\n"
-    "                         [--val-fraction 0.1] [--l2 X] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
+    "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy|centroid|neighbour]\n"
+    "                         [--val-fraction 0.1] [--l2 X] [--svm-c C] [--svm-weight W] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
     "                         [--word-ngrams 1-2] [--char-ngrams 2-5] [--word-weight 1] [--char-weight 1]\n"
     "                         [--text-flags F (1 join apostrophes, 2 fold digits, 4 cross-word characters, 8 skip bigrams, 16 edge words)]\n"
     "                         [--no-class-weights] [--model M.gguf] [-t THREADS] [--json] -o HEAD.bin\n"
@@ -45,7 +45,7 @@ static const char usage[] =
     "       slmesh head bench --data-dir DIR [--text-col text] [--label-col category] [-t N] [--json]\n"
     "CSV files have a header row (RFC 4180 quoting); JSON-lines files hold one object per line.\n";
 
-static const char *const score_names[SLM_HEAD_SCORE_COUNT] = {"confidence", "margin", "energy"};
+static const char *const score_names[SLM_HEAD_SCORE_COUNT] = {"confidence", "margin", "energy", "centroid", "neighbour"};
 
 static double clock_seconds(clockid_t id) {
     struct timespec ts;
@@ -112,6 +112,14 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 1.0, &d)) return cli_usage(CMD, usage, "bad --adaptive-l2 '%s' (0..1)", v);
             a->topts.adaptive_l2 = d;
+        } else if (!strcmp(o, "--svm-c")) {
+            NEED_VALUE();
+            if (!cli_parse_double(v, 0.0, 1e3, &d)) return cli_usage(CMD, usage, "bad --svm-c '%s' (0: no SVM)", v);
+            a->topts.svm_c = d;
+        } else if (!strcmp(o, "--svm-weight")) {
+            NEED_VALUE();
+            if (!cli_parse_double(v, 0.0, 1e3, &d)) return cli_usage(CMD, usage, "bad --svm-weight '%s'", v);
+            a->topts.svm_weight = d;
         } else if (!strcmp(o, "--l2")) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 1e3, &d)) return cli_usage(CMD, usage, "bad --l2 '%s'", v);

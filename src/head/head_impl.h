@@ -31,6 +31,12 @@ struct slm_head {
     float *idf;              /* owned: n_cols IDF weights */
     uint32_t embed_dim;      /* embedding columns after the n-gram ones (0 = none) */
     float *W;                /* owned: (n_cols + embed_dim + 1) x k weights, bias last */
+    float *centroids;        /* owned or NULL: (n_cols + embed_dim) x k, column c the unit
+                                mean of class c's training rows (score CENTROID only) */
+    uint32_t nb_rows;        /* training rows of the neighbour index (score NEIGHBOUR), or 0 */
+    uint32_t *nb_ptr;        /* owned: n_cols + embed_dim + 1 offsets into nb_row/nb_val */
+    uint32_t *nb_row;        /* owned: per column, the training rows using it, ascending */
+    float *nb_val;           /* owned: their values, each row scaled to unit length */
     float temperature;       /* calibration: probabilities = softmax(logits / T) */
     uint32_t score;          /* slm_head_score the threshold applies to */
     float threshold;         /* escalate when score < threshold */

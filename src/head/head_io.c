@@ -1,9 +1,10 @@
 /*
- * head/head_io.c: the head file format (version 1), little-endian:
+ * head/head_io.c: the head file format (version 2; version 1 files are still read),
+ * little-endian:
  *
  *   offset  size  field
  *   0       8     magic "SLMHEAD\x1a"
- *   8       4     u32 version (1)
+ *   8       4     u32 version (2; 1 = the same without the centroid section)
  *   12      4     u32 n_labels k            (2 .. SLM_HEAD_MAX_LABELS)
  *   16      4     u32 n_cols                (n-gram columns, <= 2^hash_bits)
  *   20      4     u32 embed_dim             (<= SLM_HEAD_MAX_EMBED_DIM)
@@ -18,6 +19,13 @@
  *                 n_cols x u32              bucket of each column, distinct
  *                 n_cols x f32              idf (finite, > 0)
  *                 (n_cols + embed_dim + 1) x k x f32   weights, bias row last (finite)
+ *                 u32 centroid rows: 0, or n_cols + embed_dim      (version 2 only)
+ *                 that many x k x f32       unit class centroids (|x| <= 1); required by
+ *                                           the centroid score
+ *                 u32 neighbour rows m      (version 2 only; 0 = no neighbour index)
+ *                 if m: (n_cols + embed_dim + 1) x u32 column offsets (0 first, ascending),
+ *                 nnz x u32 training row (< m), nnz x f32 value (|x| <= 1), nnz = the last
+ *                 offset; required by the neighbour score
  *   end - 32 32   SHA-256 of every byte before it
  *
  * Loading checks, in order: size, magic, version, checksum (any flipped or missing byte:
@@ -39,7 +47,8 @@
 
 #define HEAD_MAGIC "SLMHEAD\x1a"
 #define HEAD_MAGIC_LEN 8
-#define HEAD_VERSION 1u
+#define HEAD_VERSION 2u
+#define HEAD_VERSION_NO_CENTROIDS 1u /* read only */
 #define HEAD_FIXED_BYTES 80u
 #define HEAD_SUM_BYTES 32u /* SHA-256 */
 /* Trained weights stay within a few hundred and IDF below ln(1 + SLM_HEAD_MAX_EXAMPLES) + 1;
@@ -120,6 +129,16 @@ slm_status slm_head_save(const slm_head *h, const char *path, char *err) {
     for (uint32_t i = 0; i < h->n_cols; i++) put_f32(&b, h->idf[i]);
     size_t nw = ((size_t)h->n_cols + h->embed_dim + 1) * h->n_labels;
     for (size_t i = 0; i < nw; i++) put_f32(&b, h->W[i]);
+    size_t crows = h->centroids ? (size_t)h->n_cols + h->embed_dim : 0;
+    put_u32(&b, (uint32_t)crows);
+    for (size_t i = 0; i < crows * h->n_labels; i++) put_f32(&b, h->centroids[i]);
+    put_u32(&b, h->nb_rows);
+    if (h->nb_rows) {
+        size_t d = (size_t)h->n_cols + h->embed_dim, nnz = h->nb_ptr[d];
+        for (size_t i = 0; i <= d; i++) put_u32(&b, h->nb_ptr[i]);
+        for (size_t i = 0; i < nnz; i++) put_u32(&b, h->nb_row[i]);
+        for (size_t i = 0; i < nnz; i++) put_f32(&b, h->nb_val[i]);
+    }
     if (b.failed) {
         st = slm_errf(err, SLM_ERR_NOMEM, "save: out of memory");
         goto done;
@@ -187,6 +206,30 @@ static slm_status get_floats(rbuf *r, size_t n, float bound, float **out, const 
 
 #define TRUNC(what) slm_errf(err, SLM_ERR_CORRUPT, "head file: truncated in %s", what)
 
+/* The neighbour index of h (h->nb_rows > 0, h->n_cols/embed_dim set): offsets ascending
+ * from 0, rows in range, values within [-1, 1]. */
+static slm_status get_neighbours(rbuf *r, slm_head *h, char *err) {
+    const size_t d = (size_t)h->n_cols + h->embed_dim;
+    size_t bytes;
+    if (h->nb_rows > SLM_HEAD_MAX_EXAMPLES)
+        return slm_errf(err, SLM_ERR_LIMIT, "head file: %u neighbour rows over the limit", h->nb_rows);
+    if (!slm_mul_size(d + 1, 4, &bytes) || r->len - r->off < bytes) return TRUNC("neighbour offsets");
+    if (!(h->nb_ptr = slm_malloc((d + 1) * sizeof *h->nb_ptr))) return slm_errf(err, SLM_ERR_NOMEM, "load: out of memory");
+    for (size_t i = 0; i <= d; i++) {
+        get_u32(r, &h->nb_ptr[i]);
+        if ((i == 0 && h->nb_ptr[0] != 0) || (i > 0 && h->nb_ptr[i] < h->nb_ptr[i - 1]))
+            return slm_errf(err, SLM_ERR_CORRUPT, "head file: neighbour offset %zu out of order", i);
+    }
+    size_t nnz = h->nb_ptr[d];
+    if (!slm_mul_size(nnz, 4, &bytes) || r->len - r->off < bytes) return TRUNC("neighbour rows");
+    if (!(h->nb_row = slm_malloc((nnz ? nnz : 1) * sizeof *h->nb_row))) return slm_errf(err, SLM_ERR_NOMEM, "load: out of memory");
+    for (size_t i = 0; i < nnz; i++) {
+        get_u32(r, &h->nb_row[i]);
+        if (h->nb_row[i] >= h->nb_rows) return slm_errf(err, SLM_ERR_CORRUPT, "head file: neighbour row %zu out of range", i);
+    }
+    return get_floats(r, nnz, 1.0f + 1e-3f, &h->nb_val, "neighbour values", err);
+}
+
 slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *err) {
     const unsigned char *p = buf;
     unsigned char sum[HEAD_SUM_BYTES];
@@ -203,8 +246,9 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
         return slm_errf(err, SLM_ERR_CORRUPT, "head file truncated: %zu bytes", len);
     rbuf r = {p, len - HEAD_SUM_BYTES, HEAD_MAGIC_LEN};
     get_u32(&r, &version);
-    if (version != HEAD_VERSION)
-        return slm_errf(err, SLM_ERR_UNSUPPORTED, "head file version %u (this build reads %u)", version, HEAD_VERSION);
+    if (version != HEAD_VERSION && version != HEAD_VERSION_NO_CENTROIDS)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "head file version %u (this build reads %u and %u)", version,
+                        HEAD_VERSION_NO_CENTROIDS, HEAD_VERSION);
     if (!sha256(p, len - HEAD_SUM_BYTES, sum))
         return slm_errf(err, SLM_ERR_CRYPTO, "load: SHA-256 failed");
     if (memcmp(sum, p + len - HEAD_SUM_BYTES, HEAD_SUM_BYTES))
@@ -293,6 +337,26 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
     size_t nw;
     if (!slm_mul_size((size_t)ncols + edim + 1, k, &nw)) { st = TRUNC("weights"); goto done; }
     if ((st = get_floats(&r, nw, HEAD_MAX_ABS_WEIGHT, &h->W, "weights", err)) != SLM_OK) goto done;
+    uint32_t crows = 0;
+    if (version >= HEAD_VERSION && !get_u32(&r, &crows)) { st = TRUNC("centroids"); goto done; }
+    if (crows != 0 && crows != (uint64_t)ncols + edim) {
+        st = slm_errf(err, SLM_ERR_CORRUPT, "head file: %u centroid rows for %u columns", crows, ncols + edim);
+        goto done;
+    }
+    if (crows && (st = get_floats(&r, (size_t)crows * k, 1.0f + 1e-3f, &h->centroids, "centroids", err)) != SLM_OK)
+        goto done;
+    if (version >= HEAD_VERSION) {
+        if (!get_u32(&r, &h->nb_rows)) { st = TRUNC("neighbours"); goto done; }
+        if (h->nb_rows && (st = get_neighbours(&r, h, err)) != SLM_OK) goto done;
+    }
+    if (score == SLM_HEAD_SCORE_NEIGHBOUR && !h->nb_rows) {
+        st = slm_errf(err, SLM_ERR_CORRUPT, "head file: neighbour score without a neighbour index");
+        goto done;
+    }
+    if (score == SLM_HEAD_SCORE_CENTROID && !h->centroids) {
+        st = slm_errf(err, SLM_ERR_CORRUPT, "head file: centroid score without centroids");
+        goto done;
+    }
     if (r.off != r.len) {
         st = slm_errf(err, SLM_ERR_CORRUPT, "head file: %zu unexpected bytes before the checksum", r.len - r.off);
         goto done;

@@ -47,4 +47,12 @@ typedef struct slm_head_solver_opts {
 slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts *o, float *w,
                           int *iters, double *loss, char *err);
 
+/* One-vs-rest linear SVMs, squared hinge, penalty C > 0 (svm.c): the decision scores of
+ * p's classes into w ((d + 1) * k floats as above, bias last). alpha (k x n, class-major)
+ * holds the dual variables: zeros for a cold start, or a previous solution (a warm start,
+ * e.g. after appending rows with alpha 0); it receives the solution. Weights and col_l2 of
+ * p are ignored. Deterministic for any thread count. */
+slm_status slm_head_svm_solve(const slm_head_problem *p, double C, int threads, double *alpha, float *w,
+                              char *err);
+
 #endif /* SLMESH_HEAD_TRAIN_H */
