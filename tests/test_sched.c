@@ -371,17 +371,21 @@ static void test_overcommitted_context(void **state) {
     slm_model_close(m);
 }
 
-/* Every allocation of create, submit and a whole request can fail without a leak or a
- * crash; the request then either never starts (submit fails) or ends with a DONE. */
+/* Every allocation of create, submit and a whole (grammar-constrained) request can fail
+ * without a leak or a crash; the request then either never starts (submit fails) or ends with a DONE. */
 static void test_alloc_failures(void **state) {
     slm_model *m = open_model();
     if (!m) skip();
     int32_t ids[256];
     size_t n;
     tokenize(m, prompts[2], ids, &n);
-    const slm_gen_params g = gen_params(11, 6);
+    slm_gen_params g = gen_params(11, 6);
+    slm_grammar *gr = NULL; /* every grammar step may fail too (trie, EOG list, matcher) */
+    static const char gbnf[] = "root ::= [a-z ]+ \".\"";
+    assert_int_equal(slm_grammar_from_gbnf(gbnf, strlen(gbnf), &gr, NULL), SLM_OK);
+    g.grammar = gr;
     bool completed = false;
-    for (long k = 1; k < 500 && !completed; k++) {
+    for (long k = 1; k < 1000 && !completed; k++) {
         slm_sched_params p = {.n_parallel = 2, .n_queue = 2, .n_ctx = 128, .n_threads = 1};
         slm_sched *s = NULL;
         run r = {0};
@@ -399,6 +403,7 @@ static void test_alloc_failures(void **state) {
         if (completed) assert_int_equal(r.res.status, SLM_OK);
     }
     assert_true(completed);
+    slm_grammar_release(gr);
     slm_model_close(m);
 }
 
