@@ -3,7 +3,9 @@
  * together give exactly the tokens (and log-probabilities) of the same requests run alone
  * with slm_ctx_generate; a reused prefix gives identical results and is reported; cancel
  * and callback stops free the slot; the queue refuses work when full; prompt
- * log-probabilities equal a plain decode; embeddings equal slm_ctx_embed.
+ * log-probabilities equal a plain decode; embeddings equal slm_ctx_embed; grammar-constrained
+ * requests batched together equal slm_ctx_generate with the same grammar (tokens and stop
+ * reason), their output is a complete sentence, and a truncated one ends "length".
  */
 #include "testutil.h"
 
@@ -14,6 +16,7 @@
 
 #include "core/core.h"
 #include "sample/sample.h"
+#include "slmesh/grammar.h"
 #include "slmesh/sched.h"
 #include "slmesh/slmesh.h"
 
@@ -368,17 +371,21 @@ static void test_overcommitted_context(void **state) {
     slm_model_close(m);
 }
 
-/* Every allocation of create, submit and a whole request can fail without a leak or a
- * crash; the request then either never starts (submit fails) or ends with a DONE. */
+/* Every allocation of create, submit and a whole (grammar-constrained) request can fail
+ * without a leak or a crash; the request then either never starts (submit fails) or ends with a DONE. */
 static void test_alloc_failures(void **state) {
     slm_model *m = open_model();
     if (!m) skip();
     int32_t ids[256];
     size_t n;
     tokenize(m, prompts[2], ids, &n);
-    const slm_gen_params g = gen_params(11, 6);
+    slm_gen_params g = gen_params(11, 6);
+    slm_grammar *gr = NULL; /* every grammar step may fail too (trie, EOG list, matcher) */
+    static const char gbnf[] = "root ::= [a-z ]+ \".\"";
+    assert_int_equal(slm_grammar_from_gbnf(gbnf, strlen(gbnf), &gr, NULL), SLM_OK);
+    g.grammar = gr;
     bool completed = false;
-    for (long k = 1; k < 500 && !completed; k++) {
+    for (long k = 1; k < 1000 && !completed; k++) {
         slm_sched_params p = {.n_parallel = 2, .n_queue = 2, .n_ctx = 128, .n_threads = 1};
         slm_sched *s = NULL;
         run r = {0};
@@ -396,6 +403,74 @@ static void test_alloc_failures(void **state) {
         if (completed) assert_int_equal(r.res.status, SLM_OK);
     }
     assert_true(completed);
+    slm_grammar_release(gr);
+    slm_model_close(m);
+}
+
+/* ---- grammars ---- */
+
+/* A small JSON-like record: several tokens, alternatives, bounded repetitions. */
+static const char GRAMMAR_RECORD[] = "root ::= \"{\\\"pet\\\": \\\"\" (\"dog\" | \"cat\" | [a-z]{1,8}) \"\\\", \\\"age\\\": \" "
+                                     "[1-9] [0-9]? \"}\"\n";
+/* Needs at least 32 bytes: no tokenization of it fits in 3 tokens of stories260K. */
+static const char GRAMMAR_LONG[] = "root ::= \"<\" [a-z]{30} \">\"\n";
+
+static bool text_complete(slm_grammar *g, const run *r) {
+    slm_grammar_matcher *gm = NULL;
+    assert_int_equal(slm_grammar_matcher_create(g, NULL, &gm, NULL), SLM_OK);
+    const bool ok = slm_grammar_matcher_accept(gm, r->text, r->text_len, NULL) == SLM_OK && slm_grammar_matcher_complete(gm);
+    slm_grammar_matcher_destroy(gm);
+    return ok;
+}
+
+static void test_grammar(void **state) {
+    slm_model *m = open_model();
+    if (!m) skip();
+    char err[SLM_ERR_LEN] = "";
+    slm_grammar *rec = NULL, *lng = NULL;
+    assert_int_equal(slm_grammar_from_gbnf(GRAMMAR_RECORD, strlen(GRAMMAR_RECORD), &rec, err), SLM_OK);
+    assert_int_equal(slm_grammar_from_gbnf(GRAMMAR_LONG, strlen(GRAMMAR_LONG), &lng, err), SLM_OK);
+    slm_sched *s = sched_for(m, 3, 8);
+    enum { N = 6 };
+    run batched[N] = {0}, alone[N] = {0};
+    slm_gen_result ares[N];
+    int32_t ids[N][256];
+    size_t n[N];
+    for (int i = 0; i < N; i++) {
+        tokenize(m, prompts[i], ids[i], &n[i]);
+        slm_gen_params g = gen_params(300 + (uint64_t)i, 48);
+        g.sampling.temperature = 1.5f;
+        g.grammar = i == N - 1 ? NULL : i == N - 2 ? lng : rec; /* one unconstrained, one truncated */
+        if (i == N - 2) g.max_tokens = 3;
+        submit(s, ids[i], n[i], &g, &batched[i]);
+        slm_ctx_params cp = {.n_ctx = 256, .n_threads = 1};
+        slm_ctx *c = NULL;
+        assert_int_equal(slm_ctx_create(m, &cp, &c, NULL), SLM_OK);
+        assert_int_equal(slm_ctx_generate(c, 0, ids[i], n[i], &g, on_gen, &alone[i], &ares[i], err), SLM_OK);
+        slm_ctx_destroy(c);
+    }
+    /* the scheduler holds its own references */
+    slm_grammar_release(rec);
+    slm_grammar_release(lng);
+    assert_int_equal(slm_grammar_from_gbnf(GRAMMAR_RECORD, strlen(GRAMMAR_RECORD), &rec, err), SLM_OK);
+    assert_int_equal(slm_grammar_from_gbnf(GRAMMAR_LONG, strlen(GRAMMAR_LONG), &lng, err), SLM_OK);
+    drain(s, batched, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(batched[i].res.status, SLM_OK);
+        assert_same(&batched[i], &alone[i]);
+        assert_int_equal(batched[i].res.stop, ares[i].stop);
+    }
+    for (int i = 0; i < N - 2; i++) {
+        assert_int_equal(batched[i].res.stop, SLM_GEN_STOP_GRAMMAR);
+        assert_true(text_complete(rec, &batched[i]));
+    }
+    assert_int_equal(batched[N - 2].res.stop, SLM_GEN_STOP_LENGTH);
+    assert_int_equal(batched[N - 2].n, 3);
+    assert_false(text_complete(lng, &batched[N - 2]));
+    assert_true(batched[N - 2].text_len > 0 && batched[N - 2].text[0] == '<');
+    slm_sched_destroy(s);
+    slm_grammar_release(rec);
+    slm_grammar_release(lng);
     slm_model_close(m);
 }
 
@@ -409,6 +484,7 @@ int main(void) {
         cmocka_unit_test(test_cache_budget),
         cmocka_unit_test(test_overcommitted_context),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_grammar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

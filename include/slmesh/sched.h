@@ -12,7 +12,7 @@
  * prompts never starve decoding), decodes it and samples each slot with its own seeded
  * sampler. A request's tokens are exactly those of the same request run alone with the same
  * seed (slm_ctx_generate semantics: prompt in the penalty history, EOG not delivered, stop
- * strings never delivered, a final flush event with id -1).
+ * strings never delivered, a final flush event with id -1, the same grammar steps).
  *
  * Ownership: the scheduler owns its context (created over the borrowed model, which must
  * outlive it). Requests are copied at submit except cancel and user, which are borrowed
@@ -20,7 +20,15 @@
  * Thread-safety: slm_sched_submit, slm_sched_close, slm_sched_wake and slm_sched_stats_get
  * from any thread; slm_sched_step from one thread at a time; callbacks run on the stepping
  * thread and must not call slm_sched_step. Non-goals: HTTP, JSON, several models (the
- * server runs one scheduler per model), speculative decoding, grammars.
+ * server runs one scheduler per model), speculative decoding.
+ *
+ * Grammars: gen.grammar (optional; retained at submit, released after DONE, so the caller
+ * may release its reference at once) constrains a request as slm_ctx_generate does: the
+ * slot's sampler masks every token that does not keep the output a valid prefix, allows
+ * end-of-generation only where the grammar is complete, and the request ends with stop
+ * SLM_GEN_STOP_GRAMMAR once the grammar is complete and can take nothing more (cut by
+ * max_tokens it stays SLM_GEN_STOP_LENGTH). The token trie is built on the first constrained
+ * request and shared by all later ones (one per scheduler context).
  */
 #ifndef SLMESH_SCHED_H
 #define SLMESH_SCHED_H
@@ -97,7 +105,8 @@ typedef struct slm_sched_request {
     const int32_t *prompt;   /* n_prompt tokens (copied) */
     size_t n_prompt;         /* [1, n_ctx_slot - 1] (embed: [1, n_ctx_slot]) */
     slm_gen_params gen;      /* max_tokens may be 0 with prompt_logprobs (scoring only);
-                                stop strings copied; cancel borrowed until DONE */
+                                stop strings copied; cancel borrowed until DONE; grammar
+                                retained (may be NULL; ignored for embed) */
     bool prompt_logprobs;    /* deliver PROMPT_TOKEN events (no prefix reuse then) */
     bool embed;              /* compute the pooled embedding instead of generating */
     double deadline_ms;      /* slm_sched_now_ms() value after which the request is cancelled; 0 = none */

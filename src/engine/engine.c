@@ -77,6 +77,7 @@ void slm_ctx_destroy(slm_ctx *c) {
     slm_free(c->logit_row);
     slm_free(c->logits);
     slm_grammar_vocab_destroy(c->gvocab);
+    slm_free(c->geog);
     slm_free(c);
 }
 

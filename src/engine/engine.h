@@ -33,7 +33,30 @@ struct slm_ctx {
     int32_t logits_rows;      /* capacity in rows */
     slm_ctx_stats stats;      /* counters (the kv and memory fields are filled on request) */
     struct slm_grammar_vocab *gvocab; /* owned: token trie for grammar masks, built by the
-                                 first constrained generation (generate.c) */
+                                 first constrained generation (gstep.c) */
+    int32_t *geog;            /* [n_geog] end-of-generation ids for grammar matchers, owned,
+                                 built with gvocab */
+    int32_t n_geog;
 };
+
+/* ---- grammar steps (gstep.c), shared by generate.c and the scheduler ----------------------
+ * One constrained sequence: begin (a matcher over the context's vocabulary, installed as the
+ * sampler's mask hook), then for every sampled token that is not end-of-generation, accept;
+ * the sequence ends "grammar complete" when done. */
+struct slm_sampler;
+struct slm_grammar_matcher;
+/* A matcher for g (retained by the matcher) over c's token trie and EOG ids (built on the
+ * first call for the context, then shared), installed as sampler's mask hook. *out is owned
+ * by the caller (slm_grammar_matcher_destroy) and must outlive the hook's use. */
+slm_status slm_engine_grammar_begin(slm_ctx *c, slm_grammar *g, struct slm_sampler *sampler,
+                                    struct slm_grammar_matcher **out, char *err);
+/* Feed sampled token id's piece (plen bytes; 0 means it could not be read). A masked token
+ * is always accepted: a rejection is SLM_ERR_INTERNAL, an unreadable piece SLM_ERR_NOMEM. */
+slm_status slm_engine_grammar_accept(struct slm_grammar_matcher *m, int32_t id, const char *piece, size_t plen,
+                                     char *err);
+/* The grammar is complete and allows no more bytes: stop with SLM_GEN_STOP_GRAMMAR. */
+bool slm_engine_grammar_done(const struct slm_grammar_matcher *m);
+/* The status of a failed slm_sample_next under a grammar, with a clearer detail. */
+slm_status slm_engine_grammar_sample_error(slm_status st, char *err);
 
 #endif /* SLMESH_ENGINE_H */

@@ -10,7 +10,9 @@
  * Invariants: a slot is free iff r == NULL; free slots and unused entries hold no KV;
  * toks of an entry is exactly the KV of its sequence; the queue is touched only under mu.
  * Thread-safety: mu guards the queue, the closed flag and the statistics; everything else
- * belongs to the stepping thread. Non-goals: preemption, priorities, KV defragmentation.
+ * belongs to the stepping thread (including the context's grammar token trie, built by the
+ * first constrained request: engine/gstep.c). Non-goals: preemption, priorities, KV
+ * defragmentation.
  */
 #include "slmesh/sched.h"
 
@@ -23,6 +25,7 @@
 #include "engine/engine.h"
 #include "kv/kv.h"
 #include "sample/sample.h"
+#include "slmesh/grammar.h"
 
 #define SCHED_DEFAULT_PARALLEL 4
 #define SCHED_DEFAULT_QUEUE    64
@@ -40,7 +43,7 @@ typedef struct req {
     struct req *next;         /* queue link */
     int32_t *prompt;          /* [n_prompt], owned */
     size_t n_prompt;
-    slm_gen_params gen;       /* stop points at stops (owned) */
+    slm_gen_params gen;       /* stop points at stops (owned); grammar holds a reference */
     char **stops;             /* [gen.n_stop] owned strings */
     bool prompt_logprobs, embed;
     double deadline_ms, t_submit;
@@ -58,6 +61,7 @@ typedef struct slot {
     size_t n_past;
     slm_sampler *sampler;     /* owned */
     slm_sample_stop *stop;    /* owned */
+    slm_grammar_matcher *gm;  /* owned; NULL without a grammar */
     int32_t batch_first, batch_n; /* this step's tokens in the batch, -1 = none */
     slm_sched_result res;
     double t_admit;
@@ -105,6 +109,7 @@ static void req_free(req *r) {
     for (int32_t i = 0; r->stops && i < r->gen.n_stop; i++) slm_free(r->stops[i]);
     slm_free(r->stops);
     slm_free(r->prompt);
+    slm_grammar_release(r->gen.grammar);
     slm_free(r);
 }
 
@@ -130,6 +135,7 @@ static slm_status req_copy(const slm_sched *s, const slm_sched_request *in, req 
     req *r = slm_calloc(1, sizeof *r);
     if (!r) return slm_errf(err, SLM_ERR_NOMEM, "request");
     r->gen = *g;
+    r->gen.grammar = in->embed ? NULL : slm_grammar_retain(g->grammar);
     r->gen.n_stop = 0;
     r->gen.stop = NULL;
     r->prompt = slm_malloc(in->n_prompt * sizeof *r->prompt);
@@ -462,6 +468,7 @@ static slm_status slot_start(slm_sched *s, slot *sl, req *r) {
     slm_status st = slm_sample_create(&sp, s->n_vocab, &sl->sampler, e);
     if (st == SLM_OK) st = slm_sample_stop_create(r->gen.stop, (size_t)r->gen.n_stop, &sl->stop, e);
     if (st == SLM_OK && sp.repeat_last_n > 0) st = slm_sample_accept(sl->sampler, r->prompt, r->n_prompt, e);
+    if (st == SLM_OK && r->gen.grammar) st = slm_engine_grammar_begin(s->c, r->gen.grammar, sl->sampler, &sl->gm, e);
     if (st) return st;
     if (!r->prompt_logprobs) {
         cache_lookup(s, sl);
@@ -534,7 +541,7 @@ static void slot_finish(slm_sched *s, slot *sl, slm_gen_stop stop) {
     res->stop = stop;
     const bool flush = sl->stop && res->status == SLM_OK &&
                        (stop == SLM_GEN_STOP_EOG || stop == SLM_GEN_STOP_LENGTH || stop == SLM_GEN_STOP_CONTEXT ||
-                        stop == SLM_GEN_STOP_CANCEL);
+                        stop == SLM_GEN_STOP_CANCEL || stop == SLM_GEN_STOP_GRAMMAR);
     if (flush) {
         slm_sample_stop_out o;
         slm_sample_stop_flush(sl->stop, &o);
@@ -554,7 +561,8 @@ static void slot_finish(slm_sched *s, slot *sl, slm_gen_stop stop) {
     slm_ctx_seq_rm(s->c, sl->seq, -1, -1, NULL);
     slm_sample_destroy(sl->sampler);
     slm_sample_stop_destroy(sl->stop);
-    sl->sampler = NULL, sl->stop = NULL;
+    slm_grammar_matcher_destroy(sl->gm);
+    sl->sampler = NULL, sl->stop = NULL, sl->gm = NULL;
     sl->r = NULL;
     sl->n_past = 0;
     sl->batch_first = -1;
@@ -572,10 +580,14 @@ static bool slot_sample(slm_sched *s, slot *sl, const float *logits) {
     req *r = sl->r;
     slm_sched_result *res = &sl->res;
     slm_sample_out so;
+    if (sl->gm && slm_engine_grammar_done(sl->gm)) return slot_finish(s, sl, SLM_GEN_STOP_GRAMMAR), false;
     res->status = slm_sample_next(sl->sampler, logits, s->n_vocab, NULL, &so, res->err);
+    if (res->status && sl->gm) res->status = slm_engine_grammar_sample_error(res->status, res->err);
     if (res->status) return slot_finish(s, sl, SLM_GEN_STOP_NONE), false;
     if (slm_model_is_eog(s->m, so.id)) return slot_finish(s, sl, SLM_GEN_STOP_EOG), false;
     const size_t plen = token_piece(s, so.id);
+    if (sl->gm && (res->status = slm_engine_grammar_accept(sl->gm, so.id, s->piece, plen, res->err)))
+        return slot_finish(s, sl, SLM_GEN_STOP_NONE), false;
     slm_sample_stop_out text;
     res->status = slm_sample_stop_feed(sl->stop, s->piece, plen, &text, res->err);
     if (res->status) return slot_finish(s, sl, SLM_GEN_STOP_NONE), false;
@@ -583,6 +595,7 @@ static bool slot_sample(slm_sched *s, slot *sl, const float *logits) {
     if (!emit(sl, SLM_SCHED_TOKEN, 0, &so, s->piece, plen, text.text, text.len))
         return slot_finish(s, sl, SLM_GEN_STOP_CALLBACK), false;
     if (text.matched >= 0) return slot_finish(s, sl, SLM_GEN_STOP_STRING), false;
+    if (sl->gm && slm_engine_grammar_done(sl->gm)) return slot_finish(s, sl, SLM_GEN_STOP_GRAMMAR), false;
     if (res->n_generated >= r->gen.max_tokens) return slot_finish(s, sl, SLM_GEN_STOP_LENGTH), false;
     if (sl->n_past >= (size_t)s->n_ctx_slot) return slot_finish(s, sl, SLM_GEN_STOP_CONTEXT), false;
     res->status = slm_sample_accept(sl->sampler, &so.id, 1, res->err);

@@ -2,16 +2,22 @@
  * server/api.c: the OpenAI endpoints over the scheduler: /v1/chat/completions,
  * /v1/completions and /v1/embeddings. Each handler validates every field it reads (type,
  * range, named limits) and answers 400 naming the parameter; fields that would change the
- * meaning of a request and that slmesh does not implement (tools, response_format, ...) are
- * refused rather than ignored. Then it holds the model, tokenizes, submits one scheduler
- * request per choice and either waits (JSON) or hands the job to the connection (SSE).
+ * meaning of a request and that slmesh does not implement (tools, logit_bias, ...) are
+ * refused rather than ignored. response_format json_object / json_schema becomes a grammar
+ * (compiled once per distinct schema text in the server's grammar cache; a schema keyword
+ * the grammar module cannot enforce is a 400 naming it) that every choice's scheduler
+ * request carries. Then it holds the model, tokenizes, submits one scheduler request per
+ * choice and either waits (JSON) or hands the job to the connection (SSE).
  *
  * Thread-safety: handlers run on connection threads; shared state is the registry's.
  * Non-goals: tools/function calling, logit_bias, images/audio, best_of > n, suffix.
+ * Ownership: gen_opts.gen.grammar is a reference held for the handler's duration (the
+ * scheduler retains its own per request).
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -143,12 +149,6 @@ static bool refuse_unsupported(json_t *body, slm_server_reply *rep) {
             !(json_is_object(v) && json_object_size(v) == 0))
             return BAD(rep, fields[i], "'%s' is not supported by this server", fields[i]), false;
     }
-    json_t *rf = json_object_get(body, "response_format");
-    if (rf && !json_is_null(rf)) {
-        const char *t = json_string_value(json_object_get(rf, "type"));
-        if (!t || strcmp(t, "text"))
-            return BAD(rep, "response_format", "'response_format' other than {\"type\":\"text\"} is not supported"), false;
-    }
     json_t *mod = json_object_get(body, "modalities");
     if (mod && !json_is_null(mod)) {
         size_t i;
@@ -160,8 +160,49 @@ static bool refuse_unsupported(json_t *body, slm_server_reply *rep) {
     return true;
 }
 
-static bool parse_gen(const slm_server_config *cfg, const slm_server_model *m, json_t *body, bool chat, gen_opts *o,
+#define RF "response_format"
+
+/* response_format: {"type":"text"} (nothing), {"type":"json_object"}, or {"type":"json_schema",
+ * "json_schema":{"name","schema","strict"}}; the grammar (a new reference) goes to o->gen.grammar. */
+static bool parse_response_format(slm_grammar_cache *gc, json_t *body, gen_opts *o, slm_server_reply *rep) {
+    json_t *rf = json_object_get(body, RF);
+    if (!rf || json_is_null(rf)) return true;
+    const char *t = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf) || !t)
+        return BAD(rep, RF, "'response_format' must be an object with 'type' \"text\", \"json_object\" or \"json_schema\""),
+               false;
+    if (!strcmp(t, "text")) return true;
+    char err[SLM_ERR_LEN] = "";
+    slm_status st;
+    if (!strcmp(t, "json_object")) {
+        st = slm_grammar_cache_get(gc, SLM_GRAMMAR_JSON_OBJECT, "", 0, &o->gen.grammar, NULL, err);
+    } else if (!strcmp(t, "json_schema")) {
+        json_t *js = json_object_get(rf, "json_schema");
+        if (!json_is_object(js))
+            return BAD(rep, RF, "'response_format.json_schema' must be an object with 'name' and 'schema'"), false;
+        json_t *name = json_object_get(js, "name"), *strict = json_object_get(js, "strict");
+        if (name && !json_is_string(name)) return BAD(rep, RF, "'response_format.json_schema.name' must be a string"), false;
+        if (strict && !json_is_null(strict) && !json_is_boolean(strict))
+            return BAD(rep, RF, "'response_format.json_schema.strict' must be a boolean"), false;
+        json_t *schema = json_object_get(js, "schema");
+        if (!json_is_object(schema))
+            return BAD(rep, RF, "'response_format.json_schema.schema' must be a JSON Schema object"), false;
+        /* the canonical text is the compact dump (member order kept: it orders the output) */
+        char *src = json_dumps(schema, JSON_COMPACT);
+        if (!src) return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
+        st = slm_grammar_cache_get(gc, SLM_GRAMMAR_JSON_SCHEMA, src, strlen(src), &o->gen.grammar, NULL, err);
+        free(src);
+    } else {
+        return BAD(rep, RF, "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\""), false;
+    }
+    if (st == SLM_ERR_NOMEM) return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
+    if (st) return BAD(rep, RF, "response_format.json_schema.schema: %s", err), false;
+    return true;
+}
+
+static bool parse_gen(const slm_server_api *a, const slm_server_model *m, json_t *body, bool chat, gen_opts *o,
                       slm_server_reply *rep) {
+    const slm_server_config *cfg = a->cfg;
     memset(o, 0, sizeof *o);
     o->gen.sampling = m->cfg->sampling;
     slm_sampling *s = &o->gen.sampling;
@@ -170,6 +211,7 @@ static bool parse_gen(const slm_server_config *cfg, const slm_server_model *m, j
     double d;
     int r;
     if (!refuse_unsupported(body, rep)) return false;
+    if (!parse_response_format(a->grammars, body, o, rep)) return false;
     if ((r = get_int(body, "max_tokens", chat ? 1 : 0, max_tok, &mt, rep)) < 0) return false;
     if (chat && (r = get_int(body, "max_completion_tokens", 1, max_tok, &mt, rep)) < 0) return false;
     o->gen.max_tokens = (int32_t)mt;
@@ -218,8 +260,9 @@ static bool parse_gen(const slm_server_config *cfg, const slm_server_model *m, j
             if (!*o->stops[i] || strlen(o->stops[i]) > API_MAX_STOP_LEN)
                 return BAD(rep, "stop", "stop strings must be 1..%d bytes", API_MAX_STOP_LEN), false;
     }
-    if (chat) { /* the template's end-of-turn strings end generation too (as `slmesh chat`) */
-        const slm_chat_info *info = slm_chat_template_info(m->tpl);
+    if (chat) { /* the template's end-of-turn strings end generation too (as `slmesh chat`); not
+                   under a grammar, which decides the end itself (they could only cut it) */
+        const slm_chat_info *info = o->gen.grammar ? NULL : slm_chat_template_info(m->tpl);
         for (int32_t i = 0; info && i < SLM_CHAT_MAX_STOPS && info->stops[i]; i++) o->stops[o->n_stop++] = info->stops[i];
         if (get_bool(body, "logprobs", &o->logprobs, rep) < 0) return false;
         if ((r = get_int(body, "top_logprobs", 0, SLM_GEN_MAX_TOP, &top, rep)) < 0) return false;
@@ -501,8 +544,8 @@ static void embed_reply(slm_server_job *j, json_t *body, slm_server_reply *rep) 
                               "usage", "prompt_tokens", (json_int_t)p, "total_tokens", (json_int_t)p));
 }
 
-void slm_server_api_handle(slm_server_api *a, slm_server_endpoint ep, json_t *body, slm_server_alive_fn alive,
-                           void *alive_user, slm_server_reply *rep) {
+static void handle(slm_server_api *a, slm_server_endpoint ep, json_t *body, slm_server_alive_fn alive,
+                   void *alive_user, slm_grammar **grammar, slm_server_reply *rep) {
     const slm_server_config *cfg = a->cfg;
     if (!json_is_object(body)) return BAD(rep, NULL, "the request body must be a JSON object");
     json_t *jm = json_object_get(body, "model");
@@ -517,7 +560,9 @@ void slm_server_api_handle(slm_server_api *a, slm_server_endpoint ep, json_t *bo
 
     const bool chat = ep == SLM_EP_CHAT, embed = ep == SLM_EP_EMBEDDINGS;
     gen_opts o = {.n = 1};
-    if (!embed && !parse_gen(cfg, m, body, chat, &o, rep)) goto release;
+    const bool parsed = embed || parse_gen(a, m, body, chat, &o, rep);
+    *grammar = o.gen.grammar; /* released by the caller, whatever happens below */
+    if (!parsed) goto release;
     if (embed) {
         const char *fmt = json_string_value(json_object_get(body, "encoding_format"));
         json_t *f = json_object_get(body, "encoding_format");
@@ -612,4 +657,11 @@ void slm_server_api_handle(slm_server_api *a, slm_server_endpoint ep, json_t *bo
     return;
 release:
     slm_server_registry_release(a->reg, m);
+}
+
+void slm_server_api_handle(slm_server_api *a, slm_server_endpoint ep, json_t *body, slm_server_alive_fn alive,
+                           void *alive_user, slm_server_reply *rep) {
+    slm_grammar *grammar = NULL; /* owned: response_format's grammar, if any */
+    handle(a, ep, body, alive, alive_user, &grammar, rep);
+    slm_grammar_release(grammar);
 }

@@ -384,6 +384,7 @@ slm_status slm_server_start(const slm_server_config *cfg, slm_server **out, char
     s->api.cfg = cfg;
     slm_status st = slm_server_registry_create(cfg, &s->reg, err);
     if (st == SLM_OK && slm_server_metrics_create(&s->met)) st = slm_errf(err, SLM_ERR_NOMEM, "metrics");
+    if (st == SLM_OK) st = slm_grammar_cache_create(SLM_SERVER_GRAMMAR_CACHE, &s->api.grammars, err);
     if (st) goto fail;
     s->api.reg = s->reg;
     s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, cfg->port,
@@ -445,5 +446,6 @@ void slm_server_destroy(slm_server *s) {
     slm_server_shutdown(s);
     slm_server_registry_destroy(s->reg);
     slm_server_metrics_destroy(s->met);
+    slm_grammar_cache_destroy(s->api.grammars);
     slm_free(s);
 }

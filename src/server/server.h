@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "chat/chat.h"
+#include "slmesh/grammar.h"
 #include "slmesh/sched.h"
 #include "slmesh/slmesh.h"
 
@@ -39,6 +40,8 @@
 #define SLM_SERVER_MAX_ALIASES     8          /* aliases per model */
 #define SLM_SERVER_MAX_CONNECTIONS 256        /* open connections (one thread each) */
 #define SLM_SERVER_MAX_KEY         512        /* bytes of an API key */
+#define SLM_SERVER_GRAMMAR_CACHE   64         /* compiled response_format grammars kept (LRU): a
+                                                 service uses a handful of schemas */
 #define SLM_SERVER_NAME_MAX        128        /* bytes of a model name */
 
 /* ---- configuration ------------------------------------------------------------------------ */
@@ -168,6 +171,7 @@ typedef struct slm_server_reply {
 typedef struct slm_server_api {
     const slm_server_config *cfg;
     slm_server_registry *reg;
+    slm_grammar_cache *grammars; /* owned by the server: response_format grammars by source */
     atomic_uint_fast64_t next_id;
 } slm_server_api;
 

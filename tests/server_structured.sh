@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# tests/server_structured.sh: response_format on the real `slmesh serve` with the random-weight
+# tiny-qwen2 (temperature 1.5, several seeds, n = 2): json_schema output on chat and
+# completions that ended "stop" parses and validates under its schema (ajv through
+# tests/grammar_validate.cjs when node and the validators are installed, else jq parses it);
+# streamed content equals the non-streamed content of the same seed; json_object gives a
+# JSON object; an output cut by max_tokens is "length"; an unsupported schema keyword and a
+# malformed response_format are 400s in OpenAI's shape with param "response_format".
+set -euo pipefail
+source "$(dirname "$0")/server_common.bash"
+SRC=${SLMESH_SOURCE_DIR:-$(dirname "$0")/..}
+QWEN="$SHARED/models/tiny/tiny-qwen2-q8_0.gguf"
+[ -f "$QWEN" ] || { echo "skip: $QWEN not found"; exit 77; }
+VALIDATE=""
+if command -v node >/dev/null && [ -d "$SRC/tests/node_modules/ajv" ] && [ -d "$SRC/tests/node_modules/ajv-formats" ]; then
+    VALIDATE=1
+else
+    echo "note: node or ajv missing: outputs are only parsed (jq), not validated"
+fi
+
+start_server -m "$QWEN" --parallel 2 --ctx 2048 -t 1 --grace 3
+
+post() { # post PATH BODY -> status; body in $WORK/out
+    curl -s -o "$WORK/out" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$2" "$BASE$1"
+}
+n_out=0
+: >"$WORK/manifest"
+# record SCHEMA_FILE: every choice of $WORK/out into the manifest (content, finish_reason)
+record() {
+    local k fr
+    for k in $(seq 0 $(($(jq '.choices | length' "$WORK/out") - 1))); do
+        n_out=$((n_out + 1))
+        jq -j ".choices[$k] | (.message.content // .text)" "$WORK/out" >"$WORK/o$n_out"
+        fr=$(jq -r ".choices[$k].finish_reason" "$WORK/out")
+        case "$fr" in
+        stop) printf '%s\t%s\tgrammar complete\n' "$1" "$WORK/o$n_out" >>"$WORK/manifest" ;;
+        length) printf '%s\t%s\tlength\n' "$1" "$WORK/o$n_out" >>"$WORK/manifest" ;;
+        *) fail "finish_reason '$fr'" ;;
+        esac
+    done
+}
+
+SCHEMA='{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array","items":{"enum":["a","b","c"]},"maxItems":3},"ok":{"type":"boolean"}},"required":["name","age"]}'
+echo "$SCHEMA" >"$WORK/s1.json"
+cp "$SRC/tests/schema_corpus/35_recursive_tree.json" "$WORK/s2.json"
+RF1="{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"person\",\"schema\":$SCHEMA,\"strict\":true}}"
+RF2="{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"tree\",\"schema\":$(jq -c . "$WORK/s2.json")}}"
+
+# ---- json_schema: chat and completions, several seeds, n = 2 ----
+for seed in 1 2 3; do
+    st=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"A person as JSON\"}],\"response_format\":$RF1,\"temperature\":1.5,\"seed\":$seed,\"n\":2,\"max_tokens\":96}")
+    [ "$st" = 200 ] || fail "chat json_schema: $st $(head -c 300 "$WORK/out")"
+    record "$WORK/s1.json"
+    st=$(post /v1/completions "{\"prompt\":\"tree:\",\"response_format\":$RF2,\"temperature\":1.5,\"seed\":$seed,\"n\":2,\"max_tokens\":96}")
+    [ "$st" = 200 ] || fail "completions json_schema: $st $(head -c 300 "$WORK/out")"
+    record "$WORK/s2.json"
+done
+
+# ---- streaming gives the same content and finish_reason as the same seed without it ----
+body="{\"messages\":[{\"role\":\"user\",\"content\":\"JSON\"}],\"response_format\":$RF1,\"temperature\":1.5,\"seed\":4,\"max_tokens\":96}"
+[ "$(post /v1/chat/completions "$body")" = 200 ] || fail "chat json_schema seed 4"
+whole=$(jq -j '.choices[0].message.content' "$WORK/out")
+whole_fr=$(jq -r '.choices[0].finish_reason' "$WORK/out")
+record "$WORK/s1.json"
+curl -sN "$BASE/v1/chat/completions" -d "${body%\}},\"stream\":true}" >"$WORK/sse"
+streamed=$(grep '^data: {' "$WORK/sse" | sed 's/^data: //' | jq -j '.choices[0].delta.content // empty')
+[ "$streamed" = "$whole" ] || fail "streamed '$streamed' != whole '$whole'"
+stream_fr=$(grep '^data: {' "$WORK/sse" | sed 's/^data: //' | jq -r '.choices[0].finish_reason // empty' | tail -n 1)
+[ "$stream_fr" = "$whole_fr" ] || fail "streamed finish_reason '$stream_fr' != '$whole_fr'"
+
+# ---- json_object ----
+for seed in 1 2; do
+    st=$(post /v1/completions "{\"prompt\":\"{\",\"response_format\":{\"type\":\"json_object\"},\"temperature\":1.5,\"seed\":$seed,\"max_tokens\":64}")
+    [ "$st" = 200 ] || fail "json_object: $st $(head -c 300 "$WORK/out")"
+    if [ "$(jq -r '.choices[0].finish_reason' "$WORK/out")" = stop ]; then
+        jq -j '.choices[0].text' "$WORK/out" | jq -e 'type == "object"' >/dev/null ||
+            fail "json_object output is not an object: $(jq '.choices[0].text' "$WORK/out")"
+    fi
+done
+[ "$(post /v1/completions '{"prompt":"x","response_format":{"type":"text"},"max_tokens":4}')" = 200 ] || fail "text format"
+
+# ---- truncated: finish_reason length, never stop ----
+st=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"JSON\"}],\"response_format\":$RF1,\"seed\":1,\"max_tokens\":2}")
+[ "$st" = 200 ] || fail "truncated: $st"
+jq -e '.choices[0].finish_reason == "length"' "$WORK/out" >/dev/null || fail "truncated: $(cat "$WORK/out")"
+
+# ---- errors: 400, OpenAI's shape, param response_format ----
+expect_400() { # expect_400 BODY WORD: the message names WORD
+    local st
+    st=$(post /v1/chat/completions "$1")
+    [ "$st" = 400 ] || fail "status $st for $1: $(head -c 300 "$WORK/out")"
+    jq -e '.error.param == "response_format" and .error.type == "invalid_request_error" and (.error | has("code"))' \
+        "$WORK/out" >/dev/null || fail "error shape: $(cat "$WORK/out")"
+    grep -q -- "$2" "$WORK/out" || fail "message does not name '$2': $(cat "$WORK/out")"
+}
+M='"messages":[{"role":"user","content":"x"}]'
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"allOf\":[{\"type\":\"string\"}]}}}}}}" "'allOf'"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"integer\",\"multipleOf\":3}}}}" "'multipleOf'"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}}" "schema"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema"
+expect_400 "{$M,\"response_format\":{\"type\":\"xml\"}}" "type"
+expect_400 "{$M,\"response_format\":\"json\"}" "response_format"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"strict\":\"yes\",\"schema\":{}}}}" "strict"
+[ "$(post /v1/completions "{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"not\":{}}}}}")" = 400 ] ||
+    fail "completions: unsupported keyword accepted"
+grep -q "'not'" "$WORK/out" || fail "completions: keyword not named: $(cat "$WORK/out")"
+
+# ---- every completed output parses (and validates) ----
+n_stop=$(grep -c 'grammar complete' "$WORK/manifest" || true)
+[ "$n_stop" -gt 0 ] || fail "no output completed its grammar: $(cat "$WORK/manifest")"
+if [ -n "$VALIDATE" ]; then
+    NODE_PATH="$SRC/tests/node_modules" node "$SRC/tests/grammar_validate.cjs" "$WORK/manifest" || fail "validation"
+else
+    while IFS=$'\t' read -r _ out stop; do
+        [ "$stop" = length ] || jq -e . "$out" >/dev/null || fail "not JSON: $(cat "$out")"
+    done <"$WORK/manifest"
+fi
+stop_server
+echo "ok: $n_out outputs, $n_stop complete"
