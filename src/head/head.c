@@ -4,8 +4,10 @@
  *
  * Training data flow: label set -> stratified validation split -> pass 1 over training
  * texts: document frequency per bucket -> vocabulary (buckets with df >= min_df) and IDF
- * -> pass 2: CSR rows of train and validation -> L-BFGS -> validation logits ->
- * temperature -> escalation threshold on in-scope validation examples.
+ * -> pass 2: CSR rows of train and validation -> (class centroids or the neighbour index
+ * of the training rows, for those scores) -> L-BFGS -> + svm_weight x one-vs-rest SVM scores
+ * (svm.c) -> validation logits -> temperature -> escalation threshold on in-scope
+ * validation examples -> refit of both on train + validation.
  *
  * Invariants: training is deterministic for a given seed whatever the thread count (integer
  *  df sums, rows assembled in order, the solver's fixed reductions).
