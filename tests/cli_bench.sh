@@ -41,7 +41,7 @@ check "jsonl: fields" jqok 'has("model_filename") and has("model_size") and has(
     and has("n_gen") and has("n_threads") and has("avg_ts") and has("stddev_ts")' "$tmp/jsonl"
 check "jsonl: values" jqok -s '.[0].model_filename == "tiny-llama-q4_0.gguf" and .[0].n_prompt == 16 and .[0].n_gen == 0
     and .[1].n_prompt == 0 and .[1].n_gen == 8 and .[0].n_threads == 2 and .[0].model_size == 1037312
-    and (.[1].samples_ts | length) == 2 and all(.[]; .avg_ts > 0 and .stddev_ts >= 0 and .peak_rss_bytes > 0)' \
+    and (.[1].samples_ts | length) == 2 and all(.[]; .avg_ts > 0 and .stddev_ts >= 0 and .peak_rss_bytes > 0 and .cores_busy > 0)' \
     "$tmp/jsonl"
 
 # A random model of a real shape (2 of its 30 layers), saved, then benchmarked from the file.

@@ -84,6 +84,8 @@ typedef struct slm_bench_result {
     double ts[SLM_BENCH_MAX_REPS]; /* tokens/s of each run */
     double ns[SLM_BENCH_MAX_REPS]; /* wall time of each run */
     double avg_ts, stddev_ts, median_ts, avg_ns;
+    double cores_busy;     /* process CPU time / wall time over the timed runs: below the
+                              thread count when the machine is shared (others had the cores) */
 } slm_bench_result;
 
 /* Run the pp and tg tests on m (borrowed). pp/tg receive the figures of the tests that

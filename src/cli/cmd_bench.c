@@ -163,6 +163,7 @@ static void print_jsonl_row(const char *filename, const char *model_type, const 
     json_object_set_new(o, "median_ts", json_real(r->median_ts));
     json_object_set_new(o, "samples_ts", samples);
     json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)rss_kib * 1024));
+    json_object_set_new(o, "cores_busy", json_real(r->cores_busy));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     if (s) puts(s);
     free(s);
@@ -233,8 +234,10 @@ int cmd_bench(int argc, char **argv) {
         print_md_header();
         if (o.n_prompt) print_md_row(model_type, &d, threads, &pp, ru.ru_maxrss);
         if (o.n_gen) print_md_row(model_type, &d, threads, &tg, ru.ru_maxrss);
-        printf("\nkernels: %s; %d timed runs per test after a warm-up; mean ± sd (median pp %.2f, tg %.2f t/s)\n",
-               slm_quant_kernels()->name, o.reps, o.n_prompt ? pp.median_ts : 0.0, o.n_gen ? tg.median_ts : 0.0);
+        printf("\nkernels: %s; %d timed runs per test after a warm-up; mean ± sd (median pp %.2f, tg %.2f t/s);\n"
+               "cores busy (CPU time / wall time; below %d when the machine is shared): pp %.2f, tg %.2f\n",
+               slm_quant_kernels()->name, o.reps, o.n_prompt ? pp.median_ts : 0.0, o.n_gen ? tg.median_ts : 0.0,
+               threads, o.n_prompt ? pp.cores_busy : 0.0, o.n_gen ? tg.cores_busy : 0.0);
     }
     slm_model_close(m);
     return CLI_OK;
