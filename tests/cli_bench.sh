@@ -60,6 +60,11 @@ check "shape: info file_type" has "$tmp/info" '^  general\.file_type +2$'
 check "shape: bench saved file" has "$tmp/md2" '\| pp8 \|'
 check "shape: no temp left" test -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name "slmesh-bench-*" -newer "$tmp/md" 2>/dev/null)"
 
+# Read bandwidth (the tg bound).
+"$bin" bench --bandwidth -t 1 -r 1 -o jsonl >"$tmp/bw" 2>"$tmp/err"
+check "bandwidth: exit 0" test $? -eq 0
+check "bandwidth: json" jqok '.test == "read_bandwidth" and .n_threads == 1 and .read_gbs > 0' "$tmp/bw"
+
 # quantize: the reference's Q4_K_M of the same F32 file, byte for byte.
 if [ -f "$shared/models/tiny/tiny-llama-f32.gguf" ]; then
     "$bin" quantize "$shared/models/tiny/tiny-llama-f32.gguf" "$tmp/q4km.gguf" q4_k_m -t 2 >"$tmp/q" 2>"$tmp/err"
@@ -89,6 +94,7 @@ usage "bench bad -p" bench -m "$model" -p -1
 usage "bench bad -r" bench -m "$model" -r 0
 usage "bench bad -o" bench -m "$model" -o csv
 usage "bench nothing to do" bench -m "$model" -p 0 -n 0
+usage "bench bandwidth with a model" bench --bandwidth -m "$model"
 usage "bench missing value" bench -m "$model" -t
 usage "quantize missing args" quantize "$model"
 usage "quantize bad type" quantize "$model" "$tmp/y.gguf" q7_k

@@ -93,4 +93,14 @@ typedef struct slm_bench_result {
 slm_status slm_bench_run(const slm_model *m, const slm_bench_params *p, slm_bench_result *pp, slm_bench_result *tg,
                          char *err);
 
+/* ---- memory bandwidth ------------------------------------------------------------------------ */
+
+#define SLM_BENCH_BANDWIDTH_BYTES ((size_t)512 << 20) /* buffer read: far beyond the caches */
+
+/* Read bandwidth of this machine with n_threads threads (0 = physical cores): a buffer of
+ * bytes (>= 1 MiB) is written once, then read reps times by all threads, each its own
+ * slice; *gbs gets the best pass in GB/s (1e9 bytes per second), the bound of decoding:
+ * every weight byte is read once per generated token. */
+slm_status slm_bench_bandwidth(int32_t n_threads, size_t bytes, int32_t reps, double *gbs, char *err);
+
 #endif /* SLMESH_BENCH_H */
