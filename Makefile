@@ -8,7 +8,7 @@
 JOBS        ?= $(shell nproc)
 SHARED      ?= $(abspath ../shared)
 SLMESH_MODEL ?= $(SHARED)/models/stories260K.gguf
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 
 .PHONY: all deps build build-asan build-fuzz test demo fuzz clean
 

@@ -30,7 +30,15 @@ for bin in "$build"/fuzz_*; do
     if ! "$bin" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
             -artifact_prefix="$corpus/" "$corpus" "${seeds[@]}" >"$corpus.log" 2>&1; then
         echo "fuzz: $name FAILED"; tail -40 "$corpus.log"; status=1
-        for f in "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-*; do echo "$f"; done
+        # Keep the reproducer where the next engineer finds it, and print it (CI logs are all
+        # that survive a CI run): replay with `BUILD_DIR/fuzz_NAME FILE`.
+        mkdir -p "$build/fuzz-artifacts"
+        for f in "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-*; do
+            [ -f "$f" ] || continue
+            cp "$f" "$build/fuzz-artifacts/$name-$(basename "$f")"
+            echo "fuzz: reproducer $build/fuzz-artifacts/$name-$(basename "$f") (base64):"
+            head -c 4096 "$f" | base64
+        done
     else
         tail -1 "$corpus.log"
     fi

@@ -370,6 +370,22 @@ static void test_data_load(void **state) {
     assert_string_equal(slm_head_data_text(d, 1, &len), "yo");
     slm_head_data_destroy(d);
     assert_int_equal(slm_head_data_load("/nonexistent/x.csv", "text", NULL, &d, err), SLM_ERR_IO);
+    /* allocation failures while reading either format */
+    const char *paths[2] = {p1, p2};
+    for (int f = 0; f < 2; f++)
+        for (long n = 1;; n++) {
+            slm_fault_arm(n);
+            slm_status st = slm_head_data_load(paths[f], "text", "label", &d, err);
+            bool fired = slm_fault_fired();
+            slm_fault_arm(0);
+            if (!fired) {
+                assert_int_equal(st, SLM_OK);
+                slm_head_data_destroy(d);
+                break;
+            }
+            assert_int_equal(st, SLM_ERR_NOMEM);
+            assert_null(d);
+        }
     unlink(p1);
     unlink(p2);
     free(p1);
@@ -434,6 +450,95 @@ static void test_head_file(void **state) {
     slm_head_destroy(h);
 }
 
+/* Every allocation failure during training (one thread: the fault countdown is per thread)
+ * and prediction is reported as SLM_ERR_NOMEM, leaves no head behind and leaks nothing. */
+static void test_train_alloc_failures(void **state) {
+    (void)state;
+    slm_head_data *d = tiny_data(2);
+    slm_head_train_opts o;
+    char err[SLM_ERR_LEN];
+    slm_head_train_opts_default(&o);
+    o.hash_bits = 10;
+    o.val_fraction = 0.3;
+    for (long n = 1;; n++) {
+        slm_head *h = NULL;
+        slm_fault_arm(n);
+        slm_status st = slm_head_train(d, NULL, &o, &h, NULL, err);
+        bool fired = slm_fault_fired();
+        slm_fault_arm(0);
+        if (!fired) {
+            assert_int_equal(st, SLM_OK);
+            /* prediction under the same injection */
+            for (long m = 1;; m++) {
+                slm_head_prediction p;
+                slm_fault_arm(m);
+                slm_status ps = slm_head_predict(h, "lost card", 9, NULL, &p, err);
+                bool f2 = slm_fault_fired();
+                slm_fault_arm(0);
+                if (!f2) {
+                    assert_int_equal(ps, SLM_OK);
+                    break;
+                }
+                assert_int_equal(ps, SLM_ERR_NOMEM);
+            }
+            slm_head_destroy(h);
+            break;
+        }
+        assert_int_equal(st, SLM_ERR_NOMEM);
+        assert_null(h);
+    }
+    slm_head_data_destroy(d);
+}
+
+/* ---- embedding features (through a test embedder: word counts of three keywords) -------- */
+
+static slm_status kw_embed(void *ctx, const char *text, size_t len, float *out, size_t dim, char *err) {
+    static const char *const kw[] = {"card", "money", "balance"};
+    (void)len;
+    (void)err;
+    int *calls = ctx;
+    __atomic_add_fetch(calls, 1, __ATOMIC_RELAXED);
+    for (size_t j = 0; j < dim; j++) out[j] = j < 3 && strstr(text, kw[j]) ? 1.0f : 0.1f;
+    return SLM_OK;
+}
+
+static void test_embeddings(void **state) {
+    (void)state;
+    slm_head_data *d = tiny_data(6);
+    slm_head_train_opts o;
+    slm_head *h = NULL, *g = NULL;
+    slm_head_train_report rep;
+    char err[SLM_ERR_LEN];
+    int calls = 0;
+    slm_head_train_opts_default(&o);
+    o.hash_bits = 12;
+    o.threads = 2;
+    o.embed = kw_embed;
+    o.embed_ctx = &calls;
+    o.embed_dim = 4;
+    assert_int_equal(slm_head_train(d, NULL, &o, &h, &rep, err), SLM_OK);
+    assert_int_equal(calls, 90); /* every train and validation text once */
+    assert_int_equal(slm_head_embed_dim(h), 4);
+    float pa[3], pb[3];
+    slm_head_prediction a, b;
+    assert_int_equal(slm_head_predict(h, "my card", 7, pa, &a, err), SLM_OK);
+    assert_int_equal(calls, 91);
+    /* round trip: the embedder is not saved; predicting without one is a state error */
+    char *path = tu_write_temp("", 0, ".bin");
+    assert_int_equal(slm_head_save(h, path, err), SLM_OK);
+    assert_int_equal(slm_head_load(path, &g, err), SLM_OK);
+    assert_int_equal(slm_head_embed_dim(g), 4);
+    assert_int_equal(slm_head_predict(g, "my card", 7, pb, &b, err), SLM_ERR_STATE);
+    assert_int_equal(slm_head_set_embedder(g, kw_embed, &calls, err), SLM_OK);
+    assert_int_equal(slm_head_predict(g, "my card", 7, pb, &b, err), SLM_OK);
+    assert_memory_equal(pa, pb, sizeof pa);
+    unlink(path);
+    free(path);
+    slm_head_destroy(g);
+    slm_head_destroy(h);
+    slm_head_data_destroy(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_valid),
@@ -445,6 +550,8 @@ int main(void) {
         cmocka_unit_test(test_train_predict),
         cmocka_unit_test(test_data_load),
         cmocka_unit_test(test_head_file),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_train_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

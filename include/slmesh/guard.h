@@ -185,6 +185,8 @@ typedef struct slm_guard_train_opts {
     unsigned epochs;         /* passes over the data (0 = default 12) */
     double dropout;          /* chance of leaving a feature out of an update, [0, 0.9] */
     uint64_t seed;           /* shuffling seed: same data + seed = same file */
+    unsigned synthetic_orgs; /* made-up company names ("Miller Ltd.") built from the data's
+                                surnames and added to the organisation values (0 = none) */
 } slm_guard_train_opts;
 
 typedef struct slm_guard_train_stats {

@@ -13,8 +13,9 @@
  *  - Pointers returned by accessors (logits, names) are borrowed from the handle and stay
  *    valid as documented at each function.
  * Every fallible call returns a slm_status and writes a one-line detail into err (may be
- * NULL, SLM_ERR_LEN bytes). Non-goals here: HTTP, JSON, routing; grammar masks and label
- * scoring come later through this same context (see slm_gen_params).
+ * NULL, SLM_ERR_LEN bytes). Non-goals here: HTTP, JSON, routing. Structured output: a
+ * grammar (slmesh/grammar.h) in slm_gen_params constrains generation; slm_ctx_classify
+ * scores labels.
  */
 #ifndef SLMESH_SLMESH_H
 #define SLMESH_SLMESH_H
@@ -231,7 +232,10 @@ typedef enum slm_gen_stop {
     SLM_GEN_STOP_CALLBACK,  /* the callback returned false */
     SLM_GEN_STOP_CANCEL,    /* the cancel flag was set */
     SLM_GEN_STOP_CONTEXT,   /* the context is full */
+    SLM_GEN_STOP_GRAMMAR,   /* the grammar is complete and allows nothing more (a "stop") */
 } slm_gen_stop;
+
+typedef struct slm_grammar slm_grammar; /* slmesh/grammar.h */
 
 typedef struct slm_gen_params {
     int32_t max_tokens;          /* tokens to generate at most (> 0) */
@@ -240,6 +244,12 @@ typedef struct slm_gen_params {
     const char *const *stop;     /* n_stop NUL-terminated stop strings (borrowed), may be NULL */
     int32_t n_stop;              /* 0..SLM_GEN_MAX_STOP */
     const atomic_bool *cancel;   /* checked before every step; may be NULL */
+    slm_grammar *grammar;        /* may be NULL; borrowed for the call (retained inside). Only
+                                    tokens that keep the output a valid prefix are sampled;
+                                    end-of-generation only where the grammar is complete;
+                                    generation stops (SLM_GEN_STOP_GRAMMAR) once the grammar
+                                    is complete and allows no more bytes. An output cut by
+                                    max_tokens (SLM_GEN_STOP_LENGTH) is incomplete. */
 } slm_gen_params;
 
 typedef struct slm_gen_result {
@@ -260,6 +270,20 @@ typedef struct slm_gen_result {
 slm_status slm_ctx_generate(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
                             const slm_gen_params *p, slm_gen_cb cb, void *user, slm_gen_result *res,
                             char *err);
+
+/* ---- classification ----------------------------------------------------------------------- */
+
+#define SLM_CLASSIFY_MAX_LABEL_TOKENS 256 /* tokens of one label */
+
+/* Label scoring over text labels, normalised: labels[n_labels] (NUL-terminated UTF-8,
+ * borrowed; 1..SLM_CTX_MAX_LABELS) are tokenized without BOS (include the leading space the
+ * model expects) and scored by slm_ctx_score_labels as continuations of prompt[n_prompt] in
+ * sequence seq (the prompt is evaluated once; every label is evaluated on top of its KV
+ * cells and removed again). logprob[i] (may be NULL) = the label's summed natural
+ * log-probability; prob[i] (may be NULL) = exp(logprob[i]) normalised over the labels.
+ * Afterwards seq holds the prompt; the last logits are invalidated. */
+slm_status slm_ctx_classify(slm_ctx *c, int32_t seq, const int32_t *prompt, size_t n_prompt,
+                            const char *const *labels, size_t n_labels, double *logprob, double *prob, char *err);
 
 #ifdef __cplusplus
 }

@@ -53,6 +53,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 
 /* serving */
+int cmd_serve(int argc, char **argv);
 
 /* structured output */
 

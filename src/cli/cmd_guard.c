@@ -23,7 +23,7 @@
 static const char usage[] =
     "usage: slmesh guard check --policy FILE [--output] [--tagger PATH | --no-tagger] [FILE]\n"
     "       slmesh guard train --data FILE -o OUT [--templates FILE] [--fills N] [--epochs N]\n"
-    "                         [--dropout X] [--seed N]\n"
+    "                         [--dropout X] [--seed N] [--synthetic-orgs N]\n"
     "       slmesh guard bench [--mb N] [--no-tagger | --tagger PATH] [FILE]\n";
 
 /* ---- shared ---------------------------------------------------------------------------- */
@@ -158,6 +158,11 @@ static int guard_train(int argc, char **argv) {
             if (!has_val || !cli_parse_long(argv[++i], 1, 1000, &v))
                 return cli_usage("guard train", usage, "--epochs needs an integer in [1, 1000]");
             o.epochs = (unsigned)v;
+        } else if (!strcmp(a, "--synthetic-orgs")) {
+            long v;
+            if (!has_val || !cli_parse_long(argv[++i], 0, 10000, &v))
+                return cli_usage("guard train", usage, "--synthetic-orgs needs an integer in [0, 10000]");
+            o.synthetic_orgs = (unsigned)v;
         } else if (!strcmp(a, "--seed")) {
             if (!has_val || !cli_parse_u64(argv[++i], &o.seed))
                 return cli_usage("guard train", usage, "--seed needs an unsigned integer");

@@ -16,35 +16,44 @@
 #include <string.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <jansson.h>
 
 #include "cli/cli.h"
 #include "slmesh/head.h"
+#include "slmesh/slmesh.h"
 
 #define CMD "head"
 #define TOP_DEFAULT 3          /* labels listed in "top" */
 #define TOP_MAX 64
 #define BENCH_OPEN_SET_HOLDOUT 10 /* classes left out of training in the open-set check */
 #define BENCH_PREDICT_REPEAT 5    /* passes over the test set when timing prediction */
+#define EMBED_CTX_TOKENS 512      /* context for one embedding; longer texts keep their start */
 
 static const char usage[] =
     "usage: slmesh head train --data TRAIN.csv [--val VAL.csv] [--text-col text] [--label-col label]\n"
     "                         [--oos-label L] [--max-false-escalation R] [--score confidence|margin|energy]\n"
     "                         [--val-fraction 0.1] [--l2 X] [--max-iter N] [--min-df N] [--hash-bits B] [--seed N]\n"
     "                         [--word-ngrams 1-2] [--char-ngrams 2-5] [--word-weight 1] [--char-weight 1]\n"
+    "                         [--text-flags F (1 join apostrophes, 2 fold digits, 4 cross-word characters, 8 skip bigrams, 16 edge words)]\n"
     "                         [--no-class-weights] [--model M.gguf] [-t THREADS] [--json] -o HEAD.bin\n"
-    "       slmesh head eval HEAD.bin --data TEST.csv [--text-col text] [--label-col label] [-t N] [--json]\n"
-    "       slmesh head predict HEAD.bin (--data FILE | --text TEXT) [--text-col text] [--top N] [-t N] [--json]\n"
+    "       slmesh head eval HEAD.bin --data TEST.csv [--text-col text] [--label-col label] [--model M.gguf]\n"
+    "                         [-t N] [--json]\n"
+    "       slmesh head predict HEAD.bin (--data FILE | --text TEXT) [--text-col text] [--top N] [--model M.gguf]\n"
+    "                         [-t N] [--json]\n"
     "       slmesh head bench --data-dir DIR [--text-col text] [--label-col category] [-t N] [--json]\n"
     "CSV files have a header row (RFC 4180 quoting); JSON-lines files hold one object per line.\n";
 
 static const char *const score_names[SLM_HEAD_SCORE_COUNT] = {"confidence", "margin", "energy"};
 
-static double now_seconds(void) {
+static double clock_seconds(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double now_seconds(void) { return clock_seconds(CLOCK_MONOTONIC); }
 
 /* ---- shared option parsing -------------------------------------------------------------- */
 
@@ -73,6 +82,8 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
 #define NEED_VALUE() do { if (!v) return cli_usage(CMD, usage, "%s %s needs a value", sub, o); i++; } while (0)
         if (!strcmp(o, "--json")) a->json = true;
         else if (!strcmp(o, "--no-class-weights")) a->topts.class_weights = false;
+        else if (!strcmp(o, "--refit")) a->topts.refit = true;
+        else if (!strcmp(o, "--no-refit")) a->topts.refit = false;
         else if (!strcmp(o, "--data")) { NEED_VALUE(); a->data = v; }
         else if (!strcmp(o, "--data-dir")) { NEED_VALUE(); a->data_dir = v; }
         else if (!strcmp(o, "--val")) { NEED_VALUE(); a->val = v; }
@@ -97,6 +108,10 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 0.9, &d)) return cli_usage(CMD, usage, "bad --val-fraction '%s' (0..0.9)", v);
             a->topts.val_fraction = d;
+        } else if (!strcmp(o, "--adaptive-l2")) {
+            NEED_VALUE();
+            if (!cli_parse_double(v, 0.0, 1.0, &d)) return cli_usage(CMD, usage, "bad --adaptive-l2 '%s' (0..1)", v);
+            a->topts.adaptive_l2 = d;
         } else if (!strcmp(o, "--l2")) {
             NEED_VALUE();
             if (!cli_parse_double(v, 0.0, 1e3, &d)) return cli_usage(CMD, usage, "bad --l2 '%s'", v);
@@ -131,6 +146,10 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
             if (!cli_parse_double(v, 0.0, 1000.0, &d)) return cli_usage(CMD, usage, "bad %s '%s'", o, v);
             if (o[2] == 'w') a->topts.word_weight = (float)d;
             else a->topts.char_weight = (float)d;
+        } else if (!strcmp(o, "--text-flags")) {
+            NEED_VALUE();
+            if (!cli_parse_long(v, 0, 31, &l)) return cli_usage(CMD, usage, "bad --text-flags '%s' (0..31)", v);
+            a->topts.text_flags = (uint32_t)l;
         } else if (!strcmp(o, "--seed")) {
             NEED_VALUE();
             if (!cli_parse_u64(v, &a->topts.seed)) return cli_usage(CMD, usage, "bad --seed '%s'", v);
@@ -146,9 +165,85 @@ static int parse_args(int argc, char **argv, head_args *a, const char *sub) {
 #undef NEED_VALUE
     }
     a->topts.threads = (int)a->threads;
-    if (a->model)
-        return cli_usage(CMD, usage, "embedding features need the engine's embedding API (not yet available)");
     return -1;
+}
+
+/* ---- model embeddings: the engine's pooled embedding as a head feature source ------------ */
+
+/* One model and one context; the context serves one thread at a time, so calls from the
+ * head's worker threads take turns on the mutex (the engine itself uses its own threads). */
+typedef struct {
+    slm_model *model;      /* owned */
+    slm_ctx *ctx;          /* owned */
+    pthread_mutex_t lock;  /* serialises use of ctx */
+    int32_t *ids;          /* owned: EMBED_CTX_TOKENS token buffer, used under lock */
+    uint32_t dim;          /* embedding width */
+} engine_embedder;
+
+static slm_status engine_embed(void *vctx, const char *text, size_t len, float *out, size_t dim, char *err) {
+    engine_embedder *e = vctx;
+    size_t n = 0;
+    slm_status st;
+    if (dim != e->dim) return SLM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&e->lock);
+    st = slm_model_tokenize(e->model, text, len, SLM_TOKENIZE_ADD_BOS, e->ids, EMBED_CTX_TOKENS, &n, err);
+    if (st == SLM_ERR_FULL) { /* keep the first EMBED_CTX_TOKENS tokens */
+        n = EMBED_CTX_TOKENS;
+        st = SLM_OK;
+    }
+    if (st == SLM_OK && n == 0) { /* empty text without BOS: a zero vector */
+        for (size_t j = 0; j < dim; j++) out[j] = 0.0f;
+    } else if (st == SLM_OK) st = slm_ctx_embed(e->ctx, 0, e->ids, n, out, err);
+    pthread_mutex_unlock(&e->lock);
+    return st;
+}
+
+static void embedder_close(engine_embedder *e) {
+    if (!e->model) return;
+    slm_ctx_destroy(e->ctx);
+    slm_model_close(e->model);
+    free(e->ids);
+    pthread_mutex_destroy(&e->lock);
+    e->model = NULL;
+}
+
+static slm_status embedder_open(engine_embedder *e, const char *path, int threads, char *err) {
+    slm_ctx_params cp = {.n_ctx = EMBED_CTX_TOKENS, .n_batch = EMBED_CTX_TOKENS, .n_seq_max = 1, .n_threads = threads};
+    slm_status st;
+    memset(e, 0, sizeof *e);
+    if ((st = slm_model_open(path, NULL, &e->model, err)) != SLM_OK) return st;
+    if ((st = slm_ctx_create(e->model, &cp, &e->ctx, err)) != SLM_OK) {
+        slm_model_close(e->model);
+        e->model = NULL;
+        return st;
+    }
+    e->ids = malloc(EMBED_CTX_TOKENS * sizeof *e->ids);
+    e->dim = (uint32_t)slm_ctx_n_embd(e->ctx);
+    pthread_mutex_init(&e->lock, NULL);
+    if (!e->ids) {
+        embedder_close(e);
+        return SLM_ERR_NOMEM;
+    }
+    return SLM_OK;
+}
+
+/* Attach the embedder to a loaded head trained with embeddings (or refuse a mismatch). */
+static slm_status attach_model(slm_head *h, const char *model, int threads, engine_embedder *e, char *err) {
+    slm_status st;
+    if (slm_head_embed_dim(h) == 0) {
+        if (model) fprintf(stderr, "slmesh head: note: the head uses no embeddings; --model ignored\n");
+        return SLM_OK;
+    }
+    if (!model) {
+        snprintf(err, SLM_ERR_LEN, "the head was trained with %u-dim embeddings: give --model", slm_head_embed_dim(h));
+        return SLM_ERR_STATE;
+    }
+    if ((st = embedder_open(e, model, threads, err)) != SLM_OK) return st;
+    if (e->dim != slm_head_embed_dim(h)) {
+        snprintf(err, SLM_ERR_LEN, "model embeddings have %u values, the head expects %u", e->dim, slm_head_embed_dim(h));
+        return SLM_ERR_INVALID_ARG;
+    }
+    return slm_head_set_embedder(h, engine_embed, e, err);
 }
 
 static int fail(slm_status st, const char *err) { return cli_fail(CMD, st, err); }
@@ -156,12 +251,13 @@ static int fail(slm_status st, const char *err) { return cli_fail(CMD, st, err);
 /* ---- train ------------------------------------------------------------------------------ */
 
 static json_t *report_json(const slm_head_train_report *r) {
-    return json_pack("{s:I,s:I,s:I,s:I,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
+    return json_pack("{s:I,s:I,s:I,s:I,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
                      "n_train", (json_int_t)r->n_train, "n_val", (json_int_t)r->n_val,
                      "n_features", (json_int_t)r->n_features, "nnz", (json_int_t)r->nnz,
                      "iterations", r->iterations, "loss", r->loss,
                      "seconds_features", r->seconds_features, "seconds_solve", r->seconds_solve,
-                     "seconds_total", r->seconds_total, "temperature", r->temperature,
+                     "seconds_total", r->seconds_total, "cpu_seconds", r->cpu_seconds,
+                     "temperature", r->temperature,
                      "val_ece_before", r->ece_before, "val_ece_after", r->ece_after,
                      "val_nll_before", r->nll_before, "val_nll_after", r->nll_after,
                      "val_accuracy", r->val_accuracy, "threshold", isfinite(r->threshold) ? r->threshold : -1e30,
@@ -171,8 +267,8 @@ static json_t *report_json(const slm_head_train_report *r) {
 static void print_report(FILE *f, const slm_head_train_report *r) {
     fprintf(f, "trained on %zu examples (%zu validation), %zu features, %zu non-zeros\n", r->n_train, r->n_val,
             r->n_features, r->nnz);
-    fprintf(f, "time: %.2f s (features %.2f s, solver %.2f s, %d iterations, loss %.4f)\n", r->seconds_total,
-            r->seconds_features, r->seconds_solve, r->iterations, r->loss);
+    fprintf(f, "time: %.2f s wall, %.2f s CPU (features %.2f s, solver %.2f s, %d iterations, loss %.4f)\n",
+            r->seconds_total, r->cpu_seconds, r->seconds_features, r->seconds_solve, r->iterations, r->loss);
     fprintf(f, "validation: accuracy %.4f, temperature %.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f\n", r->val_accuracy,
             r->temperature, r->ece_before, r->ece_after, r->nll_before, r->nll_after);
     fprintf(f, "escalation: threshold %.4f, %.2f%% of in-scope validation examples escalated\n", r->threshold,
@@ -186,6 +282,7 @@ static int run_train(int argc, char **argv) {
     slm_head_data *tr = NULL, *va = NULL;
     slm_head *h = NULL;
     slm_head_train_report rep;
+    engine_embedder emb = {0};
     slm_status st;
     if (rc >= 0) return rc;
     if (!a.data || !a.out) return cli_usage(CMD, usage, "train needs --data and -o");
@@ -193,6 +290,12 @@ static int run_train(int argc, char **argv) {
     rc = CLI_FAIL;
     if ((st = slm_head_data_load(a.data, a.text_col, a.label_col, &tr, err)) != SLM_OK) { fail(st, err); goto done; }
     if (a.val && (st = slm_head_data_load(a.val, a.text_col, a.label_col, &va, err)) != SLM_OK) { fail(st, err); goto done; }
+    if (a.model) {
+        if ((st = embedder_open(&emb, a.model, (int)a.threads, err)) != SLM_OK) { fail(st, err); goto done; }
+        a.topts.embed = engine_embed;
+        a.topts.embed_ctx = &emb;
+        a.topts.embed_dim = emb.dim;
+    }
     if ((st = slm_head_train(tr, va, &a.topts, &h, &rep, err)) != SLM_OK) { fail(st, err); goto done; }
     if ((st = slm_head_save(h, a.out, err)) != SLM_OK) { fail(st, err); goto done; }
     if (a.json) {
@@ -208,6 +311,7 @@ static int run_train(int argc, char **argv) {
     rc = CLI_OK;
 done:
     slm_head_destroy(h);
+    embedder_close(&emb);
     slm_head_data_destroy(tr);
     slm_head_data_destroy(va);
     return rc;
@@ -260,11 +364,13 @@ static int run_eval(int argc, char **argv) {
     slm_head_data *d = NULL;
     slm_head *h = NULL;
     slm_head_eval_result r;
+    engine_embedder emb = {0};
     slm_status st;
     if (rc >= 0) return rc;
     if (!a.positional || !a.data) return cli_usage(CMD, usage, "eval needs HEAD.bin and --data");
     if ((st = slm_head_load(a.positional, &h, err)) != SLM_OK) return fail(st, err);
     rc = CLI_FAIL;
+    if ((st = attach_model(h, a.model, (int)a.threads, &emb, err)) != SLM_OK) { fail(st, err); goto done; }
     if ((st = slm_head_data_load(a.data, a.text_col, a.label_col, &d, err)) != SLM_OK) { fail(st, err); goto done; }
     if ((st = slm_head_eval(h, d, (int)a.threads, &r, err)) != SLM_OK) { fail(st, err); goto done; }
     if (a.json) {
@@ -278,6 +384,7 @@ static int run_eval(int argc, char **argv) {
     rc = CLI_OK;
 done:
     slm_head_destroy(h);
+    embedder_close(&emb);
     slm_head_data_destroy(d);
     return rc;
 }
@@ -322,11 +429,13 @@ static int run_predict(int argc, char **argv) {
     size_t *lens = NULL;
     slm_head_prediction *pred = NULL;
     float *probs = NULL;
+    engine_embedder emb = {0};
     slm_status st;
     if (rc >= 0) return rc;
     if (!a.positional || (!a.data == !a.text)) return cli_usage(CMD, usage, "predict needs HEAD.bin and --data or --text");
     if ((st = slm_head_load(a.positional, &h, err)) != SLM_OK) return fail(st, err);
     rc = CLI_FAIL;
+    if ((st = attach_model(h, a.model, (int)a.threads, &emb, err)) != SLM_OK) { fail(st, err); goto done; }
     if (a.data) st = slm_head_data_load(a.data, a.text_col, NULL, &d, err);
     else if ((st = slm_head_data_create(&d, err)) == SLM_OK) st = slm_head_data_add(d, a.text, strlen(a.text), NULL, err);
     if (st != SLM_OK) { fail(st, err); goto done; }
@@ -349,6 +458,7 @@ done:
     free(pred);
     free(probs);
     slm_head_destroy(h);
+    embedder_close(&emb);
     slm_head_data_destroy(d);
     return rc;
 }
@@ -384,6 +494,7 @@ static int run_bench(int argc, char **argv) {
     slm_status st;
     if (rc >= 0) return rc;
     if (!a.data_dir) return cli_usage(CMD, usage, "bench needs --data-dir (e.g. ../shared/data/banking77)");
+    if (a.model) return cli_usage(CMD, usage, "bench measures n-gram heads; train with --model to compare");
     rc = CLI_FAIL;
     snprintf(path, sizeof path, "%s/train.csv", a.data_dir);
     if ((st = slm_head_data_load(path, a.text_col, a.label_col, &tr, err)) != SLM_OK) { fail(st, err); goto done; }
@@ -411,14 +522,17 @@ static int run_bench(int argc, char **argv) {
     for (size_t i = 0; i < total; i++) texts[i] = slm_head_data_text(te, i % n, &lens[i]);
     long tcounts[2] = {1, a.threads};
     for (int q = 0; q < (a.threads > 1 ? 2 : 1); q++) {
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
         if ((st = slm_head_predict_batch(h, texts, lens, total, (int)tcounts[q], pred, NULL, err)) != SLM_OK) {
             fail(st, err);
             goto done;
         }
-        char key[64];
+        char key[80];
         snprintf(key, sizeof key, "predict_texts_per_s_%ld_threads", tcounts[q]);
         json_object_set_new(j, key, json_real((double)total / (now_seconds() - t0)));
+        /* per CPU-second: what one idle core would do, whatever the machine's load */
+        snprintf(key, sizeof key, "predict_texts_per_cpu_s_%ld_threads", tcounts[q]);
+        json_object_set_new(j, key, json_real((double)total / (clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0)));
     }
 
     /* open set: leave BENCH_OPEN_SET_HOLDOUT classes out of training (every
@@ -438,8 +552,8 @@ static int run_bench(int argc, char **argv) {
         json_object_set_new(open, score_names[s],
                             json_pack("{s:f,s:f,s:f,s:f,s:f}", "target_false_escalation", o.max_false_escalation,
                                       "val_false_escalation", rep_o.val_escalation, "test_false_escalation",
-                                      evo.escalation_rate, "oos_recall", evo.oos_recall, "in_scope_accuracy",
-                                      (double)0 + evo.accuracy_kept));
+                                      evo.escalation_rate, "oos_recall", evo.oos_recall, "accuracy_not_escalated",
+                                      evo.accuracy_kept));
         slm_head_eval_free(&evo);
         slm_head_destroy(ho);
         ho = NULL;

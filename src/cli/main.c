@@ -42,6 +42,7 @@ static const cli_command commands[] = {
     {"bench", cmd_bench, "prompt (pp) and generation (tg) speed of a model or of a random model of a real shape"},
 
     /* serving */
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 
     /* structured output */
 

@@ -9,6 +9,7 @@
  * Non-goals: splitting a batch larger than n_batch (the caller's or slm_ctx_generate's).
  */
 #include "engine/engine.h"
+#include "slmesh/grammar.h"
 
 #include <string.h>
 #include <time.h>
@@ -75,6 +76,7 @@ void slm_ctx_destroy(slm_ctx *c) {
     slm_free(c->out_idx);
     slm_free(c->logit_row);
     slm_free(c->logits);
+    slm_grammar_vocab_destroy(c->gvocab);
     slm_free(c);
 }
 

@@ -32,6 +32,8 @@ struct slm_ctx {
     float *logits;            /* [logits_rows][n_vocab], owned */
     int32_t logits_rows;      /* capacity in rows */
     slm_ctx_stats stats;      /* counters (the kv and memory fields are filled on request) */
+    struct slm_grammar_vocab *gvocab; /* owned: token trie for grammar masks, built by the
+                                 first constrained generation (generate.c) */
 };
 
 #endif /* SLMESH_ENGINE_H */

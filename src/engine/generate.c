@@ -5,9 +5,14 @@
  *
  * Per call it allocates the sampler, the detector and the batch arrays; the token loop
  * allocates nothing (the piece buffer grows only for a token longer than any before).
+ * With a grammar (slm_gen_params.grammar) a matcher drives the sampler's mask hook: the
+ * tokens whose bytes keep the output a valid prefix, plus the end-of-generation tokens when
+ * the grammar is complete; each sampled token's bytes are fed to the matcher, and generation
+ * stops (SLM_GEN_STOP_GRAMMAR) once the grammar is complete and allows nothing more. The
+ * vocabulary's token trie is built once per context (c->gvocab).
  * Thread-safety: as the context (one thread at a time). Non-goals: several sequences at
- * once (the server's scheduler batches sequences over slm_ctx_decode), grammars (the
- * sampler's mask hook, later), label scoring (later, over slm_ctx_decode logits).
+ * once (the server's scheduler batches sequences over slm_ctx_decode); label scoring is in
+ * classify.c.
  */
 #include <string.h>
 #include <time.h>
@@ -15,6 +20,7 @@
 #include "core/core.h"
 #include "engine/engine.h"
 #include "sample/sample.h"
+#include "slmesh/grammar.h"
 
 #define PIECE_INITIAL 256 /* bytes; real vocabularies' longest tokens are shorter */
 
@@ -42,12 +48,36 @@ typedef struct gen_state {
     bool *want;                /* [n_batch], owned */
     char *piece;               /* [piece_cap], owned */
     size_t piece_cap;
+    slm_grammar_matcher *gm;   /* owned, NULL without a grammar */
+    int32_t *eog;              /* [n_eog] end-of-generation ids (grammar only, given to the
+                                  matcher), owned */
+    int32_t n_eog;
 } gen_state;
 
 static void gen_free(gen_state *g) {
     slm_sample_destroy(g->sampler);
     slm_sample_stop_destroy(g->stop);
     slm_free(g->tok), slm_free(g->pos), slm_free(g->sq), slm_free(g->want), slm_free(g->piece);
+    slm_grammar_matcher_destroy(g->gm);
+    slm_free(g->eog);
+}
+
+/* ---- grammar ------------------------------------------------------------------------------ */
+
+static slm_status grammar_init(gen_state *g, slm_grammar *gr, char *err) {
+    slm_ctx *c = g->c;
+    const int32_t n_vocab = c->m->hp.n_vocab;
+    slm_status st = SLM_OK;
+    if (!c->gvocab && (st = slm_grammar_vocab_from_model(c->m, &c->gvocab, err))) return st;
+    if ((st = slm_grammar_matcher_create(gr, c->gvocab, &g->gm, err))) return st;
+    for (int32_t id = 0; id < n_vocab; id++) g->n_eog += slm_model_is_eog(c->m, id);
+    if (g->n_eog > 0 && !(g->eog = slm_malloc((size_t)g->n_eog * sizeof *g->eog)))
+        return slm_errf(err, SLM_ERR_NOMEM, "grammar EOG list");
+    for (int32_t id = 0, k = 0; id < n_vocab; id++)
+        if (slm_model_is_eog(c->m, id)) g->eog[k++] = id;
+    if ((st = slm_grammar_matcher_set_eog(g->gm, g->eog, (size_t)g->n_eog, err))) return st;
+    slm_sample_set_mask_fn(g->sampler, slm_grammar_mask_hook, g->gm);
+    return SLM_OK;
 }
 
 static slm_status check_params(const slm_ctx *c, int32_t seq, size_t n_prompt, const slm_gen_params *p, char *err) {
@@ -82,7 +112,7 @@ static slm_status gen_init(gen_state *g, const slm_gen_params *p, char *err) {
     g->piece = slm_malloc(PIECE_INITIAL);
     g->piece_cap = PIECE_INITIAL;
     if (!g->tok || !g->pos || !g->sq || !g->want || !g->piece) return slm_errf(err, SLM_ERR_NOMEM, "generation buffers");
-    return SLM_OK;
+    return p->grammar ? grammar_init(g, p->grammar, err) : SLM_OK;
 }
 
 /* Decode tokens[n] of g->seq from position p0, n_batch at a time; logits for the last. */
@@ -140,13 +170,23 @@ static slm_status gen_loop(gen_state *g, const slm_gen_params *p, slm_gen_cb cb,
             r->stop = SLM_GEN_STOP_CANCEL;
             break;
         }
+        if (g->gm && slm_grammar_matcher_complete(g->gm) && !slm_grammar_matcher_can_continue(g->gm)) {
+            r->stop = SLM_GEN_STOP_GRAMMAR;
+            break;
+        }
         slm_status st = slm_sample_next(g->sampler, slm_ctx_logits(g->c, g->c->last_n - 1), m->hp.n_vocab, NULL, &so, err);
+        if (st == SLM_ERR_STATE && g->gm)
+            return slm_errf(err, st, "no token of the vocabulary continues the grammar here");
         if (st) return st;
         if (slm_model_is_eog(m, so.id)) {
             r->stop = SLM_GEN_STOP_EOG;
             break;
         }
         const size_t plen = gen_piece(g, so.id);
+        if (g->gm && plen == 0) /* masked tokens have bytes: the piece buffer could not grow */
+            return slm_errf(err, SLM_ERR_NOMEM, "piece of token %d", so.id);
+        if (g->gm && (st = slm_grammar_matcher_accept(g->gm, g->piece, plen, err)))
+            return st == SLM_ERR_STATE ? slm_errf(err, SLM_ERR_INTERNAL, "masked token %d rejected by the grammar", so.id) : st;
         if ((st = slm_sample_stop_feed(g->stop, g->piece, plen, &text, err))) return st;
         r->n_generated++;
         if (!deliver(cb, user, &so, g->piece, plen, &text)) {
@@ -156,6 +196,10 @@ static slm_status gen_loop(gen_state *g, const slm_gen_params *p, slm_gen_cb cb,
         if (text.matched >= 0) {
             r->stop = SLM_GEN_STOP_STRING;
             return SLM_OK;
+        }
+        if (g->gm && slm_grammar_matcher_complete(g->gm) && !slm_grammar_matcher_can_continue(g->gm)) {
+            r->stop = SLM_GEN_STOP_GRAMMAR;
+            break;
         }
         if (r->n_generated >= p->max_tokens) {
             r->stop = SLM_GEN_STOP_LENGTH;

@@ -7,6 +7,8 @@
  * length, then position; a candidate is kept when it overlaps no better-ranked kept one.
  * Validated shapes (cards, IBANs, e-mails) outrank every tagger span (tagger scores stop at
  * 0.9); a confident address span may swallow a loose shape such as a house number.
+ * After the merge, a bare number of postcode shape next to a kept address or place becomes
+ * a ZIP_CODE finding when nothing covers it.
  * Invariants: findings returned are sorted by start, disjoint, on character boundaries.
  * Thread-safety: a slm_guard is read-only after slm_guard_create; detect allocates its own
  *  scratch.
@@ -290,6 +292,97 @@ static slm_status resolve_overlaps(const char *text, slm_pii_finding *v, size_t 
     return SLM_OK;
 }
 
+/* ---- postcodes next to addresses and places ------------------------------------------------------ */
+
+/* A postcode is mostly a bare number that only its neighbours identify: "Springfield, IL
+ * 62704", "Wrocław 53-320", "10115 Berlin". After the merge, a number of postcode shape right
+ * after a kept address or place (past separators and an optional upper-case region code such
+ * as "IL" or "NSW"), or right before a place at a line start or after a comma, becomes a
+ * ZIP_CODE finding when nothing covers it yet. */
+
+/* Score of such a postcode: above the default threshold, below a pattern with its context
+ * word ("zip code 12345", 0.9), so an explicit --threshold ZIP_CODE=0.7 turns the rule off. */
+#define ADJACENT_ZIP_SCORE 0.6f
+/* Separator bytes (spaces, tabs, commas, newlines) skipped between a place and its postcode:
+ * covers the padded columns of address blocks ("Tujetsch     7188"). */
+#define ADJACENT_ZIP_GAP 12
+/* Most postcodes one call adds before they are inserted (the rest are left out). */
+#define ADJACENT_ZIP_MAX 64
+
+static bool zip_sep(char c) { return c == ' ' || c == '\t' || c == ',' || c == '\n' || c == '\r'; }
+static bool ascii_digit(char c) { return c >= '0' && c <= '9'; }
+static bool ascii_upper(char c) { return c >= 'A' && c <= 'Z'; }
+
+/* Length of the run of ASCII digits at text[i..len). */
+static size_t digit_run(const char *text, size_t len, size_t i) {
+    size_t j = i;
+    while (j < len && ascii_digit(text[j])) j++;
+    return j - i;
+}
+
+/* Bytes of a postcode-shaped number at text[i..len): 3-6 digits, optionally "-" or " " and
+ * 2-4 more ("62704-1234", "53-320", "123 45"), or 4 digits and two capitals ("1012 AB");
+ * it must end before a letter, a digit or ".5"/"-5". 0 when the shape does not fit. */
+static size_t zip_shape(const char *text, size_t len, size_t i) {
+    size_t a = digit_run(text, len, i), n = a;
+    if (a < 2 || a > 6) return 0;
+    if (i + n + 1 < len && (text[i + n] == '-' || text[i + n] == ' ')) {
+        size_t b = digit_run(text, len, i + n + 1);
+        if (b >= 2 && b <= 4 && (text[i + n] == '-' || (a == 3 && b == 2))) n += 1 + b;
+        else if (a == 4 && text[i + n] == ' ' && i + n + 3 <= len && ascii_upper(text[i + n + 1]) &&
+                 ascii_upper(text[i + n + 2]))
+            n += 3;
+    }
+    if (n == a && a < 3) return 0;
+    if (i + n < len && (alnum_byte((unsigned char)text[i + n]) ||
+                        ((text[i + n] == '.' || text[i + n] == '-') && i + n + 1 < len && ascii_digit(text[i + n + 1]))))
+        return 0;
+    return n;
+}
+
+/* True when text[a..b) overlaps no kept finding. */
+static bool uncovered(const kept_list *k, size_t a, size_t b) {
+    size_t lo = kept_lower(k->v, k->n, a);
+    if (lo > 0 && k->v[lo - 1].end > a) return false;
+    return !(lo < k->n && k->v[lo].start < b);
+}
+
+static slm_status add_adjacent_zips(const char *text, size_t len, kept_list *k, char *err) {
+    slm_pii_finding add[ADJACENT_ZIP_MAX];
+    size_t na = 0;
+    for (size_t j = 0; j < k->n && na < ADJACENT_ZIP_MAX; j++) {
+        const slm_pii_finding *f = &k->v[j];
+        if (f->type != SLM_PII_GPE && f->type != SLM_PII_STREET_ADDRESS) continue;
+        /* after: separators, an optional region code, separators, the number */
+        size_t i = f->end, gap = 0;
+        while (i < len && gap < ADJACENT_ZIP_GAP && zip_sep(text[i])) i++, gap++;
+        if (gap > 0 && i + 2 < len && ascii_upper(text[i]) && ascii_upper(text[i + 1])) {
+            size_t r = i + 2;
+            if (r < len && ascii_upper(text[r])) r++;
+            size_t g2 = 0;
+            while (r < len && g2 < ADJACENT_ZIP_GAP && zip_sep(text[r])) r++, g2++;
+            if (g2 > 0 && r < len && ascii_digit(text[r])) i = r;
+        }
+        size_t n = gap > 0 && i < len ? zip_shape(text, len, i) : 0;
+        if (n && uncovered(k, i, i + n))
+            add[na++] = (slm_pii_finding){.type = SLM_PII_ZIP_CODE, .start = i, .end = i + n,
+                                          .score = ADJACENT_ZIP_SCORE};
+        /* before a place: "10115 Berlin" at a line start or after ", " */
+        if (f->type != SLM_PII_GPE || na >= ADJACENT_ZIP_MAX || f->start < 2 || text[f->start - 1] != ' ') continue;
+        size_t e = f->start - 1, s = e;
+        while (s > 0 && (ascii_digit(text[s - 1]) || text[s - 1] == '-')) s--;
+        bool line_start = s == 0 || text[s - 1] == '\n' || (s >= 2 && text[s - 1] == ' ' && text[s - 2] == ',');
+        if (s < e && ascii_digit(text[s]) && line_start && zip_shape(text, len, s) == e - s && e - s >= 4 &&
+            uncovered(k, s, e))
+            add[na++] = (slm_pii_finding){.type = SLM_PII_ZIP_CODE, .start = s, .end = e, .score = ADJACENT_ZIP_SCORE};
+    }
+    for (size_t j = 0; j < na; j++) {
+        slm_status st;
+        if (uncovered(k, add[j].start, add[j].end) && (st = kept_insert(k, &add[j], err))) return st;
+    }
+    return SLM_OK;
+}
+
 /* Fill cstart/cend of sorted findings with one pass over the text. */
 static void add_char_offsets(const char *text, slm_pii_finding *v, size_t n) {
     size_t byte = 0, chars = 0;
@@ -325,6 +418,9 @@ slm_status slm_guard_detect(const slm_guard *g, const char *text, size_t len,
         if (c.v[i].score >= g->threshold[c.v[i].type]) c.v[n++] = c.v[i];
     if (n == 0) goto done;
     if ((st = resolve_overlaps(text, c.v, n, &kept, err))) goto done;
+    if ((g->types & (1u << SLM_PII_ZIP_CODE)) && ADJACENT_ZIP_SCORE >= g->threshold[SLM_PII_ZIP_CODE] &&
+        (st = add_adjacent_zips(text, len, &kept, err)))
+        goto done;
     n = kept.n;
     if (n > SLM_GUARD_MAX_FINDINGS) {
         st = slm_errf(err, SLM_ERR_LIMIT, "%zu findings exceed the limit of %u", n, SLM_GUARD_MAX_FINDINGS);

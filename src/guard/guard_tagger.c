@@ -2,7 +2,9 @@
  * guard/guard_tagger.c: the sequence tagger that finds people, street addresses,
  * organisations, places (and titles, nationalities, dates, ages, postcodes in context):
  * tokens, hashed word-shape/affix/lexicon/context features, Viterbi decoding, the weights
- * file, and spans with scores. Training lives in guard_train.c.
+ * file, and spans with scores, plus span rules (honorifics, speaker labels, capitalised words
+ * the model nearly tagged) and a filter for lower-case name spans in cased text. Training
+ * lives in guard_train.c.
  *
  * Invariants: the text is valid UTF-8 (guard.c checks); features depend only on a token and
  *  its neighbours within the segment, so training and inference see the same features.
@@ -552,6 +554,92 @@ static slm_status rule_spans(const tag_token *t, size_t n, uint32_t types, guard
     return SLM_OK;
 }
 
+/* Score of a capitalised run the model left untagged: just above the default threshold of the
+ * name types (0.3), below every model span, so any model or pattern finding wins an overlap. */
+#define PROPER_NOUN_SCORE 0.35f
+/* Least local probability of a name tag for such a run. On the held-out templates of
+ * train.json (4 folds x 6 seeds), floors from 0.005 to 0.2 gave the same recall within 0.3
+ * points; without a floor precision fell by 7 points (capitalised title words). */
+#define PROPER_NOUN_MIN_PROB 0.05f
+
+/* Local probability (softmax of emission + transition, as token_conf) of the best
+ * "begin a name" tag (PERSON, GPE or ORGANIZATION) at token i; its type in *type. */
+static float name_prob(const guard_tagger *tg, const float *emit, const uint8_t *path, size_t i, slm_pii_type *type) {
+    static const unsigned name_k[] = {0, 2, 3}; /* PERSON, GPE, ORGANIZATION in slm_guard_tag_types */
+    unsigned prev = i ? path[i - 1] : TAG_NTAGS;
+    float s[TAG_NTAGS], mx = -1e30f, z = 0.0f, best = 0.0f;
+    for (unsigned t = 0; t < TAG_NTAGS; t++) {
+        s[t] = slm_guard_tag_allowed(prev, t) ? (emit[i * TAG_NTAGS + t] + tg->trans[prev * TAG_NTAGS + t]) * SCORE_SHARPNESS : -1e30f;
+        if (s[t] > mx) mx = s[t];
+    }
+    for (unsigned t = 0; t < TAG_NTAGS; t++) z += expf(s[t] - mx);
+    *type = SLM_PII_ORGANIZATION;
+    for (size_t q = 0; q < sizeof name_k / sizeof name_k[0]; q++) {
+        float p = expf(s[1 + 2 * name_k[q]] - mx) / z;
+        if (p > best) {
+            best = p;
+            *type = slm_guard_tag_types[name_k[q]];
+        }
+    }
+    return best;
+}
+
+/* A word that looks like a proper noun: "Xx" shape, not a common or calendar word. */
+static bool proper_word(const tag_token *t) {
+    return cap_unknown(t) && t->shape[1] == 'x' && t->shape[2] == '\0' && !(t->lex & (1u << GUARD_LEX_TITLE));
+}
+
+/* Capitalised words inside a sentence that the model tagged O although it gave a name tag a
+ * fair chance (>= min_prob): most often made-up company names in contexts the training data
+ * lacks ("The Mint office", "for Hellowallet"). They become candidates of the likeliest name
+ * type at a low score: a leaked name costs more than an extra placeholder. The first word of
+ * a sentence or line is skipped (capitalised anyway). The probability floor was chosen by
+ * cross-validation over train.json's templates (docs/governance.md, quality). */
+static slm_status proper_noun_spans(const guard_tagger *tg, const tag_token *t, size_t n, const float *emit,
+                                    const uint8_t *path, uint32_t types, guard_cands *c, char *err) {
+    for (size_t i = 1; i < n; i++) {
+        slm_pii_type type;
+        if (path[i] != 0 || !proper_word(&t[i]) || t[i - 1].sent_end || t[i].nl_before ||
+            name_prob(tg, emit, path, i, &type) < PROPER_NOUN_MIN_PROB || !(types & (1u << type)))
+            continue;
+        size_t k = i + 1;
+        while (k < n && path[k] == 0 && proper_word(&t[k]) && !t[k].nl_before) k++;
+        slm_status st;
+        if ((st = slm_guard_cands_push(c, type, t[i].start, t[k - 1].end, PROPER_NOUN_SCORE, true, err))) return st;
+        i = k;
+    }
+    return SLM_OK;
+}
+
+/* True when a token of tok[i..j) has shape letter c ('X' upper case, 'x' lower, 'd' digit). */
+static bool any_shape(const tag_token *tok, size_t i, size_t j, char c) {
+    for (; i < j; i++)
+        if (strchr(tok[i].shape, c)) return true;
+    return false;
+}
+
+/* A name span that is not worth a placeholder: no letter at all ("3... 2.."), or only
+ * lower-case words in a segment that uses capitals elsewhere ("a community orchestra", "on
+ * the basis of race", "species including lemurs") unless a word is in the lexicon class of
+ * the type (a first name, a place, a nationality). Names are written capitalised; in
+ * all-lower-case text (chat) the span is kept. On the held-out templates of train.json this
+ * removed most false names at no recall cost (docs/governance.md, quality). */
+static bool implausible_name(slm_pii_type type, const tag_token *tok, size_t i, size_t j, bool cased) {
+    guard_lex_class vouch;
+    switch (type) {
+    case SLM_PII_PERSON: vouch = GUARD_LEX_FIRST; break;
+    case SLM_PII_GPE: vouch = GUARD_LEX_PLACE; break;
+    case SLM_PII_NRP: vouch = GUARD_LEX_NRP; break;
+    case SLM_PII_ORGANIZATION: vouch = GUARD_LEX_BRAND; break;
+    default: return false;
+    }
+    if (!any_shape(tok, i, j, 'X') && !any_shape(tok, i, j, 'x')) return true;
+    if (!cased || any_shape(tok, i, j, 'X') || any_shape(tok, i, j, 'd')) return false;
+    for (size_t k = i; k < j; k++)
+        if (tok[k].lex & (1u << vouch)) return false;
+    return true;
+}
+
 slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t len, uint32_t types,
                                 guard_cands *c, char *err) {
     slm_status st;
@@ -570,6 +658,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
     for (size_t from = 0; from < tt.n;) {
         size_t to = slm_guard_tag_segment_end(&tt, from), n = to - from;
         const tag_token *tok = tt.t + from;
+        bool cased = any_shape(tok, 0, n, 'X');
         emissions(tg, tok, n, emit);
         slm_guard_tag_viterbi(emit, n, tg->trans, score, back, path);
         for (size_t i = 0; i < n;) {
@@ -580,7 +669,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
             while (j < n && path[j] == 2 + 2 * k) conf += token_conf(tg, emit, path, j++);
             slm_pii_type type = slm_guard_tag_types[k];
             /* a lone character ("x", "-") is never worth a placeholder */
-            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2) {
+            if ((types & (1u << type)) && tok[j - 1].end - tok[i].start >= 2 && !implausible_name(type, tok, i, j, cased)) {
                 if ((st = slm_guard_cands_push(c, type, tok[i].start, tok[j - 1].end,
                                                  TAGGER_MAX_SCORE * conf / (float)(j - i), true, err)))
                     goto done;
@@ -588,6 +677,7 @@ slm_status slm_guard_tagger_run(const guard_tagger *tg, const char *text, size_t
             i = j;
         }
         if ((st = rule_spans(tok, n, types, c, err))) goto done;
+        if (cased && (st = proper_noun_spans(tg, tok, n, emit, path, types, c, err))) goto done;
         from = to;
     }
 done:

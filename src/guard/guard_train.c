@@ -7,7 +7,8 @@
  * folding maps one code point to one code point), so that names typed in lower case are still
  * found from context; once more with its entities swapped for other values of the same type
  * from the data; and the optional template lines (models/pii-templates.txt) filled with such
- * values. Feature dropout leaves each feature out of an update with a given chance, so the
+ * values. Optionally, made-up company names built from the data's surnames join the
+ * organisation values (--synthetic-orgs). Feature dropout leaves each feature out of an update with a given chance, so the
  * model leans on shape and context rather than on single words.
  * Determinism: fills, case choices, dropout and the visiting order come from xorshift
  *  generators seeded with the caller's seed; the same data, templates, seed, epochs and dropout give a
@@ -146,6 +147,7 @@ typedef struct {
     const guard_lexicon *lx;
     uint64_t rng;                     /* seeded: fills and case choices are reproducible */
     value_list values[TAG_NTYPES];
+    char *synth;                      /* owned: synthetic organisation names (SYNTH_ORGS slots) */
     char *text, *low;                 /* owned scratch, cap bytes each */
     int16_t *ctype;                   /* owned scratch: tagger type per character or -1 */
     int32_t *cspan;                   /* owned scratch: piece index per character or -1 */
@@ -165,6 +167,7 @@ static void builder_free(builder *b) {
         slm_free(b->values[k].s);
         slm_free(b->values[k].n);
     }
+    slm_free(b->synth);
     slm_free(b->text);
     slm_free(b->low);
     slm_free(b->ctype);
@@ -230,6 +233,72 @@ static piece random_value(builder *b, int k, const char *slot, size_t slot_len) 
 
 /* Probability (out of 4) that a synthetic sentence is lower-cased. */
 #define LOWER_CHANCE 1u
+
+/* ---- synthetic organisation names ------------------------------------------------------------ */
+
+/* Organisations are the rarest name type in the data (66 values), and many company names are
+ * surnames with a legal form ("Miller Ltd.", "Davis, Reynolds and Williamson"). Made-up
+ * names of that kind, built from the surnames of the PERSON values, teach the tagger that a
+ * surname followed by "Inc." or joined in a partnership list is a company, not a person.
+ * How many (--synthetic-orgs) was chosen by cross-validation over train.json's templates
+ * (docs/governance.md, quality). */
+#define SYNTH_ORG_BYTES 96u
+
+/* Last word of a PERSON value (a surname), or NULL when it does not look like one. */
+static const char *surname(const builder *b, uint64_t r, size_t *n) {
+    const value_list *v = &b->values[0];
+    if (!v->count) return NULL;
+    const char *s = v->s[r % v->count];
+    size_t len = v->n[r % v->count], a = len;
+    while (a > 0 && s[a - 1] != ' ') a--;
+    if (len - a < 2 || (unsigned char)s[a] < 'A' || (unsigned char)s[a] > 'Z') return NULL;
+    *n = len - a;
+    return s + a;
+}
+
+/* Append s[0..n) at o[*at] (room checked by the caller). */
+static void put(char *o, size_t *at, const char *s, size_t n) {
+    memcpy(o + *at, s, n);
+    *at += n;
+}
+
+static slm_status add_synthetic_orgs(builder *b, unsigned count, char *err) {
+    /* legal forms after one surname; kinds past the table join two or three surnames */
+    static const char *const suffix[] = {" Inc.", " LLC", " Ltd", " Group", " PLC", " and Sons", " Inc", " Ltd."};
+    const size_t nsuffix = sizeof suffix / sizeof suffix[0];
+    const int org = 3, person = 0; /* indices in slm_guard_tag_types */
+    if (slm_guard_tag_types[org] != SLM_PII_ORGANIZATION || slm_guard_tag_types[person] != SLM_PII_PERSON)
+        return slm_errf(err, SLM_ERR_INVALID_ARG, "tag type table changed");
+    size_t bytes;
+    if (!slm_mul_size(count, SYNTH_ORG_BYTES, &bytes) || !(b->synth = slm_malloc(bytes)))
+        return slm_errf(err, SLM_ERR_NOMEM, "synthetic names");
+    for (unsigned i = 0; i < count; i++) {
+        size_t n1 = 0, n2 = 0, n3 = 0, at = 0;
+        const char *s1 = surname(b, xorshift(&b->rng), &n1), *s2 = surname(b, xorshift(&b->rng), &n2),
+                   *s3 = surname(b, xorshift(&b->rng), &n3);
+        if (!s1 || !s2 || !s3 || n1 + n2 + n3 + 16 > SYNTH_ORG_BYTES) continue;
+        char *o = b->synth + (size_t)i * SYNTH_ORG_BYTES;
+        size_t kind = (size_t)(xorshift(&b->rng) % (nsuffix + 3));
+        put(o, &at, s1, n1);
+        if (kind < nsuffix) {
+            put(o, &at, suffix[kind], strlen(suffix[kind]));
+        } else if (kind == nsuffix) {          /* "Ramsey-Johnson" */
+            put(o, &at, "-", 1);
+            put(o, &at, s2, n2);
+        } else if (kind == nsuffix + 1) {      /* "Smith & Jones" */
+            put(o, &at, " & ", 3);
+            put(o, &at, s2, n2);
+        } else {                               /* "Davis, Reynolds and Williamson" */
+            put(o, &at, ", ", 2);
+            put(o, &at, s2, n2);
+            put(o, &at, " and ", 5);
+            put(o, &at, s3, n3);
+        }
+        slm_status st;
+        if ((st = add_value(b, org, o, at, err))) return st;
+    }
+    return SLM_OK;
+}
 
 /* ---- reading the data ------------------------------------------------------------------------- */
 
@@ -379,6 +448,7 @@ static slm_status load_examples(const slm_guard_train_opts *o, builder *b, size_
         p = NULL;
         if (st) goto done;
     }
+    if (o->synthetic_orgs && (st = add_synthetic_orgs(b, o->synthetic_orgs, err))) goto done;
     json_array_foreach(root, idx, item) {
         if ((st = sentence_pieces(item, idx, o->data_path, &p, &np, err))) goto done;
         if ((st = add_pieces(b, p, np, false, err)) || (st = add_pieces(b, p, np, true, err))) goto done;

@@ -29,6 +29,7 @@ void slm_head_feat_cfg_default(slm_head_feat_cfg *c) {
     c->char_min = 2;
     c->char_max = 5;
     c->sublinear = 1;
+    c->text_flags = 0;
     c->word_weight = 1.0f;
     c->char_weight = 1.0f;
     c->embed_weight = 1.0f;
@@ -45,6 +46,8 @@ slm_status slm_head_feat_cfg_check(const slm_head_feat_cfg *c, char *err) {
         return slm_errf(err, SLM_ERR_LIMIT, "character n-gram orders %u-%u invalid (max %u)", c->char_min,
                         c->char_max, SLM_HEAD_FEAT_MAX_CHAR_ORDER);
     if (c->sublinear > 1) return slm_errf(err, SLM_ERR_CORRUPT, "sublinear flag %u is not 0/1", c->sublinear);
+    if (c->text_flags & ~SLM_HEAD_FEAT_FLAGS_ALL)
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "unknown text normalisation flags 0x%x", c->text_flags);
     float w[3] = {c->word_weight, c->char_weight, c->embed_weight};
     for (int i = 0; i < 3; i++)
         if (!(w[i] >= 0.0f && w[i] <= 1000.0f))
@@ -170,6 +173,8 @@ bool slm_head_feat_is_word(uint32_t cp) {
 #define FNV_PRIME 0x100000001b3ull
 #define SALT_WORD 0x9e3779b97f4a7c15ull /* separates word n-grams of each order */
 #define SALT_CHAR 0xc2b2ae3d27d4eb4full /* separates character n-grams of each order */
+#define SALT_SKIP 0x165667b19e3779f9ull /* skip bigrams */
+#define SALT_EDGE 0x27d4eb2f165667c5ull /* first and last word */
 
 /* MurmurHash3's 64-bit finaliser: every input bit affects every output bit. */
 static inline uint64_t fmix64(uint64_t h) {
@@ -196,6 +201,7 @@ void slm_head_feat_scratch_free(slm_head_feat_scratch *s) {
     slm_free(s->tok_start);
     slm_free(s->tok_len);
     slm_free(s->keys);
+    slm_free(s->key_tmp);
     slm_free(s->terms);
     memset(s, 0, sizeof *s);
 }
@@ -205,7 +211,7 @@ void slm_head_feat_scratch_free(slm_head_feat_scratch *s) {
  * padded word; a word of L >= 1 code points is L + 2 <= 3L positions long. */
 static bool keys_needed(const slm_head_feat_cfg *c, size_t ncp, size_t *out) {
     size_t per_cp = c->word_max + (c->char_max ? 3 * (size_t)(c->char_max - c->char_min + 1) : 0);
-    return slm_mul_size(ncp, per_cp + 1, out);
+    return slm_mul_size(ncp, per_cp + 2, out); /* + skip and edge bigrams */
 }
 
 static slm_status scratch_reserve(slm_head_feat_scratch *s, size_t ncp, size_t nkeys, char *err) {
@@ -221,8 +227,9 @@ static slm_status scratch_reserve(slm_head_feat_scratch *s, size_t ncp, size_t n
     s->tok_start = slm_malloc(b1);
     s->tok_len = slm_malloc(b1);
     s->keys = slm_malloc(b3);
+    s->key_tmp = slm_malloc(b3);
     s->terms = slm_malloc(b4);
-    if (!s->cps || !s->tok_hash || !s->tok_start || !s->tok_len || !s->keys || !s->terms) {
+    if (!s->cps || !s->tok_hash || !s->tok_start || !s->tok_len || !s->keys || !s->key_tmp || !s->terms) {
         slm_head_feat_scratch_free(s);
         return slm_errf(err, SLM_ERR_NOMEM, "out of memory for features");
     }
@@ -231,22 +238,52 @@ static slm_status scratch_reserve(slm_head_feat_scratch *s, size_t ncp, size_t n
     return SLM_OK;
 }
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
+#define RADIX_BITS 8          /* digit width of the key sort */
+#define RADIX_MIN 48          /* below this many keys insertion sort is faster */
+
+/* Sort keys[0..n) (each < 2^key_bits) ascending: LSD radix sort through tmp[n], or
+ * insertion sort for short lists. A text has a few hundred keys; qsort's comparator calls
+ * cost more than the features themselves. */
+static void sort_keys(uint32_t *keys, uint32_t *tmp, size_t n, uint32_t key_bits) {
+    if (n < RADIX_MIN) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t v = keys[i];
+            size_t j = i;
+            for (; j > 0 && keys[j - 1] > v; j--) keys[j] = keys[j - 1];
+            keys[j] = v;
+        }
+        return;
+    }
+    uint32_t *src = keys, *dst = tmp;
+    for (uint32_t shift = 0; shift < key_bits; shift += RADIX_BITS) {
+        size_t count[1u << RADIX_BITS] = {0};
+        for (size_t i = 0; i < n; i++) count[(src[i] >> shift) & ((1u << RADIX_BITS) - 1)]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < (1u << RADIX_BITS); d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) dst[count[(src[i] >> shift) & ((1u << RADIX_BITS) - 1)]++] = src[i];
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != keys) memcpy(keys, src, n * sizeof *keys);
 }
 
 /* Sort keys[0..n), sum the signs per bucket, write terms; returns the number of terms. */
-static size_t merge_keys(uint32_t *keys, size_t n, bool sublinear, slm_head_feat_term *out) {
+static size_t merge_keys(uint32_t *keys, uint32_t *tmp, size_t n, uint32_t hash_bits, bool sublinear,
+                         slm_head_feat_term *out) {
     size_t nt = 0;
-    qsort(keys, n, sizeof *keys, cmp_u32);
+    sort_keys(keys, tmp, n, hash_bits + 1);
     for (size_t i = 0; i < n;) {
         uint32_t bucket = keys[i] >> 1;
         long count = 0;
         for (; i < n && keys[i] >> 1 == bucket; i++) count += (keys[i] & 1) ? -1 : 1;
         if (count == 0) continue; /* colliding n-grams of opposite sign cancelled */
         double tf = (double)labs(count);
-        if (sublinear) tf = 1.0 + log(tf);
+        if (sublinear && tf > 1.0) tf = 1.0 + log(tf); /* 1 + ln 1 = 1 */
         out[nt].bucket = bucket;
         out[nt].value = (float)(count > 0 ? tf : -tf);
         nt++;
@@ -263,7 +300,8 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
         return slm_errf(err, SLM_ERR_LIMIT, "text of %zu bytes exceeds %u", len, SLM_HEAD_MAX_TEXT_BYTES);
     size_t need_keys;
     if (!keys_needed(c, len + 1, &need_keys)) return slm_errf(err, SLM_ERR_LIMIT, "text too long");
-    if ((st = scratch_reserve(s, len + 1, need_keys, err)) != SLM_OK) return st;
+    /* cps holds the words' code points, then (spanning mode) the spaced text: 2 (len + 1) */
+    if ((st = scratch_reserve(s, 2 * (len + 1), need_keys, err)) != SLM_OK) return st;
 
     /* decode + lower-case + split into words */
     bool in_word = false;
@@ -271,7 +309,13 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
         uint32_t cp;
         if (!utf8_next(u, len, &i, &cp))
             return slm_errf(err, SLM_ERR_UTF8, "invalid UTF-8 at byte %zu", i);
+        if (in_word && (c->text_flags & SLM_HEAD_FEAT_JOIN_APOSTROPHE) && (cp == '\'' || cp == 0x2019)) {
+            size_t j = i;
+            uint32_t next;
+            if (j < len && utf8_next(u, len, &j, &next) && slm_head_feat_is_word(next)) continue;
+        }
         if (!slm_head_feat_is_word(cp)) { in_word = false; continue; }
+        if ((c->text_flags & SLM_HEAD_FEAT_FOLD_DIGITS) && cp >= '1' && cp <= '9') cp = '0';
         if (!in_word) {
             s->tok_start[ntok] = (uint32_t)ncp;
             s->tok_len[ntok] = 0;
@@ -296,12 +340,37 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
                 h = h * FNV_PRIME + s->tok_hash[t + n - 1];
                 if (n >= c->word_min) s->keys[nkeys++] = key_of(fmix64(h ^ (SALT_WORD * n)), c->hash_bits);
             }
+            if ((c->text_flags & SLM_HEAD_FEAT_SKIP_BIGRAMS) && t + 2 < ntok) /* "w_t _ w_t+2" */
+                s->keys[nkeys++] = key_of(fmix64((s->tok_hash[t] * FNV_PRIME + s->tok_hash[t + 2]) ^ SALT_SKIP),
+                                          c->hash_bits);
         }
-    s->nterms[0] = merge_keys(s->keys, nkeys, c->sublinear, s->terms);
+    if ((c->text_flags & SLM_HEAD_FEAT_EDGE_BIGRAMS) && ntok > 0) { /* "<s> w_0", "w_last </s>" */
+        s->keys[nkeys++] = key_of(fmix64(s->tok_hash[0] ^ SALT_EDGE), c->hash_bits);
+        s->keys[nkeys++] = key_of(fmix64(s->tok_hash[ntok - 1] ^ (SALT_EDGE << 1)), c->hash_bits);
+    }
+    s->nterms[0] = merge_keys(s->keys, s->key_tmp, nkeys, c->hash_bits, c->sublinear, s->terms);
 
     /* block 1: character n-grams inside " word " (the pads mark word boundaries) */
     nkeys = 0;
-    if (c->char_max > 0)
+    if (c->char_max > 0 && (c->text_flags & SLM_HEAD_FEAT_CHAR_SPAN)) {
+        /* " w1 w2 ... wn ": one sequence, n-grams cross word boundaries */
+        uint32_t *q = s->cps + ncp;
+        size_t L = 0;
+        q[L++] = ' ';
+        for (size_t t = 0; t < ntok; t++) {
+            memcpy(q + L, s->cps + s->tok_start[t], s->tok_len[t] * sizeof *q);
+            L += s->tok_len[t];
+            q[L++] = ' ';
+        }
+        for (size_t a = 0; ntok && a < L; a++) {
+            uint64_t h = FNV_OFFSET;
+            for (size_t b = a; b < L && b - a < c->char_max; b++) {
+                h = (h ^ q[b]) * FNV_PRIME;
+                size_t n = b - a + 1;
+                if (n >= c->char_min) s->keys[nkeys++] = key_of(fmix64(h ^ (SALT_CHAR * n)), c->hash_bits);
+            }
+        }
+    } else if (c->char_max > 0)
         for (size_t t = 0; t < ntok; t++) {
             const uint32_t *w = s->cps + s->tok_start[t];
             size_t plen = (size_t)s->tok_len[t] + 2; /* padded length */
@@ -315,7 +384,7 @@ slm_status slm_head_feat_extract(const slm_head_feat_cfg *c, const char *text, s
                 }
             }
         }
-    s->nterms[1] = merge_keys(s->keys, nkeys, c->sublinear, s->terms + s->nterms[0]);
+    s->nterms[1] = merge_keys(s->keys, s->key_tmp, nkeys, c->hash_bits, c->sublinear, s->terms + s->nterms[0]);
     return SLM_OK;
 }
 

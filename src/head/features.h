@@ -30,11 +30,20 @@
 #define SLM_HEAD_FEAT_MAX_CHAR_ORDER 8u /* idem for character n-grams */
 #define SLM_HEAD_FEAT_BLOCKS 2          /* word block, character block */
 
+/* Text normalisation bits (text_flags). */
+#define SLM_HEAD_FEAT_JOIN_APOSTROPHE 1u /* "can't" -> "cant": ' or U+2019 inside a word is dropped */
+#define SLM_HEAD_FEAT_FOLD_DIGITS 2u     /* every ASCII digit -> '0': "£20" ~ "£50" */
+#define SLM_HEAD_FEAT_CHAR_SPAN 4u       /* character n-grams run across word boundaries */
+#define SLM_HEAD_FEAT_SKIP_BIGRAMS 8u    /* word pairs with one word between them */
+#define SLM_HEAD_FEAT_EDGE_BIGRAMS 16u   /* the first and the last word, marked as such */
+#define SLM_HEAD_FEAT_FLAGS_ALL 31u
+
 typedef struct slm_head_feat_cfg {
     uint32_t hash_bits;           /* buckets = 2^hash_bits */
     uint32_t word_min, word_max;  /* word n-gram orders; word_max = 0 disables the block */
     uint32_t char_min, char_max;  /* character n-gram orders; char_max = 0 disables it */
     uint32_t sublinear;           /* 1: tf = 1 + ln(count) */
+    uint32_t text_flags;          /* SLM_HEAD_FEAT_* normalisation bits */
     float word_weight;            /* L2 norm of the word block of a vector */
     float char_weight;            /* L2 norm of the character block */
     float embed_weight;           /* L2 norm of the embedding block */
@@ -57,6 +66,7 @@ typedef struct slm_head_feat_scratch {
     uint64_t *tok_hash;           /* hash of each word */
     uint32_t *tok_start, *tok_len;/* word positions in cps */
     uint32_t *keys;               /* bucket << 1 | sign of every n-gram occurrence */
+    uint32_t *key_tmp;            /* sort buffer, as long as keys */
     slm_head_feat_term *terms;    /* merged terms: block 0 then block 1 */
     size_t nterms[SLM_HEAD_FEAT_BLOCKS]; /* terms per block after extraction */
     size_t cap;                   /* capacity in code points of cps/tok_* */

@@ -13,7 +13,7 @@
  *   64      4     u32 score kind
  *   68      4     f32 threshold             (not NaN; -inf = never escalate by score)
  *   72      4     i32 oos label index       (-1 = none)
- *   76      4     u32 reserved (0)
+ *   76      4     u32 text normalisation flags (SLM_HEAD_FEAT_*)
  *   80            k x (u32 length, bytes)   labels, sorted, distinct, UTF-8
  *                 n_cols x u32              bucket of each column, distinct
  *                 n_cols x f32              idf (finite, > 0)
@@ -42,6 +42,10 @@
 #define HEAD_VERSION 1u
 #define HEAD_FIXED_BYTES 80u
 #define HEAD_SUM_BYTES 32u /* SHA-256 */
+/* Trained weights stay within a few hundred and IDF below ln(1 + SLM_HEAD_MAX_EXAMPLES) + 1;
+ * anything beyond these bounds is corrupt, and the bounds keep every logit finite. */
+#define HEAD_MAX_ABS_WEIGHT 1e6f
+#define HEAD_MAX_IDF 100.0f
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
@@ -106,7 +110,7 @@ slm_status slm_head_save(const slm_head *h, const char *path, char *err) {
     put_u32(&b, h->score);
     put_f32(&b, h->threshold);
     put_u32(&b, (uint32_t)h->oos_index);
-    put_u32(&b, 0);
+    put_u32(&b, c->text_flags);
     for (uint32_t i = 0; i < h->n_labels; i++) {
         size_t l = strlen(h->labels[i]);
         put_u32(&b, (uint32_t)l);
@@ -162,8 +166,8 @@ static bool get_f32(rbuf *r, float *f) {
     return true;
 }
 
-/* n floats, all finite, into a new array (or SLM_ERR_*). */
-static slm_status get_floats(rbuf *r, size_t n, float **out, const char *what, char *err) {
+/* n floats, all finite and |x| <= bound, into a new array (or SLM_ERR_*). */
+static slm_status get_floats(rbuf *r, size_t n, float bound, float **out, const char *what, char *err) {
     size_t bytes;
     if (!slm_mul_size(n, 4, &bytes) || r->len - r->off < bytes)
         return slm_errf(err, SLM_ERR_CORRUPT, "head file: %s truncated", what);
@@ -171,9 +175,10 @@ static slm_status get_floats(rbuf *r, size_t n, float **out, const char *what, c
     if (!a) return slm_errf(err, SLM_ERR_NOMEM, "head file: out of memory for %s", what);
     for (size_t i = 0; i < n; i++) {
         get_f32(r, &a[i]);
-        if (!isfinite(a[i])) {
+        if (!(fabsf(a[i]) <= bound)) {
             slm_free(a);
-            return slm_errf(err, SLM_ERR_CORRUPT, "head file: %s value %zu is not finite", what, i);
+            return slm_errf(err, SLM_ERR_CORRUPT, "head file: %s value %zu is not finite or above %g", what, i,
+                            (double)bound);
         }
     }
     *out = a;
@@ -187,7 +192,7 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
     unsigned char sum[HEAD_SUM_BYTES];
     slm_head *h = NULL;
     slm_status st = SLM_OK;
-    uint32_t version, k, ncols, edim, u[6], score, oos, reserved;
+    uint32_t version, k, ncols, edim, u[6], score, oos, flags;
     float fw[3], temp, thr;
     if (!out || (!buf && len)) return slm_errf(err, SLM_ERR_INVALID_ARG, "load: bad arguments");
     *out = NULL;
@@ -216,9 +221,9 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
     get_u32(&r, &score);
     get_f32(&r, &thr);
     get_u32(&r, &oos);
-    get_u32(&r, &reserved);
+    get_u32(&r, &flags);
     if (!(h = slm_head_alloc())) return slm_errf(err, SLM_ERR_NOMEM, "load: out of memory");
-    h->feat = (slm_head_feat_cfg){u[0], u[1], u[2], u[3], u[4], u[5], fw[0], fw[1], fw[2]};
+    h->feat = (slm_head_feat_cfg){u[0], u[1], u[2], u[3], u[4], u[5], flags, fw[0], fw[1], fw[2]};
     if ((st = slm_head_feat_cfg_check(&h->feat, err)) != SLM_OK) goto done;
     if (k < 2 || k > SLM_HEAD_MAX_LABELS) {
         st = slm_errf(err, SLM_ERR_LIMIT, "head file: %u labels outside [2, %d]", k, SLM_HEAD_MAX_LABELS);
@@ -229,7 +234,7 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
         goto done;
     }
     if (!(temp >= (float)SLM_HEAD_TEMP_MIN && temp <= (float)SLM_HEAD_TEMP_MAX) || score >= SLM_HEAD_SCORE_COUNT ||
-        isnan(thr) || ((int32_t)oos < -1 || (int32_t)oos >= (int32_t)k) || reserved != 0) {
+        isnan(thr) || ((int32_t)oos < -1 || (int32_t)oos >= (int32_t)k)) {
         st = slm_errf(err, SLM_ERR_CORRUPT, "head file: calibration fields invalid");
         goto done;
     }
@@ -279,7 +284,7 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
     }
     for (uint32_t i = 0; i < ncols; i++) get_u32(&r, &h->buckets[i]);
     if ((st = slm_head_build_col_of(h, err)) != SLM_OK) goto done;
-    if ((st = get_floats(&r, ncols, &h->idf, "idf", err)) != SLM_OK) goto done;
+    if ((st = get_floats(&r, ncols, HEAD_MAX_IDF, &h->idf, "idf", err)) != SLM_OK) goto done;
     for (uint32_t i = 0; i < ncols; i++)
         if (!(h->idf[i] > 0.0f)) {
             st = slm_errf(err, SLM_ERR_CORRUPT, "head file: idf %u is not positive", i);
@@ -287,7 +292,7 @@ slm_status slm_head_load_mem(const void *buf, size_t len, slm_head **out, char *
         }
     size_t nw;
     if (!slm_mul_size((size_t)ncols + edim + 1, k, &nw)) { st = TRUNC("weights"); goto done; }
-    if ((st = get_floats(&r, nw, &h->W, "weights", err)) != SLM_OK) goto done;
+    if ((st = get_floats(&r, nw, HEAD_MAX_ABS_WEIGHT, &h->W, "weights", err)) != SLM_OK) goto done;
     if (r.off != r.len) {
         st = slm_errf(err, SLM_ERR_CORRUPT, "head file: %zu unexpected bytes before the checksum", r.len - r.off);
         goto done;

@@ -23,6 +23,7 @@
 
 #include "core/core.h"
 #include "head/par.h"
+#include "head/hot.h"
 #include "slmesh/head.h"
 
 #define SOLVE_LANES 8 /* row padding: one AVX register of floats */
@@ -77,42 +78,35 @@ typedef struct {
     double *row_loss;          /* n weighted losses */
     double inv_wsum;           /* 1 / sum of example weights */
     float l2;                  /* lambda */
+    const float *col_l2;       /* per-column multiplier of lambda, or NULL */
     size_t col_bounds[SLM_HEAD_MAX_THREADS + 1]; /* backward column ranges */
-    int nranges;               /* how many column ranges */
+    size_t row_bounds[SLM_HEAD_MAX_THREADS + 1]; /* forward example ranges */
+    size_t *fwd_off;           /* (nranges + 1) x d: where range t starts in each column */
+    int nranges;               /* how many ranges of each kind */
 } fg_ctx;
-
-/* The three hot loops are compiled twice, for AVX2 and for the baseline, and the loader
- * picks one once (GCC/clang target_clones). Each float lane does the same operations in
- * the same order in both, and floating-point contraction is off in ISO C mode, so the
- * clones give identical bits. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define HOT_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef HOT_CLONES
-#define HOT_CLONES
-#endif
 
 /* y[0..n) += a * x[0..n), n a multiple of SOLVE_LANES; the rows never overlap. */
 static inline void axpy_row(float *restrict y, const float *restrict x, float a, uint32_t n) {
     for (uint32_t j = 0; j < n; j++) y[j] += a * x[j];
 }
 
-/* Examples [i0, i1): scores s_i = bias + x_i W, then loss and residuals. */
+/* Examples [i0, i1) (range tid): scores s_i = bias + x_i W, then loss and residuals.
+ * Scores are accumulated column by column through the CSC copy: W is read once, in order,
+ * and the scattered writes go to the smaller residual matrix. Each example still adds its
+ * terms in column order, whatever the ranges. */
 HOT_CLONES static void forward_range(void *vctx, size_t i0, size_t i1, int tid) {
     fg_ctx *c = vctx;
     const slm_head_problem *p = c->p;
     const uint32_t k = p->k, kp = c->kp;
     const float *bias = c->w + (size_t)p->d * kp;
+    const size_t *lo = c->fwd_off + (size_t)tid * p->d, *hi = lo + p->d;
+    for (size_t i = i0; i < i1; i++) memcpy(c->R + i * kp, bias, kp * sizeof *c->R);
+    for (uint32_t f = 0; f < p->d; f++) {
+        const float *wf = c->w + (size_t)f * kp; /* row of W: kp floats */
+        for (size_t e = lo[f]; e < hi[f]; e++) axpy_row(c->R + (size_t)c->csc->row[e] * kp, wf, c->csc->val[e], kp);
+    }
     for (size_t i = i0; i < i1; i++) {
-        float *s = c->R + i * kp; /* scores, then turned into residuals in place */
-        memcpy(s, bias, kp * sizeof *s);
-        for (size_t e = p->row_ptr[i]; e < p->row_ptr[i + 1]; e++) {
-            const float *wf = c->w + (size_t)p->col[e] * kp; /* row of W: kp floats */
-            const float v = p->val[e];
-            axpy_row(s, wf, v, kp);
-        }
+        float *s = c->R + i * kp; /* scores, turned into residuals in place */
         float mx = s[0];
         for (uint32_t j = 1; j < k; j++) mx = s[j] > mx ? s[j] : mx;
         double z = 0.0;
@@ -138,7 +132,8 @@ HOT_CLONES static void backward_range(void *vctx, size_t f0, size_t f1, int tid)
     for (size_t f = f0; f < f1; f++) {
         float *gf = c->g + f * kp;
         const float *wf = c->w + f * kp;
-        for (uint32_t j = 0; j < kp; j++) gf[j] = c->l2 * wf[j];
+        const float l2f = c->col_l2 ? c->l2 * c->col_l2[f] : c->l2;
+        for (uint32_t j = 0; j < kp; j++) gf[j] = l2f * wf[j];
         for (size_t e = c->csc->ptr[f]; e < c->csc->ptr[f + 1]; e++) {
             const float *r = c->R + (size_t)c->csc->row[e] * kp; /* residual row: kp floats */
             const float v = c->csc->val[e];
@@ -153,7 +148,7 @@ static double eval_fg(fg_ctx *c, const float *w, float *g, int threads) {
     const uint32_t kp = c->kp;
     c->w = w;
     c->g = g;
-    slm_head_par(threads, p->n, forward_range, c);
+    slm_head_par_bounds(c->nranges, c->row_bounds, forward_range, c);
     slm_head_par_bounds(c->nranges, c->col_bounds, backward_range, c);
     /* serial, in example order: loss and bias gradient */
     double loss = 0.0;
@@ -166,7 +161,15 @@ static double eval_fg(fg_ctx *c, const float *w, float *g, int threads) {
     }
     double reg = 0.0;
     const size_t nw = (size_t)p->d * kp;
-    for (size_t q = 0; q < nw; q++) reg += (double)w[q] * w[q];
+    if (!c->col_l2)
+        for (size_t q = 0; q < nw; q++) reg += (double)w[q] * w[q];
+    else
+        for (uint32_t f = 0; f < p->d; f++) {
+            double rf = 0.0;
+            for (uint32_t j = 0; j < kp; j++) rf += (double)w[(size_t)f * kp + j] * w[(size_t)f * kp + j];
+            reg += c->col_l2[f] * rf;
+        }
+    (void)nw;
     return loss * c->inv_wsum + 0.5 * c->l2 * reg;
 }
 
@@ -263,7 +266,7 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
                           int *iters, double *loss_out, char *err) {
     slm_status st = SLM_OK;
     csc_matrix csc = {0};
-    fg_ctx c;
+    fg_ctx c = {0};
     float *buf = NULL;           /* owned: every vector below lives in it */
     double *row_loss = NULL;     /* owned */
     float *R = NULL;             /* owned */
@@ -295,6 +298,7 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
     c.kp = kp;
     c.row_loss = row_loss;
     c.l2 = (float)o->l2;
+    c.col_l2 = p->col_l2;
     double wsum = 0.0;
     for (size_t i = 0; i < p->n; i++) wsum += p->weight ? p->weight[i] : 1.0;
     c.inv_wsum = 1.0 / wsum;
@@ -310,6 +314,19 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
         }
         c.col_bounds[th] = p->d;
     }
+    /* example ranges and, per range, its first entry in every column (rows ascend) */
+    c.fwd_off = slm_malloc(((size_t)th + 1) * ((size_t)p->d + 1) * sizeof *c.fwd_off);
+    if (!c.fwd_off) {
+        st = slm_errf(err, SLM_ERR_NOMEM, "solver: out of memory");
+        goto done;
+    }
+    for (int t = 0; t <= th; t++) c.row_bounds[t] = p->n * (size_t)t / (size_t)th;
+    for (int t = 0; t <= th; t++)
+        for (uint32_t col = 0; col < p->d; col++) {
+            size_t e = t == 0 ? csc.ptr[col] : c.fwd_off[(size_t)(t - 1) * p->d + col];
+            while (e < csc.ptr[col + 1] && csc.row[e] < c.row_bounds[t]) e++;
+            c.fwd_off[(size_t)t * p->d + col] = e;
+        }
 
     float *x = buf, *g = buf + P, *xn = buf + 2 * P, *gn = buf + 3 * P, *dir = buf + 4 * P;
     float *S = buf + 5 * P, *Y = S + (size_t)m * P; /* history: m vectors each */
@@ -389,6 +406,7 @@ slm_status slm_head_solve(const slm_head_problem *p, const slm_head_solver_opts 
     if (iters) *iters = it;
     if (loss_out) *loss_out = f;
 done:
+    slm_free(c.fwd_off);
     csc_free(&csc);
     slm_free(buf);
     slm_free(R);

@@ -29,6 +29,7 @@ typedef struct slm_head_problem {
     const float *val;        /* value of each non-zero */
     const uint32_t *y;       /* n labels, < k */
     const float *weight;     /* n example weights > 0, or NULL for all 1 */
+    const float *col_l2;     /* d multipliers of l2 per column, or NULL for all 1 */
 } slm_head_problem;
 
 typedef struct slm_head_solver_opts {

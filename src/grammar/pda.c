@@ -1,0 +1,724 @@
+/*
+ * grammar/pda.c: the pushdown automaton of a compiled grammar, determinised lazily over
+ * BYTES, the matcher, and the per-step token mask.
+ *
+ * Design. A parse configuration is llama.cpp's: a set of stacks of positions ("what to match
+ * next"), each with a character class on top after expansion (or empty = the grammar may
+ * end). Here every stack is an interned persistent list (node = (position, parent node)), so
+ * a stack is one uint32 and a configuration is a sorted set of them; the set, plus the bytes
+ * of a code point begun but not finished (multi-byte UTF-8 split across tokens), is interned
+ * again as a STATE of a lazily built DFA over bytes. Each state keeps its 256 byte
+ * transitions once computed. Consequences:
+ *  - feeding a token is one table lookup per byte after warm-up;
+ *  - the mask of a state depends on the state alone (it is the full configuration), so it is
+ *    computed once per (state, vocabulary) and cached; repeated states (the body of a
+ *    string, the next array item at the same depth) cost a copy;
+ *  - a cache miss walks the vocabulary's token trie once (vocab.c) with the DFA: each
+ *    shared prefix is one transition, and a dead byte prunes the whole subtree.
+ * Why not code points: a token may end inside a character; the partial-code-point state
+ * makes that exact (a partial byte sequence is allowed only if some character it can
+ * complete to is allowed by some stack top). Left recursion is rejected by the compiler, so
+ * expansion terminates; nullable loops terminate because expansion never revisits an
+ * interned stack in one closure.
+ *
+ * Invariants: state 0 is the start state; DEAD marks a rejected byte; all automaton memory
+ * is bounded by SLM_PDA_MAX_NODES / SLM_PDA_MAX_STATES / SLM_PDA_MASK_BYTES: the mask cache
+ * is dropped and rebuilt when full; an automaton past half its node or state limit is
+ * rebuilt by the next matcher created while no other matcher lives; a single generation
+ * that reaches the limits fails its step with SLM_ERR_LIMIT.
+ * Thread-safety: the automaton belongs to its grammar and is used under the grammar's mutex;
+ * a matcher is one sequence's cursor. Non-goals: precomputing masks for states never seen.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "grammar/grammar_int.h"
+
+#define SLM_PDA_MAX_NODES   (1u << 22)  /* interned stack nodes (16 MiB): deep recursion */
+#define SLM_PDA_MAX_STATES  (1u << 16)  /* DFA states, each up to 1 KiB of transitions */
+#define SLM_PDA_MASK_BYTES  (64u << 20) /* cached masks per vocabulary before the cache resets */
+#define SLM_PDA_MAX_VOCABS  4           /* vocabularies with a mask cache per grammar */
+#define EMPTY 0u                        /* the empty stack: the grammar may end */
+#define DEAD  (-2)                      /* transition to nothing */
+#define UNKNOWN (-1)                    /* transition not computed yet */
+#define PLAIN_UNKNOWN (-1)              /* pstate.plain_run not computed */
+#define PLAIN_MIXED (-2)                /* plain bytes diverge: walk node by node */
+#define PLAIN_ANY INT16_MAX             /* any number of plain bytes (>= the longest token) */
+#define NEXT_MIXED (-3)                 /* plain_next: plain characters lead to different states */
+
+/* ---- the automaton ----------------------------------------------------------------------- */
+
+typedef struct pstate {
+    uint32_t off, n;   /* stacks: set_pool[off .. off + n), sorted */
+    uint8_t pb[4];     /* bytes of an unfinished code point */
+    uint8_t pn, need;  /* bytes held (0 = none), bytes the code point needs */
+    uint8_t rem;       /* "uniform" partial state: continuation bytes still to come (0 = not
+                          uniform). Its set holds only the stacks whose class accepts EVERY
+                          character the bytes so far can become, so the character's exact
+                          value no longer matters: CJK tokens share a few states instead of
+                          one per byte prefix */
+    bool complete;     /* EMPTY in the set and no unfinished code point */
+    bool more;         /* some stack is non-empty */
+    int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
+    int16_t plain_run; /* PLAIN_UNKNOWN, PLAIN_MIXED (plain characters lead to different
+                          states somewhere on the way), or how many plain characters in a
+                          row can be taken from here (PLAIN_ANY: any number) when every plain
+                          character leads to one same next state at each step (a string
+                          body, with or without a length bound) */
+} pstate;
+
+typedef struct vmask {
+    uint64_t fp;                /* the vocabulary's content hash: equal vocabularies share masks */
+    int32_t n_vocab;
+    size_t words;               /* mask words */
+    uint32_t *slot;             /* [cap_states] index into pool + 1, 0 = not cached */
+    uint32_t cap_slot;
+    uint32_t *pool;             /* [n_masks * words] */
+    uint32_t n_masks, cap_masks;
+} vmask;
+
+struct slm_grammar_pda {
+    uint32_t *npos, *npar;      /* [n_nodes] stack nodes: position, parent */
+    uint32_t n_nodes, cap_nodes;
+    uint32_t *nhash;            /* [nhash_cap] node id, 0 = free slot */
+    uint32_t nhash_cap;
+    uint32_t *seen;             /* [cap_nodes] closure generation per node */
+    uint32_t gen;               /* current closure generation */
+    uint32_t *work, n_work, cap_work; /* closure work list */
+    uint32_t *out, n_out, cap_out;    /* closure result */
+    pstate *states;             /* [n_states] */
+    uint32_t n_states, cap_states;
+    uint32_t *set_pool;         /* stack ids of all states */
+    size_t n_pool, cap_pool;
+    uint32_t *shash;            /* [shash_cap] state id + 1, 0 = free */
+    uint32_t shash_cap;
+    vmask vm[SLM_PDA_MAX_VOCABS];
+    uint32_t n_vm, next_vm;     /* caches in use; next one to replace */
+    int32_t **walk_tr;          /* [SLM_GRAMMAR_MAX_PIECE + 1] transitions per trie depth */
+};
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 33, x *= 0xff51afd7ed558ccdULL, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ULL, x ^= x >> 33;
+    return x;
+}
+
+static bool grow32(uint32_t **v, uint32_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    if (nc > UINT32_MAX) return false;
+    uint32_t *q = slm_realloc(*v, nc * sizeof *q);
+    if (!q) return false;
+    *v = q, *cap = (uint32_t)nc;
+    return true;
+}
+
+/* The interned node (pos, parent); 0 on failure (*st set). */
+static uint32_t node_get(slm_grammar_pda *a, uint32_t pos, uint32_t parent, slm_status *st) {
+    if (2 * (size_t)(a->n_nodes + 1) > a->nhash_cap) { /* rehash at load 1/2 */
+        uint32_t nc = a->nhash_cap ? a->nhash_cap * 2 : 1024;
+        uint32_t *h = slm_calloc(nc, sizeof *h);
+        if (!h) return *st = SLM_ERR_NOMEM, 0;
+        for (uint32_t id = 1; id < a->n_nodes; id++) {
+            uint32_t i = (uint32_t)mix64((uint64_t)a->npos[id] << 32 | a->npar[id]) & (nc - 1);
+            while (h[i]) i = (i + 1) & (nc - 1);
+            h[i] = id;
+        }
+        slm_free(a->nhash);
+        a->nhash = h, a->nhash_cap = nc;
+    }
+    uint32_t i = (uint32_t)mix64((uint64_t)pos << 32 | parent) & (a->nhash_cap - 1);
+    for (; a->nhash[i]; i = (i + 1) & (a->nhash_cap - 1))
+        if (a->npos[a->nhash[i]] == pos && a->npar[a->nhash[i]] == parent) return a->nhash[i];
+    if (a->n_nodes >= SLM_PDA_MAX_NODES) return *st = SLM_ERR_LIMIT, 0;
+    uint32_t c1 = a->cap_nodes, c2 = a->cap_nodes, c3 = a->cap_nodes;
+    if (!grow32(&a->npos, &c1, a->n_nodes + 1) || !grow32(&a->npar, &c2, a->n_nodes + 1) ||
+        !grow32(&a->seen, &c3, a->n_nodes + 1))
+        return *st = SLM_ERR_NOMEM, 0;
+    if (c3 > a->cap_nodes) memset(a->seen + a->cap_nodes, 0, (c3 - a->cap_nodes) * sizeof *a->seen);
+    a->cap_nodes = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
+    const uint32_t id = a->n_nodes++;
+    a->npos[id] = pos, a->npar[id] = parent;
+    a->nhash[i] = id;
+    return id;
+}
+
+static bool work_push(slm_grammar_pda *a, uint32_t s) {
+    if (!grow32(&a->work, &a->cap_work, (size_t)a->n_work + 1)) return false;
+    a->work[a->n_work++] = s;
+    return true;
+}
+
+/* Expand the work list into a->out: every reachable stack with a class (or nothing) on top. */
+static slm_status closure(const slm_grammar *g, slm_grammar_pda *a) {
+    slm_status st = SLM_OK;
+    while (a->n_work > 0) {
+        const uint32_t s = a->work[--a->n_work];
+        if (a->seen[s] == a->gen) continue;
+        a->seen[s] = a->gen;
+        const uint32_t pos = s == EMPTY ? 0 : a->npos[s];
+        if (s == EMPTY || g->elems[pos].type == GE_CLS) {
+            if (!grow32(&a->out, &a->cap_out, (size_t)a->n_out + 1)) return SLM_ERR_NOMEM;
+            a->out[a->n_out++] = s;
+            continue;
+        }
+        /* a reference: continue after it, below each alternative of the rule */
+        uint32_t base = a->npar[s];
+        if (g->elems[pos + 1].type != GE_END && !(base = node_get(a, pos + 1, base, &st))) return st;
+        const uint32_t r = g->elems[pos].arg;
+        for (uint32_t alt = g->rule_alt[r]; alt < g->rule_alt[r + 1]; alt++) {
+            const uint32_t e = g->alt_start[alt];
+            uint32_t w = base;
+            if (g->elems[e].type != GE_END && !(w = node_get(a, e, base, &st))) return st;
+            if (!work_push(a, w)) return SLM_ERR_NOMEM;
+        }
+    }
+    return SLM_OK;
+}
+
+static void closure_begin(slm_grammar_pda *a) {
+    a->n_out = a->n_work = 0;
+    if (++a->gen == 0) { /* wrapped: forget every mark */
+        memset(a->seen, 0, (size_t)a->cap_nodes * sizeof *a->seen);
+        a->gen = 1;
+    }
+}
+
+static int cmp_u32(const void *x, const void *y) {
+    const uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Intern (a->out[0..n_out) sorted, partial bytes) as a state; its id into *id. */
+static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn, uint8_t need, uint8_t rem, uint32_t *id) {
+    const uint32_t *set = a->out;
+    const uint32_t n = a->n_out;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)pn << 40) ^ ((uint64_t)need << 48) ^ ((uint64_t)rem << 56);
+    for (uint8_t i = 0; i < pn; i++) h = mix64(h ^ pb[i]);
+    for (uint32_t i = 0; i < n; i++) h = mix64(h ^ set[i]);
+    if (2 * (size_t)(a->n_states + 1) > a->shash_cap) {
+        uint32_t nc = a->shash_cap ? a->shash_cap * 2 : 256;
+        uint32_t *t = slm_calloc(nc, sizeof *t);
+        if (!t) return SLM_ERR_NOMEM;
+        for (uint32_t k = 0; k < a->shash_cap; k++) {
+            if (!a->shash[k]) continue;
+            const pstate *ps = &a->states[a->shash[k] - 1];
+            uint64_t hh = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ps->pn << 40) ^ ((uint64_t)ps->need << 48) ^ ((uint64_t)ps->rem << 56);
+            for (uint8_t i = 0; i < ps->pn; i++) hh = mix64(hh ^ ps->pb[i]);
+            for (uint32_t i = 0; i < ps->n; i++) hh = mix64(hh ^ a->set_pool[ps->off + i]);
+            uint32_t j = (uint32_t)hh & (nc - 1);
+            while (t[j]) j = (j + 1) & (nc - 1);
+            t[j] = a->shash[k];
+        }
+        slm_free(a->shash);
+        a->shash = t, a->shash_cap = nc;
+    }
+    uint32_t j = (uint32_t)h & (a->shash_cap - 1);
+    for (; a->shash[j]; j = (j + 1) & (a->shash_cap - 1)) {
+        const pstate *ps = &a->states[a->shash[j] - 1];
+        if (ps->n == n && ps->pn == pn && ps->need == need && ps->rem == rem && (pn == 0 || memcmp(ps->pb, pb, pn) == 0) &&
+            memcmp(a->set_pool + ps->off, set, (size_t)n * sizeof *set) == 0) {
+            *id = a->shash[j] - 1;
+            return SLM_OK;
+        }
+    }
+    if (a->n_states >= SLM_PDA_MAX_STATES) return SLM_ERR_LIMIT;
+    if (a->n_states == a->cap_states) {
+        uint32_t nc = a->cap_states ? a->cap_states * 2 : 64;
+        pstate *q = slm_realloc(a->states, (size_t)nc * sizeof *q);
+        if (!q) return SLM_ERR_NOMEM;
+        a->states = q, a->cap_states = nc;
+    }
+    if (a->n_pool + n > a->cap_pool) {
+        size_t nc = a->cap_pool ? a->cap_pool * 2 : 1024;
+        while (nc < a->n_pool + n) nc *= 2;
+        uint32_t *q = slm_realloc(a->set_pool, nc * sizeof *q);
+        if (!q) return SLM_ERR_NOMEM;
+        a->set_pool = q, a->cap_pool = nc;
+    }
+    pstate *ps = &a->states[a->n_states];
+    memset(ps, 0, sizeof *ps);
+    ps->off = (uint32_t)a->n_pool, ps->n = n, ps->pn = pn, ps->need = need, ps->rem = rem;
+    if (pn) memcpy(ps->pb, pb, pn);
+    memcpy(a->set_pool + a->n_pool, set, (size_t)n * sizeof *set);
+    a->n_pool += n;
+    ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
+    ps->plain_run = PLAIN_UNKNOWN;
+    ps->more = n > (set[0] == EMPTY ? 1u : 0u);
+    a->shash[j] = a->n_states + 1;
+    *id = a->n_states++;
+    return SLM_OK;
+}
+
+/* ---- transitions ------------------------------------------------------------------------- */
+
+/* Sort and intern a->out (the closure result) as a state with no pending bytes. */
+static slm_status finish_set(slm_grammar_pda *a, int32_t *next) {
+    if (a->n_out == 0) return *next = DEAD, SLM_OK;
+    qsort(a->out, a->n_out, sizeof *a->out, cmp_u32);
+    uint32_t id;
+    slm_status st = state_intern(a, NULL, 0, 0, 0, &id);
+    if (st == SLM_OK) *next = (int32_t)id;
+    return st;
+}
+
+/* The state after code point cp from state d (all = every stack of d accepts it: a
+ * uniform partial state completing). */
+static slm_status advance_cp(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t cp, bool all, int32_t *next) {
+    closure_begin(a);
+    slm_status st = SLM_OK;
+    const uint32_t off = a->states[d].off, n = a->states[d].n;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t s = a->set_pool[off + i];
+        if (s == EMPTY) continue;
+        const uint32_t pos = a->npos[s];
+        if (!all && !slm_grammar_cls_has(g, g->elems[pos].arg, cp)) continue;
+        uint32_t w = a->npar[s];
+        if (g->elems[pos + 1].type != GE_END && !(w = node_get(a, pos + 1, w, &st))) return st;
+        if (!work_push(a, w)) return SLM_ERR_NOMEM;
+    }
+    if ((st = closure(g, a))) return st;
+    return finish_set(a, next);
+}
+
+/* UTF-8 length from a lead byte (strict: no C0/C1/F5+), 0 when invalid. */
+static uint8_t utf8_need(uint8_t b) {
+    return b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+}
+
+/* Code point of bytes pb[need] (lead byte's payload then 6 bits per continuation). */
+static uint32_t utf8_decode(const uint8_t *pb, uint8_t need) {
+    static const uint8_t lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    uint32_t v = pb[0] & lead_mask[need];
+    for (uint8_t i = 1; i < need; i++) v = v << 6 | (pb[i] & 0x3Fu);
+    return v;
+}
+
+/* A state holding an unfinished code point pb[pn] of need bytes, when some character it can
+ * still become is allowed by some stack top of d; DEAD otherwise. */
+static slm_status partial_state(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, const uint8_t *pb, uint8_t pn,
+                                uint8_t need, int32_t *next) {
+    uint8_t lo_b[4], hi_b[4];
+    for (uint8_t i = 0; i < need; i++) lo_b[i] = i < pn ? pb[i] : 0x80, hi_b[i] = i < pn ? pb[i] : 0xBF;
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    uint32_t lo = utf8_decode(lo_b, need), hi = utf8_decode(hi_b, need);
+    if (lo < min_cp[need]) lo = min_cp[need];
+    if (hi > 0x10FFFF) hi = 0x10FFFF;
+    bool ok = false;
+    const uint32_t off = a->states[d].off, n = a->states[d].n;
+    for (uint32_t i = 0; i < n && !ok && lo <= hi; i++) {
+        const uint32_t s = a->set_pool[off + i];
+        if (s == EMPTY) continue;
+        const uint32_t c = g->elems[a->npos[s]].arg;
+        ok = (lo <= 0xD7FF && slm_grammar_cls_meets(g, c, lo, hi < 0xD7FF ? hi : 0xD7FF)) ||
+             (hi >= 0xE000 && slm_grammar_cls_meets(g, c, lo > 0xE000 ? lo : 0xE000, hi));
+    }
+    if (!ok) return *next = DEAD, SLM_OK;
+    if (!grow32(&a->out, &a->cap_out, n)) return SLM_ERR_NOMEM;
+    uint32_t id;
+    bool uniform = pn >= 2; /* past the second byte every continuation byte is valid */
+    a->n_out = 0;
+    for (uint32_t i = 0; i < n && uniform; i++) {
+        const uint32_t s = a->set_pool[off + i];
+        if (s == EMPTY) continue;
+        const uint32_t c = g->elems[a->npos[s]].arg;
+        const bool lo_part = lo <= 0xD7FF, hi_part = hi >= 0xE000;
+        const bool meets = (lo_part && slm_grammar_cls_meets(g, c, lo, hi < 0xD7FF ? hi : 0xD7FF)) ||
+                           (hi_part && slm_grammar_cls_meets(g, c, lo > 0xE000 ? lo : 0xE000, hi));
+        const bool covers = (!lo_part || slm_grammar_cls_covers(g, c, lo, hi < 0xD7FF ? hi : 0xD7FF)) &&
+                            (!hi_part || slm_grammar_cls_covers(g, c, lo > 0xE000 ? lo : 0xE000, hi));
+        if (covers) a->out[a->n_out++] = s;
+        else if (meets) uniform = false;
+    }
+    if (!uniform) {
+        a->n_out = n;
+        memcpy(a->out, a->set_pool + off, (size_t)n * sizeof *a->out);
+    }
+    slm_status st = state_intern(a, uniform ? NULL : pb, uniform ? 0 : pn, uniform ? 0 : need,
+                                 uniform ? (uint8_t)(need - pn) : 0, &id);
+    if (st == SLM_OK) *next = (int32_t)id;
+    return st;
+}
+
+static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
+    const pstate ps = a->states[d];
+    if (ps.rem > 0) { /* uniform partial: the value of the character no longer matters */
+        if ((b & 0xC0) != 0x80) return *next = DEAD, SLM_OK;
+        if (ps.rem == 1) return advance_cp(g, a, d, 0, true, next);
+        if (!grow32(&a->out, &a->cap_out, ps.n)) return SLM_ERR_NOMEM;
+        memcpy(a->out, a->set_pool + ps.off, (size_t)ps.n * sizeof *a->out);
+        a->n_out = ps.n;
+        uint32_t id;
+        slm_status st = state_intern(a, NULL, 0, 0, (uint8_t)(ps.rem - 1), &id);
+        if (st == SLM_OK) *next = (int32_t)id;
+        return st;
+    }
+    if (ps.pn == 0) {
+        const uint8_t need = utf8_need(b);
+        if (need == 0) return *next = DEAD, SLM_OK;
+        if (need == 1) return advance_cp(g, a, d, b, false, next);
+        return partial_state(g, a, d, &b, 1, need, next);
+    }
+    if ((b & 0xC0) != 0x80) return *next = DEAD, SLM_OK;
+    uint8_t pb[4];
+    memcpy(pb, ps.pb, ps.pn);
+    pb[ps.pn] = b;
+    const uint8_t pn = (uint8_t)(ps.pn + 1);
+    if (pn < ps.need) return partial_state(g, a, d, pb, pn, ps.need, next);
+    const uint32_t cp = utf8_decode(pb, ps.need);
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[ps.need] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return *next = DEAD, SLM_OK;
+    /* the stacks of a partial state are those of the state it started from */
+    return advance_cp(g, a, d, cp, false, next);
+}
+
+/* Transition table of d (allocated on first use). */
+static int32_t *trans_of(slm_grammar_pda *a, uint32_t d) {
+    if (!a->states[d].trans) {
+        int32_t *t = slm_malloc(256 * sizeof *t);
+        if (!t) return NULL;
+        for (int i = 0; i < 256; i++) t[i] = UNKNOWN;
+        a->states[d].trans = t;
+    }
+    return a->states[d].trans;
+}
+
+/* next state of d on byte b into *next (DEAD allowed). */
+static slm_status step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
+    int32_t *t = trans_of(a, d);
+    if (!t) return SLM_ERR_NOMEM;
+    if (t[b] != UNKNOWN) return *next = t[b], SLM_OK;
+    slm_status st = compute_trans(g, a, d, b, next);
+    if (st == SLM_OK) a->states[d].trans[b] = *next; /* states may have moved: index again */
+    return st;
+}
+
+/* The automaton of g, created with its start state 0 on first use. Caller holds g->lock. */
+static slm_status pda_get(slm_grammar *g, slm_grammar_pda **out) {
+    if (g->pda) return *out = g->pda, SLM_OK;
+    slm_grammar_pda *a = slm_calloc(1, sizeof *a);
+    if (!a) return SLM_ERR_NOMEM;
+    slm_status st = SLM_OK;
+    uint32_t c1 = 0, c2 = 0, c3 = 0; /* node 0 is EMPTY */
+    if (!grow32(&a->npos, &c1, 1024) || !grow32(&a->npar, &c2, 1024) || !grow32(&a->seen, &c3, 1024)) st = SLM_ERR_NOMEM;
+    if (st == SLM_OK) {
+        a->cap_nodes = 1024;
+        memset(a->seen, 0, 1024 * sizeof *a->seen);
+        a->npos[0] = a->npar[0] = 0;
+        a->n_nodes = 1;
+        closure_begin(a);
+        for (uint32_t alt = g->rule_alt[g->root]; st == SLM_OK && alt < g->rule_alt[g->root + 1]; alt++) {
+            const uint32_t e = g->alt_start[alt];
+            uint32_t w = EMPTY;
+            if (g->elems[e].type != GE_END && !(w = node_get(a, e, EMPTY, &st))) break;
+            if (!work_push(a, w)) st = SLM_ERR_NOMEM;
+        }
+    }
+    int32_t s0 = DEAD;
+    if (st == SLM_OK) st = closure(g, a);
+    if (st == SLM_OK) st = finish_set(a, &s0);
+    if (st == SLM_OK && s0 != 0) st = SLM_ERR_INTERNAL; /* the root always yields some stack */
+    if (st) {
+        slm_grammar_pda_free(a);
+        return st;
+    }
+    g->pda = a;
+    *out = a;
+    return SLM_OK;
+}
+
+void slm_grammar_pda_free(slm_grammar_pda *a) {
+    if (!a) return;
+    for (uint32_t i = 0; i < a->n_states; i++) slm_free(a->states[i].trans);
+    for (uint32_t i = 0; i < a->n_vm; i++) slm_free(a->vm[i].slot), slm_free(a->vm[i].pool);
+    slm_free(a->npos), slm_free(a->npar), slm_free(a->nhash), slm_free(a->seen);
+    slm_free(a->work), slm_free(a->out), slm_free(a->states), slm_free(a->set_pool), slm_free(a->shash);
+    slm_free(a->walk_tr);
+    slm_free(a);
+}
+
+/* ---- masks -------------------------------------------------------------------------------- */
+
+/* The mask cache of vocabulary v (created, or recycled from the oldest, on first use). */
+static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
+    for (uint32_t i = 0; i < a->n_vm; i++)
+        if (a->vm[i].fp == v->fp && a->vm[i].n_vocab == v->n_vocab) return &a->vm[i];
+    vmask *m;
+    if (a->n_vm < SLM_PDA_MAX_VOCABS) {
+        m = &a->vm[a->n_vm++];
+    } else {
+        m = &a->vm[a->next_vm];
+        a->next_vm = (a->next_vm + 1) % SLM_PDA_MAX_VOCABS;
+        slm_free(m->slot), slm_free(m->pool);
+    }
+    memset(m, 0, sizeof *m);
+    m->fp = v->fp, m->n_vocab = v->n_vocab;
+    m->words = ((size_t)v->n_vocab + 31) / 32;
+    return m;
+}
+
+/* The common next state of every plain character from d (DEAD when none is allowed), or
+ * NEXT_MIXED: d is inside a character, or some stack top takes some plain characters only. */
+static slm_status plain_next(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int32_t *out) {
+    const pstate ps = a->states[d];
+    if (ps.pn || ps.rem) return *out = NEXT_MIXED, SLM_OK;
+    bool any = false;
+    for (uint32_t i = 0; i < ps.n; i++) {
+        const uint32_t s = a->set_pool[ps.off + i];
+        if (s == EMPTY) continue;
+        const uint32_t c = g->elems[a->npos[s]].arg;
+        bool all = true, some = false;
+        for (int r = 0; r < SLM_GRAMMAR_PLAIN_RANGES; r++) {
+            const uint32_t lo = slm_grammar_plain_ranges[2 * r], hi = slm_grammar_plain_ranges[2 * r + 1];
+            all = all && slm_grammar_cls_covers(g, c, lo, hi);
+            some = some || slm_grammar_cls_meets(g, c, lo, hi);
+        }
+        if (some && !all) return *out = NEXT_MIXED, SLM_OK;
+        any = any || all;
+    }
+    if (!any) return *out = DEAD, SLM_OK;
+    return step(g, a, d, 'a', out); /* 'a' stands for every plain character */
+}
+
+/* pstate.plain_run of d: follow the chain of common next states (computed once per state). */
+static slm_status plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int16_t *out) {
+    uint32_t chain[SLM_GRAMMAR_MAX_PIECE + 1];
+    int32_t n = 0, cur = (int32_t)d;
+    int16_t run = PLAIN_ANY; /* the run of the state after the chain's end */
+    for (;;) {
+        const int16_t known = a->states[cur].plain_run;
+        if (known != PLAIN_UNKNOWN) {
+            run = known;
+            break;
+        }
+        if (n > SLM_GRAMMAR_MAX_PIECE) { /* longer than any token: as good as unbounded */
+            run = PLAIN_ANY;
+            break;
+        }
+        chain[n++] = (uint32_t)cur;
+        int32_t nx;
+        slm_status st = plain_next(g, a, (uint32_t)cur, &nx);
+        if (st) return st;
+        if (nx == NEXT_MIXED || nx == DEAD) {
+            run = nx == DEAD ? -1 : PLAIN_MIXED; /* -1: the last chain state takes 0 more */
+            break;
+        }
+        bool cycle = false;
+        for (int32_t j = 0; j < n && !cycle; j++) cycle = chain[j] == (uint32_t)nx;
+        if (cycle) {
+            run = PLAIN_ANY;
+            break;
+        }
+        cur = nx;
+    }
+    /* unwind: each chain state takes one more byte than its successor */
+    while (n > 0) {
+        const uint32_t c = chain[--n];
+        if (run != PLAIN_MIXED && run != PLAIN_ANY) run = (int16_t)(run + 1);
+        a->states[c].plain_run = run;
+    }
+    *out = a->states[d].plain_run;
+    return SLM_OK;
+}
+
+/* Walk the trie of v from state d, setting the bits of every token that stays alive. */
+static slm_status walk(const slm_grammar *g, slm_grammar_pda *a, const slm_grammar_vocab *v, uint32_t d, uint32_t *bits) {
+    if (!a->walk_tr && !(a->walk_tr = slm_malloc((SLM_GRAMMAR_MAX_PIECE + 1) * sizeof *a->walk_tr))) return SLM_ERR_NOMEM;
+    int32_t **tr = a->walk_tr; /* tr[k]: transitions of the state reached at depth k */
+    uint32_t sd[SLM_GRAMMAR_MAX_PIECE + 1];
+    sd[0] = d;
+    if (!(tr[0] = trans_of(a, d))) return SLM_ERR_NOMEM;
+    for (uint32_t i = 0; i < v->n_nodes;) {
+        const uint32_t k = v->depth[i];
+        const uint8_t b = v->byte[i];
+        if (v->plain[i]) { /* a subtree of plain-text tokens: decided by their length alone */
+            int16_t run = a->states[sd[k - 1]].plain_run;
+            if (run == PLAIN_UNKNOWN) {
+                slm_status st = plain_run(g, a, sd[k - 1], &run);
+                if (st) return st;
+            }
+            if (run != PLAIN_MIXED) { /* at most run characters after the k - 1 bytes above
+                                         (which end on a character boundary: the state has
+                                         no character pending) */
+                const uint32_t max_cp = (uint32_t)run + v->cp_before[i];
+                for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++)
+                    if (v->tok_cp[t] <= max_cp) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+                i = v->end[i];
+                continue;
+            }
+        }
+        int32_t nx = tr[k - 1][b];
+        if (nx == UNKNOWN) {
+            slm_status st = step(g, a, sd[k - 1], b, &nx);
+            if (st) return st;
+        }
+        if (nx == DEAD) { /* prune the subtree */
+            i = v->end[i];
+            continue;
+        }
+        sd[k] = (uint32_t)nx;
+        if (!(tr[k] = trans_of(a, (uint32_t)nx))) return SLM_ERR_NOMEM;
+        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+        i++;
+    }
+    return SLM_OK;
+}
+
+/* OR the mask of state d for v into allowed, from the cache or by a walk. */
+static slm_status mask_state(slm_grammar *g, slm_grammar_pda *a, const slm_grammar_vocab *v, uint32_t d, uint32_t *allowed) {
+    vmask *m = vmask_of(a, v);
+    if (d < m->cap_slot && m->slot[d]) {
+        const uint32_t *src = m->pool + (size_t)(m->slot[d] - 1) * m->words;
+        for (size_t i = 0; i < m->words; i++) allowed[i] |= src[i];
+        return SLM_OK;
+    }
+    const uint32_t old_cap = m->cap_slot;
+    if (!grow32(&m->slot, &m->cap_slot, (size_t)d + 1)) return SLM_ERR_NOMEM;
+    if (m->cap_slot > old_cap) memset(m->slot + old_cap, 0, (size_t)(m->cap_slot - old_cap) * sizeof *m->slot);
+    if ((size_t)(m->n_masks + 1) * m->words * 4 > SLM_PDA_MASK_BYTES) { /* full: start over */
+        memset(m->slot, 0, (size_t)m->cap_slot * sizeof *m->slot);
+        m->n_masks = 0;
+    }
+    if (!grow32(&m->pool, &m->cap_masks, (size_t)(m->n_masks + 1) * m->words)) return SLM_ERR_NOMEM;
+    uint32_t *dst = m->pool + (size_t)m->n_masks * m->words;
+    memset(dst, 0, m->words * sizeof *dst);
+    slm_status st = walk(g, a, v, d, dst);
+    if (st) return st;
+    m->slot[d] = ++m->n_masks;
+    for (size_t i = 0; i < m->words; i++) allowed[i] |= dst[i];
+    return SLM_OK;
+}
+
+/* ---- matcher ------------------------------------------------------------------------------ */
+
+struct slm_grammar_matcher {
+    slm_grammar *g;               /* one reference, owned */
+    const slm_grammar_vocab *v;   /* borrowed, may be NULL */
+    int32_t *eog;                 /* [n_eog] owned: allowed by the hook where complete */
+    size_t n_eog;
+    uint32_t state;               /* current DFA state */
+    bool complete, more;          /* copies of the state's flags (read without the lock) */
+};
+
+static slm_status lim_err(slm_status st, char *err) {
+    if (st == SLM_ERR_LIMIT)
+        return slm_errf(err, st, "grammar automaton exceeds %u stack nodes or %u states", SLM_PDA_MAX_NODES, SLM_PDA_MAX_STATES);
+    return slm_errf(err, st, "grammar automaton: %s", slm_status_str(st));
+}
+
+slm_status slm_grammar_matcher_create(slm_grammar *g, const slm_grammar_vocab *v, slm_grammar_matcher **out, char *err) {
+    *out = NULL;
+    if (!g) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar");
+    slm_grammar_matcher *m = slm_calloc(1, sizeof *m);
+    if (!m) return slm_errf(err, SLM_ERR_NOMEM, "matcher");
+    pthread_mutex_lock(&g->lock);
+    slm_grammar_pda *a = g->pda;
+    if (a && g->n_matchers == 0 && (a->n_states > SLM_PDA_MAX_STATES / 2 || a->n_nodes > SLM_PDA_MAX_NODES / 2)) {
+        /* grown large (deep recursive documents) and nobody points into it: start afresh
+         * rather than reach the limits, after which every step would fail */
+        slm_grammar_pda_free(a);
+        g->pda = NULL;
+    }
+    slm_status st = pda_get(g, &a);
+    if (st == SLM_OK) m->complete = a->states[0].complete, m->more = a->states[0].more, g->n_matchers++;
+    pthread_mutex_unlock(&g->lock);
+    if (st) {
+        slm_free(m);
+        return lim_err(st, err);
+    }
+    m->g = slm_grammar_retain(g), m->v = v, m->state = 0;
+    *out = m;
+    return SLM_OK;
+}
+
+void slm_grammar_matcher_destroy(slm_grammar_matcher *m) {
+    if (!m) return;
+    pthread_mutex_lock(&m->g->lock);
+    m->g->n_matchers--;
+    pthread_mutex_unlock(&m->g->lock);
+    slm_grammar_release(m->g);
+    slm_free(m->eog);
+    slm_free(m);
+}
+
+void slm_grammar_matcher_reset(slm_grammar_matcher *m) {
+    pthread_mutex_lock(&m->g->lock);
+    m->state = 0;
+    m->complete = m->g->pda->states[0].complete, m->more = m->g->pda->states[0].more;
+    pthread_mutex_unlock(&m->g->lock);
+}
+
+slm_status slm_grammar_matcher_accept(slm_grammar_matcher *m, const char *bytes, size_t n, char *err) {
+    slm_grammar *g = m->g;
+    pthread_mutex_lock(&g->lock);
+    slm_grammar_pda *a = g->pda;
+    uint32_t d = m->state;
+    slm_status st = SLM_OK;
+    size_t i = 0;
+    for (; i < n; i++) {
+        int32_t nx;
+        if ((st = step(g, a, d, (uint8_t)bytes[i], &nx))) break;
+        if (nx == DEAD) break;
+        d = (uint32_t)nx;
+    }
+    if (st == SLM_OK && i == n) {
+        m->state = d;
+        m->complete = a->states[d].complete, m->more = a->states[d].more;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (st) return lim_err(st, err);
+    if (i < n) return slm_errf(err, SLM_ERR_STATE, "byte %zu (0x%02x) of the piece is not allowed by the grammar", i, (unsigned)(uint8_t)bytes[i]);
+    return SLM_OK;
+}
+
+bool slm_grammar_matcher_complete(const slm_grammar_matcher *m) { return m->complete; }
+bool slm_grammar_matcher_can_continue(const slm_grammar_matcher *m) { return m->more; }
+
+slm_status slm_grammar_matcher_mask(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err) {
+    if (!m->v) return slm_errf(err, SLM_ERR_STATE, "matcher has no vocabulary");
+    if (n_words < ((size_t)m->v->n_vocab + 31) / 32) return slm_errf(err, SLM_ERR_INVALID_ARG, "mask of %zu words too small", n_words);
+    pthread_mutex_lock(&m->g->lock);
+    slm_status st = mask_state(m->g, m->g->pda, m->v, m->state, allowed);
+    pthread_mutex_unlock(&m->g->lock);
+    return st ? lim_err(st, err) : SLM_OK;
+}
+
+slm_status slm_grammar_matcher_set_eog(slm_grammar_matcher *m, const int32_t *ids, size_t n, char *err) {
+    const int32_t n_vocab = m->v ? m->v->n_vocab : INT32_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab) return slm_errf(err, SLM_ERR_RANGE, "end-of-generation id %d", ids[i]);
+    int32_t *copy = NULL;
+    if (n > 0 && !(copy = slm_malloc(n * sizeof *copy))) return slm_errf(err, SLM_ERR_NOMEM, "end-of-generation ids");
+    if (n > 0) memcpy(copy, ids, n * sizeof *copy);
+    slm_free(m->eog);
+    m->eog = copy, m->n_eog = n;
+    return SLM_OK;
+}
+
+slm_status slm_grammar_mask_hook(void *matcher, uint32_t *allowed, size_t n_words, char *err) {
+    slm_grammar_matcher *m = matcher;
+    slm_status st = slm_grammar_matcher_mask(m, allowed, n_words, err);
+    if (st == SLM_OK && m->complete)
+        for (size_t i = 0; i < m->n_eog; i++) allowed[m->eog[i] >> 5] |= 1u << (m->eog[i] & 31);
+    return st;
+}
+
+/* ---- public lifetime ---------------------------------------------------------------------- */
+
+slm_status slm_grammar_from_gbnf(const char *text, size_t len, slm_grammar **out, char *err) {
+    *out = NULL;
+    if (len > SLM_GRAMMAR_MAX_SOURCE) return slm_errf(err, SLM_ERR_LIMIT, "grammar of %zu bytes exceeds %u", len, SLM_GRAMMAR_MAX_SOURCE);
+    return slm_grammar_parse_gbnf(text, len, out, err);
+}
+
+slm_grammar *slm_grammar_retain(slm_grammar *g) {
+    if (g) atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
+void slm_grammar_release(slm_grammar *g) {
+    if (g && atomic_fetch_sub(&g->refs, 1) == 1) slm_grammar_free_all(g);
+}
+
+const char *slm_grammar_gbnf(const slm_grammar *g) { return g->gbnf; }
