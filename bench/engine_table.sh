@@ -20,8 +20,8 @@ bw_gbs=33.3 # the machine's read bandwidth with 2 threads (README)
 
 table() { # table OUT.jsonl: Markdown joined with the reference rows
     local out=$1
-    echo "| shape / type | size MB | test | slmesh t/s | median | reference t/s | slmesh / reference | tg % of bandwidth limit |"
-    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| shape / type | size MB | test | slmesh t/s | median | cores busy | reference t/s | slmesh / reference | tg % of bandwidth limit |"
+    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     jq -rs --slurpfile ref "$ref" --argjson bw "$bw_gbs" '
         .[] as $r
         | ($ref[0].rows[] | select(.model_filename == $r.model_filename and .n_prompt == $r.n_prompt
@@ -31,6 +31,7 @@ table() { # table OUT.jsonl: Markdown joined with the reference rows
             (if $r.n_prompt > 0 then "pp\($r.n_prompt)" else "tg\($r.n_gen)" end),
             "\($r.avg_ts * 100 | round / 100) ± \($r.stddev_ts * 100 | round / 100)",
             "\($r.median_ts * 100 | round / 100)",
+            (if $r.cores_busy then "\($r.cores_busy * 100 | round / 100)" else "-" end),
             "\($x.avg_ts * 100 | round / 100) ± \($x.stddev_ts * 100 | round / 100)",
             "\($r.avg_ts / $x.avg_ts * 100 | round / 100)x",
             (if $r.n_gen > 0 then "\($r.avg_ts / ($bw * 1e9 / $r.model_size) * 100 | round)%" else "" end) ]

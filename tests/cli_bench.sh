@@ -41,7 +41,7 @@ check "jsonl: fields" jqok 'has("model_filename") and has("model_size") and has(
     and has("n_gen") and has("n_threads") and has("avg_ts") and has("stddev_ts")' "$tmp/jsonl"
 check "jsonl: values" jqok -s '.[0].model_filename == "tiny-llama-q4_0.gguf" and .[0].n_prompt == 16 and .[0].n_gen == 0
     and .[1].n_prompt == 0 and .[1].n_gen == 8 and .[0].n_threads == 2 and .[0].model_size == 1037312
-    and (.[1].samples_ts | length) == 2 and all(.[]; .avg_ts > 0 and .stddev_ts >= 0 and .peak_rss_bytes > 0)' \
+    and (.[1].samples_ts | length) == 2 and all(.[]; .avg_ts > 0 and .stddev_ts >= 0 and .peak_rss_bytes > 0 and .cores_busy > 0)' \
     "$tmp/jsonl"
 
 # A random model of a real shape (2 of its 30 layers), saved, then benchmarked from the file.
@@ -59,6 +59,11 @@ check "shape: info file_type" has "$tmp/info" '^  general\.file_type +2$'
 "$bin" bench -m "$tmp/smol.gguf" -t 2 -p 8 -n 0 -r 1 >"$tmp/md2"
 check "shape: bench saved file" has "$tmp/md2" '\| pp8 \|'
 check "shape: no temp left" test -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name "slmesh-bench-*" -newer "$tmp/md" 2>/dev/null)"
+
+# Read bandwidth (the tg bound).
+"$bin" bench --bandwidth -t 1 -r 1 -o jsonl >"$tmp/bw" 2>"$tmp/err"
+check "bandwidth: exit 0" test $? -eq 0
+check "bandwidth: json" jqok '.test == "read_bandwidth" and .n_threads == 1 and .read_gbs > 0' "$tmp/bw"
 
 # quantize: the reference's Q4_K_M of the same F32 file, byte for byte.
 if [ -f "$shared/models/tiny/tiny-llama-f32.gguf" ]; then
@@ -89,6 +94,7 @@ usage "bench bad -p" bench -m "$model" -p -1
 usage "bench bad -r" bench -m "$model" -r 0
 usage "bench bad -o" bench -m "$model" -o csv
 usage "bench nothing to do" bench -m "$model" -p 0 -n 0
+usage "bench bandwidth with a model" bench --bandwidth -m "$model"
 usage "bench missing value" bench -m "$model" -t
 usage "quantize missing args" quantize "$model"
 usage "quantize bad type" quantize "$model" "$tmp/y.gguf" q7_k

@@ -84,11 +84,23 @@ typedef struct slm_bench_result {
     double ts[SLM_BENCH_MAX_REPS]; /* tokens/s of each run */
     double ns[SLM_BENCH_MAX_REPS]; /* wall time of each run */
     double avg_ts, stddev_ts, median_ts, avg_ns;
+    double cores_busy;     /* process CPU time / wall time over the timed runs: below the
+                              thread count when the machine is shared (others had the cores) */
 } slm_bench_result;
 
 /* Run the pp and tg tests on m (borrowed). pp/tg receive the figures of the tests that
  * ran (n_prompt / n_gen > 0); either may be NULL when that test is off. */
 slm_status slm_bench_run(const slm_model *m, const slm_bench_params *p, slm_bench_result *pp, slm_bench_result *tg,
                          char *err);
+
+/* ---- memory bandwidth ------------------------------------------------------------------------ */
+
+#define SLM_BENCH_BANDWIDTH_BYTES ((size_t)512 << 20) /* buffer read: far beyond the caches */
+
+/* Read bandwidth of this machine with n_threads threads (0 = physical cores): a buffer of
+ * bytes (>= 1 MiB) is written once, then read reps times by all threads, each its own
+ * slice; *gbs gets the best pass in GB/s (1e9 bytes per second), the bound of decoding:
+ * every weight byte is read once per generated token. */
+slm_status slm_bench_bandwidth(int32_t n_threads, size_t bytes, int32_t reps, double *gbs, char *err);
 
 #endif /* SLMESH_BENCH_H */

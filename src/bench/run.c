@@ -14,11 +14,13 @@
 #include "bench/bench.h"
 #include "core/core.h"
 
-static double now_ns(void) {
+static double clock_ns(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
 }
+static double now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+static double cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); } /* all threads */
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -90,6 +92,7 @@ slm_status slm_bench_run(const slm_model *m, const slm_bench_params *p, slm_benc
         memset(pp, 0, sizeof *pp);
         pp->n_prompt = p->n_prompt, pp->reps = p->reps;
         if ((st = run_pp(c, p->n_prompt, tok, pos, seq, err))) goto done; /* warm-up */
+        const double c0 = cpu_ns();
         for (int r = 0; r < p->reps; r++) {
             const double t0 = now_ns();
             if ((st = run_pp(c, p->n_prompt, tok, pos, seq, err))) goto done;
@@ -97,11 +100,13 @@ slm_status slm_bench_run(const slm_model *m, const slm_bench_params *p, slm_benc
             pp->ts[r] = 1e9 * p->n_prompt / pp->ns[r];
         }
         summarize(pp);
+        pp->cores_busy = (cpu_ns() - c0) / (pp->avg_ns * pp->reps);
     }
     if (p->n_gen > 0 && tg) {
         memset(tg, 0, sizeof *tg);
         tg->n_gen = p->n_gen, tg->reps = p->reps;
         if ((st = run_tg(c, 1, tok, err))) goto done; /* warm-up: one token, as llama-bench */
+        const double c0 = cpu_ns();
         for (int r = 0; r < p->reps; r++) {
             const double t0 = now_ns();
             if ((st = run_tg(c, p->n_gen, tok, err))) goto done;
@@ -109,6 +114,7 @@ slm_status slm_bench_run(const slm_model *m, const slm_bench_params *p, slm_benc
             tg->ts[r] = 1e9 * p->n_gen / tg->ns[r];
         }
         summarize(tg);
+        tg->cores_busy = (cpu_ns() - c0) / (tg->avg_ns * tg->reps);
     }
 done:
     slm_ctx_destroy(c);

@@ -34,7 +34,8 @@ static const char bench_usage[] =
     "  -n, --n-gen N      tg test: N tokens generated one by one (default 128; 0 = no tg test)\n"
     "  -r, --repetitions N timed runs per test after one warm-up (default 5)\n"
     "  -o md|jsonl        Markdown table (default) or one JSON object per test (llama-bench fields)\n"
-    "  --seed N           seed of the random weights and tokens (default 1)\n";
+    "  --seed N           seed of the random weights and tokens (default 1)\n"
+    "  --bandwidth        instead: measure the memory read bandwidth with -t threads (the tg bound)\n";
 
 #define BENCH_DEFAULT_PROMPT 512
 #define BENCH_DEFAULT_GEN    128
@@ -44,7 +45,7 @@ typedef struct bench_opts {
     cli_model_opts mo;
     const char *shape, *type, *save;
     int32_t shape_layers, n_prompt, n_gen, reps;
-    bool jsonl;
+    bool jsonl, bandwidth;
     uint64_t seed;
 } bench_opts;
 
@@ -59,6 +60,10 @@ static int parse(int argc, char **argv, bench_opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(bench_usage, stdout);
             return -1;
+        }
+        if (!strcmp(a, "--bandwidth")) {
+            o->bandwidth = true;
+            continue;
         }
         const bool takes = !strcmp(a, "--shape") || !strcmp(a, "--type") || !strcmp(a, "--save") ||
                            !strcmp(a, "--shape-layers") || !strcmp(a, "-p") || !strcmp(a, "--n-prompt") ||
@@ -93,6 +98,10 @@ static int parse(int argc, char **argv, bench_opts *o) {
             else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) o->n_prompt = (int32_t)v;
             else o->n_gen = (int32_t)v;
         }
+    }
+    if (o->bandwidth) {
+        if (o->mo.model || o->shape) return cli_usage("bench", bench_usage, "--bandwidth goes without -m and --shape");
+        return CLI_OK;
     }
     if (!o->mo.model == !o->shape) return cli_usage("bench", bench_usage, "give either -m MODEL or --shape S");
     if (!o->shape && (o->type || o->save || o->shape_layers))
@@ -163,6 +172,7 @@ static void print_jsonl_row(const char *filename, const char *model_type, const 
     json_object_set_new(o, "median_ts", json_real(r->median_ts));
     json_object_set_new(o, "samples_ts", samples);
     json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)rss_kib * 1024));
+    json_object_set_new(o, "cores_busy", json_real(r->cores_busy));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     if (s) puts(s);
     free(s);
@@ -175,6 +185,17 @@ int cmd_bench(int argc, char **argv) {
     bench_opts o = {.n_prompt = BENCH_DEFAULT_PROMPT, .n_gen = BENCH_DEFAULT_GEN, .reps = BENCH_DEFAULT_REPS, .seed = 1};
     int rc = parse(argc, argv, &o);
     if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    if (o.bandwidth) {
+        char err[SLM_ERR_LEN] = "";
+        double gbs = 0;
+        const int32_t threads = o.mo.n_threads > 0 ? o.mo.n_threads : slm_pool_default_threads();
+        slm_status st = slm_bench_bandwidth(threads, SLM_BENCH_BANDWIDTH_BYTES, o.reps, &gbs, err);
+        if (st) return cli_fail("bench", st, err);
+        if (o.jsonl) printf("{\"test\":\"read_bandwidth\",\"n_threads\":%d,\"read_gbs\":%.3f}\n", threads, gbs);
+        else printf("read bandwidth: %.2f GB/s with %d threads (best of %d passes over %zu MiB)\n", gbs, threads, o.reps,
+                    SLM_BENCH_BANDWIDTH_BYTES >> 20);
+        return CLI_OK;
+    }
 
     char tmp[4096] = "", filename[256];
     const char *path = o.mo.model;
@@ -233,8 +254,10 @@ int cmd_bench(int argc, char **argv) {
         print_md_header();
         if (o.n_prompt) print_md_row(model_type, &d, threads, &pp, ru.ru_maxrss);
         if (o.n_gen) print_md_row(model_type, &d, threads, &tg, ru.ru_maxrss);
-        printf("\nkernels: %s; %d timed runs per test after a warm-up; mean ± sd (median pp %.2f, tg %.2f t/s)\n",
-               slm_quant_kernels()->name, o.reps, o.n_prompt ? pp.median_ts : 0.0, o.n_gen ? tg.median_ts : 0.0);
+        printf("\nkernels: %s; %d timed runs per test after a warm-up; mean ± sd (median pp %.2f, tg %.2f t/s);\n"
+               "cores busy (CPU time / wall time; below %d when the machine is shared): pp %.2f, tg %.2f\n",
+               slm_quant_kernels()->name, o.reps, o.n_prompt ? pp.median_ts : 0.0, o.n_gen ? tg.median_ts : 0.0,
+               threads, o.n_prompt ? pp.cores_busy : 0.0, o.n_gen ? tg.cores_busy : 0.0);
     }
     slm_model_close(m);
     return CLI_OK;
