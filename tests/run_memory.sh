@@ -11,6 +11,10 @@ shared=${SLMESH_SHARED:-../shared}
 fail() { echo "run_memory: FAIL: $*" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "run_memory: skip: /usr/bin/time (GNU time) is absent" >&2; exit 77; }
 command -v jq >/dev/null || { echo "run_memory: skip: jq is absent" >&2; exit 77; }
+if grep -q __asan_init "$bin" 2>/dev/null; then
+    echo "run_memory: skip: sanitizer build (shadow memory is not the engine's)" >&2
+    exit 77
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
