@@ -187,22 +187,29 @@ static void compare_files(const char *ours, const char *ref_rel, bool same_bytes
     slm_gguf_close(b);
 }
 
+/* Quantize tiny-llama-f32 to `type` (pure or as the mixture rules say), compare it with the
+ * reference's tiny-llama-<type>.gguf, and check the engine's log-probabilities on it against
+ * the reference's where wanted; returns 1 when the logits check failed, else 0. */
+static int check_tiny_type(const char *type, bool pure) {
+    char *out = quantize_tiny("tiny-llama-f32", type, pure);
+    char rel[256], json[256];
+    int failed = 0;
+    snprintf(rel, sizeof rel, "models/tiny/tiny-llama-%s.gguf", type);
+    compare_files(out, rel, true);
+    snprintf(json, sizeof json, "tiny-llama-%s.json", type);
+    if (logits_wanted(type)) failed = reflogits_check(tu_shared_dir(), json, out) != 0;
+    unlink(out);
+    free(out);
+    return failed;
+}
+
 /* Pure types: the same blocks as the reference, and the engine within tolerance. */
 static void test_tiny_pure(void **state) {
     (void)state;
     char probe[1024];
     TU_SHARED_OR_SKIP(probe, "models/tiny/tiny-llama-f32.gguf");
     int failed = 0;
-    for (size_t i = 0; i < sizeof pure_types / sizeof pure_types[0]; i++) {
-        char *out = quantize_tiny("tiny-llama-f32", pure_types[i], true);
-        char rel[256], json[256];
-        snprintf(rel, sizeof rel, "models/tiny/tiny-llama-%s.gguf", pure_types[i]);
-        compare_files(out, rel, true);
-        snprintf(json, sizeof json, "tiny-llama-%s.json", pure_types[i]);
-        if (logits_wanted(pure_types[i])) failed += reflogits_check(tu_shared_dir(), json, out) != 0;
-        unlink(out);
-        free(out);
-    }
+    for (size_t i = 0; i < sizeof pure_types / sizeof pure_types[0]; i++) failed += check_tiny_type(pure_types[i], true);
     assert_int_equal(failed, 0);
 }
 
@@ -213,16 +220,7 @@ static void test_tiny_mixtures(void **state) {
     char probe[1024];
     TU_SHARED_OR_SKIP(probe, "models/tiny/tiny-llama-f32.gguf");
     int failed = 0;
-    for (size_t i = 0; i < sizeof mixtures / sizeof mixtures[0]; i++) {
-        char *out = quantize_tiny("tiny-llama-f32", mixtures[i], false);
-        char rel[256], json[256];
-        snprintf(rel, sizeof rel, "models/tiny/tiny-llama-%s.gguf", mixtures[i]);
-        compare_files(out, rel, true);
-        snprintf(json, sizeof json, "tiny-llama-%s.json", mixtures[i]);
-        if (logits_wanted(mixtures[i])) failed += reflogits_check(tu_shared_dir(), json, out) != 0;
-        unlink(out);
-        free(out);
-    }
+    for (size_t i = 0; i < sizeof mixtures / sizeof mixtures[0]; i++) failed += check_tiny_type(mixtures[i], false);
     /* qwen2 (biases stay F32, default mixture rules, not --pure) */
     const char *qw[] = {"q8_0", "q4_k_m"};
     for (int i = 0; i < 2; i++) {
