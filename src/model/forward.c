@@ -24,7 +24,7 @@
  *
  * Kernels: the quant module's set for this CPU (slm_quant_kernels(): SIMD dot products
  * within a named tolerance of the scalar specification, bit-identical conversions).
- * Thread-safety: a slm_fwd belongs to one context. Non-goals: flash attention, graph
+ * Attention is attn.c. Thread-safety: a slm_fwd belongs to one context. Non-goals: graph
  * scheduling.
  */
 #include <math.h>
@@ -32,6 +32,7 @@
 
 #include "core/core.h"
 #include "model/act.h"
+#include "model/attn.h"
 #include "model/model.h"
 #include "model/ops.h"
 #include "quant/kernels.h"
@@ -40,9 +41,9 @@
 
 struct slm_fwd {
     int32_t n_batch;     /* most tokens per forward call */
-    int n_threads;       /* attention scratch slots */
-    int64_t n_cells;     /* KV cells the scores are sized for */
+    int64_t n_cells;     /* KV cells the attention scratch is sized for */
     slm_type kv_type;    /* cache type the attention scratch is sized for */
+    slm_attn *attn;      /* attention scratch, owned */
     float *x;            /* [n_batch][n_embd] residual stream */
     float *h;            /* [n_batch][n_embd] normalised input of a block; final rows */
     float *q;            /* [n_batch][n_head*head_dim] */
@@ -55,11 +56,7 @@ struct slm_fwd {
     float *rope;         /* [n_batch][n_rot] cos/sin per token */
     uint8_t *act;        /* [n_batch][act_stride] activations in a vec_dot_type */
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
-    float *scores;       /* [n_threads][n_cells] attention weights */
-    uint8_t *qconv;      /* [n_threads][qconv_stride] a query head in the K dot type */
-    size_t qconv_stride; /* bytes */
     size_t bytes;        /* total of the buffers above */
-    float *vrow;         /* [n_threads][head_dim] a V head converted to f32 */
 };
 
 /* Bytes of n values of the vec_dot_type of t (F32 when t is F32). */
@@ -104,11 +101,9 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     const size_t nb = (size_t)n_batch, e = (size_t)hp->n_embd, nq = (size_t)hp->n_head * (size_t)hp->head_dim;
     const size_t nkv = (size_t)hp->n_head_kv * (size_t)hp->head_dim, ff = (size_t)hp->n_ff;
     f->n_batch = n_batch;
-    f->n_threads = n_threads;
     f->n_cells = n_cells;
     f->kv_type = kv_type;
     f->act_stride = max_act_row(m);
-    f->qconv_stride = dot_row_bytes(kv_type, hp->head_dim);
     f->x = alloc_array(nb, e, sizeof(float));
     f->h = alloc_array(nb, e, sizeof(float));
     f->y = alloc_array(nb, e, sizeof(float));
@@ -120,18 +115,17 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     f->u = alloc_array(nb, ff, sizeof(float));
     f->rope = alloc_array(nb, (size_t)hp->n_rot, sizeof(float));
     f->act = alloc_array(nb, f->act_stride, 1);
-    f->scores = alloc_array((size_t)n_threads, (size_t)n_cells, sizeof(float));
-    f->qconv = alloc_array((size_t)n_threads, f->qconv_stride, 1);
-    f->vrow = alloc_array((size_t)n_threads, (size_t)hp->head_dim, sizeof(float));
-    if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act ||
-        !f->scores || !f->qconv || !f->vrow) {
+    if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act) {
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
     const size_t per_token = 3 * e + 2 * nq + 2 * nkv + 2 * ff + (size_t)hp->n_rot;      /* floats */
-    const size_t per_thread = (size_t)n_cells + (size_t)hp->head_dim;                      /* floats */
-    f->bytes = (per_token * nb + per_thread * (size_t)n_threads) * sizeof(float) + nb * f->act_stride +
-               (size_t)n_threads * f->qconv_stride;
+    slm_status st = slm_attn_create(hp, n_cells, kv_type, n_threads, &f->attn, err);
+    if (st != SLM_OK) {
+        slm_fwd_destroy(f);
+        return st;
+    }
+    f->bytes = per_token * nb * sizeof(float) + nb * f->act_stride + slm_attn_bytes(f->attn);
     *out = f;
     return SLM_OK;
 }
@@ -140,8 +134,9 @@ size_t slm_fwd_bytes(const slm_fwd *f) { return f->bytes; }
 
 void slm_fwd_destroy(slm_fwd *f) {
     if (!f) return;
-    void *bufs[] = {f->x, f->h, f->y, f->q, f->att, f->k, f->v, f->g, f->u, f->rope, f->act, f->scores, f->qconv, f->vrow};
+    void *bufs[] = {f->x, f->h, f->y, f->q, f->att, f->k, f->v, f->g, f->u, f->rope, f->act};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) slm_free(bufs[i]);
+    slm_attn_destroy(f->attn);
     slm_free(f);
 }
 
@@ -210,82 +205,16 @@ static void matmul(slm_fwd *f, slm_pool *pool, const float *x, int32_t n, const 
     matmul_multi(f, pool, x, n, &w, &out, 1);
 }
 
-/* ---- attention ------------------------------------------------------------------------------ */
+/* ---- attention (attn.c) ------------------------------------------------------------------ */
 
 typedef struct att_job {
-    const slm_model *m;
-    slm_fwd *f;
-    const slm_kv *kv;
-    int32_t il;          /* layer */
-    int32_t n;           /* tokens */
-    const int32_t *pos;  /* [n] */
-    const int32_t *seq;  /* [n] */
+    slm_attn *a;
+    const slm_attn_args *args;
 } att_job;
-
-/* One (token, head): scores over the visible cells, softmax, weighted sum of V. */
-static void attend_head(const att_job *j, int32_t t, int32_t hq, float *scores, uint8_t *qconv, float *vrow) {
-    const slm_hparams *hp = &j->m->hp;
-    const int64_t hd = hp->head_dim;
-    const int32_t hkv = hq / (hp->n_head / hp->n_head_kv); /* GQA: query heads share a KV head */
-    const slm_type kvt = slm_kv_type(j->kv);
-    const slm_type_traits *kt = slm_type_traits_of(kvt);
-    const slm_quant_kernel_set *ks = slm_quant_kernels();
-    const size_t head_off = (size_t)(hkv * hd / kt->block_size) * kt->type_size; /* bytes into a K/V row */
-    const float scale = 1.0f / sqrtf((float)hd);
-    const float *qh = j->f->q + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
-    const uint64_t *masks = slm_kv_masks(j->kv);
-    const int32_t *cpos = slm_kv_positions(j->kv);
-    const int64_t n_cells = slm_kv_used_end(j->kv);
-    const int32_t s = j->seq[t], p = j->pos[t];
-
-    /* q in the K dot type (F16 for the F16 cache, as the reference converts it) */
-    const void *qd = qh;
-    if (kt->vec_dot_type != SLM_TYPE_F32) {
-        ks->from_float[kt->vec_dot_type](qh, qconv, hd);
-        qd = qconv;
-    }
-    /* scores[c] = q . k_c * scale for visible cells, -inf for the others; only cells below
-     * the last visible one take part (the rest would get weight 0) */
-    int64_t c_end = 0;
-    for (int64_t c = 0; c < n_cells; c++) {
-        if (!slm_kv_visible(masks, cpos, c, s, p)) {
-            scores[c] = -INFINITY;
-            continue;
-        }
-        const uint8_t *kr = (const uint8_t *)slm_kv_k_row(j->kv, j->il, c) + head_off;
-        scores[c] = ks->vec_dot[kvt](hd, kr, qd) * scale;
-        c_end = c + 1;
-    }
-    slm_ops_softmax(scores, c_end);
-    /* out = sum_c w_c v_c, with w_c rounded to F16 for the F16 cache (the reference
-     * multiplies V by the F16-converted softmax) */
-    float *out = j->f->att + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
-    for (int64_t d = 0; d < hd; d++) out[d] = 0.0f;
-    const slm_axpy_fn axpy = ks->axpy[kvt]; /* F32 / F16: the row in place */
-    for (int64_t c = 0; c < c_end; c++) {
-        float w = scores[c];
-        if (w == 0.0f) continue;
-        const uint8_t *vr = (const uint8_t *)slm_kv_v_row(j->kv, j->il, c) + head_off;
-        if (kvt == SLM_TYPE_F16) w = slm_f16_to_f32(slm_f32_to_f16(w));
-        if (axpy) {
-            axpy(hd, w, vr, out);
-            continue;
-        }
-        ks->to_float[kvt](vr, vrow, hd);
-        for (int64_t d = 0; d < hd; d++) out[d] += w * vrow[d];
-    }
-}
 
 static void att_run(void *arg, int ith, int nth) {
     const att_job *j = arg;
-    slm_fwd *f = j->f;
-    const int32_t n_head = j->m->hp.n_head;
-    float *scores = f->scores + (size_t)ith * (size_t)f->n_cells;
-    uint8_t *qconv = f->qconv + (size_t)ith * f->qconv_stride;
-    float *vrow = f->vrow + (size_t)ith * (size_t)j->m->hp.head_dim;
-    int64_t i0, i1;
-    slm_pool_range((int64_t)j->n * n_head, ith, nth, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) attend_head(j, (int32_t)(i / n_head), (int32_t)(i % n_head), scores, qconv, vrow);
+    slm_attn_run(j->a, j->args, ith, nth);
 }
 
 /* ---- the pass ------------------------------------------------------------------------------- */
@@ -321,8 +250,9 @@ static void layer_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *
         for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(f->k + t * nkv + h * hd, hp->n_rot, cs, m->arch->rope_neox);
         slm_kv_store(kv, il, cells[t], f->k + t * nkv, f->v + t * nkv);
     }
-    att_job aj = {.m = m, .f = f, .kv = kv, .il = il, .n = n, .pos = pos, .seq = seq};
-    run_job(pool, (int64_t)n * hp->n_head * slm_kv_used_end(kv) * hd * 2, att_run, &aj);
+    const slm_attn_args args = {.hp = hp, .kv = kv, .il = il, .n = n, .pos = pos, .seq = seq, .q = f->q, .out = f->att};
+    att_job aj = {.a = f->attn, .args = &args};
+    run_job(pool, slm_attn_work(&args), att_run, &aj);
     matmul(f, pool, f->att, n, &L->wo, f->y);
     for (int32_t t = 0; t < n; t++) slm_ops_add(f->x + t * e, f->y + t * e, e);
 
