@@ -6,11 +6,14 @@
  *
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
  * per-block integer sums are exact (int8 x int8 products through maddubs/madd, no
- * saturation for the value ranges the quantizers produce: |q8| <= 127), only the float side
- * differs (8 lanes, FMA). The Q8_0, Q4_0, F32 and F16 kernels are laid out after the
- * reference's own AVX2 code (same lanes, FMA order and reductions), so they should give its
- * AVX2 results for the same inputs (not checked against it: no reference binary here); the
- * float types accumulate in float there, where the scalar kernels accumulate in double.
+ * saturation for the value ranges the quantizers produce: |q8| <= 127). Q8_0, Q4_0, Q5_0
+ * and IQ4_NL (the 32-block types against Q8_0 activations, the bulk of a quantized model's
+ * work) also do the float side in the scalar kernel's order, so they equal it bit for bit,
+ * and their tiled products (decode and prompt tiles) equal it too; see their section. The
+ * others differ from scalar only on the float side (8 lanes, FMA); the F32 and F16 kernels
+ * are laid out after the reference's own AVX2 code (same lanes, FMA order and reductions),
+ * and the float types accumulate in float there, where the scalar kernels accumulate in
+ * double.
  * Compiled with per-function target attributes, so the rest of the build stays baseline
  * x86-64; kernels.c only selects this set when the CPU reports AVX2, FMA and F16C.
  * Thread-safety: pure functions. Non-goals: to_float and from_float (dequantization and
@@ -83,35 +86,6 @@ AVX2_TARGET static inline __m256i iq4_levels(void) {
 
 /* ---- legacy 32-blocks --------------------------------------------------------------------- */
 
-AVX2_TARGET static float vec_dot_q8_0_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q8_0 *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK8_0;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[ib].qs);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
-}
-
-AVX2_TARGET static float vec_dot_q4_0_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q4_0 *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK8_0;
-    const __m256i off = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        const __m256i qx = _mm256_sub_epi8(unpack_nibbles_32(x[ib].qs), off); /* -8..7 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
-}
-
 AVX2_TARGET static float vec_dot_q4_1_q8_1(int64_t n, const void *vx, const void *vy) {
     const slm_block_q4_1 *x = vx;
     const slm_block_q8_1 *y = vy;
@@ -125,22 +99,6 @@ AVX2_TARGET static float vec_dot_q4_1_q8_1(int64_t n, const void *vx, const void
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(unpack_nibbles_32(x[ib].qs), qy)), acc);
     }
     return hsum_f32_8(acc) + summs;
-}
-
-AVX2_TARGET static float vec_dot_q5_0_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q5_0 *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK8_0;
-    const __m256i b4 = _mm256_set1_epi8(0x10), off = _mm256_set1_epi8(16);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        const __m256i hi = _mm256_and_si256(expand_bits_32(x[ib].qh), b4);
-        const __m256i qx = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(x[ib].qs), hi), off); /* -16..15 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
 }
 
 AVX2_TARGET static float vec_dot_q5_1_q8_1(int64_t n, const void *vx, const void *vy) {
@@ -159,21 +117,6 @@ AVX2_TARGET static float vec_dot_q5_1_q8_1(int64_t n, const void *vx, const void
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(qx, qy)), acc);
     }
     return hsum_f32_8(acc) + summs;
-}
-
-AVX2_TARGET static float vec_dot_iq4_nl_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_iq4_nl *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK4_NL;
-    const __m256i levels = iq4_levels();
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(y[ib].d) * f16_to_f32(x[ib].d));
-        const __m256i qx = _mm256_shuffle_epi8(levels, unpack_nibbles_32(x[ib].qs)); /* -127..113 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
 }
 
 /* ---- K super-blocks ----------------------------------------------------------------------- */
@@ -374,165 +317,311 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
     return sumf;
 }
 
-/* ---- tiled products for prompt processing (Q8_0 activations) ------------------------------ */
+/* ---- 32-blocks against Q8_0 activations: Q8_0, Q4_0, Q5_0, IQ4_NL ------------------------- */
 
-/* A tile is R weight rows x V activation rows (R <= TILE_MAX_R, V <= GEMM_VECS): every
- * weight block is loaded (and, for Q4_0, unpacked) once for V products and every activation
- * block once for R; each of the R x V outputs keeps its own accumulator with the vec_dot's
- * exact sequence of operations (block scale dx * dy, integer lanes via dot_i8_32, one FMA
- * per block, the same final reduction), so the results equal vec_dot's bit for bit.
- * Prompt processing uses 2 x 4 tiles: 8 accumulators + 2 weight blocks with their
- * magnitudes + 1 activation block and temporaries fit the 16 ymm registers. Decoding
- * (up to DECODE_VECS activation rows) uses 4 x V tiles: a single vec_dot is one FMA
- * chain (latency bound, one block per FMA latency), 4 rows give 4 independent chains and
- * load each activation block once for 4 rows. Activations are walked in chunks of about
- * GEMM_ACT_BYTES so that a chunk stays in L1 while the thread's weight rows pass over it. */
-#define GEMM_ROWS 2
-#define GEMM_VECS 4
-#define GEMM_ACT_BYTES (32 * 1024)
-#define TILE_MAX_R 4  /* rows of a decode tile: 4 FMA chains */
+/* These kernels give the scalar kernels' results bit for bit. The integer sum of each block
+ * (weight x activation, 32 products) is exact whatever the order; the float side is then
+ * done per output in the scalar kernel's order: one block after the other, the block's
+ * float term formed exactly as the scalar source writes it (Q8_0, Q5_0, IQ4_NL:
+ * isum * (dx * dy); Q4_0: (isum * dx) * dy), then added to the running sum (no FMA). So
+ * vec_dot, the decode tiles and the prompt tiles agree with each other and with the
+ * specification, whatever the tiling, the thread count or the ISA.
+ *
+ * Speed comes from putting 8 outputs in the 8 lanes of one float vector: a tile is R weight
+ * rows x V activation rows (R * V a multiple of 8 where possible); for each block the R x V
+ * integer vectors (8 partial int32 sums each, from maddubs/madd) are reduced by a tree of
+ * horizontal adds into one vector per 8 outputs, and the float work (convert, 2 multiplies,
+ * add) is done once per 8 outputs instead of once per output.
+ *  - Integer kinds: Q4_0 and Q5_0 weights are unsigned nibbles (0..15, 0..31) minus an
+ *    offset (8, 16): maddubs(unsigned weight, signed activation) needs no sign fix-up, and
+ *    the offset comes off the block total as offset * (sum of the activation block), a
+ *    number computed once per activation block. Q8_0 and IQ4_NL weights are signed:
+ *    |w| . sign(a, w) as in dot_i8_32.
+ *  - Activation scales (f16) and block sums are converted once per activation chunk into a
+ *    small table laid out block-major, so a tile loads the V values of one block as one
+ *    broadcast.
+ * Tiles: decoding (1-2 activation rows) R = 8 rows, prompt processing R = 4 rows x 4
+ * activation rows; the rows of a thread's range that do not fill a tile use vec_dot.
+ * Activations are walked in chunks of about GEMM_ACT_BYTES (L1) while the rows pass. */
+#define GEMM_VECS 4                /* activation rows per prompt tile */
+#define GEMM_ACT_BYTES (32 * 1024) /* activation bytes per chunk: about L1 */
+#define TILE_ROWS_PP 4             /* weight rows per prompt tile: 16 outputs, 2 lane groups */
+#define TILE_ROWS_TG 8             /* weight rows per decode tile: 8 outputs per activation row */
+#define DECODE_VECS 2              /* up to this many activation rows use decode tiles */
+#define TILE_MAX_OUT 32            /* R * V of the largest tile (8 x 4) */
+#define PRE_MAX 2048               /* entries of the per-chunk scale table (8 KiB + 8 KiB of stack) */
 /* Software prefetch distance in tiles. R rows read side by side are R interleaved streams,
  * which the hardware prefetchers follow badly (4-row Q8_0 tiles from DRAM: 6-8 GB/s on
  * one core without prefetching, against 14 GB/s for one row at a time); prefetching the
  * tile TILE_PF ahead as one linear run of R * block bytes per block step gives 15-19 GB/s
  * (per-row prefetches of the same lines: 11 GB/s). */
 #define TILE_PF 2
-#define DECODE_VECS 2 /* up to this many activation rows use decode tiles (4 x 2: 8 accumulators) */
 
-/* One 32-element weight block as signed bytes, its scale into *d. */
-typedef __m256i (*wblock_fn)(const uint8_t *row, int64_t ib, float *d);
+/* Integer kinds and float orders (see above). */
+enum { WK_SIGNED = 0, WK_OFFSET = 1 };
+enum { FO_SCALE_FIRST = 0, FO_LEFT_TO_RIGHT = 1 };
 
-AVX2_TARGET static inline __m256i wblock_q8_0(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_q8_0 *b = (const slm_block_q8_0 *)row + ib;
-    *d = f16_to_f32(b->d);
-    return _mm256_loadu_si256((const __m256i *)b->qs);
+/* One 32-element weight block's values: signed (WK_SIGNED) or unsigned before the offset
+ * (WK_OFFSET). Every block of these types starts with its f16 scale. */
+typedef __m256i (*wvals_fn)(const uint8_t *block);
+
+/* 16 bytes of nibbles -> 32 bytes (low nibbles then high), by one broadcast load and a
+ * per-lane shift: cheaper than unpack_nibbles_32's insert. */
+AVX2_TARGET static inline __m256i nibbles_32(const uint8_t *p) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_srlv_epi32(b, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
 }
 
-AVX2_TARGET static inline __m256i wblock_q4_0(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_q4_0 *b = (const slm_block_q4_0 *)row + ib;
-    *d = f16_to_f32(b->d);
-    return _mm256_sub_epi8(unpack_nibbles_32(b->qs), _mm256_set1_epi8(8)); /* -8..7 */
+AVX2_TARGET static inline __m256i wvals_q8_0(const uint8_t *blk) {
+    return _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)blk)->qs);
 }
-
-AVX2_TARGET static inline __m256i wblock_q5_0(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_q5_0 *b = (const slm_block_q5_0 *)row + ib;
-    *d = f16_to_f32(b->d);
+AVX2_TARGET static inline __m256i wvals_q4_0(const uint8_t *blk) {
+    return nibbles_32(((const slm_block_q4_0 *)blk)->qs); /* 0..15, offset 8 */
+}
+AVX2_TARGET static inline __m256i wvals_q5_0(const uint8_t *blk) {
+    const slm_block_q5_0 *b = (const slm_block_q5_0 *)blk;
     const __m256i hi = _mm256_and_si256(expand_bits_32(b->qh), _mm256_set1_epi8(0x10));
-    return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(b->qs), hi), _mm256_set1_epi8(16)); /* -16..15 */
+    return _mm256_or_si256(nibbles_32(b->qs), hi); /* 0..31, offset 16 */
+}
+AVX2_TARGET static inline __m256i wvals_iq4_nl(const uint8_t *blk) {
+    return _mm256_shuffle_epi8(iq4_levels(), nibbles_32(((const slm_block_iq4_nl *)blk)->qs)); /* -127..113 */
 }
 
-AVX2_TARGET static inline __m256i wblock_iq4_nl(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_iq4_nl *b = (const slm_block_iq4_nl *)row + ib;
-    *d = f16_to_f32(b->d);
-    return _mm256_shuffle_epi8(iq4_levels(), unpack_nibbles_32(b->qs)); /* -127..113 */
+AVX2_TARGET static inline uint16_t block_d(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, sizeof h);
+    return h;
 }
 
-/* One R x V tile: weight rows w, w + wrb, ... (R of them) against activation rows x,
- * x + xs, ... (V of them); output (row i, activation j) goes to y[j * ys + i]. R and V are
- * constants at every call, so the loops unroll and the arrays live in registers. */
-AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8_0(int64_t nb, const uint8_t *w, size_t wrb,
-                                                                         const uint8_t *x, size_t xs, float *y, size_t ys,
-                                                                         const int R, const int V, wblock_fn wload) {
+/* Sum of the 32 signed bytes at p (exact): psadbw of the bytes + 128 against zero. */
+AVX2_TARGET static inline int block_sum_i8(const int8_t *p) {
+    const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi8((char)0x80));
+    const __m256i s = _mm256_sad_epu8(b, _mm256_setzero_si256()); /* 4 x 64-bit sums of 8 */
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(t) - 32 * 128;
+}
+
+/* The block's float term from its exact integer sum, in the scalar kernel's order. */
+AVX2_TARGET static inline float block_term(int isum, float dx, float dy, int fo) {
+    if (fo == FO_LEFT_TO_RIGHT) return (float)isum * dx * dy;
+    return (float)isum * (dx * dy);
+}
+
+/* 8 partial int32 sums of one block pair (exact): w from wvals, y the activation bytes. */
+AVX2_TARGET static inline __m256i pair_sums(__m256i w, __m256i aw, __m256i y, int wk) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[TILE_MAX_R][GEMM_VECS];
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < V; j++) acc[i][j] = _mm256_setzero_ps();
-    const size_t bs = nb ? wrb / (size_t)nb : 0; /* bytes per weight block */
-    /* the tile TILE_PF ahead (rows are contiguous); an address only, maybe past the matrix */
-    const uintptr_t pf = (uintptr_t)w + (size_t)R * wrb * TILE_PF;
-    for (int64_t ib = 0; ib < nb; ib++) {
-        __m256i xw[TILE_MAX_R], ax[TILE_MAX_R];
-        float dx[TILE_MAX_R];
-        for (size_t o = 0; o < (size_t)R * bs; o += 64) /* one cache line at a time */
-            _mm_prefetch((const char *)(pf + (size_t)ib * (size_t)R * bs + o), _MM_HINT_T0); /* never faults */
-        for (int i = 0; i < R; i++) {
-            xw[i] = wload(w + (size_t)i * wrb, ib, &dx[i]);
-            ax[i] = _mm256_sign_epi8(xw[i], xw[i]);
-        }
-        for (int j = 0; j < V; j++) {
-            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(x + (size_t)j * xs) + ib;
-            const __m256i qy = _mm256_loadu_si256((const __m256i *)yb->qs);
-            const float dy = f16_to_f32(yb->d);
-            for (int i = 0; i < R; i++) {
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax[i], _mm256_sign_epi8(qy, xw[i])), ones);
-                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx[i] * dy), _mm256_cvtepi32_ps(p), acc[i][j]);
-            }
-        }
-    }
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < V; j++) y[(size_t)j * ys + (size_t)i] = hsum_f32_8(acc[i][j]);
+    if (wk == WK_OFFSET) return _mm256_madd_epi16(_mm256_maddubs_epi16(w, y), ones);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, w)), ones);
 }
 
-/* Rows [r, r + R) against activation rows [v0, v1): GEMM_VECS at a time, then the rest. */
-AVX2_TARGET __attribute__((always_inline)) static inline void tile_row_q8_0(int64_t nb, const uint8_t *w, size_t wrb,
-                                                                             const uint8_t *xq, size_t xs, int64_t v0,
-                                                                             int64_t v1, float *y, size_t ys, const int R,
-                                                                             wblock_fn wload) {
-    int64_t v = v0;
-    for (; v + GEMM_VECS <= v1; v += GEMM_VECS)
-        tile_q8_0(nb, w, wrb, xq + (size_t)v * xs, xs, y + (size_t)v * ys, ys, R, GEMM_VECS, wload);
-    const uint8_t *xv = xq + (size_t)v * xs;
-    float *yv = y + (size_t)v * ys;
-    switch (v1 - v) { /* constant V for each, so each is unrolled */
-    case 3: tile_q8_0(nb, w, wrb, xv, xs, yv, ys, R, 3, wload); break;
-    case 2: tile_q8_0(nb, w, wrb, xv, xs, yv, ys, R, 2, wload); break;
-    case 1: tile_q8_0(nb, w, wrb, xv, xs, yv, ys, R, 1, wload); break;
-    default: break;
-    }
-}
-
-/* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0: tiles
- * of R_MAIN rows (GEMM_ROWS, or TILE_MAX_R when fewer than GEMM_VECS activation rows), the
- * last rows one at a time. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(int64_t n, const uint8_t *W, size_t wrb,
-                                                                                int64_t r0, int64_t r1, const uint8_t *xq,
-                                                                                size_t xs, int64_t v0, int64_t v1, float *y,
-                                                                                size_t ys, wblock_fn wload) {
+/* The plain dot product (one row, one activation row): per block an exact integer sum,
+ * then the scalar kernel's float step. */
+AVX2_TARGET __attribute__((always_inline)) static inline float dot_q8act(int64_t n, const uint8_t *x, const void *vy,
+                                                                          size_t bs, wvals_fn wvals, int wk, int off_shift,
+                                                                          int fo) {
+    const slm_block_q8_0 *y = vy;
     const int64_t nb = n / SLM_QK8_0;
-    int64_t r = r0;
-    if (v1 - v0 <= DECODE_VECS) {
-        for (; r + TILE_MAX_R <= r1; r += TILE_MAX_R)
-            tile_row_q8_0(nb, W + (size_t)r * wrb, wrb, xq, xs, v0, v1, y + r, ys, TILE_MAX_R, wload);
-    } else {
-        for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS)
-            tile_row_q8_0(nb, W + (size_t)r * wrb, wrb, xq, xs, v0, v1, y + r, ys, GEMM_ROWS, wload);
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += bs) {
+        const __m256i w = wvals(x);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        int isum;
+        if (wk == WK_OFFSET) {
+            const __m256i ws = _mm256_sub_epi8(w, _mm256_set1_epi8((char)(1 << off_shift)));
+            isum = hsum_i32_8(dot_i8_32(ws, qy));
+        } else {
+            isum = hsum_i32_8(dot_i8_32(w, qy));
+        }
+        const float t = block_term(isum, f16_to_f32(block_d(x)), f16_to_f32(y[ib].d), fo);
+        sumf += t;
     }
-    for (; r < r1; r++) tile_row_q8_0(nb, W + (size_t)r * wrb, wrb, xq, xs, v0, v1, y + r, ys, 1, wload);
+    return sumf;
 }
 
-/* The chunking over activation rows around gemm_blocks_q8_0. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8_0_act(int64_t n, const void *W, size_t wrb,
-                                                                             int64_t r0, int64_t r1, const void *xq,
-                                                                             size_t xs, int64_t n_vec, float *y, size_t ys,
-                                                                             wblock_fn wload) {
+
+/* Repeat V consecutive values (V = 1, 2 or 4) across the 8 lanes: lane k gets p[k % V]. */
+AVX2_TARGET static inline __m256 rep_load_ps(const float *p, int V) {
+    if (V == 4) return _mm256_broadcast_ps((const __m128 *)p);
+    if (V == 2) return _mm256_castpd_ps(_mm256_broadcast_sd((const double *)p));
+    return _mm256_broadcast_ss(p);
+}
+
+/* Reduce 8 vectors of 8 int32 partial sums to one vector of their 8 totals (lane k = the
+ * total of p[k]); exact. */
+AVX2_TARGET static inline __m256i reduce8_i32(const __m256i p[8]) {
+    const __m256i h0 = _mm256_hadd_epi32(p[0], p[1]), h1 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i h2 = _mm256_hadd_epi32(p[4], p[5]), h3 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i q0 = _mm256_hadd_epi32(h0, h1), q1 = _mm256_hadd_epi32(h2, h3);
+    /* q0 = totals of p0..p3 over elements (0-3 | 4-7) per 128-bit half; same for q1 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+/* One R x V tile (V = 1, 2 or 4): weight rows w + i * wrb against activation rows
+ * x + j * xs, output (i, j) to y[j * ys + i]. pd/ps: the chunk's scale and sum table at
+ * this tile's first activation row (entry of block ib, row j at [ib * pstride + j]; the
+ * sums as floats, exact).
+ * Output (i, j) is lane k of group g where i * V + j = 8 * g + k. R, V, wk, off_shift and
+ * fo are constants at every call, so everything unrolls into registers. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
+    int64_t nb, const uint8_t *w, size_t wrb, size_t bs, const uint8_t *x, size_t xs, const float *pd,
+    const float *ps, size_t pstride, float *y, size_t ys, const int R, const int V, wvals_fn wvals, const int wk,
+    const int off_shift, const int fo) {
+    enum { MAXG = TILE_MAX_OUT / 8 };
+    const int npairs = R * V, ngroups = (npairs + 7) / 8;
+    const __m256 offv = _mm256_set1_ps((float)(1 << off_shift)); /* exact: 8 or 16 */
+    __m256 acc[MAXG];
+    for (int g = 0; g < ngroups; g++) acc[g] = _mm256_setzero_ps();
+    /* lane k of group g reads row (8g + k) / V of the row scales */
+    __m256i dx_idx[MAXG];
+    for (int g = 0; g < ngroups; g++) {
+        int idx[8];
+        for (int k = 0; k < 8; k++) idx[k] = 8 * g + k < npairs ? (8 * g + k) / V : 0;
+        dx_idx[g] = _mm256_setr_epi32(idx[0], idx[1], idx[2], idx[3], idx[4], idx[5], idx[6], idx[7]);
+    }
+    const uintptr_t pf = (uintptr_t)w + (size_t)R * wrb * TILE_PF; /* an address only: may be past W */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        for (size_t o = 0; o < (size_t)R * bs; o += 64) /* one cache line at a time; never faults */
+            _mm_prefetch((const char *)(pf + (size_t)ib * (size_t)R * bs + o), _MM_HINT_T0);
+        const uint8_t *wb = w + (size_t)ib * bs;
+        /* the R row scales as floats in lanes 0..R-1 */
+        __m128i dh = _mm_setzero_si128();
+        dh = _mm_insert_epi16(dh, block_d(wb), 0);
+        if (R > 1) dh = _mm_insert_epi16(dh, block_d(wb + wrb), 1);
+        if (R > 2) dh = _mm_insert_epi16(dh, block_d(wb + 2 * wrb), 2);
+        if (R > 3) dh = _mm_insert_epi16(dh, block_d(wb + 3 * wrb), 3);
+        if (R > 4) dh = _mm_insert_epi16(dh, block_d(wb + 4 * wrb), 4);
+        if (R > 5) dh = _mm_insert_epi16(dh, block_d(wb + 5 * wrb), 5);
+        if (R > 6) dh = _mm_insert_epi16(dh, block_d(wb + 6 * wrb), 6);
+        if (R > 7) dh = _mm_insert_epi16(dh, block_d(wb + 7 * wrb), 7);
+        const __m256 dx = _mm256_cvtph_ps(dh);
+        const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
+        /* offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 * 127) */
+        const __m256 corr = wk == WK_OFFSET ? _mm256_mul_ps(rep_load_ps(ps + (size_t)ib * pstride, V), offv)
+                                            : _mm256_setzero_ps();
+        __m256i qy[GEMM_VECS], xw[TILE_ROWS_TG], axw[TILE_ROWS_TG];
+        for (int j = 0; j < V; j++) qy[j] = _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)(x + (size_t)j * xs) + ib)->qs);
+        for (int i = 0; i < R; i++) {
+            xw[i] = wvals(wb + (size_t)i * wrb);
+            axw[i] = wk == WK_SIGNED ? _mm256_sign_epi8(xw[i], xw[i]) : xw[i];
+        }
+        for (int g = 0; g < ngroups; g++) {
+            __m256i p[8];
+            for (int k = 0; k < 8; k++) {
+                const int pi = 8 * g + k;
+                if (pi >= npairs) {
+                    p[k] = _mm256_setzero_si256();
+                    continue;
+                }
+                p[k] = pair_sums(xw[pi / V], axw[pi / V], qy[pi % V], wk);
+            }
+            /* the exact block sums as floats (exact: |sum| < 2^24), the offset taken off */
+            const __m256 c = _mm256_sub_ps(_mm256_cvtepi32_ps(reduce8_i32(p)), corr);
+            const __m256 dxg = V == 1 && g == 0 ? dx : _mm256_permutevar8x32_ps(dx, dx_idx[g]);
+            __m256 t;
+            if (fo == FO_LEFT_TO_RIGHT) {
+                t = _mm256_mul_ps(c, dxg);
+                t = _mm256_mul_ps(t, dy);
+            } else {
+                const __m256 s = _mm256_mul_ps(dxg, dy);
+                t = _mm256_mul_ps(c, s);
+            }
+            acc[g] = _mm256_add_ps(acc[g], t);
+        }
+    }
+    for (int g = 0; g < ngroups; g++) {
+        float out[8];
+        _mm256_storeu_ps(out, acc[g]);
+        for (int k = 0; k < 8 && 8 * g + k < npairs; k++) {
+            const int pi = 8 * g + k;
+            y[(size_t)(pi % V) * ys + (size_t)(pi / V)] = out[k];
+        }
+    }
+}
+
+/* Rows [r, r + R) against activation rows [v0, v1) of one chunk (table pd/ps, first entry
+ * at v0): tiles of GEMM_VECS, then 2, then 1 activation rows. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_rows_q8act(
+    int64_t nb, const uint8_t *w, size_t wrb, size_t bs, const uint8_t *xq, size_t xs, int64_t v0, int64_t v1,
+    const float *pd, const float *ps, size_t pstride, float *y, size_t ys, const int R, wvals_fn wvals, const int wk,
+    const int off_shift, const int fo) {
+    int64_t v = v0;
+#define TILE_AT(V_) \
+    tile_q8act(nb, w, wrb, bs, xq + (size_t)v * xs, xs, pd + (v - v0), ps + (v - v0), pstride, y + (size_t)v * ys, ys, R, \
+               V_, wvals, wk, off_shift, fo)
+    if (R * GEMM_VECS <= TILE_MAX_OUT)
+        for (; v + GEMM_VECS <= v1; v += GEMM_VECS) TILE_AT(GEMM_VECS);
+    for (; v + 2 <= v1; v += 2) TILE_AT(2);
+    if (v < v1) TILE_AT(1);
+#undef TILE_AT
+}
+
+/* One thread's rows [r0, r1) x all activation rows, for one weight type. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t n, const void *W, size_t wrb,
+                                                                          int64_t r0, int64_t r1, const void *xq,
+                                                                          size_t xs, int64_t n_vec, float *y, size_t ys,
+                                                                          size_t bs, wvals_fn wvals, slm_vec_dot_fn dot,
+                                                                          const int wk, const int off_shift,
+                                                                          const int fo) {
+    const int64_t nb = n / SLM_QK8_0;
+    const uint8_t *wm = W, *xm = xq;
+    /* activation rows per chunk: about GEMM_ACT_BYTES, a multiple of GEMM_VECS, and a
+     * table that fits PRE_MAX entries */
     int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1));
-    chunk -= chunk % GEMM_VECS;
     if (chunk < GEMM_VECS) chunk = GEMM_VECS;
+    chunk -= chunk % GEMM_VECS;
+    if (nb > 0 && chunk > PRE_MAX / nb) chunk = PRE_MAX / nb;
+    if (nb == 0 || chunk < 1) { /* empty rows, or rows too long for the table: vec_dot */
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t v = 0; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = dot(n, wm + (size_t)r * wrb, xm + (size_t)v * xs);
+        return;
+    }
+    float pd[PRE_MAX], ps[PRE_MAX]; /* per chunk: activation scale and block sum, [block][row] */
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
-        gemm_blocks_q8_0(n, W, wrb, r0, r1, xq, xs, v0, v1, y, ys, wload);
+        const size_t pstride = (size_t)(v1 - v0);
+        for (int64_t v = v0; v < v1; v++) {
+            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xm + (size_t)v * xs);
+            for (int64_t ib = 0; ib < nb; ib++) {
+                pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
+                if (wk == WK_OFFSET) /* sum of the 32 int8: (sum of (q + 128) by psadbw) - 32 * 128 */
+                    ps[(size_t)ib * pstride + (size_t)(v - v0)] = (float)(block_sum_i8(yb[ib].qs));
+            }
+        }
+        const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
+        int64_t r = r0;
+        if (R == TILE_ROWS_TG) {
+            for (; r + TILE_ROWS_TG <= r1; r += TILE_ROWS_TG)
+                tile_rows_q8act(nb, wm + (size_t)r * wrb, wrb, bs, xm, xs, v0, v1, pd, ps, pstride, y + r, ys, TILE_ROWS_TG,
+                                wvals, wk, off_shift, fo);
+        } else {
+            for (; r + TILE_ROWS_PP <= r1; r += TILE_ROWS_PP)
+                tile_rows_q8act(nb, wm + (size_t)r * wrb, wrb, bs, xm, xs, v0, v1, pd, ps, pstride, y + r, ys, TILE_ROWS_PP,
+                                wvals, wk, off_shift, fo);
+        }
+        for (; r < r1; r++) /* rows that do not fill a tile */
+            for (int64_t v = v0; v < v1; v++)
+                y[(size_t)v * ys + (size_t)r] = dot(n, wm + (size_t)r * wrb, xm + (size_t)v * xs);
     }
 }
 
-AVX2_TARGET static void gemm_q8_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q8_0);
-}
+/* Each type: its vec_dot and its gemm, from the same parts. */
+#define Q8ACT_KERNELS(name, blk, wk, off_shift, fo)                                                                  \
+    AVX2_TARGET static float vec_dot_##name##_q8_0(int64_t n, const void *vx, const void *vy) {                      \
+        return dot_q8act(n, vx, vy, sizeof(blk), wvals_##name, wk, off_shift, fo);                                   \
+    }                                                                                                                \
+    AVX2_TARGET static void gemm_##name##_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1,         \
+                                               const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {      \
+        gemm_q8act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, sizeof(blk), wvals_##name, vec_dot_##name##_q8_0, wk,     \
+                   off_shift, fo);                                                                                   \
+    }
 
-AVX2_TARGET static void gemm_q4_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0);
-}
+Q8ACT_KERNELS(q8_0, slm_block_q8_0, WK_SIGNED, 0, FO_SCALE_FIRST)
+Q8ACT_KERNELS(q4_0, slm_block_q4_0, WK_OFFSET, 3, FO_LEFT_TO_RIGHT)
+Q8ACT_KERNELS(q5_0, slm_block_q5_0, WK_OFFSET, 4, FO_SCALE_FIRST)
+Q8ACT_KERNELS(iq4_nl, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
 
-AVX2_TARGET static void gemm_q5_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q5_0);
-}
-
-AVX2_TARGET static void gemm_iq4_nl_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                         size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl);
-}
+/* ---- tiled products for K super-blocks (Q8_K activations) -------------------------------- */
 
 /* Q4_K / Q5_K weights against GEMM_VECS Q8_K activation rows: each super-block's nibbles
  * (and fifth bits) are unpacked once for all of them; integer sums are exact whatever the
