@@ -137,8 +137,7 @@ static void test_axpy_equals_scalar(void **state) {
 }
 
 /* AVX2 vec_dot == scalar vec_dot, bit for bit, for the types whose AVX2 kernels keep the
- * scalar float order: random rows of every length up to WIDE_COLS blocks, with activation
- * magnitudes far apart so that rounding differences would show. */
+ * scalar float order: random rows of many lengths up to WIDE_COLS. */
 static void test_avx2_exact_types(void **state) {
     (void)state;
     const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
@@ -150,12 +149,23 @@ static void test_avx2_exact_types(void **state) {
     const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q5_0, SLM_TYPE_IQ4_NL};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const slm_type t = types[k], vt = slm_type_traits_of(t)->vec_dot_type;
-        enum { N_ROWS = 40 };
+        enum { N_ROWS = 64 };
         size_t wrb, xrb;
         uint8_t *w = random_rows(t, N_ROWS, WIDE_COLS, &wrb);
         uint8_t *x = random_rows(vt, N_ROWS, WIDE_COLS, &xrb);
+        /* odd rows: the activation is the weight row itself, so block sums are large (up to
+         * 15 bits) and the order of the float multiplications shows in the last bit */
+        float *f = malloc(WIDE_COLS * sizeof(float));
+        assert_non_null(f);
+        for (int r = 1; r < N_ROWS; r += 2) {
+            slm_type_traits_of(t)->to_float(w + (size_t)r * wrb, f, WIDE_COLS);
+            slm_type_traits_of(vt)->from_float(f, x + (size_t)r * xrb, WIDE_COLS);
+        }
+        free(f);
         for (int r = 0; r < N_ROWS; r++) {
-            const int64_t n = 32 * (1 + (r * 37) % (WIDE_COLS / 32));
+            /* the first half one or two blocks: a sum of many terms hides a last-bit
+             * difference of one term, a single term does not */
+            const int64_t n = r < N_ROWS / 2 ? 32 * (1 + r % 2) : 32 * (1 + (r * 37) % (WIDE_COLS / 32));
             const float want = sc->vec_dot[t](n, w + (size_t)r * wrb, x + (size_t)r * xrb);
             const float got = av->vec_dot[t](n, w + (size_t)r * wrb, x + (size_t)r * xrb);
             if (f2u(got) != f2u(want))
