@@ -260,8 +260,13 @@ static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_w
 /* ---- the work split -------------------------------------------------------------------------- */
 
 void slm_attn_run(slm_attn *a, const slm_attn_args *g, int ith, int nth) {
+    slm_attn_run_isa(a, g, slm_quant_kernels()->isa, ith, nth);
+}
+
+void slm_attn_run_isa(slm_attn *a, const slm_attn_args *g, slm_quant_isa isa, int ith, int nth) {
     const slm_hparams *hp = g->hp;
-    const slm_attn_kern *kern = slm_attn_kern_pick(slm_quant_kernels()->isa, hp->head_dim);
+    const slm_quant_isa runnable = slm_quant_kernels_isa(isa) ? isa : SLM_QUANT_ISA_SCALAR;
+    const slm_attn_kern *kern = slm_attn_kern_pick(runnable, hp->head_dim);
     attn_ws *w = &a->ws[ith];
     const int32_t tt = a->tile_tokens, n_kv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
     const int32_t n_tiles = (g->n + tt - 1) / tt;
