@@ -8,7 +8,8 @@
  *     that are and are not multiples of 8), two sequences and a cache whose positions are
  *     not in cell order, with each kernel set;
  *   - the invariant the engine relies on: a token's output is the same bits whether it is
- *     attended alone or in a batch, and whatever the thread split.
+ *     attended alone or in a batch, whatever the thread split, and wherever its sequence's
+ *     cells are in the cache.
  */
 #include "testutil.h"
 
@@ -290,6 +291,69 @@ static void test_attention(void **state) {
     }
 }
 
+/* Value j of position p's K (kind 0) or V (kind 1) row: the same whatever cell holds it. */
+static float kv_value(int32_t p, int64_t j, int kind) {
+    uint32_t h = (uint32_t)p * 2654435761u ^ (uint32_t)j * 2246822519u ^ (uint32_t)kind * 3266489917u;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+    return (float)(h >> 8) / 8388608.0f - 1.0f;
+}
+
+/* Store positions [p0, p1) of sequence s. */
+static void store_positions(slm_kv *kv, int32_t s, int32_t p0, int32_t p1, int64_t nkv) {
+    float k[256], v[256];
+    assert_true(nkv <= 256);
+    for (int32_t p = p0, cell; p < p1; p++) {
+        assert_int_equal(slm_kv_alloc(kv, 1, &p, &s, &cell, NULL), SLM_OK);
+        for (int64_t j = 0; j < nkv; j++) k[j] = kv_value(p, j, 0), v[j] = kv_value(p, j, 1);
+        slm_kv_store(kv, 0, cell, k, v);
+    }
+}
+
+/* The same sequence (positions 0..109, the same K/V per position) in a fresh cache (cell =
+ * position) and in a fragmented one (positions 50..109 in cells below those of 0..49) gives
+ * the same bits, in one batch and token by token: the arithmetic follows positions, not
+ * cells. */
+static void test_attention_layout(void **state) {
+    (void)state;
+    enum { N = 110, HEADS = 6, KV_HEADS = 2, HD = 64 };
+    const slm_hparams hp = {.n_head = HEADS, .n_head_kv = KV_HEADS, .head_dim = HD, .n_embd = HEADS * HD, .n_layer = 1, .n_rot = HD};
+    const int64_t nkv = KV_HEADS * HD, row = HEADS * HD;
+    const slm_kv_params kp = {.type = SLM_TYPE_F16, .n_cells = 128, .n_layer = 1, .n_embd_kv = nkv, .n_seq_max = 2};
+    slm_kv *fresh = NULL, *frag = NULL;
+    assert_int_equal(slm_kv_create(&kp, &fresh, NULL), SLM_OK);
+    assert_int_equal(slm_kv_create(&kp, &frag, NULL), SLM_OK);
+    store_positions(fresh, 0, 0, N, nkv);
+    store_positions(frag, 1, 0, 60, nkv); /* filler in cells 0..59 */
+    store_positions(frag, 0, 0, 50, nkv); /* cells 60..109 */
+    assert_int_equal(slm_kv_seq_rm(frag, 1, -1, -1, NULL), SLM_OK);
+    store_positions(frag, 0, 50, N, nkv); /* cells 0..59 */
+    assert_true(slm_kv_positions(frag)[0] == 50 && slm_kv_positions(frag)[60] == 0);
+    static int32_t pos[N], seq[N];
+    static float q[N * HEADS * HD], out_fresh[N * HEADS * HD], out_frag[N * HEADS * HD];
+    for (int32_t t = 0; t < N; t++) pos[t] = t, seq[t] = 0;
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) q[i] = uniform_pm1();
+    slm_attn *a = NULL;
+    assert_int_equal(slm_attn_create(&hp, 128, SLM_TYPE_F16, 2, &a, NULL), SLM_OK);
+    const slm_quant_isa isas[] = {SLM_QUANT_ISA_SCALAR, SLM_QUANT_ISA_AVX2};
+    for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+        slm_attn_args g = {.hp = &hp, .kv = fresh, .il = 0, .n = N, .pos = pos, .seq = seq, .q = q, .out = out_fresh};
+        for (int i = 0; i < 2; i++) slm_attn_run_isa(a, &g, isas[ii], i, 2);
+        g.kv = frag, g.out = out_frag;
+        for (int i = 0; i < 2; i++) slm_attn_run_isa(a, &g, isas[ii], i, 2);
+        assert_memory_equal(out_fresh, out_frag, sizeof out_frag);
+        memset(out_frag, 0, sizeof out_frag);
+        for (int32_t t = 0; t < N; t++) {
+            const slm_attn_args one = {.hp = &hp, .kv = frag, .il = 0, .n = 1, .pos = pos + t, .seq = seq + t,
+                                       .q = q + t * row, .out = out_frag + t * row};
+            slm_attn_run_isa(a, &one, isas[ii], 0, 1);
+        }
+        assert_memory_equal(out_fresh, out_frag, sizeof out_frag);
+    }
+    slm_attn_destroy(a);
+    slm_kv_destroy(fresh);
+    slm_kv_destroy(frag);
+}
+
 /* A token that sees no cell gets zeros (not NaN); the scratch's allocation failures are
  * reported. */
 static void test_attention_edges(void **state) {
@@ -324,6 +388,7 @@ int main(void) {
         cmocka_unit_test(test_vexp),
         cmocka_unit_test(test_kernels_avx2_vs_scalar),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_layout),
         cmocka_unit_test(test_attention_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,8 @@
  * with an online softmax (the flash-attention scheme on a CPU):
  *
  *   tile  = up to tile_tokens consecutive tokens of one sequence x the query heads of one KV
- *           head (GQA), with the list of cells its tokens see (in cell order), where each
- *           token sees a prefix of the list (the usual case: positions in cell order);
+ *           head (GQA), with the list of cells its tokens see in (position, cell) order, of
+ *           which each token sees a prefix (always, for tokens of one sequence);
  *   block = 64 consecutive entries [64k, 64k + 64) of that list, K and V converted to f32
  *           once per tile (K transposed, V as rows);
  *   per query row r (a token t and head h) and block, over the cells t sees in it:
@@ -13,12 +13,15 @@
  *       l     = l alpha + sum_c e^(s[c] - m')                                 (kern->exp_sum)
  *       acc   = acc alpha + sum_c e^(s[c] - m') v_c                           (kern->pv)
  *   out_r = acc / l (0 when t sees no cell).
- * A row's blocks are the 64-cell chunks of ITS OWN list of visible cells, so its arithmetic
- * depends only on its query and the cells it sees in cell order, never on the other rows of
- * its tile, the tile size, other sequences' cells or the thread count: a batched prompt
- * equals token-by-token decoding bit for bit, and a sequence gives the same bits alone or
- * batched with others. Tokens whose lists are not prefixes of one list are run in smaller
- * tiles (runs of one sequence, else one token each).
+ * A row's blocks are the 64-cell chunks of ITS OWN list of visible cells in (position, cell)
+ * order, so its arithmetic depends only on its query and the (position, K, V) it sees, never
+ * on the other rows of its tile, the tile size, other sequences' cells, where in the cache
+ * the cells are, or the thread count: a batched prompt equals token-by-token decoding bit
+ * for bit, and a sequence gives the same bits alone or batched with others, in a fresh or a
+ * fragmented cache. A tile's list is built in cell order, which is already (position, cell)
+ * order unless the cache is fragmented; then it is sorted. Tokens of several sequences are
+ * split into runs of one sequence (one token each if a run's lists still are not prefixes,
+ * which only repeated positions could cause).
  * Unlike the reference's non-flash path, q stays f32 (not rounded to F16) and the softmax
  * weights are not rounded to F16 before multiplying V; both only add precision (the
  * reference's F32-KV variant is within the acceptance tolerances, and so is this).
@@ -35,6 +38,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 
 #include "core/core.h"
 #include "model/attn_kern.h"
@@ -53,7 +57,7 @@
 #define PER_THREAD_ALIGN 16
 
 typedef struct attn_ws {  /* one thread's scratch, all inside slm_attn.mem */
-    int32_t *cells;       /* [n_cells] the cells a tile's tokens see, in order */
+    uint64_t *list;       /* [n_cells] the cells a tile's tokens see: position << 32 | cell */
     float *kt;            /* [head_dim][BLOCK] K of a block, transposed */
     float *vt;            /* [BLOCK][head_dim] V of a block */
     float *s;             /* [BLOCK] one row's scores, then weights */
@@ -91,12 +95,12 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
     a->head_dim = hd;
     a->tile_tokens = group >= TILE_ROWS ? 1 : (int32_t)(TILE_ROWS / group);
     a->tile_rows = a->tile_tokens * group;
-    /* floats per thread: cells (4 bytes each, as floats), kt, vt, s, row, qs, acc, m, l */
+    /* floats per thread: list (8 bytes an entry: 2 floats), kt, vt, s, row, qs, acc, m, l */
     size_t blk, tile, per, total, bytes;
     if (!slm_mul_size((size_t)hd, SLM_ATTN_BLOCK, &blk) || !slm_mul_size((size_t)a->tile_rows, (size_t)hd, &tile))
         goto fail;
     per = 2 * blk + SLM_ATTN_BLOCK + (size_t)hd + 2 * (size_t)a->tile_rows;
-    if (!slm_add_size(per, 2 * tile, &per) || !slm_add_size(per, (size_t)n_cells + PER_THREAD_ALIGN - 1, &per) ||
+    if (!slm_add_size(per, 2 * tile, &per) || !slm_add_size(per, 2 * (size_t)n_cells + PER_THREAD_ALIGN - 1, &per) ||
         !slm_mul_size(per, (size_t)n_threads, &total) || !slm_mul_size(total, sizeof(float), &bytes))
         goto fail;
     per -= per % PER_THREAD_ALIGN;
@@ -106,8 +110,8 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
     for (int i = 0; i < n_threads; i++) {
         attn_ws *w = &a->ws[i];
         float *p = a->mem + (size_t)i * per;
-        w->cells = (int32_t *)(void *)p;
-        p += n_cells;
+        w->list = (uint64_t *)(void *)p; /* first: 64-byte aligned as each thread's part */
+        p += 2 * n_cells;
         w->kt = p, p += blk;
         w->vt = p, p += blk;
         w->s = p, p += SLM_ATTN_BLOCK;
@@ -140,20 +144,44 @@ int64_t slm_attn_work(const slm_attn_args *g) {
 
 /* ---- one tile ------------------------------------------------------------------------------ */
 
-/* The cells of tokens [t0, t0 + nt): cells[0..*n_cells) the cells some of them sees, in
- * increasing order, and cnt[i] how many token t0 + i sees. False when some token's cells
- * are not the first cnt[i] of that list (tokens of several sequences, or a cache whose
- * positions are not in cell order): the tile must then be split. */
-static bool tile_cells(const slm_attn_args *g, int32_t t0, int32_t nt, int32_t *cells, int64_t *n_cells,
-                       int64_t *cnt) {
+#define LIST_CELL(e) ((int64_t)((e) & 0xFFFFFFFFu)) /* a list entry's cell */
+
+static int cmp_u64(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* cnt[i] = how many entries of list[0..n) token t0 + i sees; false unless each sees exactly
+ * the first cnt[i]. */
+static bool count_prefixes(const slm_attn_args *g, int32_t t0, int32_t nt, const uint64_t *list, int64_t n,
+                           int64_t *cnt) {
+    const uint64_t *masks = slm_kv_masks(g->kv);
+    const int32_t *cpos = slm_kv_positions(g->kv);
+    for (int32_t i = 0; i < nt; i++) {
+        const int32_t s = g->seq[t0 + i], p = g->pos[t0 + i];
+        int64_t k = 0;
+        while (k < n && slm_kv_visible(masks, cpos, LIST_CELL(list[k]), s, p)) k++;
+        cnt[i] = k;
+        for (; k < n; k++)
+            if (slm_kv_visible(masks, cpos, LIST_CELL(list[k]), s, p)) return false;
+    }
+    return true;
+}
+
+/* The list of tokens [t0, t0 + nt): list[0..*n) the cells some of them sees as position << 32
+ * | cell, in increasing order (= (position, cell) order), and cnt[i] how many token t0 + i
+ * sees. False when some token's cells are not the first cnt[i] of the list: the tile must
+ * be split. */
+static bool tile_list(const slm_attn_args *g, int32_t t0, int32_t nt, uint64_t *list, int64_t *n_list, int64_t *cnt) {
     const uint64_t *masks = slm_kv_masks(g->kv);
     const int32_t *cpos = slm_kv_positions(g->kv);
     const int64_t used_end = slm_kv_used_end(g->kv);
-    bool gap[TILE_ROWS]; /* token i has missed a cell of the list: it may see no later one */
+    bool gap[TILE_ROWS]; /* token i has missed an entry of the list: it may see no later one */
+    bool prefix = true, sorted = true;
     for (int32_t i = 0; i < nt; i++) cnt[i] = 0, gap[i] = false;
     int64_t n = 0;
-    for (int64_t c = 0; c < used_end; c++) {
-        uint32_t seen = 0; /* bit i: token t0 + i sees c */
+    for (int64_t c = 0; c < used_end; c++) { /* cell order, then sorted if need be */
+        uint32_t seen = 0;                   /* bit i: token t0 + i sees c */
         for (int32_t i = 0; i < nt; i++)
             seen |= (uint32_t)slm_kv_visible(masks, cpos, c, g->seq[t0 + i], g->pos[t0 + i]) << i;
         if (!seen) continue;
@@ -162,18 +190,22 @@ static bool tile_cells(const slm_attn_args *g, int32_t t0, int32_t nt, int32_t *
                 gap[i] = true;
                 continue;
             }
-            if (gap[i]) return false;
+            if (gap[i]) prefix = false;
             cnt[i]++;
         }
-        cells[n++] = (int32_t)c;
+        list[n] = (uint64_t)(uint32_t)cpos[c] << 32 | (uint64_t)c; /* visible cells have pos >= 0 */
+        if (n > 0 && list[n] < list[n - 1]) sorted = false;
+        n++;
     }
-    *n_cells = n;
-    return true;
+    *n_list = n;
+    if (sorted) return prefix;
+    qsort(list, (size_t)n, sizeof *list, cmp_u64);
+    return count_prefixes(g, t0, nt, list, n, cnt);
 }
 
-/* K and V of the block of cells[0..nc) (nc <= BLOCK) for KV head hkv into w->kt / w->vt,
+/* K and V of the cells of list[0..nc) (nc <= BLOCK) for KV head hkv into w->kt / w->vt,
  * zeros past nc. */
-static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const int32_t *cells, int64_t nc,
+static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const uint64_t *list, int64_t nc,
                        int32_t hkv, attn_ws *w) {
     const int64_t hd = g->hp->head_dim;
     const slm_type kvt = slm_kv_type(g->kv);
@@ -181,8 +213,8 @@ static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const 
     const size_t head_off = (size_t)(hkv * hd / tr->block_size) * tr->type_size; /* bytes into a row */
     const void *krows[SLM_ATTN_BLOCK], *vrows[SLM_ATTN_BLOCK];
     for (int64_t c = 0; c < SLM_ATTN_BLOCK; c++) {
-        krows[c] = c < nc ? (const uint8_t *)slm_kv_k_row(g->kv, g->il, cells[c]) + head_off : NULL;
-        vrows[c] = c < nc ? (const uint8_t *)slm_kv_v_row(g->kv, g->il, cells[c]) + head_off : NULL;
+        krows[c] = c < nc ? (const uint8_t *)slm_kv_k_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
+        vrows[c] = c < nc ? (const uint8_t *)slm_kv_v_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
     }
     if (kvt == SLM_TYPE_F16) {
         kern->load_kt_f16((const uint16_t *const *)krows, hd, w->kt);
@@ -203,7 +235,7 @@ static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const 
 }
 
 /* Tokens [t0, t0 + nt) x query heads [h0, h1) of KV head hkv (h relative to the group),
- * over the tile's cells (tile_cells: w->cells[0..n_cells), cnt). Block k is entries
+ * over the tile's list (tile_list: w->list[0..n_cells), cnt). Block k is entries
  * [64k, 64k + 64) of the list; a token sees a prefix of it. */
 static void run_tile(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int64_t n_cells,
                      const int64_t *cnt, int32_t t0, int32_t nt, int32_t hkv, int32_t h0, int32_t h1) {
@@ -219,7 +251,7 @@ static void run_tile(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws 
         w->l[r] = 0.0f;
     }
     for (int64_t c0 = 0; c0 < n_cells; c0 += SLM_ATTN_BLOCK) {
-        load_block(g, kern, w->cells + c0, n_cells - c0 < SLM_ATTN_BLOCK ? n_cells - c0 : SLM_ATTN_BLOCK, hkv, w);
+        load_block(g, kern, w->list + c0, n_cells - c0 < SLM_ATTN_BLOCK ? n_cells - c0 : SLM_ATTN_BLOCK, hkv, w);
         for (int32_t r = 0; r < nt * nh; r++) {
             const int64_t nseen = cnt[r / nh] - c0; /* the token sees the first nseen cells of the block */
             if (nseen <= 0) continue;
@@ -239,19 +271,19 @@ static void run_tile(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws 
     }
 }
 
-/* Tokens [t0, t0 + nt) x KV heads [k0, k1) x query heads [h0, h1) of each: as one tile
- * when the tokens' cells allow it, else runs of one sequence, else token by token. */
+/* Tokens [t0, t0 + nt) x KV heads [k0, k1) x query heads [h0, h1) of each: runs of one
+ * sequence as tiles, token by token for a run whose lists are not prefixes of one. */
 static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int32_t t0, int32_t nt,
                        int32_t k0, int32_t k1, int32_t h0, int32_t h1) {
     int64_t cnt[TILE_ROWS], n_cells;
     for (int32_t a = t0, b; a < t0 + nt; a = b) {
         for (b = a + 1; b < t0 + nt && g->seq[b] == g->seq[a]; b++) {}
-        if (tile_cells(g, a, b - a, w->cells, &n_cells, cnt)) {
+        if (tile_list(g, a, b - a, w->list, &n_cells, cnt)) {
             for (int32_t hkv = k0; hkv < k1; hkv++) run_tile(g, kern, w, n_cells, cnt, a, b - a, hkv, h0, h1);
             continue;
         }
         for (int32_t t = a; t < b; t++) {
-            tile_cells(g, t, 1, w->cells, &n_cells, cnt); /* one token: always a prefix */
+            tile_list(g, t, 1, w->list, &n_cells, cnt); /* one token: always a prefix */
             for (int32_t hkv = k0; hkv < k1; hkv++) run_tile(g, kern, w, n_cells, cnt, t, 1, hkv, h0, h1);
         }
     }

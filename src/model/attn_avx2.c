@@ -69,14 +69,22 @@ AVX2_TARGET static void load_v_f16(const uint16_t *const *rows, int64_t hd, floa
 /* ---- one query row against a block ----------------------------------------------------------- */
 
 AVX2_TARGET static float scores(int64_t hd, const float *q, const float *kt, uint64_t vis, float *s) {
-    /* s[64] = q[hd] . kt[hd][64]: 8 accumulators of 8 cells, one FMA each per dimension */
-    __m256 a[BLOCK_VECS];
-    for (int i = 0; i < BLOCK_VECS; i++) a[i] = _mm256_setzero_ps();
+    /* s[64] = q[hd] . kt[hd][64]: 8 accumulators of 8 cells, one FMA each per dimension
+     * (named, not an array: GCC keeps an array of vectors in memory) */
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int64_t d = 0; d < hd; d++) {
         const __m256 qd = _mm256_broadcast_ss(q + d);
         const float *k = kt + d * SLM_ATTN_BLOCK;
-        for (int i = 0; i < BLOCK_VECS; i++) a[i] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + i * LANES), a[i]);
+        a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 0 * LANES), a0);
+        a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 1 * LANES), a1);
+        a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 2 * LANES), a2);
+        a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 3 * LANES), a3);
+        a4 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 4 * LANES), a4);
+        a5 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 5 * LANES), a5);
+        a6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 6 * LANES), a6);
+        a7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 7 * LANES), a7);
     }
+    const __m256 a[BLOCK_VECS] = {a0, a1, a2, a3, a4, a5, a6, a7};
     /* mask: lane j of vector i is cell 8i + j, bit 8i + j of vis */
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
@@ -84,9 +92,9 @@ AVX2_TARGET static float scores(int64_t hd, const float *q, const float *kt, uin
     for (int i = 0; i < BLOCK_VECS; i++) {
         const __m256i byte = _mm256_set1_epi32((int)(vis >> (LANES * i) & 0xFF));
         const __m256i seen = _mm256_cmpeq_epi32(_mm256_and_si256(byte, bit), bit);
-        a[i] = _mm256_blendv_ps(ninf, a[i], _mm256_castsi256_ps(seen));
-        max = _mm256_max_ps(max, a[i]);
-        _mm256_storeu_ps(s + i * LANES, a[i]);
+        const __m256 si = _mm256_blendv_ps(ninf, a[i], _mm256_castsi256_ps(seen));
+        max = _mm256_max_ps(max, si);
+        _mm256_storeu_ps(s + i * LANES, si);
     }
     __m128 r = _mm_max_ps(_mm256_extractf128_ps(max, 1), _mm256_castps256_ps128(max));
     r = _mm_max_ps(r, _mm_movehl_ps(r, r));
@@ -108,32 +116,51 @@ AVX2_TARGET static float exp_sum(float *s, float m) {
     return _mm_cvtss_f32(r);
 }
 
-/* acc[n] (n <= 64, a multiple of 8) = acc * alpha + sum of p[c] * v[c][.] over the block,
- * v rows hd apart: the accumulators stay in registers over the cells. */
-AVX2_TARGET static inline void pv_chunk(int n, int64_t hd, const float *p, const float *v, float alpha, float *acc) {
-    __m256 a[BLOCK_VECS];
-    const int nv = n / LANES;
-    for (int i = 0; i < nv; i++) a[i] = _mm256_loadu_ps(acc + i * LANES);
-    if (alpha != 1.0f)
-        for (int i = 0; i < nv; i++) a[i] = _mm256_mul_ps(a[i], _mm256_set1_ps(alpha));
+/* acc[64] = acc * alpha + sum of p[c] * v[c][0..64) over the block, v rows hd apart: the
+ * 8 accumulators stay in registers over the cells (named, as in scores). */
+AVX2_TARGET static inline void pv_chunk64(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
+    __m256 a0 = _mm256_loadu_ps(acc + 0 * LANES), a1 = _mm256_loadu_ps(acc + 1 * LANES);
+    __m256 a2 = _mm256_loadu_ps(acc + 2 * LANES), a3 = _mm256_loadu_ps(acc + 3 * LANES);
+    __m256 a4 = _mm256_loadu_ps(acc + 4 * LANES), a5 = _mm256_loadu_ps(acc + 5 * LANES);
+    __m256 a6 = _mm256_loadu_ps(acc + 6 * LANES), a7 = _mm256_loadu_ps(acc + 7 * LANES);
+    if (alpha != 1.0f) {
+        const __m256 al = _mm256_set1_ps(alpha);
+        a0 = _mm256_mul_ps(a0, al), a1 = _mm256_mul_ps(a1, al), a2 = _mm256_mul_ps(a2, al);
+        a3 = _mm256_mul_ps(a3, al), a4 = _mm256_mul_ps(a4, al), a5 = _mm256_mul_ps(a5, al);
+        a6 = _mm256_mul_ps(a6, al), a7 = _mm256_mul_ps(a7, al);
+    }
     for (int c = 0; c < SLM_ATTN_BLOCK; c++) {
         if (p[c] == 0.0f) continue;
         const __m256 pc = _mm256_set1_ps(p[c]);
         const float *vr = v + c * hd;
-        for (int i = 0; i < nv; i++) a[i] = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + i * LANES), a[i]);
+        a0 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 0 * LANES), a0);
+        a1 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 1 * LANES), a1);
+        a2 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 2 * LANES), a2);
+        a3 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 3 * LANES), a3);
+        a4 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 4 * LANES), a4);
+        a5 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 5 * LANES), a5);
+        a6 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 6 * LANES), a6);
+        a7 = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vr + 7 * LANES), a7);
     }
-    for (int i = 0; i < nv; i++) _mm256_storeu_ps(acc + i * LANES, a[i]);
+    _mm256_storeu_ps(acc + 0 * LANES, a0), _mm256_storeu_ps(acc + 1 * LANES, a1);
+    _mm256_storeu_ps(acc + 2 * LANES, a2), _mm256_storeu_ps(acc + 3 * LANES, a3);
+    _mm256_storeu_ps(acc + 4 * LANES, a4), _mm256_storeu_ps(acc + 5 * LANES, a5);
+    _mm256_storeu_ps(acc + 6 * LANES, a6), _mm256_storeu_ps(acc + 7 * LANES, a7);
+}
+
+/* The same for 8 dimensions (head sizes that are not multiples of 64). */
+AVX2_TARGET static inline void pv_chunk8(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
+    __m256 a = _mm256_loadu_ps(acc);
+    if (alpha != 1.0f) a = _mm256_mul_ps(a, _mm256_set1_ps(alpha));
+    for (int c = 0; c < SLM_ATTN_BLOCK; c++)
+        if (p[c] != 0.0f) a = _mm256_fmadd_ps(_mm256_set1_ps(p[c]), _mm256_loadu_ps(v + c * hd), a);
+    _mm256_storeu_ps(acc, a);
 }
 
 AVX2_TARGET static void pv(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
-    if (hd == SLM_ATTN_BLOCK) { /* the common head size: constant trip counts */
-        pv_chunk(SLM_ATTN_BLOCK, hd, p, v, alpha, acc);
-        return;
-    }
-    for (int64_t d = 0; d < hd; d += SLM_ATTN_BLOCK) {
-        const int n = hd - d < SLM_ATTN_BLOCK ? (int)(hd - d) : SLM_ATTN_BLOCK;
-        pv_chunk(n, hd, p, v + d, alpha, acc + d);
-    }
+    int64_t d = 0;
+    for (; d + SLM_ATTN_BLOCK <= hd; d += SLM_ATTN_BLOCK) pv_chunk64(hd, p, v + d, alpha, acc + d);
+    for (; d < hd; d += LANES) pv_chunk8(hd, p, v + d, alpha, acc + d);
 }
 
 static const slm_attn_kern kern_avx2 = {
