@@ -85,7 +85,27 @@ static slm_vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
     return m;
 }
 
-void slm_grammar_vmask_free(slm_vmask *m) { slm_free(m->slot), slm_free(m->pool); }
+void slm_grammar_vmask_free(slm_vmask *m) {
+    for (uint32_t i = 0; i < m->n_chunks; i++) slm_free(m->chunk[i]);
+    slm_free(m->chunk), slm_free(m->slot);
+}
+
+static uint32_t *vmask_at(const slm_vmask *m, uint32_t i) {
+    return m->chunk[i / SLM_VMASK_CHUNK] + (size_t)(i % SLM_VMASK_CHUNK) * m->words;
+}
+
+/* Room for mask number m->n_masks (a new chunk when needed); NULL when out of memory. */
+static uint32_t *vmask_next(slm_vmask *m) {
+    const uint32_t c = m->n_masks / SLM_VMASK_CHUNK;
+    if (c == m->n_chunks) {
+        uint32_t **q = slm_realloc(m->chunk, ((size_t)c + 1) * sizeof *q);
+        if (!q) return NULL;
+        m->chunk = q;
+        if (!(q[c] = slm_malloc(SLM_VMASK_CHUNK * m->words * sizeof *q[c]))) return NULL;
+        m->n_chunks++;
+    }
+    return vmask_at(m, m->n_masks);
+}
 
 /* ---- the trie walk --------------------------------------------------------------------------- */
 
@@ -556,19 +576,19 @@ slm_status slm_grammar_mask_state(slm_grammar *g, slm_grammar_pda *a, const slm_
     }
     slm_vmask *m = vmask_of(a, v);
     if (d < m->cap_slot && m->slot[d]) {
-        const uint32_t *src = m->pool + (size_t)(m->slot[d] - 1) * m->words;
+        const uint32_t *src = vmask_at(m, m->slot[d] - 1);
         for (size_t i = 0; i < m->words; i++) allowed[i] |= src[i];
         return SLM_OK;
     }
     const uint32_t old_cap = m->cap_slot;
     if (!slm_grammar_grow32(&m->slot, &m->cap_slot, (size_t)d + 1)) return SLM_ERR_NOMEM;
     if (m->cap_slot > old_cap) memset(m->slot + old_cap, 0, (size_t)(m->cap_slot - old_cap) * sizeof *m->slot);
-    if ((size_t)(m->n_masks + 1) * m->words * 4 > SLM_PDA_MASK_BYTES) { /* full: start over */
+    if ((size_t)(m->n_masks + 1) * m->words * 4 > SLM_PDA_MASK_BYTES) { /* full: start over (chunks are kept) */
         memset(m->slot, 0, (size_t)m->cap_slot * sizeof *m->slot);
         m->n_masks = 0;
     }
-    if (!slm_grammar_grow32(&m->pool, &m->cap_masks, (size_t)(m->n_masks + 1) * m->words)) return SLM_ERR_NOMEM;
-    uint32_t *dst = m->pool + (size_t)m->n_masks * m->words;
+    uint32_t *dst = vmask_next(m);
+    if (!dst) return SLM_ERR_NOMEM;
     memset(dst, 0, m->words * sizeof *dst);
     slm_grammar_prep *p = prep_find(g, v);
     bool fallback = p == NULL;

@@ -56,11 +56,15 @@ typedef struct slm_vmask {
     uint64_t fp;                /* the vocabulary's content hash: equal vocabularies share masks */
     int32_t n_vocab;
     size_t words;               /* mask words */
-    uint32_t *slot;             /* [cap_slot] index into pool + 1, 0 = not cached */
+    uint32_t *slot;             /* [cap_slot] mask number + 1, 0 = not cached */
     uint32_t cap_slot;
-    uint32_t *pool;             /* [n_masks * words] */
-    uint32_t n_masks, cap_masks;
+    uint32_t **chunk;           /* [n_chunks] owned, each [SLM_VMASK_CHUNK * words]: mask i is
+                                   chunk[i / SLM_VMASK_CHUNK] + (i % SLM_VMASK_CHUNK) * words
+                                   (chunks, not one growing array: no copy when it grows) */
+    uint32_t n_chunks;
+    uint32_t n_masks;
 } slm_vmask;
+#define SLM_VMASK_CHUNK 16 /* masks per chunk: 300 KiB on a 150k vocabulary */
 
 #define SLM_PDA_MAX_VOCABS 4 /* vocabularies with a mask cache per automaton */
 
