@@ -107,6 +107,11 @@ int32_t slm_grammar_vocab_n(const slm_grammar_vocab *v);
  * of the first request. Idempotent, thread-safe (computed outside g's lock); tables are kept
  * for up to 4 vocabularies per grammar. Cost: docs/benchmarks.md ("Structured output"). */
 slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char *err);
+/* The same for the vocabulary of model m (borrowed for the call; read only, so any thread
+ * may do it while another generates with m): a trie of m's vocabulary is built for the call
+ * unless g was last prepared for m. A server calls it on the request's thread so that the
+ * engine thread, which creates the matcher, finds the tables ready. */
+slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err);
 
 /* ---- matching ---------------------------------------------------------------------------- */
 

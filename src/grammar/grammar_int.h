@@ -59,6 +59,9 @@ struct slm_grammar {
     uint32_t n_matchers;    /* live matchers (their states index pda) */
     slm_grammar_prep *prep[SLM_GRAMMAR_MAX_PREPS]; /* owned: position tables per vocabulary */
     uint32_t n_prep, next_prep; /* tables in use; next one to replace */
+    const void *prep_model; /* the model slm_grammar_prepare_model last prepared for (compared,
+                               never dereferenced: a hint to skip rebuilding its trie) */
+    uint64_t prep_model_fp; /* ... and its vocabulary's hash */
 };
 
 /* Bytes of GBNF a front end may generate (a schema's grammar is larger than the schema). */

@@ -508,6 +508,25 @@ slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char 
     return SLM_OK;
 }
 
+slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err) {
+    if (!g || !m) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar or model");
+    pthread_mutex_lock(&g->lock);
+    bool have = false;
+    for (uint32_t i = 0; i < g->n_prep && g->prep_model == (const void *)m; i++) have = have || g->prep[i]->fp == g->prep_model_fp;
+    pthread_mutex_unlock(&g->lock);
+    if (have) return SLM_OK;
+    slm_grammar_vocab *v;
+    slm_status st = slm_grammar_vocab_from_model(m, &v, err);
+    if (st == SLM_OK) st = slm_grammar_prepare(g, v, err);
+    if (st == SLM_OK) {
+        pthread_mutex_lock(&g->lock);
+        g->prep_model = m, g->prep_model_fp = v->fp;
+        pthread_mutex_unlock(&g->lock);
+    }
+    slm_grammar_vocab_destroy(v);
+    return st;
+}
+
 /* ---- masks ------------------------------------------------------------------------------------ */
 
 /* The mask of state d from the tables p into dst (zeroed by the caller). *fallback: the
