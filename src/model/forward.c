@@ -31,7 +31,6 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "model/act.h"
 #include "model/attn.h"
 #include "model/model.h"
 #include "model/ops.h"
@@ -212,7 +211,7 @@ static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1)
         const slm_type vt = slm_type_traits_of(s->w[i]->type)->vec_dot_type;
         const int64_t n_in = s->w[i]->n_in;
         for (int64_t t = t0; t < t1; t++)
-            slm_model_act_convert(vt, x + (size_t)t * (size_t)n_in, (uint8_t *)s->act[i] + (size_t)t * s->stride[i], n_in);
+            slm_quant_act_convert(vt, x + (size_t)t * (size_t)n_in, (uint8_t *)s->act[i] + (size_t)t * s->stride[i], n_in);
     }
 }
 

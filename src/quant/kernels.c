@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "quant/act.h"
 #include "quant/kernels_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -103,7 +104,10 @@ static void select_once(void) {
             s->to_float[t] = tr->to_float;
             s->from_float[t] = tr->from_float;
             s->vec_dot[t] = tr->vec_dot;
+            s->act[t] = tr->from_float;
         }
+        s->act[SLM_TYPE_Q8_0] = slm_quant_act_q8_0;
+        s->act[SLM_TYPE_Q8_1] = slm_quant_act_q8_1;
         s->axpy[SLM_TYPE_F32] = axpy_f32;
         s->axpy[SLM_TYPE_F16] = axpy_f16;
         for (int j = 1; j <= i; j++) {
@@ -115,6 +119,7 @@ static void select_once(void) {
                 if (o->vec_dot[t]) s->vec_dot[t] = o->vec_dot[t];
                 if (o->gemm[t]) s->gemm[t] = o->gemm[t];
                 if (o->axpy[t]) s->axpy[t] = o->axpy[t];
+                if (o->act[t]) s->act[t] = o->act[t];
             }
         }
         runnable[i] = cpu_runs(isa) && (i == SLM_QUANT_ISA_SCALAR || isa_overrides(isa) != NULL);
@@ -147,6 +152,10 @@ const slm_quant_kernel_set *slm_quant_kernels_isa(slm_quant_isa isa) {
 
 const char *slm_quant_isa_name(slm_quant_isa isa) {
     return (unsigned)isa < SLM_QUANT_ISA_COUNT ? isa_names[isa] : "unknown";
+}
+
+void slm_quant_act_convert(slm_type vt, const float *x, void *dst, int64_t n) {
+    slm_quant_kernels()->act[vt](x, dst, n);
 }
 
 /* ---- matrix-vector products ------------------------------------------------------------------ */

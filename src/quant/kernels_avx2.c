@@ -16,8 +16,9 @@
  * double.
  * Compiled with per-function target attributes, so the rest of the build stays baseline
  * x86-64; kernels.c only selects this set when the CPU reports AVX2, FMA and F16C.
+ * Also the activation quantizers for Q8_0 / Q8_1 (same bytes as quant/act.c).
  * Thread-safety: pure functions. Non-goals: to_float and from_float (dequantization and
- * activation quantization are O(n) per product, not on the hot path).
+ * weight quantization are not on the hot path).
  */
 #include "quant/kernels_isa.h"
 
@@ -849,6 +850,55 @@ AVX2_TARGET static void axpy_f16(int64_t n, float a, const void *x, float *y) {
     for (; i < n; i++) y[i] += a * f16_to_f32(xh[i]);
 }
 
+/* ---- activation quantizers (Q8_0, Q8_1) ---------------------------------------------------- */
+
+/* One block of 32 floats the way quant/act.c does it: amax (maximum is exact in any
+ * order), d = amax / 127, id = 127 / amax, q = x * id rounded half to even (the rounding
+ * instruction's nearest mode = nearbyintf in the default mode); returns the sum of q. The
+ * same float operations as the scalar code, so the same bytes. */
+AVX2_TARGET static inline int act_block(const float *x, int8_t q[32], float *d_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    *d_out = amax / 127.f;
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+    __m256i i32[4];
+    for (int k = 0; k < 4; k++)
+        i32[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    /* int32 -> int8 (all within -127..127): packs work per 128-bit lane, so the result is
+     * in lane order 0 4 1 5 2 6 3 7 of 4-byte groups; one permute restores it */
+    const __m256i w01 = _mm256_packs_epi32(i32[0], i32[1]), w23 = _mm256_packs_epi32(i32[2], i32[3]);
+    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, b);
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+    return hsum_i32_8(s);
+}
+
+AVX2_TARGET static void act_q8_0(const float *x, void *dst, int64_t n) {
+    slm_block_q8_0 *y = dst; /* [n / 32] blocks */
+    for (int64_t b = 0; b < n / SLM_QK8_0; b++, x += SLM_QK8_0) {
+        float d;
+        act_block(x, y[b].qs, &d);
+        y[b].d = slm_quant_f2h(d);
+    }
+}
+
+AVX2_TARGET static void act_q8_1(const float *x, void *dst, int64_t n) {
+    slm_block_q8_1 *y = dst; /* [n / 32] blocks */
+    for (int64_t b = 0; b < n / SLM_QK8_1; b++, x += SLM_QK8_1) {
+        float d;
+        const int sum = act_block(x, y[b].qs, &d);
+        y[b].d = slm_quant_f2h(d);
+        y[b].s = slm_quant_f2h(d * (float)sum);
+    }
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -883,6 +933,10 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
         [SLM_TYPE_F16] = axpy_f16,
+    },
+    .act = {
+        [SLM_TYPE_Q8_0] = act_q8_0,
+        [SLM_TYPE_Q8_1] = act_q8_1,
     },
 };
 
