@@ -336,7 +336,8 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
  *  - Integer kinds: Q4_0 and Q5_0 weights are unsigned nibbles (0..15, 0..31) minus an
  *    offset (8, 16): maddubs(unsigned weight, signed activation) needs no sign fix-up, and
  *    the offset comes off the block total as offset * (sum of the activation block), a
- *    number computed once per activation block. Q8_0 and IQ4_NL weights are signed:
+ *    number computed once per activation block; their small products also let the tree
+ *    start in 16-bit lanes (reduce8_i16). Q8_0 and IQ4_NL weights are signed:
  *    |w| . sign(a, w) as in dot_i8_32.
  *  - Activation scales (f16) and block sums are converted once per activation chunk into a
  *    small table laid out block-major, so a tile loads the V values of one block as one
@@ -409,11 +410,10 @@ AVX2_TARGET static inline float block_term(int isum, float dx, float dy, int fo)
     return (float)isum * (dx * dy);
 }
 
-/* 8 partial int32 sums of one block pair (exact): w from wvals, y the activation bytes. */
-AVX2_TARGET static inline __m256i pair_sums(__m256i w, __m256i aw, __m256i y, int wk) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    if (wk == WK_OFFSET) return _mm256_madd_epi16(_mm256_maddubs_epi16(w, y), ones);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, w)), ones);
+/* 8 partial int32 sums of one block pair (exact) for signed weights w (aw = |w|) and
+ * activation bytes y. (Offset kinds use the 16 int16 sums of maddubs(w, y) directly.) */
+AVX2_TARGET static inline __m256i pair_sums(__m256i w, __m256i aw, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, w)), _mm256_set1_epi16(1));
 }
 
 /* The plain dot product (one row, one activation row): per block an exact integer sum,
@@ -450,6 +450,19 @@ AVX2_TARGET static inline __m256 rep_load_ps(const float *p, int V) {
 
 /* Reduce 8 vectors of 8 int32 partial sums to one vector of their 8 totals (lane k = the
  * total of p[k]); exact. */
+/* The same from 8 vectors of 16 int16 partial sums of an offset kind (maddubs(w, y), each
+ * lane a sum of 2 products of at most 31 x 128): two levels of 16-bit horizontal adds (8
+ * products per lane, |.| <= 31744: no overflow), then pairs into int32 by madd. Saves the
+ * per-pair madd of reduce8_i32's inputs. */
+AVX2_TARGET static inline __m256i reduce8_i16(const __m256i p[8]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i h0 = _mm256_hadd_epi16(p[0], p[1]), h1 = _mm256_hadd_epi16(p[2], p[3]);
+    const __m256i h2 = _mm256_hadd_epi16(p[4], p[5]), h3 = _mm256_hadd_epi16(p[6], p[7]);
+    const __m256i q0 = _mm256_madd_epi16(_mm256_hadd_epi16(h0, h1), ones);
+    const __m256i q1 = _mm256_madd_epi16(_mm256_hadd_epi16(h2, h3), ones);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
 AVX2_TARGET static inline __m256i reduce8_i32(const __m256i p[8]) {
     const __m256i h0 = _mm256_hadd_epi32(p[0], p[1]), h1 = _mm256_hadd_epi32(p[2], p[3]);
     const __m256i h2 = _mm256_hadd_epi32(p[4], p[5]), h3 = _mm256_hadd_epi32(p[6], p[7]);
@@ -514,10 +527,12 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
                     p[k] = _mm256_setzero_si256();
                     continue;
                 }
-                p[k] = pair_sums(xw[pi / V], axw[pi / V], qy[pi % V], wk);
+                p[k] = wk == WK_OFFSET ? _mm256_maddubs_epi16(xw[pi / V], qy[pi % V])
+                                       : pair_sums(xw[pi / V], axw[pi / V], qy[pi % V]);
             }
             /* the exact block sums as floats (exact: |sum| < 2^24), the offset taken off */
-            const __m256 c = _mm256_sub_ps(_mm256_cvtepi32_ps(reduce8_i32(p)), corr);
+            const __m256i tot = wk == WK_OFFSET ? reduce8_i16(p) : reduce8_i32(p);
+            const __m256 c = _mm256_sub_ps(_mm256_cvtepi32_ps(tot), corr);
             const __m256 dxg = V == 1 && g == 0 ? dx : _mm256_permutevar8x32_ps(dx, dx_idx[g]);
             __m256 t;
             if (fo == FO_LEFT_TO_RIGHT) {
