@@ -639,129 +639,70 @@ Q8ACT_KERNELS(iq4_nl, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
 
 /* ---- tiled products for K super-blocks (Q8_K activations) -------------------------------- */
 
-/* Q4_K / Q5_K weights against GEMM_VECS Q8_K activation rows: each super-block's nibbles
- * (and fifth bits) are unpacked once for all of them; integer sums are exact whatever the
- * order, and each output's float accumulation is vec_dot_q4_k/q5_k's, term for term. */
-AVX2_TARGET static inline void k4_block_sums_multi(const uint8_t *q4, const uint8_t *qh,
-                                                   const uint8_t packed[SLM_K_SCALE_SIZE],
-                                                   const slm_block_q8_k *const yb[GEMM_VECS], int isum[GEMM_VECS],
-                                                   int summ[GEMM_VECS]) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, packed, &sc[j], &mn[j]);
-    for (int v = 0; v < GEMM_VECS; v++) {
-        int sm = 0;
-        for (int j = 0; j < 16; j++) sm += yb[v]->bsums[j] * mn[j / 2];
-        summ[v] = sm;
-    }
-    const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-    __m256i sumi[GEMM_VECS];
-    for (int v = 0; v < GEMM_VECS; v++) sumi[v] = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++, q4 += 32) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
-        __m256i lo = _mm256_and_si256(bits, m4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        if (qh) {
-            const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
-            lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
-            hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
-        }
-        const __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
-        for (int v = 0; v < GEMM_VECS; v++) {
-            const int8_t *q8 = yb[v]->qs + 64 * c;
-            const __m256i yl = _mm256_loadu_si256((const __m256i *)q8);
-            const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 32));
-            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), sl);
-            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), sh);
-            sumi[v] = _mm256_add_epi32(sumi[v], _mm256_add_epi32(pl, ph));
-        }
-    }
-    for (int v = 0; v < GEMM_VECS; v++) isum[v] = hsum_i32_8(sumi[v]);
+/* Q4_K, Q5_K and Q6_K weights against Q8_K activation rows, with the lanes-as-outputs
+ * layout of the 32-block tiles: a tile is R rows x V activation rows with R * V = 8
+ * (decode 8 x 1 and 4 x 2, prompt 2 x 4). Per super-block each row's quants are unpacked
+ * once and multiplied with the V activation rows into one int32 vector per output (the
+ * vec_dot's sub-block scales applied by madd, so the lanes hold exact partial sums); the 8
+ * vectors are reduced to one vector of 8 exact super-block sums, and the correction term
+ * (Q4_K/Q5_K: mins x bsums; Q6_K: scales x bsums) likewise. The float step is then
+ * vec_dot's exactly (per lane: d = dx * dy, the same products, difference and sum), so
+ * every output equals vec_dot's bit for bit. */
+enum { KT_Q4 = 0, KT_Q5 = 1, KT_Q6 = 2 };
+
+/* The 8 scales and 8 mins of a Q4_K/Q5_K super-block (6 bits each, packed in 12 bytes), as
+ * slm_quant_scale_min_k4 unpacks them, by 32-bit word operations: sc[0..7], mn[0..7]. */
+AVX2_TARGET static inline void k4_scales(const uint8_t packed[SLM_K_SCALE_SIZE], uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3];
+    memcpy(u, packed, sizeof u);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t s_lo = u[0] & m6, m_lo = u[1] & m6;                   /* j < 4 */
+    const uint32_t s_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);       /* j >= 4 */
+    const uint32_t m_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    memcpy(sc, &s_lo, 4), memcpy(sc + 4, &s_hi, 4);
+    memcpy(mn, &m_lo, 4), memcpy(mn + 4, &m_hi, 4);
 }
 
-/* Shared by Q4_K and Q5_K (the blocks differ only by qh); with_qh selects Q5_K. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k4(int64_t n, const void *W, size_t wrb, int64_t r0,
-                                                                       int64_t r1, const void *xq, size_t xs, int64_t n_vec,
-                                                                       float *y, size_t ys, int with_qh) {
-    const int64_t nb = n / SLM_QK_K;
-    const slm_vec_dot_fn dot = with_qh ? vec_dot_q5_k_q8_k : vec_dot_q4_k_q8_k;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrb;
-        int64_t v = 0;
-        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
-            const slm_block_q8_k *ya[GEMM_VECS];
-            float sumf[GEMM_VECS];
-            for (int j = 0; j < GEMM_VECS; j++) {
-                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
-                sumf[j] = 0.0f;
-            }
-            for (int64_t i = 0; i < nb; i++) {
-                const slm_block_q8_k *yb[GEMM_VECS];
-                int isum[GEMM_VECS], summ[GEMM_VECS];
-                for (int j = 0; j < GEMM_VECS; j++) yb[j] = &ya[j][i];
-                uint16_t xd, xdmin;
-                if (with_qh) {
-                    const slm_block_q5_k *x = (const slm_block_q5_k *)wr + i;
-                    k4_block_sums_multi(x->qs, x->qh, x->scales, yb, isum, summ);
-                    xd = x->d, xdmin = x->dmin;
-                } else {
-                    const slm_block_q4_k *x = (const slm_block_q4_k *)wr + i;
-                    k4_block_sums_multi(x->qs, NULL, x->scales, yb, isum, summ);
-                    xd = x->d, xdmin = x->dmin;
-                }
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    const float d = f16_to_f32(xd) * yb[j]->d;
-                    const float dmin = f16_to_f32(xdmin) * yb[j]->d;
-                    sumf[j] += d * (float)isum[j] - dmin * (float)summ[j];
-                }
-            }
-            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
-        }
-        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = dot(n, wr, (const uint8_t *)xq + (size_t)v * xs);
-    }
+/* The 8 values of v (bytes) as 16 int16 lanes, each twice: lane g = v[g / 2] (the scale or
+ * min of 16-group g of a K super-block). */
+AVX2_TARGET static inline __m256i dup8_i16(const uint8_t v[8]) {
+    uint64_t w;
+    memcpy(&w, v, sizeof w);
+    const __m128i x = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)w));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(x, x), _mm_unpacklo_epi16(x, x));
 }
 
-AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 0);
-}
-
-AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 1);
-}
-
-/* Q6_K weights against GEMM_VECS Q8_K rows: the 6-bit quants of a super-block are
- * assembled once for all of them; per output the arithmetic is vec_dot_q6_k's. */
-AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    const int64_t nb = n / SLM_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
-    for (int64_t r = r0; r < r1; r++) {
-        const slm_block_q6_k *x = (const slm_block_q6_k *)((const uint8_t *)W + (size_t)r * wrb);
-        int64_t v = 0;
-        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
-            const slm_block_q8_k *ya[GEMM_VECS];
-            float sumf[GEMM_VECS];
-            for (int j = 0; j < GEMM_VECS; j++) {
-                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
-                sumf[j] = 0.0f;
-            }
-            for (int64_t i = 0; i < nb; i++) {
-                __m256i sumi[GEMM_VECS];
-                int corr[GEMM_VECS];
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    int c = 0;
-                    for (int g = 0; g < 16; g++) c += x[i].scales[g] * ya[j][i].bsums[g];
-                    corr[j] = c;
-                    sumi[j] = _mm256_setzero_si256();
-                }
+/* One R x V tile of a K type (R * V = 8): rows w + i * wrb, activation rows x + j * xs,
+ * output (i, j) = lane i * V + j, stored at y[j * ys + i]. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb, const uint8_t *w, size_t wrb,
+                                                                      const uint8_t *x, size_t xs, float *y, size_t ys,
+                                                                      const int R, const int V, const int kt) {
+    const size_t bs = kt == KT_Q6 ? sizeof(slm_block_q6_k) : kt == KT_Q5 ? sizeof(slm_block_q5_k) : sizeof(slm_block_q4_k);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i dx_idx = _mm256_setr_epi32(0 / V, 1 / V, 2 / V, 3 / V, 4 / V, 5 / V, 6 / V, 7 / V);
+    const uintptr_t pf = (uintptr_t)w + (size_t)R * wrb * TILE_PF; /* an address only: may be past W */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        for (size_t o = 0; o < (size_t)R * bs; o += 64) /* one cache line at a time; never faults */
+            _mm_prefetch((const char *)(pf + (size_t)ib * (size_t)R * bs + o), _MM_HINT_T0);
+        const slm_block_q8_k *yb[GEMM_VECS];
+        for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
+        __m256i sumi[8], corr[8];
+        uint16_t dh[8] = {0}, dmh[8] = {0}; /* row scales and mins scales, f16 */
+        for (int i = 0; i < R; i++) {
+            const uint8_t *blk = w + (size_t)i * wrb + (size_t)ib * bs;
+            for (int j = 0; j < V; j++) sumi[i * V + j] = _mm256_setzero_si256();
+            if (kt == KT_Q6) {
+                const slm_block_q6_k *b = (const slm_block_q6_k *)blk;
+                dh[i] = b->d;
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+                for (int j = 0; j < V; j++) /* scales x bsums, to be taken 32 times off the sum */
+                    corr[i * V + j] = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
+                const __m256i m2 = _mm256_set1_epi8(0x30);
                 for (int h = 0; h < 2; h++) {
-                    const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-                    const int8_t *sc = x[i].scales + 8 * h;
-                    const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
-                    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                    const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+                    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                    const __m256i bh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
                     const __m256i q[4] = {
                         _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 4), m2)),
                         _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 2), m2)),
@@ -770,22 +711,128 @@ AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int
                                         _mm256_and_si256(_mm256_srli_epi16(bh, 2), m2)),
                     };
                     for (int k = 0; k < 4; k++) {
-                        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-                        for (int j = 0; j < GEMM_VECS; j++) {
-                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(ya[j][i].qs + 128 * h + 32 * k));
-                            sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
+                        const int8_t *sc = b->scales + 8 * h + 2 * k;
+                        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+                        for (int j = 0; j < V; j++) {
+                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(yb[j]->qs + 128 * h + 32 * k));
+                            sumi[i * V + j] =
+                                _mm256_add_epi32(sumi[i * V + j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
                         }
                     }
                 }
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    const float d = f16_to_f32(x[i].d) * ya[j][i].d;
-                    sumf[j] += d * (float)(hsum_i32_8(sumi[j]) - 32 * corr[j]);
+            } else {
+                const uint8_t *q4, *qh = NULL, *packed;
+                uint16_t d, dmin;
+                if (kt == KT_Q5) {
+                    const slm_block_q5_k *b = (const slm_block_q5_k *)blk;
+                    q4 = b->qs, qh = b->qh, packed = b->scales, d = b->d, dmin = b->dmin;
+                } else {
+                    const slm_block_q4_k *b = (const slm_block_q4_k *)blk;
+                    q4 = b->qs, packed = b->scales, d = b->d, dmin = b->dmin;
+                }
+                dh[i] = d;
+                dmh[i] = dmin;
+                uint8_t sc[8], mn[8];
+                k4_scales(packed, sc, mn);
+                const __m256i mins = dup8_i16(mn);
+                for (int j = 0; j < V; j++) /* mins x bsums */
+                    corr[i * V + j] = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
+                const __m256i hbits = kt == KT_Q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+                for (int c = 0; c < 4; c++) {
+                    const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+                    __m256i lo = _mm256_and_si256(bits, m4);
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                    if (kt == KT_Q5) {
+                        const __m256i sixteen = _mm256_set1_epi8(16);
+                        const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
+                        lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
+                        hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
+                    }
+                    const __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
+                    for (int j = 0; j < V; j++) {
+                        const int8_t *q8 = yb[j]->qs + 64 * c;
+                        const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)), sl);
+                        const __m256i ph =
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))), sh);
+                        sumi[i * V + j] = _mm256_add_epi32(sumi[i * V + j], _mm256_add_epi32(pl, ph));
+                    }
                 }
             }
-            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
         }
-        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = vec_dot_q6_k_q8_k(n, x, (const uint8_t *)xq + (size_t)v * xs);
+        /* per lane: vec_dot's float step */
+        float dyv[8];
+        for (int k = 0; k < 8; k++) dyv[k] = yb[k % V]->d;
+        const __m256 dy = _mm256_loadu_ps(dyv);
+        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dx_idx);
+        const __m256i isum = reduce8_i32(sumi), csum = reduce8_i32(corr);
+        const __m256 d = _mm256_mul_ps(dx, dy);
+        __m256 t;
+        if (kt == KT_Q6) {
+            t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(csum, 5))));
+        } else {
+            const __m256 dmin = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmh)), dx_idx), dy);
+            const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
+            const __m256 t2 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(csum));
+            t = _mm256_sub_ps(t1, t2);
+        }
+        acc = _mm256_add_ps(acc, t);
     }
+    float out[8];
+    _mm256_storeu_ps(out, acc);
+    for (int k = 0; k < 8; k++) y[(size_t)(k % V) * ys + (size_t)(k / V)] = out[k];
+}
+
+/* One thread's rows [r0, r1) x all activation rows for a K type, in chunks of about
+ * GEMM_ACT_BYTES of activations: 2 x 4 tiles, then 4 x 2 and 8 x 1 for the activation
+ * rows left (decoding: 8 x 1 only); rows that fill no tile go through vec_dot. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k(int64_t n, const void *W, size_t wrb, int64_t r0,
+                                                                      int64_t r1, const void *xq, size_t xs,
+                                                                      int64_t n_vec, float *y, size_t ys,
+                                                                      slm_vec_dot_fn dot, const int kt) {
+    const int64_t nb = n / SLM_QK_K;
+    const uint8_t *wm = W, *xm = xq;
+    int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1)); /* activation rows per pass over the rows */
+    if (chunk < GEMM_VECS) chunk = GEMM_VECS;
+    chunk -= chunk % GEMM_VECS;
+    for (int64_t c0 = 0; c0 < n_vec; c0 += chunk) {
+        const int64_t c1 = c0 + chunk < n_vec ? c0 + chunk : n_vec;
+        int64_t v = c0;
+        /* tile widths V = 4 while 4 activation rows are left, then 2, then 1 */
+        for (int pass = 0; pass < 3; pass++) {
+            const int V = pass == 0 ? 4 : pass == 1 ? 2 : 1;
+            const int64_t v_end = pass == 2 ? c1 : v + (c1 - v) / V * V;
+            if (v_end <= v) continue;
+            int64_t r = r0;
+            for (; r + 8 / V <= r1; r += 8 / V) {
+                for (int64_t vv = v; vv < v_end; vv += V) {
+                    const uint8_t *xv = xm + (size_t)vv * xs;
+                    float *yv = y + (size_t)vv * ys + r;
+                    if (V == 4) tile_k(nb, wm + (size_t)r * wrb, wrb, xv, xs, yv, ys, 2, 4, kt);
+                    else if (V == 2) tile_k(nb, wm + (size_t)r * wrb, wrb, xv, xs, yv, ys, 4, 2, kt);
+                    else tile_k(nb, wm + (size_t)r * wrb, wrb, xv, xs, yv, ys, 8, 1, kt);
+                }
+            }
+            for (; r < r1; r++) /* rows that fill no tile */
+                for (int64_t vv = v; vv < v_end; vv++)
+                    y[(size_t)vv * ys + (size_t)r] = dot(n, wm + (size_t)r * wrb, xm + (size_t)vv * xs);
+            v = v_end;
+        }
+    }
+}
+
+AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q4_k_q8_k, KT_Q4);
+}
+
+AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q5_k_q8_k, KT_Q5);
+}
+
+AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q6_k_q8_k, KT_Q6);
 }
 
 /* ---- plain float types ------------------------------------------------------------------- */
