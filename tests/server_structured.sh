@@ -5,7 +5,10 @@
 # tests/grammar_validate.cjs when node and the validators are installed, else jq parses it);
 # streamed content equals the non-streamed content of the same seed; json_object gives a
 # JSON object; an output cut by max_tokens is "length"; an unsupported schema keyword and a
-# malformed response_format are 400s in OpenAI's shape with param "response_format".
+# malformed response_format are 400s in OpenAI's shape with param "response_format". The
+# "grammar" (GBNF) and "regex" fields constrain chat and completions the same way (outputs
+# that ended "stop" match them); syntax errors, unsupported constructs and combined
+# constraints are 400s naming the field.
 set -euo pipefail
 source "$(dirname "$0")/server_common.bash"
 SRC=${SLMESH_SOURCE_DIR:-$(dirname "$0")/..}
@@ -84,12 +87,41 @@ st=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"
 [ "$st" = 200 ] || fail "truncated: $st"
 jq -e '.choices[0].finish_reason == "length"' "$WORK/out" >/dev/null || fail "truncated: $(cat "$WORK/out")"
 
-# ---- errors: 400, OpenAI's shape, param response_format ----
-expect_400() { # expect_400 BODY WORD: the message names WORD
+# ---- "grammar" (GBNF) and "regex" on chat and completions ----
+GBNF='root ::= ("yes" | "no" | "maybe " [0-9]{1,2}) ("!" | "")'
+RE='[A-Z][a-z]{1,8}( [A-Z][a-z]{1,8})?'
+n_gr=0
+for seed in 1 2 3 4; do
+    for ep in chat completions; do
+        if [ $ep = chat ]; then
+            base=$(jq -nc --argjson s $seed '{messages:[{role:"user",content:"Answer"}],temperature:1.5,seed:$s,max_tokens:24}')
+            path=/v1/chat/completions sel='.choices[0].message.content'
+        else
+            base=$(jq -nc --argjson s $seed '{prompt:"Answer:",temperature:1.5,seed:$s,max_tokens:24}')
+            path=/v1/completions sel='.choices[0].text'
+        fi
+        for kind in grammar regex; do
+            if [ $kind = grammar ]; then text=$GBNF want='^(yes|no|maybe [0-9]{1,2})!?$'; else text=$RE want="^$RE\$"; fi
+            st=$(post $path "$(jq -c --arg t "$text" --arg k $kind '. + {($k): $t}' <<<"$base")")
+            [ "$st" = 200 ] || fail "$kind on $ep: $st $(head -c 300 "$WORK/out")"
+            fr=$(jq -r '.choices[0].finish_reason' "$WORK/out")
+            out=$(jq -j "$sel" "$WORK/out")
+            case "$fr" in
+            stop) grep -Eq -- "$want" <<<"$out" || fail "$kind on $ep: '$out' does not match"; n_gr=$((n_gr + 1)) ;;
+            length) ;;
+            *) fail "$kind on $ep: finish_reason '$fr'" ;;
+            esac
+        done
+    done
+done
+[ "$n_gr" -gt 0 ] || fail "no grammar/regex output completed"
+
+# ---- errors: 400, OpenAI's shape, the parameter named ----
+expect_400() { # expect_400 BODY WORD [PARAM]: the message names WORD, param is PARAM (response_format)
     local st
     st=$(post /v1/chat/completions "$1")
     [ "$st" = 400 ] || fail "status $st for $1: $(head -c 300 "$WORK/out")"
-    jq -e '.error.param == "response_format" and .error.type == "invalid_request_error" and (.error | has("code"))' \
+    jq -e --arg p "${3:-response_format}" '.error.param == $p and .error.type == "invalid_request_error" and (.error | has("code"))' \
         "$WORK/out" >/dev/null || fail "error shape: $(cat "$WORK/out")"
     grep -q -- "$2" "$WORK/out" || fail "message does not name '$2': $(cat "$WORK/out")"
 }
@@ -101,6 +133,13 @@ expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema"
 expect_400 "{$M,\"response_format\":{\"type\":\"xml\"}}" "type"
 expect_400 "{$M,\"response_format\":\"json\"}" "response_format"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"strict\":\"yes\",\"schema\":{}}}}" "strict"
+expect_400 "{$M,\"grammar\":\"root ::= \\\"a\\\" )\"}" "line 1:14: unbalanced" grammar
+expect_400 "{$M,\"grammar\":\"root ::= foo\"}" "undefined rule 'foo'" grammar
+expect_400 "{$M,\"grammar\":7}" "'grammar' must be a string" grammar
+expect_400 "{$M,\"regex\":\"(?!x)a\"}" "regex" regex
+expect_400 "{$M,\"regex\":\"a\",\"grammar\":\"root ::= \\\"a\\\"\"}" "'regex' cannot be combined with 'grammar'" regex
+expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"regex\":\"a\"}" "cannot be combined with 'response_format'" regex
+[ "$(post /v1/completions '{"prompt":"x","grammar":"","regex":null,"max_tokens":2}')" = 200 ] || fail "empty grammar is none"
 [ "$(post /v1/completions "{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"not\":{}}}}}")" = 400 ] ||
     fail "completions: unsupported keyword accepted"
 grep -q "'not'" "$WORK/out" || fail "completions: keyword not named: $(cat "$WORK/out")"
@@ -116,4 +155,4 @@ else
     done <"$WORK/manifest"
 fi
 stop_server
-echo "ok: $n_out outputs, $n_stop complete"
+echo "ok: $n_out outputs, $n_stop complete; $n_gr grammar/regex outputs complete"

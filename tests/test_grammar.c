@@ -9,8 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+
 #include "core/core.h"
+#include "gguf/gguf.h"
+#include "grammar/grammar_int.h"
 #include "slmesh/grammar.h"
+#include "tokenizer/tokenizer.h"
 #include "slmesh/slmesh.h"
 #include "testutil.h"
 
@@ -418,7 +423,8 @@ static void test_schema_unsupported(void **state) {
         {"{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", SLM_ERR_UNSUPPORTED, "backreference"},
         {"{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":3}", SLM_ERR_UNSUPPORTED, "combination"},
         {"{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", SLM_ERR_UNSUPPORTED, "not provably exclusive"},
-        {"{\"$ref\":\"http://x/y\"}", SLM_ERR_UNSUPPORTED, "only local"},
+        {"{\"$ref\":\"http://x/y\"}", SLM_ERR_UNSUPPORTED, "unsupported $ref 'http://x/y' at /: remote references are never fetched"},
+        {"{\"properties\":{\"a\":{\"$ref\":\"other.json#/x\"}}}", SLM_ERR_UNSUPPORTED, "'other.json#/x' at /properties/a: remote"},
         {"{\"type\":\"object\",\"anyOf\":[{}]}", SLM_ERR_UNSUPPORTED, "'type' next to 'anyOf'"},
         {"{\"$ref\":\"#\"}", SLM_ERR_CORRUPT, "matches nothing"},
         {"{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}", SLM_ERR_CORRUPT, "matches nothing"},
@@ -539,6 +545,163 @@ static void test_alloc_failures(void **state) {
     }
 }
 
+/* ---- position tables against the trie walk -------------------------------------------------- */
+
+/* The mask composed from the position tables (slm_grammar_matcher_mask) must equal the full
+ * trie walk (slm_grammar_matcher_mask_walk, the specification) in every state. States come
+ * from random walks: each step picks a random allowed token of a real vocabulary, so strings,
+ * escapes, partial UTF-8 tokens, closing tokens and nesting are all reached. Sanitizer
+ * builds (~15x slower) run every 6th grammar on one vocabulary. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_SANITIZED 1
+#endif
+#endif
+#ifndef TU_SANITIZED
+#define TU_SANITIZED 0
+#endif
+
+#define DIFF_STEPS 40 /* tokens per random walk */
+#define DIFF_RUNS  2  /* random walks per grammar and vocabulary */
+
+typedef struct real_vocab {
+    slm_gguf *gg;
+    slm_tokenizer *t;
+    slm_grammar_vocab *v;
+    int32_t n;
+    uint32_t *tables, *walk; /* [words] */
+} real_vocab;
+
+static size_t real_piece(void *user, int32_t id, char *buf, size_t cap) { return slm_tok_piece(user, id, 0, buf, cap); }
+
+static bool real_vocab_open(real_vocab *r, const char *path) {
+    char err[SLM_ERR_LEN];
+    memset(r, 0, sizeof *r);
+    if (slm_gguf_open(path, NULL, &r->gg, err) || slm_tok_create(r->gg, &r->t, err)) return false;
+    r->n = slm_tok_n_vocab(r->t);
+    assert_int_equal(slm_grammar_vocab_create(r->n, real_piece, r->t, &r->v, err), SLM_OK);
+    r->tables = malloc(((size_t)r->n + 31) / 32 * 4);
+    r->walk = malloc(((size_t)r->n + 31) / 32 * 4);
+    return true;
+}
+
+static void real_vocab_close(real_vocab *r) {
+    slm_grammar_vocab_destroy(r->v);
+    slm_tok_destroy(r->t);
+    slm_gguf_close(r->gg);
+    free(r->tables), free(r->walk);
+}
+
+static uint64_t diff_rand(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+static void diff_grammar(slm_grammar *g, real_vocab *r, const char *name, uint64_t seed) {
+    const size_t words = ((size_t)r->n + 31) / 32;
+    char piece[SLM_GRAMMAR_MAX_PIECE + 1];
+    for (int run = 0; run < DIFF_RUNS; run++) {
+        slm_grammar_matcher *m;
+        assert_int_equal(slm_grammar_matcher_create(g, r->v, &m, NULL), SLM_OK);
+        for (int step = 0; step < DIFF_STEPS; step++) {
+            memset(r->tables, 0, words * 4);
+            memset(r->walk, 0, words * 4);
+            assert_int_equal(slm_grammar_matcher_mask(m, r->tables, words, NULL), SLM_OK);
+            assert_int_equal(slm_grammar_matcher_mask_walk(m, r->walk, words, NULL), SLM_OK);
+            uint32_t allowed = 0;
+            for (int32_t id = 0; id < r->n; id++) {
+                const bool a = r->tables[id >> 5] >> (id & 31) & 1, b = r->walk[id >> 5] >> (id & 31) & 1;
+                if (a != b) {
+                    size_t n = slm_tok_piece(r->t, id, 0, piece, sizeof piece - 1);
+                    piece[n < sizeof piece - 1 ? n : sizeof piece - 1] = 0;
+                    fprintf(stderr, "%s run %d step %d: token %d '%s': tables %d, walk %d\n", name, run, step, id, piece, a, b);
+                }
+                assert_int_equal(a, b);
+                allowed += a;
+            }
+            if (allowed == 0) break;
+            uint32_t pick = (uint32_t)(diff_rand(&seed) % allowed);
+            int32_t id = 0;
+            for (;; id++)
+                if ((r->walk[id >> 5] >> (id & 31) & 1) && pick-- == 0) break;
+            const size_t n = slm_tok_piece(r->t, id, 0, piece, sizeof piece);
+            assert_int_equal(slm_grammar_matcher_accept(m, piece, n, NULL), SLM_OK);
+            if (slm_grammar_matcher_complete(m) && !slm_grammar_matcher_can_continue(m)) break;
+        }
+        slm_grammar_matcher_destroy(m);
+    }
+}
+
+static void test_tables_vs_walk(void **state) {
+    (void)state;
+    char path[1024];
+    TU_SHARED_OR_SKIP(path, "models/vocab/ggml-vocab-smollm2.gguf");
+    static const char *const vocabs[] = {"models/vocab/ggml-vocab-smollm2.gguf", "models/vocab/ggml-vocab-qwen2.gguf"};
+    static const char *const gbnfs[] = {
+        /* generic JSON with free whitespace: nullable tail loops, recursion through values */
+        "root ::= value\nvalue ::= object | array | string | number | (\"true\" | \"false\" | \"null\") ws\n"
+        "object ::= \"{\" ws ( string \":\" ws value ( \",\" ws string \":\" ws value )* )? \"}\" ws\n"
+        "array ::= \"[\" ws ( value ( \",\" ws value )* )? \"]\" ws\n"
+        "string ::= \"\\\"\" ( [^\"\\\\] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}) )* \"\\\"\" ws\n"
+        "number ::= \"-\"? ([0-9] | [1-9] [0-9]*) (\".\" [0-9]+)? ws\nws ::= [ \\t\\n]*",
+        /* arithmetic: deep recursion, tokens closing several levels at once */
+        "root ::= expr\nexpr ::= term ((\"+\" | \"-\") term)*\nterm ::= factor ((\"*\" | \"/\") factor)*\n"
+        "factor ::= [0-9]+ | \"(\" expr \")\" | \"-\" factor",
+        /* free text that may end anywhere, lines, non-ASCII classes */
+        "root ::= line+\nline ::= [^\\n]* \"\\n\"",
+        "root ::= ( [a-z ]+ | [\\u4e00-\\u9fff]+ | [\\u00e0-\\u00ff] )* \".\"",
+        "root ::= \"<\" tag \">\" [^<]* \"</\" tag \">\"\ntag ::= [a-z]{1,8}",
+    };
+    static const char *const regexes[] = {"[A-Z][a-z]+( [A-Z][a-z]+)*", "\\d{3}-\\d{4}|\\(\\d+\\)", ".{0,12}é"};
+    const char *src = getenv("SLMESH_SOURCE_DIR");
+    for (size_t vi = 0; vi < (TU_SANITIZED ? 1 : 2); vi++) {
+        real_vocab r;
+        if (!tu_shared_path(path, sizeof path, vocabs[vi]) || !real_vocab_open(&r, path)) continue;
+        uint64_t seed = 0x9E3779B97F4A7C15ULL + vi;
+        int n = 0;
+        for (size_t i = 0; i < sizeof gbnfs / sizeof gbnfs[0]; i++) {
+            slm_grammar *g = gbnf(gbnfs[i]);
+            diff_grammar(g, &r, gbnfs[i], seed + i);
+            slm_grammar_release(g);
+        }
+        for (size_t i = 0; i < sizeof regexes / sizeof regexes[0]; i++) {
+            slm_grammar *g;
+            assert_int_equal(slm_grammar_from_regex(regexes[i], strlen(regexes[i]), &g, NULL), SLM_OK);
+            diff_grammar(g, &r, regexes[i], seed + 100 + i);
+            slm_grammar_release(g);
+        }
+        for (int k = 1; src && k < 100; k++) { /* tests/schema_corpus/NN_*.json */
+            char pat[64];
+            snprintf(pat, sizeof pat, "%02d_", k);
+            char dir[1024];
+            snprintf(dir, sizeof dir, "%s/tests/schema_corpus", src);
+            DIR *dp = opendir(dir);
+            if (!dp) break;
+            struct dirent *de;
+            char file[2048] = "";
+            while ((de = readdir(dp)))
+                if (!strncmp(de->d_name, pat, 3) && strstr(de->d_name, ".json")) snprintf(file, sizeof file, "%s/%s", dir, de->d_name);
+            closedir(dp);
+            if (!file[0]) break;
+            if (TU_SANITIZED && k % 6) continue;
+            size_t len;
+            char *text = tu_read_file(file, &len);
+            assert_non_null(text);
+            slm_grammar *g;
+            assert_int_equal(slm_grammar_from_json_schema(text, len, &g, NULL), SLM_OK);
+            diff_grammar(g, &r, file, seed + 1000 + (uint64_t)k);
+            slm_grammar_release(g);
+            free(text);
+            n++;
+        }
+        fprintf(stderr, "%s: %d corpus schemas and %zu grammars agree\n", vocabs[vi], n,
+                sizeof gbnfs / sizeof gbnfs[0] + sizeof regexes / sizeof regexes[0]);
+        real_vocab_close(&r);
+    }
+}
+
 /* ---- generation on a tiny model --------------------------------------------------------------- */
 
 typedef struct out_buf {
@@ -598,7 +761,8 @@ int main(void) {
         cmocka_unit_test(test_schema_integer_ranges),
         cmocka_unit_test(test_schema_values),       cmocka_unit_test(test_schema_unsupported),
         cmocka_unit_test(test_regex),               cmocka_unit_test(test_json_object_and_cache),
-        cmocka_unit_test(test_alloc_failures),      cmocka_unit_test(test_generate_constrained),
+        cmocka_unit_test(test_alloc_failures),      cmocka_unit_test(test_tables_vs_walk),
+        cmocka_unit_test(test_generate_constrained),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -101,12 +101,25 @@ struct slm_model;
 slm_status slm_grammar_vocab_from_model(const struct slm_model *m, slm_grammar_vocab **out, char *err);
 int32_t slm_grammar_vocab_n(const slm_grammar_vocab *v);
 
+/* Precompute, for vocabulary v (borrowed for the call), the token masks of g's grammar
+ * positions, from which each step's mask is composed (docs/structured-output.md). The first
+ * matcher created with v does it otherwise; call it ahead (at compile time) to keep it out
+ * of the first request. Idempotent, thread-safe (computed outside g's lock); tables are kept
+ * for up to 4 vocabularies per grammar. Cost: docs/benchmarks.md ("Structured output"). */
+slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char *err);
+/* The same for the vocabulary of model m (borrowed for the call; read only, so any thread
+ * may do it while another generates with m): a trie of m's vocabulary is built for the call
+ * unless g was last prepared for m. A server calls it on the request's thread so that the
+ * engine thread, which creates the matcher, finds the tables ready. */
+slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err);
+
 /* ---- matching ---------------------------------------------------------------------------- */
 
 typedef struct slm_grammar_matcher slm_grammar_matcher;
 
 /* A matcher at the start of g (retained until destroy). v (borrowed; must outlive the
- * matcher) may be NULL when no masks are needed. */
+ * matcher) may be NULL when no masks are needed; otherwise slm_grammar_prepare(g, v) runs
+ * first if it has not yet. */
 slm_status slm_grammar_matcher_create(slm_grammar *g, const slm_grammar_vocab *v, slm_grammar_matcher **out,
                                       char *err);
 void slm_grammar_matcher_destroy(slm_grammar_matcher *m); /* NULL allowed */

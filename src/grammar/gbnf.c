@@ -595,6 +595,7 @@ static bool build(parser *p, slm_grammar *g) {
 void slm_grammar_free_all(slm_grammar *g) {
     if (!g) return;
     slm_grammar_pda_free(g->pda);
+    for (uint32_t i = 0; i < g->n_prep; i++) slm_grammar_prep_free(g->prep[i]);
     for (uint32_t r = 0; g->names && r < g->n_rules; r++) slm_free(g->names[r]);
     slm_free(g->names);
     slm_free(g->elems);

@@ -36,7 +36,9 @@ typedef struct slm_gclass {
     uint32_t n;   /* ranges: sorted, disjoint, non-adjacent */
 } slm_gclass;
 
-typedef struct slm_grammar_pda slm_grammar_pda; /* pda.c: lazily built byte automaton */
+typedef struct slm_grammar_pda slm_grammar_pda;   /* pda.c: lazily built byte automaton */
+typedef struct slm_grammar_prep slm_grammar_prep; /* mask.c: per-position token masks of one vocabulary */
+#define SLM_GRAMMAR_MAX_PREPS 4                   /* vocabularies with position tables per grammar */
 
 struct slm_grammar {
     atomic_long refs;       /* references; freed at 0 */
@@ -52,9 +54,14 @@ struct slm_grammar {
     slm_gclass *classes;    /* [n_classes] owned */
     uint32_t n_classes;
     char **names;           /* [n_rules] owned: rule names (for errors and debugging) */
-    pthread_mutex_t lock;   /* guards pda and n_matchers */
+    pthread_mutex_t lock;   /* guards pda, n_matchers and prep */
     slm_grammar_pda *pda;   /* owned, created lazily by the first matcher */
     uint32_t n_matchers;    /* live matchers (their states index pda) */
+    slm_grammar_prep *prep[SLM_GRAMMAR_MAX_PREPS]; /* owned: position tables per vocabulary */
+    uint32_t n_prep, next_prep; /* tables in use; next one to replace */
+    const void *prep_model; /* the model slm_grammar_prepare_model last prepared for (compared,
+                               never dereferenced: a hint to skip rebuilding its trie) */
+    uint64_t prep_model_fp; /* ... and its vocabulary's hash */
 };
 
 /* Bytes of GBNF a front end may generate (a schema's grammar is larger than the schema). */
@@ -72,8 +79,12 @@ bool slm_grammar_cls_covers(const slm_grammar *g, uint32_t c, uint32_t lo, uint3
 /* True when class c intersects [lo, hi]. */
 bool slm_grammar_cls_meets(const slm_grammar *g, uint32_t c, uint32_t lo, uint32_t hi);
 
-/* ---- pda.c ------------------------------------------------------------------------------ */
+/* ---- pda.c, mask.c ----------------------------------------------------------------------- */
 void slm_grammar_pda_free(slm_grammar_pda *p);
+void slm_grammar_prep_free(slm_grammar_prep *p);
+/* The mask of m's state computed by walking the whole token trie (the specification the
+ * position tables are tested against), OR-ed into allowed; not cached. */
+slm_status slm_grammar_matcher_mask_walk(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err);
 
 /* ---- vocab.c: the token trie ----------------------------------------------------------------
  * Nodes in depth-first preorder: node i consumes byte[i] at depth[i] (1 = first byte of a

@@ -33,77 +33,21 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "grammar/grammar_int.h"
+#include "grammar/pda_int.h"
 
-#define SLM_PDA_MAX_NODES   (1u << 22)  /* interned stack nodes (16 MiB): deep recursion */
-#define SLM_PDA_MAX_STATES  (1u << 16)  /* DFA states, each up to 1 KiB of transitions */
-#define SLM_PDA_MASK_BYTES  (64u << 20) /* cached masks per vocabulary before the cache resets */
-#define SLM_PDA_MAX_VOCABS  4           /* vocabularies with a mask cache per grammar */
-#define EMPTY 0u                        /* the empty stack: the grammar may end */
-#define DEAD  (-2)                      /* transition to nothing */
-#define UNKNOWN (-1)                    /* transition not computed yet */
-#define PLAIN_UNKNOWN (-1)              /* pstate.plain_run not computed */
-#define PLAIN_MIXED (-2)                /* plain bytes diverge: walk node by node */
-#define PLAIN_ANY INT16_MAX             /* any number of plain bytes (>= the longest token) */
-#define NEXT_MIXED (-3)                 /* plain_next: plain characters lead to different states */
+#define EMPTY SLM_PDA_EMPTY
+#define DEAD SLM_PDA_DEAD
+#define UNKNOWN SLM_PDA_UNKNOWN
+#define PLAIN_UNKNOWN SLM_PDA_PLAIN_UNKNOWN
+#define PLAIN_MIXED SLM_PDA_PLAIN_MIXED
+#define PLAIN_ANY SLM_PDA_PLAIN_ANY
+#define NEXT_MIXED (-3) /* plain_next: plain characters lead to different states */
+
+typedef slm_pstate pstate;
 
 /* ---- the automaton ----------------------------------------------------------------------- */
 
-typedef struct pstate {
-    uint32_t off, n;   /* stacks: set_pool[off .. off + n), sorted */
-    uint8_t pb[4];     /* bytes of an unfinished code point */
-    uint8_t pn, need;  /* bytes held (0 = none), bytes the code point needs */
-    uint8_t rem;       /* "uniform" partial state: continuation bytes still to come (0 = not
-                          uniform). Its set holds only the stacks whose class accepts EVERY
-                          character the bytes so far can become, so the character's exact
-                          value no longer matters: CJK tokens share a few states instead of
-                          one per byte prefix */
-    bool complete;     /* EMPTY in the set and no unfinished code point */
-    bool more;         /* some stack is non-empty */
-    int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
-    int16_t plain_run; /* PLAIN_UNKNOWN, PLAIN_MIXED (plain characters lead to different
-                          states somewhere on the way), or how many plain characters in a
-                          row can be taken from here (PLAIN_ANY: any number) when every plain
-                          character leads to one same next state at each step (a string
-                          body, with or without a length bound) */
-} pstate;
-
-typedef struct vmask {
-    uint64_t fp;                /* the vocabulary's content hash: equal vocabularies share masks */
-    int32_t n_vocab;
-    size_t words;               /* mask words */
-    uint32_t *slot;             /* [cap_states] index into pool + 1, 0 = not cached */
-    uint32_t cap_slot;
-    uint32_t *pool;             /* [n_masks * words] */
-    uint32_t n_masks, cap_masks;
-} vmask;
-
-struct slm_grammar_pda {
-    uint32_t *npos, *npar;      /* [n_nodes] stack nodes: position, parent */
-    uint32_t n_nodes, cap_nodes;
-    uint32_t *nhash;            /* [nhash_cap] node id, 0 = free slot */
-    uint32_t nhash_cap;
-    uint32_t *seen;             /* [cap_nodes] closure generation per node */
-    uint32_t gen;               /* current closure generation */
-    uint32_t *work, n_work, cap_work; /* closure work list */
-    uint32_t *out, n_out, cap_out;    /* closure result */
-    pstate *states;             /* [n_states] */
-    uint32_t n_states, cap_states;
-    uint32_t *set_pool;         /* stack ids of all states */
-    size_t n_pool, cap_pool;
-    uint32_t *shash;            /* [shash_cap] state id + 1, 0 = free */
-    uint32_t shash_cap;
-    vmask vm[SLM_PDA_MAX_VOCABS];
-    uint32_t n_vm, next_vm;     /* caches in use; next one to replace */
-    int32_t **walk_tr;          /* [SLM_GRAMMAR_MAX_PIECE + 1] transitions per trie depth */
-};
-
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33, x *= 0xff51afd7ed558ccdULL, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ULL, x ^= x >> 33;
-    return x;
-}
-
-static bool grow32(uint32_t **v, uint32_t *cap, size_t need) {
+bool slm_grammar_grow32(uint32_t **v, uint32_t *cap, size_t need) {
     if (need <= *cap) return true;
     size_t nc = *cap ? *cap : 64;
     while (nc < need) nc *= 2;
@@ -115,26 +59,26 @@ static bool grow32(uint32_t **v, uint32_t *cap, size_t need) {
 }
 
 /* The interned node (pos, parent); 0 on failure (*st set). */
-static uint32_t node_get(slm_grammar_pda *a, uint32_t pos, uint32_t parent, slm_status *st) {
+uint32_t slm_grammar_pda_node(slm_grammar_pda *a, uint32_t pos, uint32_t parent, slm_status *st) {
     if (2 * (size_t)(a->n_nodes + 1) > a->nhash_cap) { /* rehash at load 1/2 */
         uint32_t nc = a->nhash_cap ? a->nhash_cap * 2 : 1024;
         uint32_t *h = slm_calloc(nc, sizeof *h);
         if (!h) return *st = SLM_ERR_NOMEM, 0;
         for (uint32_t id = 1; id < a->n_nodes; id++) {
-            uint32_t i = (uint32_t)mix64((uint64_t)a->npos[id] << 32 | a->npar[id]) & (nc - 1);
+            uint32_t i = (uint32_t)slm_grammar_mix64((uint64_t)a->npos[id] << 32 | a->npar[id]) & (nc - 1);
             while (h[i]) i = (i + 1) & (nc - 1);
             h[i] = id;
         }
         slm_free(a->nhash);
         a->nhash = h, a->nhash_cap = nc;
     }
-    uint32_t i = (uint32_t)mix64((uint64_t)pos << 32 | parent) & (a->nhash_cap - 1);
+    uint32_t i = (uint32_t)slm_grammar_mix64((uint64_t)pos << 32 | parent) & (a->nhash_cap - 1);
     for (; a->nhash[i]; i = (i + 1) & (a->nhash_cap - 1))
         if (a->npos[a->nhash[i]] == pos && a->npar[a->nhash[i]] == parent) return a->nhash[i];
     if (a->n_nodes >= SLM_PDA_MAX_NODES) return *st = SLM_ERR_LIMIT, 0;
     uint32_t c1 = a->cap_nodes, c2 = a->cap_nodes, c3 = a->cap_nodes;
-    if (!grow32(&a->npos, &c1, a->n_nodes + 1) || !grow32(&a->npar, &c2, a->n_nodes + 1) ||
-        !grow32(&a->seen, &c3, a->n_nodes + 1))
+    if (!slm_grammar_grow32(&a->npos, &c1, a->n_nodes + 1) || !slm_grammar_grow32(&a->npar, &c2, a->n_nodes + 1) ||
+        !slm_grammar_grow32(&a->seen, &c3, a->n_nodes + 1))
         return *st = SLM_ERR_NOMEM, 0;
     if (c3 > a->cap_nodes) memset(a->seen + a->cap_nodes, 0, (c3 - a->cap_nodes) * sizeof *a->seen);
     a->cap_nodes = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
@@ -145,7 +89,7 @@ static uint32_t node_get(slm_grammar_pda *a, uint32_t pos, uint32_t parent, slm_
 }
 
 static bool work_push(slm_grammar_pda *a, uint32_t s) {
-    if (!grow32(&a->work, &a->cap_work, (size_t)a->n_work + 1)) return false;
+    if (!slm_grammar_grow32(&a->work, &a->cap_work, (size_t)a->n_work + 1)) return false;
     a->work[a->n_work++] = s;
     return true;
 }
@@ -159,18 +103,18 @@ static slm_status closure(const slm_grammar *g, slm_grammar_pda *a) {
         a->seen[s] = a->gen;
         const uint32_t pos = s == EMPTY ? 0 : a->npos[s];
         if (s == EMPTY || g->elems[pos].type == GE_CLS) {
-            if (!grow32(&a->out, &a->cap_out, (size_t)a->n_out + 1)) return SLM_ERR_NOMEM;
+            if (!slm_grammar_grow32(&a->out, &a->cap_out, (size_t)a->n_out + 1)) return SLM_ERR_NOMEM;
             a->out[a->n_out++] = s;
             continue;
         }
         /* a reference: continue after it, below each alternative of the rule */
         uint32_t base = a->npar[s];
-        if (g->elems[pos + 1].type != GE_END && !(base = node_get(a, pos + 1, base, &st))) return st;
+        if (g->elems[pos + 1].type != GE_END && !(base = slm_grammar_pda_node(a, pos + 1, base, &st))) return st;
         const uint32_t r = g->elems[pos].arg;
         for (uint32_t alt = g->rule_alt[r]; alt < g->rule_alt[r + 1]; alt++) {
             const uint32_t e = g->alt_start[alt];
             uint32_t w = base;
-            if (g->elems[e].type != GE_END && !(w = node_get(a, e, base, &st))) return st;
+            if (g->elems[e].type != GE_END && !(w = slm_grammar_pda_node(a, e, base, &st))) return st;
             if (!work_push(a, w)) return SLM_ERR_NOMEM;
         }
     }
@@ -195,8 +139,8 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     const uint32_t *set = a->out;
     const uint32_t n = a->n_out;
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)pn << 40) ^ ((uint64_t)need << 48) ^ ((uint64_t)rem << 56);
-    for (uint8_t i = 0; i < pn; i++) h = mix64(h ^ pb[i]);
-    for (uint32_t i = 0; i < n; i++) h = mix64(h ^ set[i]);
+    for (uint8_t i = 0; i < pn; i++) h = slm_grammar_mix64(h ^ pb[i]);
+    for (uint32_t i = 0; i < n; i++) h = slm_grammar_mix64(h ^ set[i]);
     if (2 * (size_t)(a->n_states + 1) > a->shash_cap) {
         uint32_t nc = a->shash_cap ? a->shash_cap * 2 : 256;
         uint32_t *t = slm_calloc(nc, sizeof *t);
@@ -205,8 +149,8 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
             if (!a->shash[k]) continue;
             const pstate *ps = &a->states[a->shash[k] - 1];
             uint64_t hh = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ps->pn << 40) ^ ((uint64_t)ps->need << 48) ^ ((uint64_t)ps->rem << 56);
-            for (uint8_t i = 0; i < ps->pn; i++) hh = mix64(hh ^ ps->pb[i]);
-            for (uint32_t i = 0; i < ps->n; i++) hh = mix64(hh ^ a->set_pool[ps->off + i]);
+            for (uint8_t i = 0; i < ps->pn; i++) hh = slm_grammar_mix64(hh ^ ps->pb[i]);
+            for (uint32_t i = 0; i < ps->n; i++) hh = slm_grammar_mix64(hh ^ a->set_pool[ps->off + i]);
             uint32_t j = (uint32_t)hh & (nc - 1);
             while (t[j]) j = (j + 1) & (nc - 1);
             t[j] = a->shash[k];
@@ -275,7 +219,7 @@ static slm_status advance_cp(const slm_grammar *g, slm_grammar_pda *a, uint32_t 
         const uint32_t pos = a->npos[s];
         if (!all && !slm_grammar_cls_has(g, g->elems[pos].arg, cp)) continue;
         uint32_t w = a->npar[s];
-        if (g->elems[pos + 1].type != GE_END && !(w = node_get(a, pos + 1, w, &st))) return st;
+        if (g->elems[pos + 1].type != GE_END && !(w = slm_grammar_pda_node(a, pos + 1, w, &st))) return st;
         if (!work_push(a, w)) return SLM_ERR_NOMEM;
     }
     if ((st = closure(g, a))) return st;
@@ -315,7 +259,7 @@ static slm_status partial_state(const slm_grammar *g, slm_grammar_pda *a, uint32
              (hi >= 0xE000 && slm_grammar_cls_meets(g, c, lo > 0xE000 ? lo : 0xE000, hi));
     }
     if (!ok) return *next = DEAD, SLM_OK;
-    if (!grow32(&a->out, &a->cap_out, n)) return SLM_ERR_NOMEM;
+    if (!slm_grammar_grow32(&a->out, &a->cap_out, n)) return SLM_ERR_NOMEM;
     uint32_t id;
     bool uniform = pn >= 2; /* past the second byte every continuation byte is valid */
     a->n_out = 0;
@@ -346,7 +290,7 @@ static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32
     if (ps.rem > 0) { /* uniform partial: the value of the character no longer matters */
         if ((b & 0xC0) != 0x80) return *next = DEAD, SLM_OK;
         if (ps.rem == 1) return advance_cp(g, a, d, 0, true, next);
-        if (!grow32(&a->out, &a->cap_out, ps.n)) return SLM_ERR_NOMEM;
+        if (!slm_grammar_grow32(&a->out, &a->cap_out, ps.n)) return SLM_ERR_NOMEM;
         memcpy(a->out, a->set_pool + ps.off, (size_t)ps.n * sizeof *a->out);
         a->n_out = ps.n;
         uint32_t id;
@@ -374,7 +318,7 @@ static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32
 }
 
 /* Transition table of d (allocated on first use). */
-static int32_t *trans_of(slm_grammar_pda *a, uint32_t d) {
+int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d) {
     if (!a->states[d].trans) {
         int32_t *t = slm_malloc(256 * sizeof *t);
         if (!t) return NULL;
@@ -385,8 +329,8 @@ static int32_t *trans_of(slm_grammar_pda *a, uint32_t d) {
 }
 
 /* next state of d on byte b into *next (DEAD allowed). */
-static slm_status step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
-    int32_t *t = trans_of(a, d);
+slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
+    int32_t *t = slm_grammar_pda_trans(a, d);
     if (!t) return SLM_ERR_NOMEM;
     if (t[b] != UNKNOWN) return *next = t[b], SLM_OK;
     slm_status st = compute_trans(g, a, d, b, next);
@@ -394,14 +338,23 @@ static slm_status step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uin
     return st;
 }
 
-/* The automaton of g, created with its start state 0 on first use. Caller holds g->lock. */
-static slm_status pda_get(slm_grammar *g, slm_grammar_pda **out) {
-    if (g->pda) return *out = g->pda, SLM_OK;
+/* The state of the one stack `node` after expansion, or DEAD. */
+slm_status slm_grammar_pda_stack_state(const slm_grammar *g, slm_grammar_pda *a, uint32_t node, int32_t *state) {
+    closure_begin(a);
+    if (!work_push(a, node)) return SLM_ERR_NOMEM;
+    slm_status st = closure(g, a);
+    return st ? st : finish_set(a, state);
+}
+
+slm_status slm_grammar_pda_new(const slm_grammar *g, slm_grammar_pda **out) {
+    *out = NULL;
     slm_grammar_pda *a = slm_calloc(1, sizeof *a);
     if (!a) return SLM_ERR_NOMEM;
     slm_status st = SLM_OK;
     uint32_t c1 = 0, c2 = 0, c3 = 0; /* node 0 is EMPTY */
-    if (!grow32(&a->npos, &c1, 1024) || !grow32(&a->npar, &c2, 1024) || !grow32(&a->seen, &c3, 1024)) st = SLM_ERR_NOMEM;
+    if (!slm_grammar_grow32(&a->npos, &c1, 1024) || !slm_grammar_grow32(&a->npar, &c2, 1024) ||
+        !slm_grammar_grow32(&a->seen, &c3, 1024))
+        st = SLM_ERR_NOMEM;
     if (st == SLM_OK) {
         a->cap_nodes = 1024;
         memset(a->seen, 0, 1024 * sizeof *a->seen);
@@ -411,7 +364,7 @@ static slm_status pda_get(slm_grammar *g, slm_grammar_pda **out) {
         for (uint32_t alt = g->rule_alt[g->root]; st == SLM_OK && alt < g->rule_alt[g->root + 1]; alt++) {
             const uint32_t e = g->alt_start[alt];
             uint32_t w = EMPTY;
-            if (g->elems[e].type != GE_END && !(w = node_get(a, e, EMPTY, &st))) break;
+            if (g->elems[e].type != GE_END && !(w = slm_grammar_pda_node(a, e, EMPTY, &st))) break;
             if (!work_push(a, w)) st = SLM_ERR_NOMEM;
         }
     }
@@ -423,40 +376,29 @@ static slm_status pda_get(slm_grammar *g, slm_grammar_pda **out) {
         slm_grammar_pda_free(a);
         return st;
     }
-    g->pda = a;
     *out = a;
     return SLM_OK;
+}
+
+/* The automaton of g, created on first use. Caller holds g->lock. */
+static slm_status pda_get(slm_grammar *g, slm_grammar_pda **out) {
+    if (g->pda) return *out = g->pda, SLM_OK;
+    slm_status st = slm_grammar_pda_new(g, &g->pda);
+    *out = g->pda;
+    return st;
 }
 
 void slm_grammar_pda_free(slm_grammar_pda *a) {
     if (!a) return;
     for (uint32_t i = 0; i < a->n_states; i++) slm_free(a->states[i].trans);
-    for (uint32_t i = 0; i < a->n_vm; i++) slm_free(a->vm[i].slot), slm_free(a->vm[i].pool);
+    for (uint32_t i = 0; i < a->n_vm; i++) slm_grammar_vmask_free(&a->vm[i]);
     slm_free(a->npos), slm_free(a->npar), slm_free(a->nhash), slm_free(a->seen);
     slm_free(a->work), slm_free(a->out), slm_free(a->states), slm_free(a->set_pool), slm_free(a->shash);
     slm_free(a->walk_tr);
     slm_free(a);
 }
 
-/* ---- masks -------------------------------------------------------------------------------- */
-
-/* The mask cache of vocabulary v (created, or recycled from the oldest, on first use). */
-static vmask *vmask_of(slm_grammar_pda *a, const slm_grammar_vocab *v) {
-    for (uint32_t i = 0; i < a->n_vm; i++)
-        if (a->vm[i].fp == v->fp && a->vm[i].n_vocab == v->n_vocab) return &a->vm[i];
-    vmask *m;
-    if (a->n_vm < SLM_PDA_MAX_VOCABS) {
-        m = &a->vm[a->n_vm++];
-    } else {
-        m = &a->vm[a->next_vm];
-        a->next_vm = (a->next_vm + 1) % SLM_PDA_MAX_VOCABS;
-        slm_free(m->slot), slm_free(m->pool);
-    }
-    memset(m, 0, sizeof *m);
-    m->fp = v->fp, m->n_vocab = v->n_vocab;
-    m->words = ((size_t)v->n_vocab + 31) / 32;
-    return m;
-}
+/* ---- plain runs --------------------------------------------------------------------------- */
 
 /* The common next state of every plain character from d (DEAD when none is allowed), or
  * NEXT_MIXED: d is inside a character, or some stack top takes some plain characters only. */
@@ -478,22 +420,27 @@ static slm_status plain_next(const slm_grammar *g, slm_grammar_pda *a, uint32_t 
         any = any || all;
     }
     if (!any) return *out = DEAD, SLM_OK;
-    return step(g, a, d, 'a', out); /* 'a' stands for every plain character */
+    return slm_grammar_pda_step(g, a, d, 'a', out); /* 'a' stands for every plain character */
 }
 
-/* pstate.plain_run of d: follow the chain of common next states (computed once per state). */
-static slm_status plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int16_t *out) {
+/* Follow the chain of common next states from d (each state's run computed once), then set
+ * plain_run and plain_exit of every state on it. plain_exit(c) = complete(next(c)) ||
+ * plain_exit(next(c)); on a cycle, whether any state of the cycle is complete. */
+slm_status slm_grammar_pda_plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int16_t *out) {
     uint32_t chain[SLM_GRAMMAR_MAX_PIECE + 1];
     int32_t n = 0, cur = (int32_t)d;
     int16_t run = PLAIN_ANY; /* the run of the state after the chain's end */
+    bool ex = false;         /* plain_exit of the chain's last state */
     for (;;) {
         const int16_t known = a->states[cur].plain_run;
         if (known != PLAIN_UNKNOWN) {
             run = known;
+            ex = a->states[cur].complete || a->states[cur].plain_exit;
             break;
         }
         if (n > SLM_GRAMMAR_MAX_PIECE) { /* longer than any token: as good as unbounded */
             run = PLAIN_ANY;
+            ex = true; /* not followed further: assume the worst */
             break;
         }
         chain[n++] = (uint32_t)cur;
@@ -504,10 +451,12 @@ static slm_status plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d
             run = nx == DEAD ? -1 : PLAIN_MIXED; /* -1: the last chain state takes 0 more */
             break;
         }
-        bool cycle = false;
-        for (int32_t j = 0; j < n && !cycle; j++) cycle = chain[j] == (uint32_t)nx;
-        if (cycle) {
+        int32_t cycle = -1;
+        for (int32_t j = 0; j < n && cycle < 0; j++)
+            if (chain[j] == (uint32_t)nx) cycle = j;
+        if (cycle >= 0) {
             run = PLAIN_ANY;
+            for (int32_t j = cycle; j < n; j++) ex = ex || a->states[chain[j]].complete;
             break;
         }
         cur = nx;
@@ -517,76 +466,10 @@ static slm_status plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d
         const uint32_t c = chain[--n];
         if (run != PLAIN_MIXED && run != PLAIN_ANY) run = (int16_t)(run + 1);
         a->states[c].plain_run = run;
+        a->states[c].plain_exit = ex;
+        ex = ex || a->states[c].complete;
     }
     *out = a->states[d].plain_run;
-    return SLM_OK;
-}
-
-/* Walk the trie of v from state d, setting the bits of every token that stays alive. */
-static slm_status walk(const slm_grammar *g, slm_grammar_pda *a, const slm_grammar_vocab *v, uint32_t d, uint32_t *bits) {
-    if (!a->walk_tr && !(a->walk_tr = slm_malloc((SLM_GRAMMAR_MAX_PIECE + 1) * sizeof *a->walk_tr))) return SLM_ERR_NOMEM;
-    int32_t **tr = a->walk_tr; /* tr[k]: transitions of the state reached at depth k */
-    uint32_t sd[SLM_GRAMMAR_MAX_PIECE + 1];
-    sd[0] = d;
-    if (!(tr[0] = trans_of(a, d))) return SLM_ERR_NOMEM;
-    for (uint32_t i = 0; i < v->n_nodes;) {
-        const uint32_t k = v->depth[i];
-        const uint8_t b = v->byte[i];
-        if (v->plain[i]) { /* a subtree of plain-text tokens: decided by their length alone */
-            int16_t run = a->states[sd[k - 1]].plain_run;
-            if (run == PLAIN_UNKNOWN) {
-                slm_status st = plain_run(g, a, sd[k - 1], &run);
-                if (st) return st;
-            }
-            if (run != PLAIN_MIXED) { /* at most run characters after the k - 1 bytes above
-                                         (which end on a character boundary: the state has
-                                         no character pending) */
-                const uint32_t max_cp = (uint32_t)run + v->cp_before[i];
-                for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++)
-                    if (v->tok_cp[t] <= max_cp) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
-                i = v->end[i];
-                continue;
-            }
-        }
-        int32_t nx = tr[k - 1][b];
-        if (nx == UNKNOWN) {
-            slm_status st = step(g, a, sd[k - 1], b, &nx);
-            if (st) return st;
-        }
-        if (nx == DEAD) { /* prune the subtree */
-            i = v->end[i];
-            continue;
-        }
-        sd[k] = (uint32_t)nx;
-        if (!(tr[k] = trans_of(a, (uint32_t)nx))) return SLM_ERR_NOMEM;
-        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
-        i++;
-    }
-    return SLM_OK;
-}
-
-/* OR the mask of state d for v into allowed, from the cache or by a walk. */
-static slm_status mask_state(slm_grammar *g, slm_grammar_pda *a, const slm_grammar_vocab *v, uint32_t d, uint32_t *allowed) {
-    vmask *m = vmask_of(a, v);
-    if (d < m->cap_slot && m->slot[d]) {
-        const uint32_t *src = m->pool + (size_t)(m->slot[d] - 1) * m->words;
-        for (size_t i = 0; i < m->words; i++) allowed[i] |= src[i];
-        return SLM_OK;
-    }
-    const uint32_t old_cap = m->cap_slot;
-    if (!grow32(&m->slot, &m->cap_slot, (size_t)d + 1)) return SLM_ERR_NOMEM;
-    if (m->cap_slot > old_cap) memset(m->slot + old_cap, 0, (size_t)(m->cap_slot - old_cap) * sizeof *m->slot);
-    if ((size_t)(m->n_masks + 1) * m->words * 4 > SLM_PDA_MASK_BYTES) { /* full: start over */
-        memset(m->slot, 0, (size_t)m->cap_slot * sizeof *m->slot);
-        m->n_masks = 0;
-    }
-    if (!grow32(&m->pool, &m->cap_masks, (size_t)(m->n_masks + 1) * m->words)) return SLM_ERR_NOMEM;
-    uint32_t *dst = m->pool + (size_t)m->n_masks * m->words;
-    memset(dst, 0, m->words * sizeof *dst);
-    slm_status st = walk(g, a, v, d, dst);
-    if (st) return st;
-    m->slot[d] = ++m->n_masks;
-    for (size_t i = 0; i < m->words; i++) allowed[i] |= dst[i];
     return SLM_OK;
 }
 
@@ -610,6 +493,10 @@ static slm_status lim_err(slm_status st, char *err) {
 slm_status slm_grammar_matcher_create(slm_grammar *g, const slm_grammar_vocab *v, slm_grammar_matcher **out, char *err) {
     *out = NULL;
     if (!g) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar");
+    if (v) { /* the position tables for v, once per (grammar, vocabulary) */
+        slm_status pst = slm_grammar_prepare(g, v, err);
+        if (pst) return pst;
+    }
     slm_grammar_matcher *m = slm_calloc(1, sizeof *m);
     if (!m) return slm_errf(err, SLM_ERR_NOMEM, "matcher");
     pthread_mutex_lock(&g->lock);
@@ -658,7 +545,7 @@ slm_status slm_grammar_matcher_accept(slm_grammar_matcher *m, const char *bytes,
     size_t i = 0;
     for (; i < n; i++) {
         int32_t nx;
-        if ((st = step(g, a, d, (uint8_t)bytes[i], &nx))) break;
+        if ((st = slm_grammar_pda_step(g, a, d, (uint8_t)bytes[i], &nx))) break;
         if (nx == DEAD) break;
         d = (uint32_t)nx;
     }
@@ -675,13 +562,22 @@ slm_status slm_grammar_matcher_accept(slm_grammar_matcher *m, const char *bytes,
 bool slm_grammar_matcher_complete(const slm_grammar_matcher *m) { return m->complete; }
 bool slm_grammar_matcher_can_continue(const slm_grammar_matcher *m) { return m->more; }
 
-slm_status slm_grammar_matcher_mask(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err) {
+/* The mask of m's state (see slm_grammar_mask_state). */
+static slm_status matcher_mask(slm_grammar_matcher *m, bool lazy, uint32_t *allowed, size_t n_words, char *err) {
     if (!m->v) return slm_errf(err, SLM_ERR_STATE, "matcher has no vocabulary");
     if (n_words < ((size_t)m->v->n_vocab + 31) / 32) return slm_errf(err, SLM_ERR_INVALID_ARG, "mask of %zu words too small", n_words);
     pthread_mutex_lock(&m->g->lock);
-    slm_status st = mask_state(m->g, m->g->pda, m->v, m->state, allowed);
+    slm_status st = slm_grammar_mask_state(m->g, m->g->pda, m->v, m->state, lazy, allowed);
     pthread_mutex_unlock(&m->g->lock);
     return st ? lim_err(st, err) : SLM_OK;
+}
+
+slm_status slm_grammar_matcher_mask(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err) {
+    return matcher_mask(m, false, allowed, n_words, err);
+}
+
+slm_status slm_grammar_matcher_mask_walk(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err) {
+    return matcher_mask(m, true, allowed, n_words, err);
 }
 
 slm_status slm_grammar_matcher_set_eog(slm_grammar_matcher *m, const int32_t *ids, size_t n, char *err) {

@@ -296,7 +296,9 @@ static bool only_with(sc *s, const json_t *node, const char *path, const char *k
 /* Resolve a local reference "#" or "#/a/b" (JSON pointer, ~0 ~1 escapes). */
 static const json_t *resolve(sc *s, const char *ref, const char *path) {
     if (ref[0] != '#') {
-        serr(s, SLM_ERR_UNSUPPORTED, "unsupported $ref '%.100s' at %s (only local '#/...' references)", ref, path);
+        serr(s, SLM_ERR_UNSUPPORTED,
+             "unsupported $ref '%.100s' at %s: remote references are never fetched (only local '#/...' references)", ref,
+             path[0] ? path : "/");
         return NULL;
     }
     const json_t *cur = s->doc;
@@ -315,7 +317,7 @@ static const json_t *resolve(sc *s, const char *ref, const char *path) {
         else if (json_is_array(cur)) cur = json_array_get(cur, strtoul(tok, NULL, 10));
         else cur = NULL;
     }
-    if (!cur || *p) serr(s, SLM_ERR_CORRUPT, "$ref '%.100s' at %s does not resolve", ref, path);
+    if (!cur || *p) serr(s, SLM_ERR_CORRUPT, "$ref '%.100s' at %s does not resolve", ref, path[0] ? path : "/");
     return *p ? NULL : cur;
 }
 

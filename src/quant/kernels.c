@@ -176,11 +176,7 @@ slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x,
 
 void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const void *xq,
                            int64_t row_begin, int64_t row_end, float *y) {
-    const slm_vec_dot_fn dot = slm_quant_kernels()->vec_dot[type];
-    size_t row_bytes = 0;
-    slm_type_row_bytes(type, cols, &row_bytes);
-    const char *w = (const char *)W + (size_t)row_begin * row_bytes; /* row r at r * row_bytes */
-    for (int64_t r = row_begin; r < row_end; r++, w += row_bytes) y[r] = dot(cols, w, xq);
+    slm_quant_matmul_rows(type, W, cols, xq, 0, 1, row_begin, row_end, y, 0);
 }
 
 void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
@@ -190,7 +186,7 @@ void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const voi
     const slm_vec_dot_fn dot = ks->vec_dot[type];
     size_t row_bytes = 0;
     slm_type_row_bytes(type, cols, &row_bytes);
-    if (n_vec > 1 && ks->gemm[type]) { /* same values, tiled */
+    if (ks->gemm[type]) { /* same values, tiled (several weight rows at once even for one vector) */
         ks->gemm[type](cols, W, row_bytes, row_begin, row_end, xq, xq_stride, n_vec, y, y_stride);
         return;
     }

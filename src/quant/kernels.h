@@ -36,7 +36,8 @@ typedef enum slm_quant_isa {
     SLM_QUANT_ISA_COUNT
 } slm_quant_isa;
 
-/* A tiled matrix-matrix product (prompt processing): for rows r in [r0, r1) of W (row r at
+/* A tiled matrix product (prompt processing, and decoding with several weight rows at
+ * once): for rows r in [r0, r1) of W (row r at
  * W + r * w_row_bytes, n elements) and activation rows v in [0, n_vec) (row v at
  * xq + v * xq_stride, in the type's vec_dot_type), y[v * y_stride + r] = the set's
  * vec_dot(n, W row r, activation row v), bit for bit: a tile only shares the loads of
@@ -98,7 +99,9 @@ void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const voi
 
 /* The same for n_vec vectors at once (prompt processing): vector v's prepared row starts
  * at (const char *)xq + v * xq_stride bytes and its output at y + v * y_stride floats.
- * Rows outermost, so each weight row is read once for all vectors. */
+ * Rows outermost, so each weight row is read once for all vectors. Uses the set's gemm
+ * whenever it has one (any n_vec: its decode tiles run several rows side by side), the
+ * vec_dot loop otherwise; the values are vec_dot's either way. */
 void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
                            size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
                            float *y, size_t y_stride);

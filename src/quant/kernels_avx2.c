@@ -376,17 +376,28 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
 
 /* ---- tiled products for prompt processing (Q8_0 activations) ------------------------------ */
 
-/* A tile is GEMM_ROWS weight rows x GEMM_VECS activation rows: every weight block is
- * loaded (and, for Q4_0, unpacked) once for GEMM_VECS products and every activation block
- * once for GEMM_ROWS; each of the 8 outputs keeps its own accumulator with the vec_dot's
+/* A tile is R weight rows x V activation rows (R <= TILE_MAX_R, V <= GEMM_VECS): every
+ * weight block is loaded (and, for Q4_0, unpacked) once for V products and every activation
+ * block once for R; each of the R x V outputs keeps its own accumulator with the vec_dot's
  * exact sequence of operations (block scale dx * dy, integer lanes via dot_i8_32, one FMA
  * per block, the same final reduction), so the results equal vec_dot's bit for bit.
- * 2 x 4: 8 accumulators + 2 weight blocks with their magnitudes + 1 activation block and
- * temporaries fit the 16 ymm registers. Activations are walked in chunks of about
+ * Prompt processing uses 2 x 4 tiles: 8 accumulators + 2 weight blocks with their
+ * magnitudes + 1 activation block and temporaries fit the 16 ymm registers. Decoding
+ * (up to DECODE_VECS activation rows) uses 4 x V tiles: a single vec_dot is one FMA
+ * chain (latency bound, one block per FMA latency), 4 rows give 4 independent chains and
+ * load each activation block once for 4 rows. Activations are walked in chunks of about
  * GEMM_ACT_BYTES so that a chunk stays in L1 while the thread's weight rows pass over it. */
 #define GEMM_ROWS 2
 #define GEMM_VECS 4
 #define GEMM_ACT_BYTES (32 * 1024)
+#define TILE_MAX_R 4  /* rows of a decode tile: 4 FMA chains */
+/* Software prefetch distance in tiles. R rows read side by side are R interleaved streams,
+ * which the hardware prefetchers follow badly (4-row Q8_0 tiles from DRAM: 6-8 GB/s on
+ * one core without prefetching, against 14 GB/s for one row at a time); prefetching the
+ * tile TILE_PF ahead as one linear run of R * block bytes per block step gives 15-19 GB/s
+ * (per-row prefetches of the same lines: 11 GB/s). */
+#define TILE_PF 2
+#define DECODE_VECS 2 /* up to this many activation rows use decode tiles (4 x 2: 8 accumulators) */
 
 /* One 32-element weight block as signed bytes, its scale into *d. */
 typedef __m256i (*wblock_fn)(const uint8_t *row, int64_t ib, float *d);
@@ -416,82 +427,111 @@ AVX2_TARGET static inline __m256i wblock_iq4_nl(const uint8_t *row, int64_t ib, 
     return _mm256_shuffle_epi8(iq4_levels(), unpack_nibbles_32(b->qs)); /* -127..113 */
 }
 
-/* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(
-    int64_t n, const uint8_t *W, size_t wrb, int64_t r0, int64_t r1, const uint8_t *xq, size_t xs, int64_t v0,
-    int64_t v1, float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
-    const int64_t nb = n / SLM_QK8_0;
+/* One R x V tile: weight rows w, w + wrb, ... (R of them) against activation rows x,
+ * x + xs, ... (V of them); output (row i, activation j) goes to y[j * ys + i]. R and V are
+ * constants at every call, so the loops unroll and the arrays live in registers. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8_0(int64_t nb, const uint8_t *w, size_t wrb,
+                                                                         const uint8_t *x, size_t xs, float *y, size_t ys,
+                                                                         const int R, const int V, wblock_fn wload) {
     const __m256i ones = _mm256_set1_epi16(1);
-    int64_t r = r0;
-    for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS) {
-        const uint8_t *w0 = W + (size_t)r * wrb, *w1 = w0 + wrb;
-        int64_t v = v0;
-        for (; v + GEMM_VECS <= v1; v += GEMM_VECS) {
-            const slm_block_q8_0 *ya[GEMM_VECS];
-            __m256 acc0[GEMM_VECS], acc1[GEMM_VECS];
-            for (int j = 0; j < GEMM_VECS; j++) {
-                ya[j] = (const slm_block_q8_0 *)(xq + (size_t)(v + j) * xs);
-                acc0[j] = _mm256_setzero_ps();
-                acc1[j] = _mm256_setzero_ps();
-            }
-            for (int64_t ib = 0; ib < nb; ib++) {
-                float dx0, dx1;
-                const __m256i x0 = wload(w0, ib, &dx0), x1 = wload(w1, ib, &dx1);
-                const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    const __m256i qy = _mm256_loadu_si256((const __m256i *)ya[j][ib].qs);
-                    const float dy = f16_to_f32(ya[j][ib].d);
-                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(qy, x0)), ones);
-                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(qy, x1)), ones);
-                    acc0[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * dy), _mm256_cvtepi32_ps(p0), acc0[j]);
-                    acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * dy), _mm256_cvtepi32_ps(p1), acc1[j]);
-                }
-            }
-            for (int j = 0; j < GEMM_VECS; j++) {
-                y[(size_t)(v + j) * ys + (size_t)r] = hsum_f32_8(acc0[j]);
-                y[(size_t)(v + j) * ys + (size_t)r + 1] = hsum_f32_8(acc1[j]);
-            }
+    __m256 acc[TILE_MAX_R][GEMM_VECS];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < V; j++) acc[i][j] = _mm256_setzero_ps();
+    const size_t bs = nb ? wrb / (size_t)nb : 0; /* bytes per weight block */
+    /* the tile TILE_PF ahead (rows are contiguous); an address only, maybe past the matrix */
+    const uintptr_t pf = (uintptr_t)w + (size_t)R * wrb * TILE_PF;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i xw[TILE_MAX_R], ax[TILE_MAX_R];
+        float dx[TILE_MAX_R];
+        for (size_t o = 0; o < (size_t)R * bs; o += 64) /* one cache line at a time */
+            _mm_prefetch((const char *)(pf + (size_t)ib * (size_t)R * bs + o), _MM_HINT_T0); /* never faults */
+        for (int i = 0; i < R; i++) {
+            xw[i] = wload(w + (size_t)i * wrb, ib, &dx[i]);
+            ax[i] = _mm256_sign_epi8(xw[i], xw[i]);
         }
-        for (; v < v1; v++) { /* fewer than GEMM_VECS activation rows left */
-            y[(size_t)v * ys + (size_t)r] = dot(n, w0, xq + (size_t)v * xs);
-            y[(size_t)v * ys + (size_t)r + 1] = dot(n, w1, xq + (size_t)v * xs);
+        for (int j = 0; j < V; j++) {
+            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(x + (size_t)j * xs) + ib;
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)yb->qs);
+            const float dy = f16_to_f32(yb->d);
+            for (int i = 0; i < R; i++) {
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax[i], _mm256_sign_epi8(qy, xw[i])), ones);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx[i] * dy), _mm256_cvtepi32_ps(p), acc[i][j]);
+            }
         }
     }
-    for (; r < r1; r++) /* an odd last row */
-        for (int64_t v = v0; v < v1; v++) y[(size_t)v * ys + (size_t)r] = dot(n, W + (size_t)r * wrb, xq + (size_t)v * xs);
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < V; j++) y[(size_t)j * ys + (size_t)i] = hsum_f32_8(acc[i][j]);
+}
+
+/* Rows [r, r + R) against activation rows [v0, v1): GEMM_VECS at a time, then the rest. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_row_q8_0(int64_t nb, const uint8_t *w, size_t wrb,
+                                                                             const uint8_t *xq, size_t xs, int64_t v0,
+                                                                             int64_t v1, float *y, size_t ys, const int R,
+                                                                             wblock_fn wload) {
+    int64_t v = v0;
+    for (; v + GEMM_VECS <= v1; v += GEMM_VECS)
+        tile_q8_0(nb, w, wrb, xq + (size_t)v * xs, xs, y + (size_t)v * ys, ys, R, GEMM_VECS, wload);
+    const uint8_t *xv = xq + (size_t)v * xs;
+    float *yv = y + (size_t)v * ys;
+    switch (v1 - v) { /* constant V for each, so each is unrolled */
+    case 3: tile_q8_0(nb, w, wrb, xv, xs, yv, ys, R, 3, wload); break;
+    case 2: tile_q8_0(nb, w, wrb, xv, xs, yv, ys, R, 2, wload); break;
+    case 1: tile_q8_0(nb, w, wrb, xv, xs, yv, ys, R, 1, wload); break;
+    default: break;
+    }
+}
+
+/* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0: tiles
+ * of R_MAIN rows (GEMM_ROWS, or TILE_MAX_R when fewer than GEMM_VECS activation rows), the
+ * last rows one at a time. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(int64_t n, const uint8_t *W, size_t wrb,
+                                                                                int64_t r0, int64_t r1, const uint8_t *xq,
+                                                                                size_t xs, int64_t v0, int64_t v1, float *y,
+                                                                                size_t ys, wblock_fn wload) {
+    const int64_t nb = n / SLM_QK8_0;
+    int64_t r = r0;
+    if (v1 - v0 <= DECODE_VECS) {
+        for (; r + TILE_MAX_R <= r1; r += TILE_MAX_R)
+            tile_row_q8_0(nb, W + (size_t)r * wrb, wrb, xq, xs, v0, v1, y + r, ys, TILE_MAX_R, wload);
+    } else {
+        for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS)
+            tile_row_q8_0(nb, W + (size_t)r * wrb, wrb, xq, xs, v0, v1, y + r, ys, GEMM_ROWS, wload);
+    }
+    for (; r < r1; r++) tile_row_q8_0(nb, W + (size_t)r * wrb, wrb, xq, xs, v0, v1, y + r, ys, 1, wload);
 }
 
 /* The chunking over activation rows around gemm_blocks_q8_0. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8_0_act(
-    int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq, size_t xs, int64_t n_vec,
-    float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8_0_act(int64_t n, const void *W, size_t wrb,
+                                                                             int64_t r0, int64_t r1, const void *xq,
+                                                                             size_t xs, int64_t n_vec, float *y, size_t ys,
+                                                                             wblock_fn wload) {
     int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1));
     chunk -= chunk % GEMM_VECS;
     if (chunk < GEMM_VECS) chunk = GEMM_VECS;
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
-        gemm_blocks_q8_0(n, W, wrb, r0, r1, xq, xs, v0, v1, y, ys, wload, dot);
+        gemm_blocks_q8_0(n, W, wrb, r0, r1, xq, xs, v0, v1, y, ys, wload);
     }
 }
 
 AVX2_TARGET static void gemm_q8_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                        size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q8_0, vec_dot_q8_0_q8_0);
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q8_0);
 }
 
 AVX2_TARGET static void gemm_q4_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                        size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0, vec_dot_q4_0_q8_0);
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0);
 }
 
 AVX2_TARGET static void gemm_q5_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                        size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q5_0, vec_dot_q5_0_q8_0);
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q5_0);
 }
 
 AVX2_TARGET static void gemm_iq4_nl_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                          size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl, vec_dot_iq4_nl_q8_0);
+    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl);
 }
 
 /* Q4_K / Q5_K weights against GEMM_VECS Q8_K activation rows: each super-block's nibbles

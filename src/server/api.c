@@ -3,10 +3,10 @@
  * /v1/completions and /v1/embeddings. Each handler validates every field it reads (type,
  * range, named limits) and answers 400 naming the parameter; fields that would change the
  * meaning of a request and that slmesh does not implement (tools, logit_bias, ...) are
- * refused rather than ignored. response_format json_object / json_schema becomes a grammar
- * (compiled once per distinct schema text in the server's grammar cache; a schema keyword
- * the grammar module cannot enforce is a 400 naming it) that every choice's scheduler
- * request carries. Then it holds the model, tokenizes, submits one scheduler request per
+ * refused rather than ignored. response_format json_object / json_schema, or a "grammar"
+ * (GBNF) or "regex" field, becomes a grammar (compiled once per distinct text in the
+ * server's grammar cache; a schema keyword the grammar module cannot enforce, or a syntax
+ * error, is a 400 naming it) that every choice's scheduler request carries. Then it holds the model, tokenizes, submits one scheduler request per
  * choice and either waits (JSON) or hands the job to the connection (SSE).
  *
  * Thread-safety: handlers run on connection threads; shared state is the registry's.
@@ -200,6 +200,31 @@ static bool parse_response_format(slm_grammar_cache *gc, json_t *body, gen_opts 
     return true;
 }
 
+/* llama-server's "grammar" (GBNF text) and "regex" (the whole output must match; vLLM's
+ * guided_regex), compiled through the same cache as response_format and exclusive with it
+ * and with each other. null or "" means none (llama-server's default grammar is ""). */
+static bool parse_grammar_fields(slm_grammar_cache *gc, json_t *body, gen_opts *o, slm_server_reply *rep) {
+    static const struct {
+        const char *field;
+        slm_grammar_kind kind;
+    } f[] = {{"grammar", SLM_GRAMMAR_GBNF}, {"regex", SLM_GRAMMAR_REGEX}};
+    const char *by = o->gen.grammar ? RF : NULL; /* the field that set the grammar */
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        json_t *v = json_object_get(body, f[i].field);
+        if (!v || json_is_null(v)) continue;
+        if (!json_is_string(v)) return BAD(rep, f[i].field, "'%s' must be a string", f[i].field), false;
+        if (json_string_length(v) == 0) continue;
+        if (by) return BAD(rep, f[i].field, "'%s' cannot be combined with '%s'", f[i].field, by), false;
+        char err[SLM_ERR_LEN] = "";
+        slm_status st = slm_grammar_cache_get(gc, f[i].kind, json_string_value(v), json_string_length(v), &o->gen.grammar,
+                                              NULL, err);
+        if (st == SLM_ERR_NOMEM) return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
+        if (st) return BAD(rep, f[i].field, "%s: %s", f[i].field, err), false;
+        by = f[i].field;
+    }
+    return true;
+}
+
 static bool parse_gen(const slm_server_api *a, const slm_server_model *m, json_t *body, bool chat, gen_opts *o,
                       slm_server_reply *rep) {
     const slm_server_config *cfg = a->cfg;
@@ -212,6 +237,10 @@ static bool parse_gen(const slm_server_api *a, const slm_server_model *m, json_t
     int r;
     if (!refuse_unsupported(body, rep)) return false;
     if (!parse_response_format(a->grammars, body, o, rep)) return false;
+    if (!parse_grammar_fields(a->grammars, body, o, rep)) return false;
+    char gerr[SLM_ERR_LEN] = ""; /* a new grammar's token tables, here rather than on the engine thread */
+    if (o->gen.grammar && slm_grammar_prepare_model(o->gen.grammar, m->m, gerr))
+        return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "%s", gerr), false;
     if ((r = get_int(body, "max_tokens", chat ? 1 : 0, max_tok, &mt, rep)) < 0) return false;
     if (chat && (r = get_int(body, "max_completion_tokens", 1, max_tok, &mt, rep)) < 0) return false;
     o->gen.max_tokens = (int32_t)mt;
