@@ -113,6 +113,10 @@ struct slm_grammar_vocab {
     uint16_t *cp_before; /* [n_nodes] owned: characters begun in the bytes above node i */
     uint16_t *tok_cp;    /* [tokens in the trie] owned: code points of toks[t], or
                             SLM_GRAMMAR_NOT_PLAIN */
+    uint32_t max_plain;  /* most code points of a plain token */
+    uint32_t *plain_le;  /* [(max_plain + 1) * words] owned: bitset r holds the plain tokens of at
+                            most r code points (a state with a plain run of r allows exactly
+                            those plain tokens) */
 };
 
 /* ---- a growable text buffer for the GBNF generators (schema.c, regex.c) ------------------ */

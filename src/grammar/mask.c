@@ -132,8 +132,23 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
     uint32_t sd[SLM_GRAMMAR_MAX_PIECE + 1];
     sd[base] = d;
     if (!(tr[base] = slm_grammar_pda_trans(a, d))) return SLM_ERR_NOMEM;
+    bool plain_done = false; /* every plain token is decided: walk only above the others */
+    if (first == 0 && last == v->n_nodes && base == 0) {
+        int16_t run = a->states[d].plain_run;
+        if (run == PLAIN_UNKNOWN && (st = slm_grammar_pda_plain_run(w->g, a, d, &run))) return st;
+        if (run != PLAIN_MIXED && !(w->rec && a->states[d].plain_exit)) {
+            const size_t words = ((size_t)v->n_vocab + 31) / 32;
+            const uint32_t *le = v->plain_le + (run >= 0 && (uint32_t)run < v->max_plain ? (uint32_t)run : v->max_plain) * words;
+            for (size_t x = 0; x < words; x++) w->bits[x] |= le[x];
+            plain_done = true;
+        }
+    }
     for (uint32_t i = first; i < last;) {
         const uint32_t k = v->depth[i];
+        if (plain_done && v->plain[i]) {
+            i = v->end[i];
+            continue;
+        }
         if (v->plain[i]) { /* a subtree of plain-text tokens: decided by their length alone */
             const uint32_t c = sd[k - 1];
             int16_t run = a->states[c].plain_run;
