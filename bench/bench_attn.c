@@ -7,7 +7,8 @@
  * Values are normal(0, 1) from a fixed seed, so runs are comparable. Prints one line per
  * case: thread-CPU microseconds per call (median of REPS) and the kernel set. Not a test:
  * run by hand (see docs/benchmarks.md).
- *   usage: bench_attn [n_ctx] [reps]   (SLMESH_KERNELS=scalar|avx2 picks the kernels)
+ *   usage: bench_attn [n_ctx] [reps] [pp|tg]   (both by default; SLMESH_KERNELS=scalar|avx2
+ *   picks the kernels; one case alone is for profiling)
  */
 #include <math.h>
 #include <stdio.h>
@@ -73,7 +74,7 @@ static double time_calls(slm_attn *a, const slm_attn_args *args, int reps) {
     return t[reps / 2];
 }
 
-static void run_shape(const shape *s, int32_t n_ctx, int reps) {
+static void run_shape(const shape *s, int32_t n_ctx, int reps, const char *only) {
     char err[SLM_ERR_LEN];
     const slm_hparams hp = {.n_head = s->n_head, .n_head_kv = s->n_head_kv, .head_dim = s->head_dim,
                             .n_embd = s->n_head * s->head_dim, .n_layer = 1, .n_rot = s->head_dim};
@@ -100,7 +101,8 @@ static void run_shape(const shape *s, int32_t n_ctx, int reps) {
     const slm_attn_args pp = {.hp = &hp, .kv = kv, .il = 0, .n = n_ctx, .pos = pos, .seq = seq, .q = q, .out = out};
     const slm_attn_args tg = {.hp = &hp, .kv = kv, .il = 0, .n = 1, .pos = pos + n_ctx, .seq = seq,
                               .q = q + (size_t)n_ctx * (size_t)nq, .out = out};
-    const double t_pp = time_calls(a, &pp, reps), t_tg = time_calls(a, &tg, reps);
+    const double t_pp = strcmp(only, "tg") ? time_calls(a, &pp, reps) : 0;
+    const double t_tg = strcmp(only, "pp") ? time_calls(a, &tg, reps) : 0;
     printf("%-13s %-6s pp%-5d %9.0f us/layer   tg@%-5d %7.1f us/layer\n", s->name, slm_quant_kernels()->name,
            n_ctx, t_pp, n_ctx, t_tg);
     free(pos), free(seq), free(cells), free(k), free(v), free(q), free(out);
@@ -111,10 +113,11 @@ static void run_shape(const shape *s, int32_t n_ctx, int reps) {
 int main(int argc, char **argv) {
     const int32_t n_ctx = argc > 1 ? atoi(argv[1]) : DEFAULT_CTX;
     const int reps = argc > 2 ? atoi(argv[2]) : DEFAULT_REPS;
-    if (n_ctx < 1 || n_ctx > 65536 || reps < 1 || reps > MAX_REPS) {
-        fprintf(stderr, "usage: bench_attn [n_ctx 1..65536] [reps 1..%d]\n", MAX_REPS);
+    const char *only = argc > 3 ? argv[3] : "both";
+    if (n_ctx < 1 || n_ctx > 65536 || reps < 1 || reps > MAX_REPS || (strcmp(only, "pp") && strcmp(only, "tg") && strcmp(only, "both"))) {
+        fprintf(stderr, "usage: bench_attn [n_ctx 1..65536] [reps 1..%d] [pp|tg|both]\n", MAX_REPS);
         return 2;
     }
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) run_shape(&shapes[i], n_ctx, reps);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) run_shape(&shapes[i], n_ctx, reps, only);
     return 0;
 }

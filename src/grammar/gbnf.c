@@ -589,6 +589,7 @@ static bool build(parser *p, slm_grammar *g) {
     g->ranges = p->ranges, p->ranges = NULL;
     g->classes = p->classes, p->classes = NULL;
     g->n_classes = p->n_classes;
+    slm_grammar_pick_sets(g);
     return check_left_recursion(p, g);
 }
 

@@ -39,6 +39,8 @@ typedef struct slm_gclass {
 typedef struct slm_grammar_pda slm_grammar_pda;   /* pda.c: lazily built byte automaton */
 typedef struct slm_grammar_prep slm_grammar_prep; /* mask.c: per-position token masks of one vocabulary */
 #define SLM_GRAMMAR_MAX_PREPS 4                   /* vocabularies with position tables per grammar */
+#define SLM_GRAMMAR_MAX_CS 8                      /* character sets with runs (pda.c): plain text and
+                                                     up to 7 classes of the grammar */
 
 struct slm_grammar {
     atomic_long refs;       /* references; freed at 0 */
@@ -57,6 +59,9 @@ struct slm_grammar {
     pthread_mutex_t lock;   /* guards pda, n_matchers and prep */
     slm_grammar_pda *pda;   /* owned, created lazily by the first matcher */
     uint32_t n_matchers;    /* live matchers (their states index pda) */
+    uint32_t cs_class[SLM_GRAMMAR_MAX_CS]; /* character set j >= 1 is class cs_class[j]; set 0 is
+                                             plain text (see slm_grammar_pick_sets) */
+    uint32_t n_cs;          /* character sets, >= 1 */
     slm_grammar_prep *prep[SLM_GRAMMAR_MAX_PREPS]; /* owned: position tables per vocabulary */
     uint32_t n_prep, next_prep; /* tables in use; next one to replace */
     const void *prep_model; /* the model slm_grammar_prepare_model last prepared for (compared,
@@ -81,6 +86,9 @@ bool slm_grammar_cls_meets(const slm_grammar *g, uint32_t c, uint32_t lo, uint32
 
 /* ---- pda.c, mask.c ----------------------------------------------------------------------- */
 void slm_grammar_pda_free(slm_grammar_pda *p);
+/* Choose g's character sets with runs: plain text, then the largest classes (at least
+ * SLM_GRAMMAR_CS_MIN code points) made of plain text only, distinct, largest first. */
+void slm_grammar_pick_sets(slm_grammar *g);
 void slm_grammar_prep_free(slm_grammar_prep *p);
 /* The mask of m's state computed by walking the whole token trie (the specification the
  * position tables are tested against), OR-ed into allowed; not cached. */
@@ -113,6 +121,10 @@ struct slm_grammar_vocab {
     uint16_t *cp_before; /* [n_nodes] owned: characters begun in the bytes above node i */
     uint16_t *tok_cp;    /* [tokens in the trie] owned: code points of toks[t], or
                             SLM_GRAMMAR_NOT_PLAIN */
+    uint32_t max_plain;  /* most code points of a plain token */
+    uint32_t *plain_le;  /* [(max_plain + 1) * words] owned: bitset r holds the plain tokens of at
+                            most r code points (a state with a plain run of r allows exactly
+                            those plain tokens) */
 };
 
 /* ---- a growable text buffer for the GBNF generators (schema.c, regex.c) ------------------ */

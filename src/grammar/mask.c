@@ -53,8 +53,8 @@
 #define EMPTY SLM_PDA_EMPTY
 #define DEAD SLM_PDA_DEAD
 #define UNKNOWN SLM_PDA_UNKNOWN
-#define PLAIN_UNKNOWN SLM_PDA_PLAIN_UNKNOWN
-#define PLAIN_MIXED SLM_PDA_PLAIN_MIXED
+#define RUN_UNKNOWN SLM_PDA_RUN_UNKNOWN
+#define RUN_MIXED SLM_PDA_RUN_MIXED
 
 #define WIN_MAX_DEPTH 8               /* frames of a window: JSON needs 3, nesting of helpers a few more */
 #define PREP_MAX_WINDOWS (1u << 16)   /* windows per (grammar, vocabulary): big schemas have thousands */
@@ -114,10 +114,26 @@ typedef struct walker {
     slm_grammar_pda *a;
     const slm_grammar_vocab *v;
     uint32_t *bits;           /* borrowed: the bits of allowed tokens are set here */
+    const uint8_t *node_cs;   /* borrowed, NULL = plain text only (the specification): bit j of
+                                 node i, every token at or below i is made of set j */
     slm_grammar_prep *rec;    /* NULL, or the tables that take the exits found (window walks) */
     size_t weight, budget;    /* tokens below the exits found; the walk stops past budget */
     bool aborted;             /* it did */
+    uint32_t *log;            /* borrowed, NULL = none: ids of the bits newly set, up to cap_log */
+    size_t n_log, cap_log;
+    bool dense;               /* more than cap_log bits set: not listed */
 } walker;
+
+/* Allow token id (and log it when new). */
+static inline void set_tok(walker *w, int32_t id) {
+    uint32_t *word = &w->bits[id >> 5];
+    const uint32_t m = 1u << (id & 31);
+    if (*word & m) return;
+    *word |= m;
+    if (!w->log || w->dense) return;
+    if (w->n_log < w->cap_log) w->log[w->n_log++] = (uint32_t)id;
+    else w->dense = true;
+}
 
 struct slm_grammar_prep;
 static bool exit_push(slm_grammar_prep *p, uint32_t node);
@@ -132,19 +148,41 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
     uint32_t sd[SLM_GRAMMAR_MAX_PIECE + 1];
     sd[base] = d;
     if (!(tr[base] = slm_grammar_pda_trans(a, d))) return SLM_ERR_NOMEM;
+    bool plain_done = false; /* every plain token is decided: walk only above the others */
+    if (first == 0 && last == v->n_nodes && base == 0) {
+        int16_t run = a->states[d].run[0];
+        if (run == RUN_UNKNOWN && (st = slm_grammar_pda_run(w->g, a, d, 0, &run))) return st;
+        if (run != RUN_MIXED && !(w->rec && (a->states[d].run_exit & 1))) {
+            const size_t words = ((size_t)v->n_vocab + 31) / 32;
+            const uint32_t *le = v->plain_le + (run >= 0 && (uint32_t)run < v->max_plain ? (uint32_t)run : v->max_plain) * words;
+            for (size_t x = 0; x < words; x++) w->bits[x] |= le[x];
+            plain_done = true;
+            w->dense = true;
+        }
+    }
     for (uint32_t i = first; i < last;) {
         const uint32_t k = v->depth[i];
-        if (v->plain[i]) { /* a subtree of plain-text tokens: decided by their length alone */
+        if (plain_done && v->plain[i]) {
+            i = v->end[i];
+            continue;
+        }
+        if (v->plain[i] || (w->node_cs && w->node_cs[i])) {
+            /* a subtree of tokens made of one character set: decided by their length alone
+             * when the state takes the set's characters alike (plain text first; the
+             * grammar's sets are plain text too) */
             const uint32_t c = sd[k - 1];
-            int16_t run = a->states[c].plain_run;
-            if (run == PLAIN_UNKNOWN && (st = slm_grammar_pda_plain_run(w->g, a, c, &run))) return st;
+            int8_t j = 0;
+            if (w->node_cs && (st = slm_grammar_pda_best(w->g, a, c, &j))) return st;
+            int16_t run = j >= 0 ? a->states[c].run[j] : RUN_MIXED;
+            if (run == RUN_UNKNOWN && (st = slm_grammar_pda_run(w->g, a, c, (uint32_t)j, &run))) return st;
+            const bool all_in = j == 0 ? v->plain[i] || (w->node_cs && w->node_cs[i]) : j > 0 && (w->node_cs[i] >> j & 1);
             /* a window walk must see every complete state on the way: its exits */
-            if (run != PLAIN_MIXED && !(w->rec && a->states[c].plain_exit)) {
+            if (all_in && run != RUN_MIXED && !(w->rec && (a->states[c].run_exit >> j & 1))) {
                 /* at most run characters after the k - 1 bytes above (which end on a
                  * character boundary: the state has no character pending) */
                 const uint32_t max_cp = (uint32_t)run + v->cp_before[i];
                 for (uint32_t t = v->tok_off[i]; t < v->tok_off[v->end[i]]; t++)
-                    if (v->tok_cp[t] <= max_cp) w->bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+                    if (v->tok_cp[t] <= max_cp) set_tok(w, v->toks[t]);
                 i = v->end[i];
                 continue;
             }
@@ -157,7 +195,7 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
         }
         sd[k] = (uint32_t)nx;
         if (!(tr[k] = slm_grammar_pda_trans(a, (uint32_t)nx))) return SLM_ERR_NOMEM;
-        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) w->bits[v->toks[t] >> 5] |= 1u << (v->toks[t] & 31);
+        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) set_tok(w, v->toks[t]);
         if (w->rec && a->states[nx].complete && v->end[i] > i + 1) { /* the window is empty here */
             if (!exit_push(w->rec, i)) return SLM_ERR_NOMEM;
             w->weight += v->tok_off[v->end[i]] - v->tok_off[i + 1];
@@ -197,7 +235,11 @@ struct slm_grammar_prep {
     uint32_t *bits, n_bits, cap_bits;    /* owned: bitsets (words each) */
     uint32_t *bhash, bhash_cap;          /* bitset number + 1, 0 = free: identical bitsets stored once */
     uint32_t *exits, n_exits, cap_exits; /* owned: trie nodes */
-    uint32_t *scratch;        /* [words] owned: a window's tokens while walking */
+    uint32_t *scratch;        /* [words] owned: a window's tokens while walking (zero between) */
+    uint32_t *log;            /* [words] owned: the ids set in scratch, while fewer than words */
+    uint8_t *node_cs;         /* [n_nodes] owned, NULL when g has no set but plain text: bit j
+                                 (j >= 1) of node i, every token at or below it is made of
+                                 characters of g's set j */
 };
 
 static bool exit_push(slm_grammar_prep *p, uint32_t node) {
@@ -217,8 +259,10 @@ static slm_status prep_new(const slm_grammar_vocab *v, slm_grammar_prep **out) {
     p->fp = v->fp, p->n_vocab = v->n_vocab;
     p->words = ((size_t)v->n_vocab + 31) / 32;
     p->budget = (size_t)v->n_vocab / EXIT_BUDGET_DIV > EXIT_BUDGET_MIN ? (size_t)v->n_vocab / EXIT_BUDGET_DIV : EXIT_BUDGET_MIN;
-    if (!(p->scratch = slm_malloc(p->words * sizeof *p->scratch))) {
-        slm_free(p);
+    p->scratch = slm_calloc(p->words, sizeof *p->scratch);
+    p->log = slm_malloc(p->words * sizeof *p->log);
+    if (!p->scratch || !p->log) {
+        slm_grammar_prep_free(p);
         return SLM_ERR_NOMEM;
     }
     *out = p;
@@ -228,7 +272,7 @@ static slm_status prep_new(const slm_grammar_vocab *v, slm_grammar_prep **out) {
 void slm_grammar_prep_free(slm_grammar_prep *p) {
     if (!p) return;
     slm_free(p->e), slm_free(p->ehash), slm_free(p->ids), slm_free(p->bits), slm_free(p->bhash);
-    slm_free(p->exits), slm_free(p->scratch);
+    slm_free(p->exits), slm_free(p->scratch), slm_free(p->log), slm_free(p->node_cs);
     slm_free(p);
 }
 
@@ -315,32 +359,35 @@ static slm_status bits_store(slm_grammar_prep *p, uint32_t *off) {
  * "deeper" instead (the caller then adds the longer windows). */
 static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_grammar_pda *a, const slm_grammar_vocab *v,
                              uint32_t parent, const uint32_t *frames, uint32_t k, bool can_deepen, uint32_t *id) {
-    memset(p->scratch, 0, p->words * sizeof *p->scratch);
     const uint32_t exit0 = p->n_exits;
-    walker w = {.g = g, .a = a, .v = v, .bits = p->scratch, .rec = p, .budget = can_deepen ? p->budget : SIZE_MAX};
+    /* p->scratch is all zero between calls; a list window clears its own bits again */
+    walker w = {.g = g, .a = a, .v = v, .bits = p->scratch, .node_cs = p->node_cs, .rec = p,
+                .budget = can_deepen ? p->budget : SIZE_MAX, .log = p->log, .cap_log = p->words};
     slm_status st = SLM_OK;
     uint32_t node = EMPTY;
     for (uint32_t j = k; j-- > 0 && st == SLM_OK;) node = slm_grammar_pda_node(a, frames[j], node, &st);
     int32_t s = DEAD;
     if (st == SLM_OK) st = slm_grammar_pda_stack_state(g, a, node, &s);
     if (st == SLM_OK && s != DEAD) st = walk_range(&w, 0, v->n_nodes, 0, (uint32_t)s);
+    const bool dense = w.dense;
     wentry e = {.parent = parent, .pos = frames[k - 1], .exit = exit0, .n_exits = p->n_exits - exit0};
     if (st == SLM_OK && w.aborted) {
         p->n_exits = exit0;
         e.n_exits = 0, e.deeper = true;
+    } else if (st == SLM_OK && dense) { /* a list would be larger than the bitset */
+        e.is_bits = true;
+        st = bits_store(p, &e.under);
+    } else if (st == SLM_OK && !slm_grammar_grow32(&p->ids, &p->cap_ids, (size_t)p->n_ids + w.n_log)) {
+        st = SLM_ERR_NOMEM;
     } else if (st == SLM_OK) {
-        size_t count = 0;
-        for (size_t i = 0; i < p->words; i++) count += (size_t)__builtin_popcount(p->scratch[i]);
-        if (count >= p->words) { /* a list would be larger than the bitset */
-            e.is_bits = true;
-            st = bits_store(p, &e.under);
-        } else if (!slm_grammar_grow32(&p->ids, &p->cap_ids, (size_t)p->n_ids + count)) {
-            st = SLM_ERR_NOMEM;
-        } else {
-            e.under = p->n_ids, e.n_under = (uint32_t)count;
-            for (size_t i = 0; i < p->words; i++)
-                for (uint32_t x = p->scratch[i]; x; x &= x - 1) p->ids[p->n_ids++] = (uint32_t)(i * 32 + (size_t)__builtin_ctz(x));
-        }
+        e.under = p->n_ids, e.n_under = (uint32_t)w.n_log;
+        if (w.n_log) memcpy(p->ids + p->n_ids, p->log, w.n_log * sizeof *p->ids);
+        p->n_ids += (uint32_t)w.n_log;
+    }
+    if (dense || st) {
+        memset(p->scratch, 0, p->words * sizeof *p->scratch);
+    } else {
+        for (size_t i = 0; i < w.n_log; i++) p->scratch[p->log[i] >> 5] = 0;
     }
     if (st == SLM_OK) st = entry_insert(p, &e, id);
     if (st) p->n_exits = exit0;
@@ -362,10 +409,7 @@ typedef struct prepctx {
     uint32_t frames[WIN_MAX_DEPTH];
 } prepctx;
 
-static bool set_add(prepctx *c, uint32_t r, uint32_t x) {
-    for (uint32_t i = 0; i < c->n_ret[r]; i++)
-        if (c->ret[r][i] == x) return true;
-    if (c->n_ret[r] >= PREP_MAX_RET) return c->wide[r] = 1, true;
+static bool set_push(prepctx *c, uint32_t r, uint32_t x) {
     if (!slm_grammar_grow32(&c->ret[r], &c->cap_ret[r], (size_t)c->n_ret[r] + 1)) return false;
     c->ret[r][c->n_ret[r]++] = x;
     return true;
@@ -374,6 +418,29 @@ static bool set_add(prepctx *c, uint32_t r, uint32_t x) {
 static int cmp_u32(const void *x, const void *y) {
     const uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
     return (a > b) - (a < b);
+}
+
+/* ret[to] |= ret[from] (both sorted, distinct) through buf; *grew when it did. A set past
+ * PREP_MAX_RET stops growing and makes its rule wide. */
+static bool set_merge(prepctx *c, uint32_t to, uint32_t from, uint32_t **buf, uint32_t *cap, bool *grew) {
+    const uint32_t na = c->n_ret[to], nb = c->n_ret[from];
+    if (!slm_grammar_grow32(buf, cap, (size_t)na + nb)) return false;
+    const uint32_t *x = c->ret[to], *y = c->ret[from];
+    uint32_t i = 0, k = 0, n = 0;
+    while (i < na || k < nb) {
+        const uint32_t v = k >= nb || (i < na && x[i] <= y[k]) ? x[i] : y[k];
+        if (i < na && x[i] == v) i++;
+        if (k < nb && y[k] == v) k++;
+        (*buf)[n++] = v;
+    }
+    if (n == na) return true;
+    *grew = true;
+    if (n > PREP_MAX_RET) return c->wide[to] = 1, true;
+    uint32_t *t = c->ret[to]; /* swap the buffers: buf becomes the set */
+    const uint32_t tc = c->cap_ret[to];
+    c->ret[to] = *buf, c->cap_ret[to] = *cap, c->n_ret[to] = n;
+    *buf = t, *cap = tc;
+    return true;
 }
 
 /* ret[R]: the positions a frame of rule R can have below it. A reference to R at e that is
@@ -398,11 +465,21 @@ static slm_status return_sets(prepctx *c) {
             if (g->elems[e].type == GE_REF && !c->reach[g->elems[e].arg]) c->reach[g->elems[e].arg] = 1, todo[nt++] = g->elems[e].arg;
     }
     slm_free(todo);
-    if (!set_add(c, g->root, BOTTOM)) return SLM_ERR_NOMEM;
+    if (!set_push(c, g->root, BOTTOM)) return SLM_ERR_NOMEM;
     for (uint32_t e = 0; e < g->n_elems; e++)
         if (g->elems[e].type == GE_REF && c->reach[c->rule_of[e]] && g->elems[e + 1].type != GE_END &&
-            !set_add(c, g->elems[e].arg, e + 1))
+            !set_push(c, g->elems[e].arg, e + 1))
             return SLM_ERR_NOMEM;
+    for (uint32_t r = 0; r < n; r++) { /* sorted and distinct */
+        if (c->n_ret[r] < 2) continue;
+        qsort(c->ret[r], c->n_ret[r], sizeof *c->ret[r], cmp_u32);
+        uint32_t m = 1;
+        for (uint32_t i = 1; i < c->n_ret[r]; i++)
+            if (c->ret[r][i] != c->ret[r][m - 1]) c->ret[r][m++] = c->ret[r][i];
+        c->n_ret[r] = m;
+        if (m > PREP_MAX_RET) c->wide[r] = 1, c->n_ret[r] = PREP_MAX_RET;
+    }
+    uint32_t *buf = NULL, cap = 0;
     for (bool changed = true; changed;) {
         changed = false;
         for (uint32_t e = 0; e < g->n_elems; e++) {
@@ -410,16 +487,14 @@ static slm_status return_sets(prepctx *c) {
             const uint32_t to = g->elems[e].arg, from = c->rule_of[e];
             if (to == from) continue;
             if (c->wide[from] && !c->wide[to]) c->wide[to] = 1, changed = true;
-            for (uint32_t i = 0; i < c->n_ret[from]; i++) {
-                const uint32_t before = c->n_ret[to];
-                const uint8_t wide = c->wide[to];
-                if (!set_add(c, to, c->ret[from][i])) return SLM_ERR_NOMEM;
-                changed = changed || c->n_ret[to] != before || c->wide[to] != wide;
+            if (c->wide[to]) continue;
+            if (!set_merge(c, to, from, &buf, &cap, &changed)) {
+                slm_free(buf);
+                return SLM_ERR_NOMEM;
             }
         }
     }
-    for (uint32_t r = 0; r < n; r++)
-        if (c->n_ret[r] > 1) qsort(c->ret[r], c->n_ret[r], sizeof *c->ret[r], cmp_u32);
+    slm_free(buf);
     return SLM_OK;
 }
 
@@ -444,6 +519,65 @@ static slm_status enumerate(prepctx *c, uint32_t parent, uint32_t k) {
     return SLM_OK;
 }
 
+/* p->node_cs for g's character sets beyond plain text: decode every token along its trie
+ * path (a set's token is valid UTF-8 of whole characters of the set), then AND up the
+ * subtrees. */
+static slm_status set_flags(const slm_grammar *g, const slm_grammar_vocab *v, slm_grammar_prep *p) {
+    if (g->n_cs < 2) return SLM_OK;
+    const uint32_t n_tok = v->tok_off[v->n_nodes];
+    uint8_t *tm = slm_malloc(n_tok ? n_tok : 1);
+    p->node_cs = slm_malloc(v->n_nodes ? v->n_nodes : 1);
+    if (!tm || !p->node_cs) {
+        slm_free(tm);
+        return SLM_ERR_NOMEM;
+    }
+    const uint8_t all = (uint8_t)((1u << g->n_cs) - 2); /* sets 1 .. n_cs - 1 */
+    uint8_t ascii[128], wide = 0; /* wide: the sets with characters beyond ASCII */
+    for (uint32_t c = 0; c < 128; c++) {
+        ascii[c] = 0;
+        for (uint32_t j = 1; j < g->n_cs; j++)
+            if (slm_grammar_cls_has(g, g->cs_class[j], c)) ascii[c] |= (uint8_t)(1u << j);
+    }
+    for (uint32_t j = 1; j < g->n_cs; j++) {
+        const slm_gclass *c = &g->classes[g->cs_class[j]];
+        if (g->ranges[2 * (c->off + c->n - 1) + 1] >= 0x80) wide |= (uint8_t)(1u << j);
+    }
+    static const uint8_t lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    uint8_t acc[SLM_GRAMMAR_MAX_PIECE + 1], left[SLM_GRAMMAR_MAX_PIECE + 1]; /* per depth: sets of the
+                                                    whole characters so far; continuation bytes to come */
+    uint32_t cpv[SLM_GRAMMAR_MAX_PIECE + 1];     /* per depth: the character being decoded */
+    acc[0] = all, left[0] = 0, cpv[0] = 0;
+    for (uint32_t i = 0; i < v->n_nodes; i++) {
+        const uint32_t k = v->depth[i];
+        const uint8_t b = v->byte[i];
+        if (left[k - 1] == 0) { /* a character starts */
+            const uint8_t need = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+            acc[k] = need == 1 ? acc[k - 1] & ascii[b] : need ? acc[k - 1] & wide : 0;
+            left[k] = need > 1 ? (uint8_t)(need - 1) : 0;
+            cpv[k] = need > 1 ? b & lead_mask[need] : 0;
+        } else if ((b & 0xC0) != 0x80) { /* not a continuation: no set's token */
+            acc[k] = 0, left[k] = 0, cpv[k] = 0;
+        } else {
+            cpv[k] = cpv[k - 1] << 6 | (b & 0x3Fu);
+            left[k] = (uint8_t)(left[k - 1] - 1);
+            acc[k] = acc[k - 1];
+            if (left[k] == 0)
+                for (uint32_t j = 1; j < g->n_cs && acc[k]; j++)
+                    if ((acc[k] >> j & 1) && !slm_grammar_cls_has(g, g->cs_class[j], cpv[k])) acc[k] &= (uint8_t)~(1u << j);
+        }
+        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++)
+            tm[t] = left[k] == 0 && v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN ? acc[k] : 0;
+    }
+    for (uint32_t i = v->n_nodes; i-- > 0;) { /* children are done before their parent */
+        uint8_t m = all;
+        for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) m &= tm[t];
+        for (uint32_t c = i + 1; c < v->end[i]; c = v->end[c]) m &= p->node_cs[c];
+        p->node_cs[i] = m;
+    }
+    slm_free(tm);
+    return SLM_OK;
+}
+
 /* The tables of g for v (*out owned by the caller). Past the limits the tables stop
  * growing (SLM_OK); the remaining windows are computed on demand. */
 static slm_status prep_build(const slm_grammar *g, const slm_grammar_vocab *v, slm_grammar_prep **out) {
@@ -459,6 +593,7 @@ static slm_status prep_build(const slm_grammar *g, const slm_grammar_vocab *v, s
     c.cap_ret = slm_calloc(n, sizeof *c.cap_ret);
     c.wide = slm_calloc(n, 1);
     if (!c.rule_of || !c.reach || !c.ret || !c.n_ret || !c.cap_ret || !c.wide) st = SLM_ERR_NOMEM;
+    if (st == SLM_OK) st = set_flags(g, v, c.p);
     if (st == SLM_OK) st = return_sets(&c);
     if (st == SLM_OK) st = slm_grammar_pda_new(g, &c.a);
     for (uint32_t e = 0; st == SLM_OK && e < g->n_elems; e++) {
@@ -577,7 +712,7 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
             *fallback = true;
             break;
         }
-        walker w = {.g = g, .a = a, .v = v, .bits = dst, .budget = SIZE_MAX};
+        walker w = {.g = g, .a = a, .v = v, .bits = dst, .node_cs = p->node_cs, .budget = SIZE_MAX};
         for (uint32_t x = 0; x < e.n_exits && st == SLM_OK; x++) {
             const uint32_t node = p->exits[e.exit + x];
             st = walk_range(&w, node + 1, v->end[node], v->depth[node], (uint32_t)state_b);
@@ -614,7 +749,7 @@ slm_status slm_grammar_mask_state(slm_grammar *g, slm_grammar_pda *a, const slm_
     slm_status st = p ? mask_windows(g, a, p, v, d, dst, &fallback) : SLM_OK;
     if (st == SLM_OK && fallback) {
         memset(dst, 0, m->words * sizeof *dst);
-        walker w = {.g = g, .a = a, .v = v, .bits = dst, .budget = SIZE_MAX};
+        walker w = {.g = g, .a = a, .v = v, .bits = dst, .node_cs = p ? p->node_cs : NULL, .budget = SIZE_MAX};
         st = walk_range(&w, 0, v->n_nodes, 0, d);
     }
     if (st) return st;

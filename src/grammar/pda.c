@@ -38,10 +38,11 @@
 #define EMPTY SLM_PDA_EMPTY
 #define DEAD SLM_PDA_DEAD
 #define UNKNOWN SLM_PDA_UNKNOWN
-#define PLAIN_UNKNOWN SLM_PDA_PLAIN_UNKNOWN
-#define PLAIN_MIXED SLM_PDA_PLAIN_MIXED
-#define PLAIN_ANY SLM_PDA_PLAIN_ANY
-#define NEXT_MIXED (-3) /* plain_next: plain characters lead to different states */
+#define RUN_UNKNOWN SLM_PDA_RUN_UNKNOWN
+#define RUN_MIXED SLM_PDA_RUN_MIXED
+#define RUN_ANY SLM_PDA_RUN_ANY
+#define NEXT_MIXED (-3) /* set_next: characters of the set lead to different states */
+#define SLM_GRAMMAR_CS_MIN 8 /* code points of a class worth a run (digits and up) */
 
 typedef slm_pstate pstate;
 
@@ -188,7 +189,8 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     memcpy(a->set_pool + a->n_pool, set, (size_t)n * sizeof *set);
     a->n_pool += n;
     ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
-    ps->plain_run = PLAIN_UNKNOWN;
+    for (uint32_t c = 0; c < SLM_GRAMMAR_MAX_CS; c++) ps->run[c] = RUN_UNKNOWN;
+    ps->best = SLM_PDA_CS_UNKNOWN;
     ps->more = n > (set[0] == EMPTY ? 1u : 0u);
     a->shash[j] = a->n_states + 1;
     *id = a->n_states++;
@@ -328,11 +330,35 @@ int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d) {
     return a->states[d].trans;
 }
 
+static uint32_t set_ranges(const slm_grammar *g, uint32_t j, const uint32_t **r);
+
+/* The transition of d on ASCII byte b when a character set holding b has a run from d: every
+ * character of the set goes where the set's representative goes (DEAD for a run of 0), so no
+ * closure is needed (UNKNOWN otherwise). */
+static int32_t trans_by_set(const slm_grammar *g, const slm_grammar_pda *a, uint32_t d, uint8_t b) {
+    const pstate *ps = &a->states[d];
+    if (b >= 0x80 || ps->pn || ps->rem) return UNKNOWN;
+    for (uint32_t j = 0; j < g->n_cs; j++) {
+        const int16_t run = ps->run[j];
+        if (run == RUN_UNKNOWN || run == RUN_MIXED) continue;
+        const uint32_t *r;
+        const uint32_t nr = set_ranges(g, j, &r);
+        bool in = false;
+        for (uint32_t k = 0; k < nr && !in; k++) in = b >= r[2 * k] && b <= r[2 * k + 1];
+        const uint32_t rep = j == 0 ? 'a' : r[0]; /* as set_next */
+        if (!in || rep >= 0x80) continue;
+        if (run == 0) return DEAD;
+        if (ps->trans[rep] != UNKNOWN) return ps->trans[rep];
+    }
+    return UNKNOWN;
+}
+
 /* next state of d on byte b into *next (DEAD allowed). */
 slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
     int32_t *t = slm_grammar_pda_trans(a, d);
     if (!t) return SLM_ERR_NOMEM;
     if (t[b] != UNKNOWN) return *next = t[b], SLM_OK;
+    if ((t[b] = trans_by_set(g, a, d, b)) != UNKNOWN) return *next = t[b], SLM_OK;
     slm_status st = compute_trans(g, a, d, b, next);
     if (st == SLM_OK) a->states[d].trans[b] = *next; /* states may have moved: index again */
     return st;
@@ -398,79 +424,161 @@ void slm_grammar_pda_free(slm_grammar_pda *a) {
     slm_free(a);
 }
 
-/* ---- plain runs --------------------------------------------------------------------------- */
+/* ---- runs over character sets ------------------------------------------------------------ */
 
-/* The common next state of every plain character from d (DEAD when none is allowed), or
- * NEXT_MIXED: d is inside a character, or some stack top takes some plain characters only. */
-static slm_status plain_next(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int32_t *out) {
+/* Ranges (pairs lo, hi) of character set j of g into *r; their count. */
+static uint32_t set_ranges(const slm_grammar *g, uint32_t j, const uint32_t **r) {
+    if (j == 0) return *r = slm_grammar_plain_ranges, SLM_GRAMMAR_PLAIN_RANGES;
+    const slm_gclass *c = &g->classes[g->cs_class[j]];
+    *r = g->ranges + 2 * (size_t)c->off;
+    return c->n;
+}
+
+/* The common next state of every character of set j from d (DEAD when none is allowed), or
+ * NEXT_MIXED: d is inside a character, or some stack top takes some characters of the set
+ * only. Then every character of the set advances the same stacks, so one stands for all
+ * (its bytes may pass partial states: the state after the whole character is the same). */
+static slm_status set_next(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t j, int32_t *out) {
     const pstate ps = a->states[d];
     if (ps.pn || ps.rem) return *out = NEXT_MIXED, SLM_OK;
+    const uint32_t *r;
+    const uint32_t nr = set_ranges(g, j, &r);
     bool any = false;
     for (uint32_t i = 0; i < ps.n; i++) {
         const uint32_t s = a->set_pool[ps.off + i];
         if (s == EMPTY) continue;
         const uint32_t c = g->elems[a->npos[s]].arg;
         bool all = true, some = false;
-        for (int r = 0; r < SLM_GRAMMAR_PLAIN_RANGES; r++) {
-            const uint32_t lo = slm_grammar_plain_ranges[2 * r], hi = slm_grammar_plain_ranges[2 * r + 1];
-            all = all && slm_grammar_cls_covers(g, c, lo, hi);
-            some = some || slm_grammar_cls_meets(g, c, lo, hi);
+        for (uint32_t k = 0; k < nr; k++) {
+            all = all && slm_grammar_cls_covers(g, c, r[2 * k], r[2 * k + 1]);
+            some = some || slm_grammar_cls_meets(g, c, r[2 * k], r[2 * k + 1]);
         }
         if (some && !all) return *out = NEXT_MIXED, SLM_OK;
         any = any || all;
     }
     if (!any) return *out = DEAD, SLM_OK;
-    return slm_grammar_pda_step(g, a, d, 'a', out); /* 'a' stands for every plain character */
+    const uint32_t cp = j == 0 ? 'a' : r[0]; /* the set's first character stands for all */
+    uint8_t b[4];
+    const int n = cp < 0x80 ? (b[0] = (uint8_t)cp, 1)
+                : cp < 0x800 ? (b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), 2)
+                : cp < 0x10000 ? (b[0] = (uint8_t)(0xE0 | cp >> 12), b[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
+                                  b[2] = (uint8_t)(0x80 | (cp & 0x3F)), 3)
+                               : (b[0] = (uint8_t)(0xF0 | cp >> 18), b[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F)),
+                                  b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)), b[3] = (uint8_t)(0x80 | (cp & 0x3F)), 4);
+    int32_t cur = (int32_t)d;
+    for (int i = 0; i < n && cur != DEAD; i++) {
+        slm_status st = slm_grammar_pda_step(g, a, (uint32_t)cur, b[i], &cur);
+        if (st) return st;
+    }
+    return *out = cur, SLM_OK;
 }
 
-/* Follow the chain of common next states from d (each state's run computed once), then set
- * plain_run and plain_exit of every state on it. plain_exit(c) = complete(next(c)) ||
- * plain_exit(next(c)); on a cycle, whether any state of the cycle is complete. */
-slm_status slm_grammar_pda_plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int16_t *out) {
+/* Follow the chain of common next states from d for set j (each state's run computed once),
+ * then set run[j] and bit j of run_exit of every state on it. exit(c) = complete(next(c)) ||
+ * exit(next(c)); on a cycle, whether any state of the cycle is complete. */
+slm_status slm_grammar_pda_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t j, int16_t *out) {
     uint32_t chain[SLM_GRAMMAR_MAX_PIECE + 1];
     int32_t n = 0, cur = (int32_t)d;
-    int16_t run = PLAIN_ANY; /* the run of the state after the chain's end */
-    bool ex = false;         /* plain_exit of the chain's last state */
+    int16_t run = RUN_ANY; /* the run of the state after the chain's end */
+    bool ex = false;       /* exit of the chain's last state */
     for (;;) {
-        const int16_t known = a->states[cur].plain_run;
-        if (known != PLAIN_UNKNOWN) {
+        const int16_t known = a->states[cur].run[j];
+        if (known != RUN_UNKNOWN) {
             run = known;
-            ex = a->states[cur].complete || a->states[cur].plain_exit;
+            ex = a->states[cur].complete || (a->states[cur].run_exit >> j & 1);
             break;
         }
         if (n > SLM_GRAMMAR_MAX_PIECE) { /* longer than any token: as good as unbounded */
-            run = PLAIN_ANY;
+            run = RUN_ANY;
             ex = true; /* not followed further: assume the worst */
             break;
         }
         chain[n++] = (uint32_t)cur;
         int32_t nx;
-        slm_status st = plain_next(g, a, (uint32_t)cur, &nx);
+        slm_status st = set_next(g, a, (uint32_t)cur, j, &nx);
         if (st) return st;
         if (nx == NEXT_MIXED || nx == DEAD) {
-            run = nx == DEAD ? -1 : PLAIN_MIXED; /* -1: the last chain state takes 0 more */
+            run = nx == DEAD ? -1 : RUN_MIXED; /* -1: the last chain state takes 0 more */
             break;
         }
         int32_t cycle = -1;
-        for (int32_t j = 0; j < n && cycle < 0; j++)
-            if (chain[j] == (uint32_t)nx) cycle = j;
+        for (int32_t k = 0; k < n && cycle < 0; k++)
+            if (chain[k] == (uint32_t)nx) cycle = k;
         if (cycle >= 0) {
-            run = PLAIN_ANY;
-            for (int32_t j = cycle; j < n; j++) ex = ex || a->states[chain[j]].complete;
+            run = RUN_ANY;
+            for (int32_t k = cycle; k < n; k++) ex = ex || a->states[chain[k]].complete;
             break;
         }
         cur = nx;
     }
-    /* unwind: each chain state takes one more byte than its successor */
+    /* unwind: each chain state takes one more character than its successor */
     while (n > 0) {
         const uint32_t c = chain[--n];
-        if (run != PLAIN_MIXED && run != PLAIN_ANY) run = (int16_t)(run + 1);
-        a->states[c].plain_run = run;
-        a->states[c].plain_exit = ex;
+        if (run != RUN_MIXED && run != RUN_ANY) run = (int16_t)(run + 1);
+        a->states[c].run[j] = run;
+        a->states[c].run_exit = (uint8_t)((a->states[c].run_exit & ~(1u << j)) | (unsigned)ex << j);
         ex = ex || a->states[c].complete;
     }
-    *out = a->states[d].plain_run;
+    *out = a->states[d].run[j];
     return SLM_OK;
+}
+
+slm_status slm_grammar_pda_best(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *best) {
+    if (a->states[d].best != SLM_PDA_CS_UNKNOWN) return *best = a->states[d].best, SLM_OK;
+    int8_t b = SLM_PDA_CS_NONE;
+    for (uint32_t j = 0; j < g->n_cs && b == SLM_PDA_CS_NONE; j++) {
+        int16_t run = a->states[d].run[j];
+        slm_status st = run == RUN_UNKNOWN ? slm_grammar_pda_run(g, a, d, j, &run) : SLM_OK;
+        if (st) return st;
+        if (run != RUN_MIXED) b = (int8_t)j;
+    }
+    a->states[d].best = b;
+    *best = b;
+    return SLM_OK;
+}
+
+/* Code points of class c. */
+static uint64_t class_size(const slm_grammar *g, uint32_t c) {
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < g->classes[c].n; i++) n += g->ranges[2 * (g->classes[c].off + i) + 1] - g->ranges[2 * (g->classes[c].off + i)] + 1;
+    return n;
+}
+
+/* True when class c holds plain text only. */
+static bool class_plain(const slm_grammar *g, uint32_t c) {
+    for (uint32_t i = 0; i < g->classes[c].n; i++) {
+        const uint32_t lo = g->ranges[2 * (g->classes[c].off + i)], hi = g->ranges[2 * (g->classes[c].off + i) + 1];
+        bool in = false;
+        for (int r = 0; r < SLM_GRAMMAR_PLAIN_RANGES && !in; r++)
+            in = lo >= slm_grammar_plain_ranges[2 * r] && hi <= slm_grammar_plain_ranges[2 * r + 1];
+        if (!in) return false;
+    }
+    return g->classes[c].n > 0;
+}
+
+static bool class_same(const slm_grammar *g, uint32_t x, uint32_t y) {
+    return g->classes[x].n == g->classes[y].n &&
+           !memcmp(g->ranges + 2 * (size_t)g->classes[x].off, g->ranges + 2 * (size_t)g->classes[y].off,
+                   2 * (size_t)g->classes[x].n * sizeof *g->ranges);
+}
+
+void slm_grammar_pick_sets(slm_grammar *g) {
+    g->n_cs = 1; /* plain text */
+    uint64_t size[SLM_GRAMMAR_MAX_CS] = {0};
+    for (uint32_t c = 0; c < g->n_classes; c++) {
+        const uint64_t n = class_size(g, c);
+        if (n < SLM_GRAMMAR_CS_MIN || !class_plain(g, c)) continue;
+        bool dup = false;
+        for (uint32_t j = 1; j < g->n_cs && !dup; j++) dup = class_same(g, c, g->cs_class[j]);
+        if (dup) continue;
+        uint32_t at = g->n_cs; /* insertion point: sizes descending */
+        while (at > 1 && size[at - 1] < n) at--;
+        if (at >= SLM_GRAMMAR_MAX_CS) continue;
+        const uint32_t last = g->n_cs < SLM_GRAMMAR_MAX_CS ? g->n_cs : SLM_GRAMMAR_MAX_CS - 1;
+        for (uint32_t k = last; k > at; k--) g->cs_class[k] = g->cs_class[k - 1], size[k] = size[k - 1];
+        g->cs_class[at] = c, size[at] = n;
+        if (g->n_cs < SLM_GRAMMAR_MAX_CS) g->n_cs++;
+    }
 }
 
 /* ---- matcher ------------------------------------------------------------------------------ */

@@ -24,9 +24,11 @@
 #define SLM_PDA_EMPTY 0u                /* the empty stack: the grammar may end */
 #define SLM_PDA_DEAD  (-2)              /* transition to nothing */
 #define SLM_PDA_UNKNOWN (-1)            /* transition not computed yet */
-#define SLM_PDA_PLAIN_UNKNOWN (-1)      /* pstate.plain_run not computed */
-#define SLM_PDA_PLAIN_MIXED (-2)        /* plain bytes diverge: walk node by node */
-#define SLM_PDA_PLAIN_ANY INT16_MAX     /* any number of plain bytes (>= the longest token) */
+#define SLM_PDA_RUN_UNKNOWN (-1)        /* pstate.run[j] not computed */
+#define SLM_PDA_RUN_MIXED (-2)          /* characters of the set diverge: walk node by node */
+#define SLM_PDA_RUN_ANY INT16_MAX       /* any number of characters (>= the longest token) */
+#define SLM_PDA_CS_UNKNOWN (-2)         /* pstate.best not computed */
+#define SLM_PDA_CS_NONE (-1)            /* no character set has a run from the state */
 
 typedef struct slm_pstate {
     uint32_t off, n;   /* stacks: set_pool[off .. off + n), sorted */
@@ -39,15 +41,17 @@ typedef struct slm_pstate {
                           one per byte prefix */
     bool complete;     /* EMPTY in the set and no unfinished code point */
     bool more;         /* some stack is non-empty */
-    bool plain_exit;   /* valid with plain_run: some state reached from here by one or more
-                          plain characters in a row is complete (mask.c: window walks
+    uint8_t run_exit;  /* bit j, valid with run[j]: some state reached from here by one or
+                          more characters of set j in a row is complete (mask.c: window walks
                           cannot decide such a run by its length) */
+    int8_t best;       /* CS_UNKNOWN, CS_NONE, or the first character set j with a run */
     int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
-    int16_t plain_run; /* PLAIN_UNKNOWN, PLAIN_MIXED (plain characters lead to different
-                          states somewhere on the way), or how many plain characters in a
-                          row can be taken from here (PLAIN_ANY: any number) when every plain
-                          character leads to one same next state at each step (a string
-                          body, with or without a length bound) */
+    int16_t run[SLM_GRAMMAR_MAX_CS]; /* per character set j (0: plain text, then large classes
+                          of the grammar, grammar_int.h): RUN_UNKNOWN, RUN_MIXED (characters of
+                          the set lead to different states somewhere on the way), or how many
+                          characters of the set in a row can be taken from here (RUN_ANY: any
+                          number) when every one of them leads to one same next state at each
+                          step (a string body, bounded or not; an email's local part) */
 } slm_pstate;
 
 /* Per-vocabulary cache of state masks (mask.c), kept with the automaton whose states it
@@ -104,8 +108,11 @@ slm_status slm_grammar_pda_stack_state(const slm_grammar *g, slm_grammar_pda *a,
 int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d);
 /* Next state of d on byte b into *next (DEAD allowed). */
 slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next);
-/* plain_run (and plain_exit) of state d, computed once. */
-slm_status slm_grammar_pda_plain_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int16_t *run);
+/* run[j] (and bit j of run_exit) of state d for character set j, computed once. */
+slm_status slm_grammar_pda_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t j, int16_t *run);
+/* best of state d: the first character set (in g's order: plain text first, then larger
+ * sets first) whose run from d is not RUN_MIXED, or CS_NONE. */
+slm_status slm_grammar_pda_best(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *best);
 /* Grow *v (capacity *cap, in elements) to hold need elements. */
 bool slm_grammar_grow32(uint32_t **v, uint32_t *cap, size_t need);
 
