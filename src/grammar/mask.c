@@ -150,7 +150,7 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
     int32_t **tr = a->walk_tr; /* tr[k]: transitions of the state reached at depth k */
     uint32_t sd[SLM_GRAMMAR_MAX_PIECE + 1];
     sd[base] = d;
-    if (!(tr[base] = slm_grammar_pda_trans(a, d))) return SLM_ERR_NOMEM;
+    if (!(tr[base] = slm_grammar_pda_trans(w->g, a, d))) return SLM_ERR_NOMEM;
     bool plain_done = false; /* every plain token is decided: walk only above the others */
     if (first == 0 && last == v->n_nodes && base == 0) {
         int16_t run = a->states[d].run[0];
@@ -208,7 +208,7 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
             continue;
         }
         sd[k] = (uint32_t)nx;
-        if (!(tr[k] = slm_grammar_pda_trans(a, (uint32_t)nx))) return SLM_ERR_NOMEM;
+        if (!(tr[k] = slm_grammar_pda_trans(w->g, a, (uint32_t)nx))) return SLM_ERR_NOMEM;
         for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) set_tok(w, v->toks[t]);
         if (w->rec && a->states[nx].complete && v->end[i] > i + 1) { /* the window is empty here */
             if (!exit_push(w->rec, i)) return SLM_ERR_NOMEM;

@@ -319,15 +319,36 @@ static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32
     return advance_cp(g, a, d, cp, false, next);
 }
 
-/* Transition table of d (allocated on first use). */
-int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d) {
-    if (!a->states[d].trans) {
-        int32_t *t = slm_malloc(256 * sizeof *t);
-        if (!t) return NULL;
-        for (int i = 0; i < 256; i++) t[i] = UNKNOWN;
-        a->states[d].trans = t;
+/* First byte of the UTF-8 encoding of cp. */
+static uint8_t utf8_lead(uint32_t cp) {
+    return (uint8_t)(cp < 0x80 ? cp : cp < 0x800 ? 0xC0 | cp >> 6 : cp < 0x10000 ? 0xE0 | cp >> 12 : 0xF0 | cp >> 18);
+}
+
+/* Transition table of d, allocated on first use: UNKNOWN for the bytes that may continue
+ * (a continuation byte inside a character; else a byte that begins a character of some
+ * stack top's class: lead bytes are monotonic in the code point, so a range [lo, hi] begins
+ * with bytes lead(lo) .. lead(hi)), DEAD for the others without computing anything. */
+int32_t *slm_grammar_pda_trans(const slm_grammar *g, slm_grammar_pda *a, uint32_t d) {
+    if (a->states[d].trans) return a->states[d].trans;
+    int32_t *t = slm_malloc(256 * sizeof *t);
+    if (!t) return NULL;
+    for (int i = 0; i < 256; i++) t[i] = DEAD;
+    const pstate *ps = &a->states[d];
+    if (ps->pn || ps->rem) {
+        for (int i = 0x80; i < 0xC0; i++) t[i] = UNKNOWN;
+    } else {
+        for (uint32_t k = 0; k < ps->n; k++) {
+            const uint32_t s = a->set_pool[ps->off + k];
+            if (s == EMPTY) continue;
+            const slm_gclass *c = &g->classes[g->elems[a->npos[s]].arg];
+            for (uint32_t r = 0; r < c->n; r++) {
+                const uint32_t lo = g->ranges[2 * (c->off + r)], hi = g->ranges[2 * (c->off + r) + 1];
+                for (uint32_t b = utf8_lead(lo); b <= utf8_lead(hi); b++) t[b] = UNKNOWN;
+            }
+        }
     }
-    return a->states[d].trans;
+    a->states[d].trans = t;
+    return t;
 }
 
 static uint32_t set_ranges(const slm_grammar *g, uint32_t j, const uint32_t **r);
@@ -355,7 +376,7 @@ static int32_t trans_by_set(const slm_grammar *g, const slm_grammar_pda *a, uint
 
 /* next state of d on byte b into *next (DEAD allowed). */
 slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
-    int32_t *t = slm_grammar_pda_trans(a, d);
+    int32_t *t = slm_grammar_pda_trans(g, a, d);
     if (!t) return SLM_ERR_NOMEM;
     if (t[b] != UNKNOWN) return *next = t[b], SLM_OK;
     if ((t[b] = trans_by_set(g, a, d, b)) != UNKNOWN) return *next = t[b], SLM_OK;

@@ -104,8 +104,9 @@ uint32_t slm_grammar_pda_node(slm_grammar_pda *a, uint32_t pos, uint32_t parent,
 /* The state of the configuration made of the one stack `node` (expanded until classes are
  * on top) into *state: a state id, or DEAD when the expansion yields nothing. */
 slm_status slm_grammar_pda_stack_state(const slm_grammar *g, slm_grammar_pda *a, uint32_t node, int32_t *state);
-/* Transition table of state d (allocated on first use; NULL when out of memory). */
-int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d);
+/* Transition table of state d (allocated on first use, DEAD already for the bytes no stack
+ * can begin with; NULL when out of memory). */
+int32_t *slm_grammar_pda_trans(const slm_grammar *g, slm_grammar_pda *a, uint32_t d);
 /* Next state of d on byte b into *next (DEAD allowed). */
 slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next);
 /* run[j] (and bit j of run_exit) of state d for character set j, computed once. */
