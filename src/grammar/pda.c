@@ -1,6 +1,6 @@
 /*
  * grammar/pda.c: the pushdown automaton of a compiled grammar, determinised lazily over
- * BYTES, the matcher, and the per-step token mask.
+ * BYTES; runs over character sets; and the matcher.
  *
  * Design. A parse configuration is llama.cpp's: a set of stacks of positions ("what to match
  * next"), each with a character class on top after expansion (or empty = the grammar may
@@ -8,13 +8,16 @@
  * a stack is one uint32 and a configuration is a sorted set of them; the set, plus the bytes
  * of a code point begun but not finished (multi-byte UTF-8 split across tokens), is interned
  * again as a STATE of a lazily built DFA over bytes. Each state keeps its 256 byte
- * transitions once computed. Consequences:
+ * transitions once computed (a new table starts DEAD for the bytes no stack top can begin
+ * with). Consequences:
  *  - feeding a token is one table lookup per byte after warm-up;
- *  - the mask of a state depends on the state alone (it is the full configuration), so it is
- *    computed once per (state, vocabulary) and cached; repeated states (the body of a
- *    string, the next array item at the same depth) cost a copy;
- *  - a cache miss walks the vocabulary's token trie once (vocab.c) with the DFA: each
- *    shared prefix is one transition, and a dead byte prunes the whole subtree.
+ *  - the mask of a state depends on the state alone (it is the full configuration), so
+ *    mask.c computes it once per (state, vocabulary) and caches it.
+ * Runs: for a character set (plain text, or a large plain-text class of the grammar) a state
+ * whose stack tops each take all of the set or none sends every character of it to one same
+ * next state; the number of such characters it can take in a row (its run) decides whole
+ * subtrees of the token trie by token length (mask.c), and its transitions on the set's
+ * bytes are copied from the set's representative.
  * Why not code points: a token may end inside a character; the partial-code-point state
  * makes that exact (a partial byte sequence is allowed only if some character it can
  * complete to is allowed by some stack top). Left recursion is rejected by the compiler, so
@@ -26,8 +29,9 @@
  * is dropped and rebuilt when full; an automaton past half its node or state limit is
  * rebuilt by the next matcher created while no other matcher lives; a single generation
  * that reaches the limits fails its step with SLM_ERR_LIMIT.
- * Thread-safety: the automaton belongs to its grammar and is used under the grammar's mutex;
- * a matcher is one sequence's cursor. Non-goals: precomputing masks for states never seen.
+ * Thread-safety: the automaton belongs to its grammar and is used under the grammar's mutex
+ * (mask.c's preparation uses private scratch automata); a matcher is one sequence's cursor.
+ * Non-goals: determinising ahead of use.
  */
 #include <stdlib.h>
 #include <string.h>
