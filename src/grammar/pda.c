@@ -194,7 +194,6 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     a->n_pool += n;
     ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
     for (uint32_t c = 0; c < SLM_GRAMMAR_MAX_CS; c++) ps->run[c] = RUN_UNKNOWN;
-    ps->best = SLM_PDA_CS_UNKNOWN;
     ps->more = n > (set[0] == EMPTY ? 1u : 0u);
     a->shash[j] = a->n_states + 1;
     *id = a->n_states++;
@@ -545,20 +544,6 @@ slm_status slm_grammar_pda_run(const slm_grammar *g, slm_grammar_pda *a, uint32_
         ex = ex || a->states[c].complete;
     }
     *out = a->states[d].run[j];
-    return SLM_OK;
-}
-
-slm_status slm_grammar_pda_best(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *best) {
-    if (a->states[d].best != SLM_PDA_CS_UNKNOWN) return *best = a->states[d].best, SLM_OK;
-    int8_t b = SLM_PDA_CS_NONE;
-    for (uint32_t j = 0; j < g->n_cs && b == SLM_PDA_CS_NONE; j++) {
-        int16_t run = a->states[d].run[j];
-        slm_status st = run == RUN_UNKNOWN ? slm_grammar_pda_run(g, a, d, j, &run) : SLM_OK;
-        if (st) return st;
-        if (run != RUN_MIXED) b = (int8_t)j;
-    }
-    a->states[d].best = b;
-    *best = b;
     return SLM_OK;
 }
 
