@@ -21,12 +21,13 @@
  *          tokens continuing below the node. Only there can the frames below matter: at run
  *          time each exit subtree is walked again from the state of the real frames below
  *          (the stack's remainder B), which many states share, so its transitions are warm.
- * A window whose exits hold more than EXIT_BUDGET tokens (a string body window of one frame
+ * A window whose exits hold more than n_vocab / 512 tokens (a string body window of one frame
  * pops after every character) is "deeper": it is extended by every position that can be
  * below its last frame (the return positions of that frame's rule, computed from the
  * grammar's references: a tail reference passes its caller's return positions on), up to
  * WIN_MAX_DEPTH frames. For JSON, three frames (class, repetition helper, closing quote) keep
- * a string's exits to tokens that close it and go on ("\", ...).
+ * a string's exits to the tokens that close it and go on (`",` ...); a frame more (what
+ * follows the string) decides most of those too.
  *
  * slm_grammar_prepare enumerates every window of the grammar for a vocabulary on a private
  * scratch automaton (compile time, measured in docs/benchmarks.md); at run time the mask of
@@ -63,7 +64,10 @@
 #define PREP_MAX_VISITS (1ull << 28)  /* trie nodes visited by one preparation (~1-2 s): past it
                                          the remaining windows are computed on demand */
 #define EXIT_BUDGET_MIN 64            /* tokens below a window's exits before it goes deeper ... */
-#define EXIT_BUDGET_DIV 32            /* ... or n_vocab / 32 (the size of a bitset in words) */
+#define EXIT_BUDGET_DIV 512           /* ... or n_vocab / 512: an exit walk at run time builds
+                                         transitions of new states (~2 us each), so deeper
+                                         windows pay off: 3x lower first-document maxima for
+                                         ~30% more preparation (docs/benchmarks.md) */
 #define NO_ENTRY UINT32_MAX           /* parent of a one-frame window */
 #define BOTTOM UINT32_MAX             /* in a return set: the stack may end below the rule */
 
