@@ -6,8 +6,9 @@
  *
  * Ownership: a grammar is reference-counted (slm_grammar_retain / slm_grammar_release); the
  * creator holds one reference. Its rules are immutable after compilation; the lazily built
- * byte automaton and per-state token-mask cache inside it are guarded by a mutex, so any
- * number of threads and matchers may share one grammar. A matcher belongs to one sequence
+ * byte automaton, the per-state token-mask cache and the per-vocabulary position tables
+ * inside it are guarded by a mutex, so any number of threads and matchers may share one
+ * grammar. A matcher belongs to one sequence
  * (one thread at a time). A vocabulary (slm_grammar_vocab: the token trie) is immutable
  * after creation and may be shared by any number of threads.
  * Non-goals: JSON Schema keywords outside the documented subset (rejected with

@@ -40,7 +40,7 @@ static int cmp_piece(const void *x, const void *y) {
 void slm_grammar_vocab_destroy(slm_grammar_vocab *v) {
     if (!v) return;
     slm_free(v->byte), slm_free(v->depth), slm_free(v->end), slm_free(v->tok_off), slm_free(v->toks), slm_free(v->plain);
-    slm_free(v->cp_before), slm_free(v->tok_cp), slm_free(v->plain_le);
+    slm_free(v->cp_before), slm_free(v->tok_cp), slm_free(v->plain_le), slm_free(v->plain_le_n);
     slm_free(v);
 }
 
@@ -165,14 +165,21 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     for (uint32_t t = 0; t < nt; t++)
         if (v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN && v->tok_cp[t] > v->max_plain) v->max_plain = v->tok_cp[t];
     const size_t words = ((size_t)n_vocab + 31) / 32;
-    if (!(v->plain_le = slm_calloc((v->max_plain + 1) * words, sizeof *v->plain_le))) {
+    v->plain_le = slm_calloc((v->max_plain + 1) * words, sizeof *v->plain_le);
+    v->plain_le_n = slm_calloc(v->max_plain + 1, sizeof *v->plain_le_n);
+    if (!v->plain_le || !v->plain_le_n) {
         st = slm_errf(err, SLM_ERR_NOMEM, "vocabulary trie");
         goto fail;
     }
     for (uint32_t t = 0; t < nt; t++)
-        if (v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN) v->plain_le[v->tok_cp[t] * words + (uint32_t)v->toks[t] / 32] |= 1u << (v->toks[t] & 31);
-    for (uint32_t r = 1; r <= v->max_plain; r++)
+        if (v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN) {
+            v->plain_le[v->tok_cp[t] * words + (uint32_t)v->toks[t] / 32] |= 1u << (v->toks[t] & 31);
+            v->plain_le_n[v->tok_cp[t]]++;
+        }
+    for (uint32_t r = 1; r <= v->max_plain; r++) {
         for (size_t w = 0; w < words; w++) v->plain_le[r * words + w] |= v->plain_le[(r - 1) * words + w];
+        v->plain_le_n[r] += v->plain_le_n[r - 1];
+    }
     slm_free(buf);
     slm_free(refs);
     *out = v;
