@@ -30,6 +30,13 @@
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
+/* No implicit FMA: the tiles repeat the vec_dots' float steps operation by operation, and
+ * the Q8_0..IQ4_NL kernels the scalar ones; clang would otherwise fuse a * b + c written
+ * in one expression (GCC does not in ISO C mode, the build's). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 AVX2_TARGET static inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); } /* exact, as slm_quant_h2f */
