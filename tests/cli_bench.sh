@@ -58,6 +58,10 @@ check "shape: info embd tied q8_0" has "$tmp/info" '^  token_embd\.weight +q8_0 
 check "shape: info file_type" has "$tmp/info" '^  general\.file_type +2$'
 "$bin" bench -m "$tmp/smol.gguf" -t 2 -p 8 -n 0 -r 1 >"$tmp/md2"
 check "shape: bench saved file" has "$tmp/md2" '\| pp8 \|'
+# Its made-up SentencePiece vocabulary has no "▁" piece: every space becomes 3 byte tokens,
+# more tokens than the prompt has bytes; `slmesh run` must still take the prompt.
+"$bin" run -m "$tmp/smol.gguf" -p "a b c d e f g h" -n 2 --temp 0 -t 2 >/dev/null 2>"$tmp/err"
+check "shape: run with more tokens than bytes" has "$tmp/err" '^prompt: 33 tokens'
 check "shape: no temp left" test -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name "slmesh-bench-*" -newer "$tmp/md" 2>/dev/null)"
 
 # Read bandwidth (the tg bound).

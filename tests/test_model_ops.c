@@ -66,6 +66,45 @@ static void test_softmax_silu(void **state) {
     assert_true(y[0] == 6 && y[1] == 5);
 }
 
+/* AVX2 set vs scalar set (the specification): silu_mul and add bit for bit, rmsnorm within
+ * its double sum's reordering, over lengths with and without scalar tails, in place too. */
+#define RMSNORM_REL_TOL 1e-6 /* the float results of two double sums that differ in ~1e-16 */
+
+static void test_ops_avx2_vs_scalar(void **state) {
+    (void)state;
+    const slm_ops_kern *sc = slm_ops_kern_isa(SLM_QUANT_ISA_SCALAR), *av = slm_ops_kern_avx2();
+    if (!av || !slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2)) skip();
+    assert_ptr_equal(slm_ops_kern_isa(SLM_QUANT_ISA_AVX2), av);
+    enum { N = 1000 };
+    static float x[N], u[N], w[N], a[N], b[N];
+    uint32_t r = 12345;
+    for (int i = 0; i < N; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * 40.0f; /* [-20, 20): exp's range and beyond */
+        u[i] = (float)(i % 17) - 8.0f;
+        w[i] = 1.0f + (float)(i % 5) * 0.25f;
+    }
+    x[3] = 100.0f, x[4] = -100.0f; /* e^-v overflows / underflows */
+    const int64_t lens[] = {1, 7, 8, 13, 576, N};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        memcpy(a, x, sizeof a), memcpy(b, x, sizeof b);
+        sc->silu_mul(a, u, n), av->silu_mul(b, u, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+        sc->add(a, u, n), av->add(b, u, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+        for (int wi = 0; wi < 2; wi++) {
+            sc->rmsnorm(a, x, wi ? w : NULL, n, 1e-5f);
+            memcpy(b, x, sizeof b);
+            av->rmsnorm(b, b, wi ? w : NULL, n, 1e-5f); /* in place */
+            for (int64_t i = 0; i < n; i++) assert_true(fabsf(a[i] - b[i]) <= RMSNORM_REL_TOL * fabsf(a[i]));
+        }
+    }
+    float g[2] = {100.0f, -100.0f}, one[2] = {1, 1};
+    av->silu_mul(g, one, 2);
+    assert_true(g[0] == 100.0f && g[1] == 0.0f); /* silu(-100) = -100 / inf = -0 */
+}
+
 /* ---- thread pool ---- */
 
 typedef struct sum_job {
@@ -150,7 +189,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm),       cmocka_unit_test(test_rope),
         cmocka_unit_test(test_softmax_silu),  cmocka_unit_test(test_pool_identical),
-        cmocka_unit_test(test_pool_oom),
+        cmocka_unit_test(test_pool_oom),      cmocka_unit_test(test_ops_avx2_vs_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

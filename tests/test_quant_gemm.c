@@ -5,7 +5,9 @@
  *    row ranges with odd ends and activation counts that leave partial tiles and span
  *    several activation chunks; outputs outside the range are untouched;
  *  - slm_quant_matmul_rows (which picks the gemm) equals the vec_dot loop bit for bit;
- *  - axpy of every set equals the scalar one bit for bit (F32, F16), tails included.
+ *  - axpy of every set equals the scalar one bit for bit (F32, F16), tails included;
+ *  - the AVX2 Q8_0, Q4_0, Q5_0 and IQ4_NL kernels (vec_dot, and so their tiles) equal the
+ *    scalar ones bit for bit (they keep the scalar float order; kernels_avx2.c).
  */
 #include "testutil.h"
 
@@ -134,11 +136,51 @@ static void test_axpy_equals_scalar(void **state) {
     }
 }
 
+/* AVX2 vec_dot == scalar vec_dot, bit for bit, for the types whose AVX2 kernels keep the
+ * scalar float order: random rows of many lengths up to WIDE_COLS. */
+static void test_avx2_exact_types(void **state) {
+    (void)state;
+    const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
+    const slm_quant_kernel_set *av = slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2);
+    if (!av) {
+        printf("avx2 not runnable here: skipped\n");
+        return;
+    }
+    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q5_0, SLM_TYPE_IQ4_NL};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const slm_type t = types[k], vt = slm_type_traits_of(t)->vec_dot_type;
+        enum { N_ROWS = 64 };
+        size_t wrb, xrb;
+        uint8_t *w = random_rows(t, N_ROWS, WIDE_COLS, &wrb);
+        uint8_t *x = random_rows(vt, N_ROWS, WIDE_COLS, &xrb);
+        /* odd rows: the activation is the weight row itself, so block sums are large (up to
+         * 15 bits) and the order of the float multiplications shows in the last bit */
+        float *f = malloc(WIDE_COLS * sizeof(float));
+        assert_non_null(f);
+        for (int r = 1; r < N_ROWS; r += 2) {
+            slm_type_traits_of(t)->to_float(w + (size_t)r * wrb, f, WIDE_COLS);
+            slm_type_traits_of(vt)->from_float(f, x + (size_t)r * xrb, WIDE_COLS);
+        }
+        free(f);
+        for (int r = 0; r < N_ROWS; r++) {
+            /* the first half one or two blocks: a sum of many terms hides a last-bit
+             * difference of one term, a single term does not */
+            const int64_t n = r < N_ROWS / 2 ? 32 * (1 + r % 2) : 32 * (1 + (r * 37) % (WIDE_COLS / 32));
+            const float want = sc->vec_dot[t](n, w + (size_t)r * wrb, x + (size_t)r * xrb);
+            const float got = av->vec_dot[t](n, w + (size_t)r * wrb, x + (size_t)r * xrb);
+            if (f2u(got) != f2u(want))
+                fail_msg("avx2 %s n %lld: %.9g, scalar %.9g", slm_type_name(t), (long long)n, got, want);
+        }
+        free(w), free(x);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_equals_vec_dot),
         cmocka_unit_test(test_matmul_rows_bitwise),
         cmocka_unit_test(test_axpy_equals_scalar),
+        cmocka_unit_test(test_avx2_exact_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,9 @@
  *    entries are the type table's scalar kernels;
  *  - every runnable ISA set against the scalar one: to_float bit-identical, from_float
  *    identical blocks, vec_dot within the named tolerance VEC_DOT_ISA_REL_TOL;
- *  - slm_quant_matvec against a float64 reference, row ranges, and the batched variant.
+ *  - slm_quant_matvec against a float64 reference, row ranges, and the batched variant;
+ *  - the activation quantizers (act) of every set give the scalar set's bytes, and the
+ *    scalar Q8_0 one rounds as specified (127 / amax, half to even).
  */
 #include "testutil.h"
 
@@ -288,6 +290,49 @@ static void test_matvec_bad_args(void **state) {
     assert_ptr_equal(xq, x);
 }
 
+/* act of every runnable set against the scalar act, byte for byte: random rows of several
+ * magnitudes, an all-zero block, and a block of exact halves (amax 127: id = 1, so 2.5
+ * must round to 2 and 3.5 to 4, half to even). */
+static void test_act_convert(void **state) {
+    (void)state;
+    enum { N = 32 * 40 };
+    float *x = malloc(N * sizeof(float));
+    uint8_t *want = malloc(N * 2), *got = malloc(N * 2); /* >= 36 / 32 bytes per element */
+    assert_non_null(x);
+    assert_non_null(want);
+    assert_non_null(got);
+    for (int i = 0; i < N; i++) x[i] = rng_act() * (float)(1 << (i / 32 % 12)) * 0.01f;
+    for (int i = 0; i < 32; i++) x[32 + i] = 0.0f;                      /* block 1: zeros */
+    for (int i = 0; i < 32; i++) x[64 + i] = (float)(i % 8) - 3.5f; /* block 2: halves */
+    x[64 + 31] = 127.0f;                                                 /* amax 127 */
+    const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
+    assert_non_null(sc);
+    /* the scalar Q8_0 rounding itself: block 2 quantized by hand */
+    sc->act[SLM_TYPE_Q8_0](x, want, N);
+    const int8_t *q2 = (const int8_t *)(want + 2 * 34 + 2);
+    for (int i = 0; i < 31; i++) {
+        const float v = (float)(i % 8) - 3.5f; /* -3.5 .. 3.5 */
+        assert_int_equal(q2[i], (int)nearbyintf(v));
+    }
+    assert_int_equal(q2[0], -4); /* -3.5 -> -4 (even) */
+    assert_int_equal(q2[1], -2); /* -2.5 -> -2 */
+    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q8_1};
+    for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
+        const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
+        if (!k) continue;
+        for (size_t t = 0; t < 2; t++) {
+            size_t bytes;
+            assert_true(slm_type_row_bytes(types[t], N, &bytes));
+            memset(want, 0xAB, bytes);
+            memset(got, 0xCD, bytes);
+            sc->act[types[t]](x, want, N);
+            k->act[types[t]](x, got, N);
+            assert_memory_equal(want, got, bytes);
+        }
+    }
+    free(x), free(want), free(got);
+}
+
 int main(void) {
     /* before the first use of the kernel table: selection happens once */
     setenv("SLMESH_KERNELS", "scalar", 1);
@@ -299,6 +344,7 @@ int main(void) {
         cmocka_unit_test(test_matvec_reference),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_matvec_bad_args),
+        cmocka_unit_test(test_act_convert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,10 +67,16 @@ int cli_model_load(const char *cmd, const cli_model_opts *o, int32_t default_ctx
 int cli_tokenize(const char *cmd, const slm_model *m, const char *text, size_t len, int flags, int32_t **ids,
                  size_t *n) {
     char err[SLM_ERR_LEN] = "";
-    size_t cap = len + 8; /* a token covers at least one byte, plus BOS/EOS */
+    size_t cap = len + 8; /* usually enough: most tokens cover a byte or more, plus BOS/EOS */
     *ids = malloc(cap * sizeof **ids);
     if (!*ids) return cli_fail(cmd, SLM_ERR_NOMEM, "token buffer");
     slm_status st = slm_model_tokenize(m, text, len, flags, *ids, cap, n, err);
+    if (st == SLM_ERR_FULL && *n > cap) { /* a vocabulary without byte tokens can give more: *n says how many */
+        int32_t *grown = realloc(*ids, *n * sizeof **ids);
+        if (!grown) snprintf(err, sizeof err, "token buffer of %zu tokens", *n);
+        st = grown ? slm_model_tokenize(m, text, len, flags, grown, *n, n, err) : SLM_ERR_NOMEM;
+        *ids = grown ? grown : *ids;
+    }
     if (st) {
         free(*ids);
         *ids = NULL;

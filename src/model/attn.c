@@ -1,64 +1,127 @@
 /*
- * model/attn.c: causal self-attention over the KV cache (see attn.h for the contract).
+ * model/attn.c: causal self-attention over the KV cache (see attn.h for the contract), tiled
+ * with an online softmax (the flash-attention scheme on a CPU):
  *
- * The reference's non-flash path, one (token, query head) at a time:
- *   q in the K dot type (F16 for the F16 cache, as the reference converts it)
- *   scores[c] = q . k_c / sqrt(head_dim) for the visible cells c, -inf for the others
- *   w = softmax(scores)                              sum in double (ops.c)
- *   out = sum_c w_c v_c, w_c rounded to F16 for the F16 cache (the reference multiplies V
- *         by the F16-converted softmax)
- * Only cells below the last visible one take part (the others would get weight 0).
+ *   tile  = up to tile_tokens consecutive tokens of one sequence x the query heads of one KV
+ *           head (GQA), with the list of cells its tokens see in (position, cell) order, of
+ *           which each token sees a prefix (always, for tokens of one sequence);
+ *   block = 64 consecutive entries [64k, 64k + 64) of that list, K and V converted to f32
+ *           once per tile (K transposed, V as rows);
+ *   per query row r (a token t and head h) and block, over the cells t sees in it:
+ *       s[c]  = (q_r / sqrt(hd)) . k_c, -inf for the cells t does not see   (kern->scores)
+ *       m'    = max(m, max s);  alpha = e^(m - m')
+ *       l     = l alpha + sum_c e^(s[c] - m')                                 (kern->exp_sum)
+ *       acc   = acc alpha + sum_c e^(s[c] - m') v_c                           (kern->pv)
+ *   out_r = acc / l (0 when t sees no cell).
+ * A row's blocks are the 64-cell chunks of ITS OWN list of visible cells in (position, cell)
+ * order, so its arithmetic depends only on its query and the (position, K, V) it sees, never
+ * on the other rows of its tile, the tile size, other sequences' cells, where in the cache
+ * the cells are, or the thread count: a batched prompt equals token-by-token decoding bit
+ * for bit, and a sequence gives the same bits alone or batched with others, in a fresh or a
+ * fragmented cache. A tile's list is built in cell order, which is already (position, cell)
+ * order unless the cache is fragmented; then it is sorted. Tokens of several sequences are
+ * split into runs of one sequence (one token each if a run's lists still are not prefixes,
+ * which only repeated positions could cause).
+ * Unlike the reference's non-flash path, q stays f32 (not rounded to F16) and the softmax
+ * weights are not rounded to F16 before multiplying V; both only add precision (the
+ * reference's F32-KV variant is within the acceptance tolerances, and so is this).
  *
- * Scratch per thread: the scores of one (token, head) over all cells, q converted, one V
- * row in f32 (for cache types without an axpy kernel).
+ * Work split: with enough tiles, whole tiles go round-robin to the threads (the causal cost
+ * grows with the tile index, so alternating keeps the threads even); with few (decode,
+ * small batches), the (tile, KV head, query head) rows are cut into contiguous ranges.
+ * Scratch per thread: one block of K and V in f32, the tile's scaled queries, accumulators,
+ * maxima and sums, and the tile's cell list.
+ * Thread-safety: thread ith uses only scratch ith. Non-goals: splitting one row's cells
+ * across threads (flash-decoding), which would change a row's arithmetic with the split.
  */
 #include "model/attn.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 
 #include "core/core.h"
-#include "model/ops.h"
+#include "model/attn_kern.h"
+#include "model/vexp.h"
 #include "quant/kernels.h"
+
+/* Query rows per tile (tokens x heads of a KV head): enough that converting a block is
+ * small next to the rows' work on it (one conversion per ~30 rows), few enough that the
+ * rows' accumulators (30 x head_dim floats) stay in L1/L2 with the block. At most 32
+ * tokens (a token set is a uint32_t). */
+#define TILE_ROWS 32
+/* Tiles per thread below which rows are split instead of whole tiles. */
+#define MIN_TILES_PER_THREAD 2
+/* Each thread's scratch starts at a multiple of this many floats (64 bytes: its own cache
+ * lines). */
+#define PER_THREAD_ALIGN 16
+
+typedef struct attn_ws {  /* one thread's scratch, all inside slm_attn.mem */
+    uint64_t *list;       /* [n_cells] the cells a tile's tokens see: position << 32 | cell */
+    float *kt;            /* [head_dim][BLOCK] K of a block, transposed */
+    float *vt;            /* [BLOCK][head_dim] V of a block */
+    float *s;             /* [BLOCK] one row's scores, then weights */
+    float *row;           /* [head_dim] a non-F16 row converted to f32 */
+    float *qs;            /* [tile rows][head_dim] scaled queries */
+    float *acc;           /* [tile rows][head_dim] weighted sums */
+    float *m, *l;         /* [tile rows] running maxima and sums */
+} attn_ws;
 
 struct slm_attn {
     int n_threads;
-    int64_t n_cells;       /* cells the scores are sized for */
+    int64_t n_cells;      /* cells the scratch is sized for */
     int64_t head_dim;
-    float *scores;         /* [n_threads][n_cells] */
-    uint8_t *qconv;        /* [n_threads][qconv_stride] a query head in the K dot type */
-    size_t qconv_stride;   /* bytes */
-    float *vrow;           /* [n_threads][head_dim] a V head converted to f32 */
+    int32_t tile_tokens;  /* tokens per tile */
+    int64_t tile_rows;    /* tile_tokens x query heads per KV head */
+    attn_ws *ws;          /* [n_threads], owned */
+    float *mem;           /* every thread's buffers, owned */
     size_t bytes;
 };
 
-/* Bytes of n values of the vec_dot_type of t (at least n floats). */
-static size_t dot_row_bytes(slm_type t, int64_t n) {
-    const slm_type_traits *tr = slm_type_traits_of(t);
-    size_t b = 0;
-    if (!tr || !slm_type_row_bytes(tr->vec_dot_type, n, &b)) return (size_t)n * sizeof(float);
-    return b > (size_t)n * sizeof(float) ? b : (size_t)n * sizeof(float);
-}
+/* ---- scratch ------------------------------------------------------------------------------ */
 
 slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_type, int n_threads, slm_attn **out,
                            char *err) {
+    (void)kv_type; /* every cache type goes through the same f32 blocks */
     *out = NULL;
-    size_t n_scores, n_vrow, n_q;
+    if (n_threads < 1 || n_cells < 1 || n_cells > SLM_KV_MAX_CELLS || hp->head_dim < 1 || hp->n_head_kv < 1 ||
+        hp->n_head % hp->n_head_kv)
+        return slm_errf(err, SLM_ERR_RANGE, "attention shape");
     slm_attn *a = slm_calloc(1, sizeof *a);
     if (!a) return slm_errf(err, SLM_ERR_NOMEM, "attention scratch");
+    const int64_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     a->n_threads = n_threads;
     a->n_cells = n_cells;
-    a->head_dim = hp->head_dim;
-    a->qconv_stride = dot_row_bytes(kv_type, hp->head_dim);
-    if (!slm_mul_size((size_t)n_threads, (size_t)n_cells, &n_scores) ||
-        !slm_mul_size((size_t)n_threads, (size_t)hp->head_dim, &n_vrow) ||
-        !slm_mul_size((size_t)n_threads, a->qconv_stride, &n_q) || !slm_mul_size(n_scores, sizeof(float), &n_scores) ||
-        !slm_mul_size(n_vrow, sizeof(float), &n_vrow))
+    a->head_dim = hd;
+    a->tile_tokens = group >= TILE_ROWS ? 1 : (int32_t)(TILE_ROWS / group);
+    a->tile_rows = a->tile_tokens * group;
+    /* floats per thread: list (8 bytes an entry: 2 floats), kt, vt, s, row, qs, acc, m, l */
+    size_t blk, tile, per, total, bytes;
+    if (!slm_mul_size((size_t)hd, SLM_ATTN_BLOCK, &blk) || !slm_mul_size((size_t)a->tile_rows, (size_t)hd, &tile))
         goto fail;
-    a->scores = slm_malloc(n_scores);
-    a->vrow = slm_malloc(n_vrow);
-    a->qconv = slm_malloc(n_q);
-    if (!a->scores || !a->vrow || !a->qconv) goto fail;
-    a->bytes = n_scores + n_vrow + n_q;
+    per = 2 * blk + SLM_ATTN_BLOCK + (size_t)hd + 2 * (size_t)a->tile_rows;
+    if (!slm_add_size(per, 2 * tile, &per) || !slm_add_size(per, 2 * (size_t)n_cells + PER_THREAD_ALIGN - 1, &per) ||
+        !slm_mul_size(per, (size_t)n_threads, &total) || !slm_mul_size(total, sizeof(float), &bytes))
+        goto fail;
+    per -= per % PER_THREAD_ALIGN;
+    a->ws = slm_calloc((size_t)n_threads, sizeof *a->ws);
+    a->mem = slm_malloc(bytes);
+    if (!a->ws || !a->mem) goto fail;
+    for (int i = 0; i < n_threads; i++) {
+        attn_ws *w = &a->ws[i];
+        float *p = a->mem + (size_t)i * per;
+        w->list = (uint64_t *)(void *)p; /* first: 64-byte aligned as each thread's part */
+        p += 2 * n_cells;
+        w->kt = p, p += blk;
+        w->vt = p, p += blk;
+        w->s = p, p += SLM_ATTN_BLOCK;
+        w->row = p, p += hd;
+        w->qs = p, p += tile;
+        w->acc = p, p += tile;
+        w->m = p, p += a->tile_rows;
+        w->l = p;
+    }
+    a->bytes = bytes + (size_t)n_threads * sizeof *a->ws;
     *out = a;
     return SLM_OK;
 fail:
@@ -68,9 +131,8 @@ fail:
 
 void slm_attn_destroy(slm_attn *a) {
     if (!a) return;
-    slm_free(a->scores);
-    slm_free(a->vrow);
-    slm_free(a->qconv);
+    slm_free(a->ws);
+    slm_free(a->mem);
     slm_free(a);
 }
 
@@ -80,61 +142,181 @@ int64_t slm_attn_work(const slm_attn_args *g) {
     return (int64_t)g->n * g->hp->n_head * slm_kv_used_end(g->kv) * g->hp->head_dim * 2;
 }
 
-/* One (token, head): scores over the visible cells, softmax, weighted sum of V. */
-static void attend_head(const slm_attn_args *g, int32_t t, int32_t hq, float *scores, uint8_t *qconv, float *vrow) {
-    const slm_hparams *hp = g->hp;
-    const int64_t hd = hp->head_dim;
-    const int32_t hkv = hq / (hp->n_head / hp->n_head_kv); /* GQA: query heads share a KV head */
-    const slm_type kvt = slm_kv_type(g->kv);
-    const slm_type_traits *kt = slm_type_traits_of(kvt);
-    const slm_quant_kernel_set *ks = slm_quant_kernels();
-    const size_t head_off = (size_t)(hkv * hd / kt->block_size) * kt->type_size; /* bytes into a K/V row */
-    const float scale = 1.0f / sqrtf((float)hd);
-    const float *qh = g->q + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
+/* ---- one tile ------------------------------------------------------------------------------ */
+
+#define LIST_CELL(e) ((int64_t)((e) & 0xFFFFFFFFu)) /* a list entry's cell */
+
+static int cmp_u64(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* cnt[i] = how many entries of list[0..n) token t0 + i sees; false unless each sees exactly
+ * the first cnt[i]. */
+static bool count_prefixes(const slm_attn_args *g, int32_t t0, int32_t nt, const uint64_t *list, int64_t n,
+                           int64_t *cnt) {
     const uint64_t *masks = slm_kv_masks(g->kv);
     const int32_t *cpos = slm_kv_positions(g->kv);
-    const int64_t n_cells = slm_kv_used_end(g->kv);
-    const int32_t s = g->seq[t], p = g->pos[t];
+    for (int32_t i = 0; i < nt; i++) {
+        const int32_t s = g->seq[t0 + i], p = g->pos[t0 + i];
+        int64_t k = 0;
+        while (k < n && slm_kv_visible(masks, cpos, LIST_CELL(list[k]), s, p)) k++;
+        cnt[i] = k;
+        for (; k < n; k++)
+            if (slm_kv_visible(masks, cpos, LIST_CELL(list[k]), s, p)) return false;
+    }
+    return true;
+}
 
-    const void *qd = qh;
-    if (kt->vec_dot_type != SLM_TYPE_F32) {
-        ks->from_float[kt->vec_dot_type](qh, qconv, hd);
-        qd = qconv;
+/* The list of tokens [t0, t0 + nt): list[0..*n) the cells some of them sees as position << 32
+ * | cell, in increasing order (= (position, cell) order), and cnt[i] how many token t0 + i
+ * sees. False when some token's cells are not the first cnt[i] of the list: the tile must
+ * be split. */
+static bool tile_list(const slm_attn_args *g, int32_t t0, int32_t nt, uint64_t *list, int64_t *n_list, int64_t *cnt) {
+    const uint64_t *masks = slm_kv_masks(g->kv);
+    const int32_t *cpos = slm_kv_positions(g->kv);
+    const int64_t used_end = slm_kv_used_end(g->kv);
+    bool gap[TILE_ROWS]; /* token i has missed an entry of the list: it may see no later one */
+    bool prefix = true, sorted = true;
+    for (int32_t i = 0; i < nt; i++) cnt[i] = 0, gap[i] = false;
+    int64_t n = 0;
+    for (int64_t c = 0; c < used_end; c++) { /* cell order, then sorted if need be */
+        uint32_t seen = 0;                   /* bit i: token t0 + i sees c */
+        for (int32_t i = 0; i < nt; i++)
+            seen |= (uint32_t)slm_kv_visible(masks, cpos, c, g->seq[t0 + i], g->pos[t0 + i]) << i;
+        if (!seen) continue;
+        for (int32_t i = 0; i < nt; i++) {
+            if (!(seen >> i & 1)) {
+                gap[i] = true;
+                continue;
+            }
+            if (gap[i]) prefix = false;
+            cnt[i]++;
+        }
+        list[n] = (uint64_t)(uint32_t)cpos[c] << 32 | (uint64_t)c; /* visible cells have pos >= 0 */
+        if (n > 0 && list[n] < list[n - 1]) sorted = false;
+        n++;
     }
-    int64_t c_end = 0;
-    for (int64_t c = 0; c < n_cells; c++) {
-        if (!slm_kv_visible(masks, cpos, c, s, p)) {
-            scores[c] = -INFINITY;
+    *n_list = n;
+    if (sorted) return prefix;
+    qsort(list, (size_t)n, sizeof *list, cmp_u64);
+    return count_prefixes(g, t0, nt, list, n, cnt);
+}
+
+/* K and V of the cells of list[0..nc) (nc <= BLOCK) for KV head hkv into w->kt / w->vt,
+ * zeros past nc. */
+static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const uint64_t *list, int64_t nc,
+                       int32_t hkv, attn_ws *w) {
+    const int64_t hd = g->hp->head_dim;
+    const slm_type kvt = slm_kv_type(g->kv);
+    const slm_type_traits *tr = slm_type_traits_of(kvt);
+    const size_t head_off = (size_t)(hkv * hd / tr->block_size) * tr->type_size; /* bytes into a row */
+    const void *krows[SLM_ATTN_BLOCK], *vrows[SLM_ATTN_BLOCK];
+    for (int64_t c = 0; c < SLM_ATTN_BLOCK; c++) {
+        krows[c] = c < nc ? (const uint8_t *)slm_kv_k_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
+        vrows[c] = c < nc ? (const uint8_t *)slm_kv_v_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
+    }
+    if (kvt == SLM_TYPE_F16) {
+        kern->load_kt_f16((const uint16_t *const *)krows, hd, w->kt);
+        kern->load_v_f16((const uint16_t *const *)vrows, hd, w->vt);
+        return;
+    }
+    const slm_to_float_fn to_float = slm_quant_kernels()->to_float[kvt]; /* exact in every set */
+    for (int c = 0; c < SLM_ATTN_BLOCK; c++) {
+        float *vr = w->vt + c * hd;
+        if (!krows[c]) {
+            for (int64_t d = 0; d < hd; d++) w->kt[d * SLM_ATTN_BLOCK + c] = 0.0f, vr[d] = 0.0f;
             continue;
         }
-        const uint8_t *kr = (const uint8_t *)slm_kv_k_row(g->kv, g->il, c) + head_off;
-        scores[c] = ks->vec_dot[kvt](hd, kr, qd) * scale;
-        c_end = c + 1;
-    }
-    slm_ops_softmax(scores, c_end);
-    float *out = g->out + (size_t)t * (size_t)(hp->n_head * hd) + (size_t)hq * (size_t)hd;
-    for (int64_t d = 0; d < hd; d++) out[d] = 0.0f;
-    const slm_axpy_fn axpy = ks->axpy[kvt]; /* F32 / F16: the row in place */
-    for (int64_t c = 0; c < c_end; c++) {
-        float w = scores[c];
-        if (w == 0.0f) continue;
-        const uint8_t *vr = (const uint8_t *)slm_kv_v_row(g->kv, g->il, c) + head_off;
-        if (kvt == SLM_TYPE_F16) w = slm_f16_to_f32(slm_f32_to_f16(w));
-        if (axpy) {
-            axpy(hd, w, vr, out);
-            continue;
-        }
-        ks->to_float[kvt](vr, vrow, hd);
-        for (int64_t d = 0; d < hd; d++) out[d] += w * vrow[d];
+        to_float(krows[c], w->row, hd);
+        for (int64_t d = 0; d < hd; d++) w->kt[d * SLM_ATTN_BLOCK + c] = w->row[d];
+        to_float(vrows[c], vr, hd);
     }
 }
 
+/* Tokens [t0, t0 + nt) x query heads [h0, h1) of KV head hkv (h relative to the group),
+ * over the tile's list (tile_list: w->list[0..n_cells), cnt). Block k is entries
+ * [64k, 64k + 64) of the list; a token sees a prefix of it. */
+static void run_tile(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int64_t n_cells,
+                     const int64_t *cnt, int32_t t0, int32_t nt, int32_t hkv, int32_t h0, int32_t h1) {
+    const slm_hparams *hp = g->hp;
+    const int64_t hd = hp->head_dim, nq = (int64_t)hp->n_head * hd, group = hp->n_head / hp->n_head_kv;
+    const int32_t nh = h1 - h0;
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* row r = token t0 + r / nh, query head hkv * group + h0 + r % nh */
+    for (int32_t r = 0; r < nt * nh; r++) {
+        const float *q = g->q + (size_t)((t0 + r / nh) * nq + (hkv * group + h0 + r % nh) * hd);
+        for (int64_t d = 0; d < hd; d++) w->qs[r * hd + d] = q[d] * scale, w->acc[r * hd + d] = 0.0f;
+        w->m[r] = -INFINITY;
+        w->l[r] = 0.0f;
+    }
+    for (int64_t c0 = 0; c0 < n_cells; c0 += SLM_ATTN_BLOCK) {
+        load_block(g, kern, w->list + c0, n_cells - c0 < SLM_ATTN_BLOCK ? n_cells - c0 : SLM_ATTN_BLOCK, hkv, w);
+        for (int32_t r = 0; r < nt * nh; r++) {
+            const int64_t nseen = cnt[r / nh] - c0; /* the token sees the first nseen cells of the block */
+            if (nseen <= 0) continue;
+            const uint64_t seen = nseen >= SLM_ATTN_BLOCK ? ~(uint64_t)0 : ((uint64_t)1 << nseen) - 1;
+            const float bmax = kern->scores(hd, w->qs + r * hd, w->kt, seen, w->s);
+            const float m = w->m[r] > bmax ? w->m[r] : bmax;
+            const float alpha = w->m[r] == m ? 1.0f : slm_vexp(w->m[r] - m); /* -inf - m: 0 */
+            w->l[r] = w->l[r] * alpha + kern->exp_sum(w->s, m);
+            kern->pv(hd, w->s, w->vt, alpha, w->acc + r * hd);
+            w->m[r] = m;
+        }
+    }
+    for (int32_t r = 0; r < nt * nh; r++) {
+        float *out = g->out + (size_t)((t0 + r / nh) * nq + (hkv * group + h0 + r % nh) * hd);
+        const float inv = w->l[r] > 0.0f ? 1.0f / w->l[r] : 0.0f;
+        for (int64_t d = 0; d < hd; d++) out[d] = w->acc[r * hd + d] * inv;
+    }
+}
+
+/* Tokens [t0, t0 + nt) x KV heads [k0, k1) x query heads [h0, h1) of each: runs of one
+ * sequence as tiles, token by token for a run whose lists are not prefixes of one. */
+static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int32_t t0, int32_t nt,
+                       int32_t k0, int32_t k1, int32_t h0, int32_t h1) {
+    int64_t cnt[TILE_ROWS], n_cells;
+    for (int32_t a = t0, b; a < t0 + nt; a = b) {
+        for (b = a + 1; b < t0 + nt && g->seq[b] == g->seq[a]; b++) {}
+        if (tile_list(g, a, b - a, w->list, &n_cells, cnt)) {
+            for (int32_t hkv = k0; hkv < k1; hkv++) run_tile(g, kern, w, n_cells, cnt, a, b - a, hkv, h0, h1);
+            continue;
+        }
+        for (int32_t t = a; t < b; t++) {
+            tile_list(g, t, 1, w->list, &n_cells, cnt); /* one token: always a prefix */
+            for (int32_t hkv = k0; hkv < k1; hkv++) run_tile(g, kern, w, n_cells, cnt, t, 1, hkv, h0, h1);
+        }
+    }
+}
+
+/* ---- the work split -------------------------------------------------------------------------- */
+
 void slm_attn_run(slm_attn *a, const slm_attn_args *g, int ith, int nth) {
-    const int32_t n_head = g->hp->n_head;
-    float *scores = a->scores + (size_t)ith * (size_t)a->n_cells;
-    uint8_t *qconv = a->qconv + (size_t)ith * a->qconv_stride;
-    float *vrow = a->vrow + (size_t)ith * (size_t)a->head_dim;
-    int64_t i0, i1;
-    slm_pool_range((int64_t)g->n * n_head, ith, nth, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) attend_head(g, (int32_t)(i / n_head), (int32_t)(i % n_head), scores, qconv, vrow);
+    slm_attn_run_isa(a, g, slm_quant_kernels()->isa, ith, nth);
+}
+
+void slm_attn_run_isa(slm_attn *a, const slm_attn_args *g, slm_quant_isa isa, int ith, int nth) {
+    const slm_hparams *hp = g->hp;
+    const slm_quant_isa runnable = slm_quant_kernels_isa(isa) ? isa : SLM_QUANT_ISA_SCALAR;
+    const slm_attn_kern *kern = slm_attn_kern_pick(runnable, hp->head_dim);
+    attn_ws *w = &a->ws[ith];
+    const int32_t tt = a->tile_tokens, n_kv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
+    const int32_t n_tiles = (g->n + tt - 1) / tt;
+    if (n_tiles >= MIN_TILES_PER_THREAD * nth) {
+        for (int32_t ti = ith; ti < n_tiles; ti += nth) {
+            const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
+            run_tokens(g, kern, w, t0, nt, 0, n_kv, 0, group);
+        }
+        return;
+    }
+    /* rows (tile, KV head, query head of the group) in that order, contiguous per thread */
+    int64_t r0, r1;
+    slm_pool_range((int64_t)n_tiles * n_kv * group, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1;) {
+        const int32_t ti = (int32_t)(r / ((int64_t)n_kv * group)), hkv = (int32_t)(r / group % n_kv);
+        const int32_t h0 = (int32_t)(r % group), h1 = r1 - r < group - h0 ? h0 + (int32_t)(r1 - r) : group;
+        const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
+        run_tokens(g, kern, w, t0, nt, hkv, hkv + 1, h0, h1);
+        r += h1 - h0;
+    }
 }

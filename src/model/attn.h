@@ -20,6 +20,7 @@
 
 #include "kv/kv.h"
 #include "model/model.h"
+#include "quant/kernels.h"
 #include "slmesh/status.h"
 
 typedef struct slm_attn slm_attn;
@@ -49,5 +50,9 @@ int64_t slm_attn_work(const slm_attn_args *args);
 /* Thread ith of nth: its share of the (token, head) pairs. Every thread of the job must
  * call it with the same args; nth must not exceed the n_threads of slm_attn_create. */
 void slm_attn_run(slm_attn *a, const slm_attn_args *args, int ith, int nth);
+
+/* slm_attn_run with the attention kernels of isa instead of the process's choice (tests
+ * and benchmarks compare sets; an isa this CPU or build lacks falls back to scalar). */
+void slm_attn_run_isa(slm_attn *a, const slm_attn_args *args, slm_quant_isa isa, int ith, int nth);
 
 #endif /* SLMESH_MODEL_ATTN_H */

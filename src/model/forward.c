@@ -31,11 +31,15 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "model/act.h"
 #include "model/attn.h"
 #include "model/model.h"
 #include "model/ops.h"
 #include "quant/kernels.h"
+
+/* Activation buffers: the matrices of one step (q, k, v or gate, up) may have up to three
+ * different vec_dot_types (a Q4_K_M file mixes Q5_0, Q8_0 and K types), each needing the
+ * input converted once. */
+#define ACT_SLOTS 3
 
 /* ---- scratch ---------------------------------------------------------------------------- */
 
@@ -54,7 +58,7 @@ struct slm_fwd {
     float *g;            /* [n_batch][n_ff] gate, then silu(gate)*up */
     float *u;            /* [n_batch][n_ff] up */
     float *rope;         /* [n_batch][n_rot] cos/sin per token */
-    uint8_t *act;        /* [n_batch][act_stride] activations in a vec_dot_type */
+    uint8_t *act;        /* [ACT_SLOTS][n_batch][act_stride] activations in vec_dot_types */
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
     size_t bytes;        /* total of the buffers above */
 };
@@ -114,7 +118,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     f->g = alloc_array(nb, ff, sizeof(float));
     f->u = alloc_array(nb, ff, sizeof(float));
     f->rope = alloc_array(nb, (size_t)hp->n_rot, sizeof(float));
-    f->act = alloc_array(nb, f->act_stride, 1);
+    f->act = alloc_array(nb * ACT_SLOTS, f->act_stride, 1);
     if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act) {
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
@@ -125,7 +129,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         slm_fwd_destroy(f);
         return st;
     }
-    f->bytes = per_token * nb * sizeof(float) + nb * f->act_stride + slm_attn_bytes(f->attn);
+    f->bytes = per_token * nb * sizeof(float) + ACT_SLOTS * nb * f->act_stride + slm_attn_bytes(f->attn);
     *out = f;
     return SLM_OK;
 }
@@ -140,130 +144,200 @@ void slm_fwd_destroy(slm_fwd *f) {
     slm_free(f);
 }
 
-/* ---- matrix products -------------------------------------------------------------------- */
+/* ---- the pass as one job ---------------------------------------------------------------------
+ * The whole forward pass is one pool job: every thread runs the same sequence of steps and
+ * meets the others at a barrier (slm_pool_barrier) wherever a step reads what another
+ * thread wrote. Steps over tokens (norms, conversions, RoPE, cache stores) split the batch's
+ * tokens; matrix products split the output rows of all the step's matrices together;
+ * attention splits (token, head) pairs. Which thread computes a value never changes how it
+ * is computed, so results do not depend on the thread count. Per layer, 10 barriers:
+ *
+ *   [x += y; h = norm(x); act(h)] | q k v | bias, qk-norm, rope, store | attention |
+ *   act(att) | Wo | [x += y; h = norm(x); act(h)] | gate up | silu*up, act | Wdown |
+ */
 
-/* Jobs smaller than this many multiply-adds run on the caller's thread: waking the pool
- * costs tens of microseconds, as much as ~64k scalar multiply-adds. The result is the same
- * (every output is computed the same way whatever the thread count). */
-#define SMALL_JOB_WORK (1 << 16)
+typedef struct pass {
+    const slm_model *m;
+    slm_fwd *f;
+    slm_kv *kv;
+    slm_pool *pool;        /* NULL: one thread */
+    int32_t n;             /* tokens */
+    const int32_t *tokens; /* [n], checked by the caller */
+    const int32_t *pos;    /* [n] */
+    const int32_t *seq;    /* [n] */
+    const int32_t *cells;  /* [n] */
+    int32_t n_out;         /* rows of logits */
+    const int32_t *out_idx; /* [n_out], checked by the caller */
+    float *logits;         /* [n_out][n_vocab] or NULL */
+} pass;
 
-static void run_job(slm_pool *pool, int64_t work, slm_pool_fn fn, void *arg) {
-    if (work < SMALL_JOB_WORK) fn(arg, 0, 1);
-    else slm_pool_run(pool, fn, arg);
-}
+/* The matrices of one step sharing an input, with their inputs converted (mm_convert). */
+typedef struct mm_step {
+    int count;
+    const slm_mat *w[ACT_SLOTS];
+    float *out[ACT_SLOTS];
+    const uint8_t *act[ACT_SLOTS]; /* input rows in w[i]'s vec_dot_type */
+    size_t stride[ACT_SLOTS];      /* bytes between them */
+} mm_step;
 
-typedef struct mm_job {
-    const slm_mat *w;     /* weights [n_out][n_in] */
-    const uint8_t *act;   /* [n][act_stride] activations in w's vec_dot_type */
-    size_t act_stride;    /* bytes between activation rows */
-    int32_t n;            /* tokens */
-    float *out;           /* [n][w->n_out] */
-} mm_job;
-
-/* Rows [r0, r1) of W for every token (the quant module's loop: rows outermost, so each
- * weight row stays hot while the tokens pass). */
-static void mm_run(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
-    const slm_mat *w = j->w;
-    int64_t r0, r1;
-    slm_pool_range(w->n_out, ith, nth, &r0, &r1);
-    slm_quant_matmul_rows(w->type, w->data, w->n_in, j->act, j->act_stride, j->n, r0, r1, j->out, (size_t)w->n_out);
-}
-
-/* Convert x[n][n_in] to type vt (the vec_dot_type) into f->act; returns the rows and their
- * stride. F32 needs no conversion: x itself is used. */
-static const uint8_t *convert_act(slm_fwd *f, const float *x, int32_t n, int64_t n_in, slm_type vt, size_t *stride) {
-    if (vt == SLM_TYPE_F32) {
-        *stride = (size_t)n_in * sizeof(float);
-        return (const uint8_t *)x;
-    }
-    for (int32_t t = 0; t < n; t++)
-        slm_model_act_convert(vt, x + (size_t)t * (size_t)n_in, f->act + (size_t)t * f->act_stride, n_in);
-    *stride = f->act_stride;
-    return f->act;
-}
-
-/* out[i] = x W[i] for count matrices sharing the input x[n][n_in]; the conversion of x is
- * reused while consecutive matrices share a vec_dot_type. */
-static void matmul_multi(slm_fwd *f, slm_pool *pool, const float *x, int32_t n, const slm_mat *const *w,
-                         float *const *out, int count) {
-    slm_type last = SLM_TYPE_COUNT;
-    const uint8_t *act = NULL;
-    size_t stride = 0;
-    for (int i = 0; i < count; i++) {
-        const slm_type vt = slm_type_traits_of(w[i]->type)->vec_dot_type;
-        if (vt != last) {
-            act = convert_act(f, x, n, w[i]->n_in, vt, &stride);
-            last = vt;
+/* Point each matrix at an activation buffer of its vec_dot_type (slot k for the k-th
+ * distinct type; F32 reads x itself). Same result on every thread. */
+static void mm_plan(const slm_fwd *f, mm_step *s, const float *x) {
+    slm_type seen[ACT_SLOTS];
+    int n_seen = 0;
+    for (int i = 0; i < s->count; i++) {
+        const slm_type vt = slm_type_traits_of(s->w[i]->type)->vec_dot_type;
+        if (vt == SLM_TYPE_F32) {
+            s->act[i] = (const uint8_t *)x;
+            s->stride[i] = (size_t)s->w[i]->n_in * sizeof(float);
+            continue;
         }
-        mm_job j = {.w = w[i], .act = act, .act_stride = stride, .n = n, .out = out[i]};
-        run_job(pool, w[i]->n_out * w[i]->n_in * n, mm_run, &j);
+        int k = 0;
+        while (k < n_seen && seen[k] != vt) k++;
+        if (k == n_seen) seen[n_seen++] = vt;
+        s->act[i] = f->act + (size_t)k * (size_t)f->n_batch * f->act_stride;
+        s->stride[i] = f->act_stride;
     }
 }
 
-static void matmul(slm_fwd *f, slm_pool *pool, const float *x, int32_t n, const slm_mat *w, float *out) {
-    matmul_multi(f, pool, x, n, &w, &out, 1);
-}
-
-/* ---- attention (attn.c) ------------------------------------------------------------------ */
-
-typedef struct att_job {
-    slm_attn *a;
-    const slm_attn_args *args;
-} att_job;
-
-static void att_run(void *arg, int ith, int nth) {
-    const att_job *j = arg;
-    slm_attn_run(j->a, j->args, ith, nth);
-}
-
-/* ---- the pass ------------------------------------------------------------------------------- */
-
-static void add_bias(float *x, const float *b, int32_t n, int64_t width) {
-    if (!b) return;
-    for (int32_t t = 0; t < n; t++) slm_ops_add(x + (size_t)t * (size_t)width, b, width);
-}
-
-static void layer_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *pool, int32_t il, int32_t n,
-                          const int32_t *pos, const int32_t *seq, const int32_t *cells) {
-    const slm_hparams *hp = &m->hp;
-    const slm_layer *L = &m->layers[il];
-    const int64_t e = hp->n_embd, hd = hp->head_dim;
-    const int64_t nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd;
-
-    /* attention block: h = rmsnorm(x) * attn_norm; q, k, v = h W (+ b) */
-    for (int32_t t = 0; t < n; t++) slm_ops_rmsnorm(f->h + t * e, f->x + t * e, L->attn_norm, e, hp->rms_eps);
-    const slm_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
-    float *const qkv_out[3] = {f->q, f->k, f->v};
-    matmul_multi(f, pool, f->h, n, qkv, qkv_out, 3);
-    add_bias(f->q, L->bq, n, nq);
-    add_bias(f->k, L->bk, n, nkv);
-    add_bias(f->v, L->bv, n, nkv);
-    /* qwen3: RMS-normalise every q and k head; then rotate them by the token's position */
-    for (int32_t t = 0; t < n; t++) {
-        const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
-        for (int32_t h = 0; L->q_norm && h < hp->n_head; h++)
-            slm_ops_rmsnorm(f->q + t * nq + h * hd, f->q + t * nq + h * hd, L->q_norm, hd, hp->rms_eps);
-        for (int32_t h = 0; L->k_norm && h < hp->n_head_kv; h++)
-            slm_ops_rmsnorm(f->k + t * nkv + h * hd, f->k + t * nkv + h * hd, L->k_norm, hd, hp->rms_eps);
-        for (int32_t h = 0; h < hp->n_head; h++) slm_ops_rope(f->q + t * nq + h * hd, hp->n_rot, cs, m->arch->rope_neox);
-        for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(f->k + t * nkv + h * hd, hp->n_rot, cs, m->arch->rope_neox);
-        slm_kv_store(kv, il, cells[t], f->k + t * nkv, f->v + t * nkv);
+/* Convert tokens [t0, t1) of x[n][n_in] into every buffer the step reads (each distinct
+ * vec_dot_type once). */
+static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1) {
+    for (int i = 0; i < s->count; i++) {
+        if (s->act[i] == (const uint8_t *)x) continue;
+        bool done = false;
+        for (int k = 0; k < i; k++) done |= s->act[k] == s->act[i];
+        if (done) continue;
+        const slm_type vt = slm_type_traits_of(s->w[i]->type)->vec_dot_type;
+        const int64_t n_in = s->w[i]->n_in;
+        for (int64_t t = t0; t < t1; t++)
+            slm_quant_act_convert(vt, x + (size_t)t * (size_t)n_in, (uint8_t *)s->act[i] + (size_t)t * s->stride[i], n_in);
     }
-    const slm_attn_args args = {.hp = hp, .kv = kv, .il = il, .n = n, .pos = pos, .seq = seq, .q = f->q, .out = f->att};
-    att_job aj = {.a = f->attn, .args = &args};
-    run_job(pool, slm_attn_work(&args), att_run, &aj);
-    matmul(f, pool, f->att, n, &L->wo, f->y);
-    for (int32_t t = 0; t < n; t++) slm_ops_add(f->x + t * e, f->y + t * e, e);
+}
 
-    /* feed-forward block: x += (silu(h Wgate) * (h Wup)) Wdown, h = rmsnorm(x) * ffn_norm */
-    for (int32_t t = 0; t < n; t++) slm_ops_rmsnorm(f->h + t * e, f->x + t * e, L->ffn_norm, e, hp->rms_eps);
-    const slm_mat *gu[2] = {&L->gate, &L->up};
-    float *const gu_out[2] = {f->g, f->u};
-    matmul_multi(f, pool, f->h, n, gu, gu_out, 2);
-    slm_ops_silu_mul(f->g, f->u, (int64_t)n * hp->n_ff);
-    matmul(f, pool, f->g, n, &L->down, f->y);
-    for (int32_t t = 0; t < n; t++) slm_ops_add(f->x + t * e, f->y + t * e, e);
+/* This thread's share of the output rows of all the step's matrices (taken as one list of
+ * rows, so both threads get the same count whatever the shapes). */
+static void mm_rows(const mm_step *s, int32_t n, int ith, int nth) {
+    int64_t total = 0;
+    for (int i = 0; i < s->count; i++) total += s->w[i]->n_out;
+    int64_t r0, r1, base = 0;
+    slm_pool_range(total, ith, nth, &r0, &r1);
+    for (int i = 0; i < s->count; base += s->w[i]->n_out, i++) {
+        const slm_mat *w = s->w[i];
+        const int64_t a = r0 > base ? r0 - base : 0, b = r1 - base < w->n_out ? r1 - base : w->n_out;
+        if (a < b)
+            slm_quant_matmul_rows(w->type, w->data, w->n_in, s->act[i], s->stride[i], n, a, b, s->out[i],
+                                  (size_t)w->n_out);
+    }
+}
+
+static void add_bias(float *x, const float *b, int64_t width) {
+    if (b) slm_ops_add(x, b, width);
+}
+
+/* x[t] += y[t] (when add), h[t] = rmsnorm(x[t]) * w, then h[t] converted for the step. */
+static void norm_convert(const pass *p, bool add, const float *w, const mm_step *s, int64_t t0, int64_t t1) {
+    const int64_t e = p->m->hp.n_embd;
+    slm_fwd *f = p->f;
+    for (int64_t t = t0; t < t1; t++) {
+        if (add) slm_ops_add(f->x + t * e, f->y + t * e, e);
+        slm_ops_rmsnorm(f->h + t * e, f->x + t * e, w, e, p->m->hp.rms_eps);
+    }
+    mm_convert(s, f->h, t0, t1);
+}
+
+/* Token t after q, k, v: biases, qwen3's per-head norms, RoPE, into the cache. */
+static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t) {
+    const slm_hparams *hp = &p->m->hp;
+    slm_fwd *f = p->f;
+    const int64_t hd = hp->head_dim, nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd;
+    float *q = f->q + t * nq, *k = f->k + t * nkv, *v = f->v + t * nkv;
+    const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
+    add_bias(q, L->bq, nq);
+    add_bias(k, L->bk, nkv);
+    add_bias(v, L->bv, nkv);
+    for (int32_t h = 0; L->q_norm && h < hp->n_head; h++) slm_ops_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
+    for (int32_t h = 0; L->k_norm && h < hp->n_head_kv; h++) slm_ops_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
+    for (int32_t h = 0; h < hp->n_head; h++) slm_ops_rope(q + h * hd, hp->n_rot, cs, p->m->arch->rope_neox);
+    for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(k + h * hd, hp->n_rot, cs, p->m->arch->rope_neox);
+    slm_kv_store(p->kv, il, p->cells[t], k, v);
+}
+
+static void layer_steps(const pass *p, int32_t il, int ith, int nth) {
+    const slm_hparams *hp = &p->m->hp;
+    const slm_layer *L = &p->m->layers[il];
+    slm_fwd *f = p->f;
+    const int64_t ff = hp->n_ff;
+    int64_t t0, t1;
+    slm_pool_range(p->n, ith, nth, &t0, &t1);
+
+    /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
+    mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
+    mm_plan(f, &qkv, f->h);
+    norm_convert(p, il > 0, L->attn_norm, &qkv, t0, t1);
+    slm_pool_barrier(p->pool);
+    mm_rows(&qkv, p->n, ith, nth);
+    slm_pool_barrier(p->pool);
+    for (int64_t t = t0; t < t1; t++) qkv_finish(p, L, il, t);
+    slm_pool_barrier(p->pool);
+    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
+    slm_attn_run(f->attn, &args, ith, nth);
+    slm_pool_barrier(p->pool);
+    mm_step wo = {.count = 1, .w = {&L->wo}, .out = {f->y}};
+    mm_plan(f, &wo, f->att);
+    mm_convert(&wo, f->att, t0, t1);
+    slm_pool_barrier(p->pool);
+    mm_rows(&wo, p->n, ith, nth);
+    slm_pool_barrier(p->pool);
+
+    /* feed-forward block: x += y; h = rmsnorm(x) * ffn_norm; y = (silu(h Wgate) * (h Wup)) Wdown */
+    mm_step gu = {.count = 2, .w = {&L->gate, &L->up}, .out = {f->g, f->u}};
+    mm_plan(f, &gu, f->h);
+    norm_convert(p, true, L->ffn_norm, &gu, t0, t1);
+    slm_pool_barrier(p->pool);
+    mm_rows(&gu, p->n, ith, nth);
+    slm_pool_barrier(p->pool);
+    mm_step down = {.count = 1, .w = {&L->down}, .out = {f->y}};
+    mm_plan(f, &down, f->g);
+    slm_ops_silu_mul(f->g + t0 * ff, f->u + t0 * ff, (t1 - t0) * ff);
+    mm_convert(&down, f->g, t0, t1);
+    slm_pool_barrier(p->pool);
+    mm_rows(&down, p->n, ith, nth);
+    slm_pool_barrier(p->pool);
+}
+
+static void pass_run(void *arg, int ith, int nth) {
+    const pass *p = arg;
+    const slm_hparams *hp = &p->m->hp;
+    slm_fwd *f = p->f;
+    const int64_t e = hp->n_embd;
+    int64_t t0, t1;
+
+    /* x = embedding rows; the RoPE tables of every token */
+    slm_pool_range(p->n, ith, nth, &t0, &t1);
+    const slm_to_float_fn emb = slm_quant_kernels()->to_float[p->m->tok_embd.type];
+    for (int64_t t = t0; t < t1; t++) {
+        emb(p->m->tok_embd.data + (size_t)p->tokens[t] * p->m->tok_embd.row_bytes, f->x + t * e, e);
+        slm_ops_rope_cache(f->rope + (size_t)t * (size_t)hp->n_rot, hp->n_rot, p->pos[t], hp->rope_base,
+                           hp->rope_freq_scale, p->m->rope_freqs);
+    }
+    slm_pool_barrier(p->pool);
+    for (int32_t il = 0; il < hp->n_layer; il++) layer_steps(p, il, ith, nth);
+
+    /* x += y (the last Wdown); h[i] = rmsnorm(x[out_idx[i]]) * output_norm for the rows asked
+     * for; logits = h Woutput. Every thread adds the residual of its own tokens first. */
+    for (int64_t t = t0; t < t1; t++) slm_ops_add(f->x + t * e, f->y + t * e, e);
+    slm_pool_barrier(p->pool);
+    if (p->n_out == 0) return;
+    mm_step out = {.count = 1, .w = {&p->m->output}, .out = {p->logits}};
+    mm_plan(f, &out, f->h);
+    int64_t i0, i1;
+    slm_pool_range(p->n_out, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++)
+        slm_ops_rmsnorm(f->h + i * e, f->x + (size_t)p->out_idx[i] * (size_t)e, p->m->out_norm, e, hp->rms_eps);
+    if (p->logits) mm_convert(&out, f->h, i0, i1);
+    slm_pool_barrier(p->pool);
+    if (p->logits) mm_rows(&out, p->n_out, ith, nth);
 }
 
 slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *pool, int32_t n,
@@ -271,30 +345,19 @@ slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_poo
                              const int32_t *cells, int32_t n_out, const int32_t *out_idx, float *logits,
                              float *hidden, char *err) {
     const slm_hparams *hp = &m->hp;
-    const int64_t e = hp->n_embd;
     if (n < 1 || n > f->n_batch) return slm_errf(err, SLM_ERR_RANGE, "%d tokens for a batch of %d", n, f->n_batch);
     if (slm_kv_n_cells(kv) > f->n_cells || slm_kv_type(kv) != f->kv_type)
         return slm_errf(err, SLM_ERR_INTERNAL, "KV cache does not match the forward scratch");
     if (n_out < 0 || n_out > n) return slm_errf(err, SLM_ERR_RANGE, "%d outputs for %d tokens", n_out, n);
-
-    /* x = embedding rows; the RoPE tables of every token */
-    const slm_to_float_fn emb = slm_quant_kernels()->to_float[m->tok_embd.type];
-    for (int32_t t = 0; t < n; t++) {
+    for (int32_t t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "token %d: id %d outside [0, %d)", t, tokens[t], hp->n_vocab);
-        emb(m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, f->x + t * e, e);
-        slm_ops_rope_cache(f->rope + (size_t)t * (size_t)hp->n_rot, hp->n_rot, pos[t], hp->rope_base,
-                           hp->rope_freq_scale, m->rope_freqs);
-    }
-    for (int32_t il = 0; il < hp->n_layer; il++) layer_forward(m, f, kv, pool, il, n, pos, seq, cells);
-
-    /* logits of the rows asked for: h[i] = rmsnorm(x[out_idx[i]]) * output_norm */
-    if (n_out == 0) return SLM_OK;
-    for (int32_t i = 0; i < n_out; i++) {
+    for (int32_t i = 0; i < n_out; i++)
         if (out_idx[i] < 0 || out_idx[i] >= n) return slm_errf(err, SLM_ERR_RANGE, "output index %d", out_idx[i]);
-        slm_ops_rmsnorm(f->h + i * e, f->x + (size_t)out_idx[i] * (size_t)e, m->out_norm, e, hp->rms_eps);
-    }
-    if (hidden) memcpy(hidden, f->h, (size_t)n_out * (size_t)e * sizeof(float));
-    if (logits) matmul(f, pool, f->h, n_out, &m->output, logits);
+
+    pass p = {.m = m, .f = f, .kv = kv, .pool = pool, .n = n, .tokens = tokens, .pos = pos, .seq = seq,
+              .cells = cells, .n_out = n_out, .out_idx = out_idx, .logits = logits};
+    slm_pool_run(pool, pass_run, &p);
+    if (hidden && n_out > 0) memcpy(hidden, f->h, (size_t)n_out * (size_t)hp->n_embd * sizeof(float));
     return SLM_OK;
 }

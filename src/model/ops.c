@@ -4,15 +4,19 @@
  * Each function mirrors the reference runtime's scalar definition: RMSNorm sums squares in
  * double and scales then multiplies by the weight (two float roundings, as the graph does
  * with a norm op followed by a mul op); RoPE builds theta by repeated float multiplication;
- * softmax sums exponentials in double. Thread-safety: pure. Non-goals: SIMD.
+ * softmax sums exponentials in double. These are the specification of the AVX2 set
+ * (ops_avx2.c); the exported rmsnorm, silu_mul and add dispatch to the chosen set.
+ * Thread-safety: pure. Non-goals: SIMD rope and softmax.
  */
 #include "model/ops.h"
 
 #include <math.h>
 
+#include "model/vexp.h"
+
 /* ---- normalisation ------------------------------------------------------------------ */
 
-void slm_ops_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
     const float mean = (float)(sum / (double)n);
@@ -70,13 +74,28 @@ void slm_ops_softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-void slm_ops_silu_mul(float *g, const float *u, int64_t n) {
+static void silu_mul(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float v = g[i];
-        g[i] = (v / (1.0f + expf(-v))) * u[i];
+        g[i] = (v / (1.0f + slm_vexp(-v))) * u[i];
     }
 }
 
-void slm_ops_add(float *y, const float *x, int64_t n) {
+static void add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
+
+/* ---- kernel sets ------------------------------------------------------------------------------ */
+
+static const slm_ops_kern ops_scalar = {.name = "scalar", .rmsnorm = rmsnorm, .silu_mul = silu_mul, .add = add};
+
+const slm_ops_kern *slm_ops_kern_isa(slm_quant_isa isa) {
+    const slm_ops_kern *avx2 = slm_ops_kern_avx2();
+    return isa >= SLM_QUANT_ISA_AVX2 && avx2 ? avx2 : &ops_scalar;
+}
+
+static const slm_ops_kern *chosen(void) { return slm_ops_kern_isa(slm_quant_kernels()->isa); }
+
+void slm_ops_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) { chosen()->rmsnorm(y, x, w, n, eps); }
+void slm_ops_silu_mul(float *g, const float *u, int64_t n) { chosen()->silu_mul(g, u, n); }
+void slm_ops_add(float *y, const float *x, int64_t n) { chosen()->add(y, x, n); }

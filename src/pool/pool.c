@@ -11,17 +11,21 @@
  * in time and shrinks fourfold (down to SPIN_MIN_NS) when it does not, so on an
  * oversubscribed machine, where a peer is often descheduled and spinning only burns its
  * time slice, the pool degrades to sleeping (measured: 35 us per empty job sleeping, 60-250
- * us with fixed spins, under a load of 13 on 2 cores). A decode step is ~200 short jobs (one per matrix product),
- * tens of microseconds each: sleeping between them (a futex wake-up per job) cost more
- * than the jobs; a bounded spin keeps the hand-over in the sub-microsecond range while
- * threads still sleep between tokens and requests on a shared machine. Shutdown sets
- * `quit`, bumps the generation and broadcasts.
+ * us with fixed spins, under a load of 13 on 2 cores). Shutdown sets `quit`, bumps the
+ * generation and broadcasts.
+ *
+ * Within a job, slm_pool_barrier separates steps: a counting barrier (a count and a phase;
+ * the last thread to arrive resets the count and bumps the phase, the others spin on the
+ * phase and yield now and then). The forward pass runs as ONE job with a barrier between
+ * its steps: a decode step has ~300 steps of tens of microseconds, and a barrier (~0.1-0.5
+ * us when both threads have a core) costs far less than waking workers per step.
  *
  * Thread-safety: see pool.h (one job at a time). Non-goals: affinity, priorities.
  */
 #include "pool/pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -57,6 +61,8 @@ struct slm_pool {
     _Atomic uint64_t generation; /* incremented per job (release: fn and arg are visible) */
     _Atomic int pending;    /* workers still running the current job */
     _Atomic bool quit;      /* workers exit */
+    _Atomic int bar_count;  /* threads that reached the current barrier */
+    _Atomic uint64_t bar_phase; /* barriers completed (waiters watch it change) */
     slm_pool_fn fn;         /* the current job, written before generation is bumped */
     void *arg;              /* its argument, borrowed */
     uint64_t spin_budget;   /* the caller's adaptive spin (ns), see the top */
@@ -197,6 +203,28 @@ void slm_pool_run(slm_pool *p, slm_pool_fn fn, void *arg) {
     pthread_mutex_lock(&p->lock);
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- barriers inside a job ------------------------------------------------------------- */
+
+/* Spins between two sched_yield calls while waiting at a barrier: on an oversubscribed
+ * machine a peer may be descheduled for a whole time slice, and yielding lets it (or
+ * anything else) run instead of burning the slice. About a microsecond of pause loops. */
+#define BARRIER_SPINS_PER_YIELD 1024
+
+void slm_pool_barrier(slm_pool *p) {
+    if (!p || p->n_threads == 1) return;
+    const uint64_t phase = atomic_load_explicit(&p->bar_phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&p->bar_count, 1, memory_order_acq_rel) == p->n_threads - 1) {
+        /* the last to arrive: reset the count for the next barrier, then release the others */
+        atomic_store_explicit(&p->bar_count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->bar_phase, 1, memory_order_release);
+        return;
+    }
+    for (unsigned i = 1; atomic_load_explicit(&p->bar_phase, memory_order_acquire) == phase; i++) {
+        cpu_relax();
+        if (i % BARRIER_SPINS_PER_YIELD == 0) sched_yield();
+    }
 }
 
 /* ---- default size -------------------------------------------------------------------- */

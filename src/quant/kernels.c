@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "quant/act.h"
 #include "quant/kernels_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -103,7 +104,10 @@ static void select_once(void) {
             s->to_float[t] = tr->to_float;
             s->from_float[t] = tr->from_float;
             s->vec_dot[t] = tr->vec_dot;
+            s->act[t] = tr->from_float;
         }
+        s->act[SLM_TYPE_Q8_0] = slm_quant_act_q8_0;
+        s->act[SLM_TYPE_Q8_1] = slm_quant_act_q8_1;
         s->axpy[SLM_TYPE_F32] = axpy_f32;
         s->axpy[SLM_TYPE_F16] = axpy_f16;
         for (int j = 1; j <= i; j++) {
@@ -115,6 +119,7 @@ static void select_once(void) {
                 if (o->vec_dot[t]) s->vec_dot[t] = o->vec_dot[t];
                 if (o->gemm[t]) s->gemm[t] = o->gemm[t];
                 if (o->axpy[t]) s->axpy[t] = o->axpy[t];
+                if (o->act[t]) s->act[t] = o->act[t];
             }
         }
         runnable[i] = cpu_runs(isa) && (i == SLM_QUANT_ISA_SCALAR || isa_overrides(isa) != NULL);
@@ -149,6 +154,10 @@ const char *slm_quant_isa_name(slm_quant_isa isa) {
     return (unsigned)isa < SLM_QUANT_ISA_COUNT ? isa_names[isa] : "unknown";
 }
 
+void slm_quant_act_convert(slm_type vt, const float *x, void *dst, int64_t n) {
+    slm_quant_kernels()->act[vt](x, dst, n);
+}
+
 /* ---- matrix-vector products ------------------------------------------------------------------ */
 
 size_t slm_quant_matvec_scratch_bytes(slm_type type, int64_t cols) {
@@ -176,11 +185,7 @@ slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x,
 
 void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const void *xq,
                            int64_t row_begin, int64_t row_end, float *y) {
-    const slm_vec_dot_fn dot = slm_quant_kernels()->vec_dot[type];
-    size_t row_bytes = 0;
-    slm_type_row_bytes(type, cols, &row_bytes);
-    const char *w = (const char *)W + (size_t)row_begin * row_bytes; /* row r at r * row_bytes */
-    for (int64_t r = row_begin; r < row_end; r++, w += row_bytes) y[r] = dot(cols, w, xq);
+    slm_quant_matmul_rows(type, W, cols, xq, 0, 1, row_begin, row_end, y, 0);
 }
 
 void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
@@ -190,7 +195,7 @@ void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const voi
     const slm_vec_dot_fn dot = ks->vec_dot[type];
     size_t row_bytes = 0;
     slm_type_row_bytes(type, cols, &row_bytes);
-    if (n_vec > 1 && ks->gemm[type]) { /* same values, tiled */
+    if (ks->gemm[type]) { /* same values, tiled (several weight rows at once even for one vector) */
         ks->gemm[type](cols, W, row_bytes, row_begin, row_end, xq, xq_stride, n_vec, y, y_stride);
         return;
     }

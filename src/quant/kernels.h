@@ -14,7 +14,7 @@
  * matvec helpers below) instead of slm_type_traits_of(type)->vec_dot (always scalar).
  *
  * Invariants: dequantization (to_float) of every set is bit-identical to the scalar one;
- * from_float produces the same blocks; vec_dot agrees with the scalar one within the named
+ * from_float and act produce the same blocks; vec_dot agrees with the scalar one within the named
  * tolerance of tests/test_quant_kernels.c.
  * Thread-safety: selection happens once under pthread_once; the sets are immutable after
  * it, so every function here may be called from any number of threads.
@@ -36,7 +36,8 @@ typedef enum slm_quant_isa {
     SLM_QUANT_ISA_COUNT
 } slm_quant_isa;
 
-/* A tiled matrix-matrix product (prompt processing): for rows r in [r0, r1) of W (row r at
+/* A tiled matrix product (prompt processing, and decoding with several weight rows at
+ * once): for rows r in [r0, r1) of W (row r at
  * W + r * w_row_bytes, n elements) and activation rows v in [0, n_vec) (row v at
  * xq + v * xq_stride, in the type's vec_dot_type), y[v * y_stride + r] = the set's
  * vec_dot(n, W row r, activation row v), bit for bit: a tile only shares the loads of
@@ -60,6 +61,7 @@ typedef struct slm_quant_kernel_set {
     slm_vec_dot_fn vec_dot[SLM_TYPE_COUNT];     /* x of this type, y of its vec_dot_type */
     slm_gemm_fn gemm[SLM_TYPE_COUNT];           /* tiled products; NULL: a vec_dot loop */
     slm_axpy_fn axpy[SLM_TYPE_COUNT];           /* F32, F16 only; NULL elsewhere */
+    slm_from_float_fn act[SLM_TYPE_COUNT];      /* activation quantizers (slm_quant_act_convert) */
 } slm_quant_kernel_set;
 
 /* The set chosen for this process (CPU features and SLMESH_KERNELS, decided at first use).
@@ -72,6 +74,12 @@ const slm_quant_kernel_set *slm_quant_kernels_isa(slm_quant_isa isa);
 
 /* Name of an ISA ("avx2"), or "unknown". */
 const char *slm_quant_isa_name(slm_quant_isa isa);
+
+/* Convert an activation row x[n] to vt (a vec_dot_type other than F32) into dst, the way
+ * the reference runtime's x86 matrix product converts its right-hand side: Q8_0 and Q8_1
+ * with id = 127 / amax rounded half to even (quant/act.h says why), every other type with
+ * its from_float. Every set gives the same bytes. Buffers borrowed. */
+void slm_quant_act_convert(slm_type vt, const float *x, void *dst, int64_t n);
 
 /* ---- matrix-vector products --------------------------------------------------------------
  * W is a row-major matrix of `rows` rows of `cols` elements of `type` (each row
@@ -98,7 +106,9 @@ void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const voi
 
 /* The same for n_vec vectors at once (prompt processing): vector v's prepared row starts
  * at (const char *)xq + v * xq_stride bytes and its output at y + v * y_stride floats.
- * Rows outermost, so each weight row is read once for all vectors. */
+ * Rows outermost, so each weight row is read once for all vectors. Uses the set's gemm
+ * whenever it has one (any n_vec: its decode tiles run several rows side by side), the
+ * vec_dot loop otherwise; the values are vec_dot's either way. */
 void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
                            size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
                            float *y, size_t y_stride);

@@ -6,15 +6,19 @@
  *
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
  * per-block integer sums are exact (int8 x int8 products through maddubs/madd, no
- * saturation for the value ranges the quantizers produce: |q8| <= 127), only the float side
- * differs (8 lanes, FMA). The Q8_0, Q4_0, F32 and F16 kernels are laid out after the
- * reference's own AVX2 code (same lanes, FMA order and reductions), so they should give its
- * AVX2 results for the same inputs (not checked against it: no reference binary here); the
- * float types accumulate in float there, where the scalar kernels accumulate in double.
+ * saturation for the value ranges the quantizers produce: |q8| <= 127). Q8_0, Q4_0, Q5_0
+ * and IQ4_NL (the 32-block types against Q8_0 activations, the bulk of a quantized model's
+ * work) also do the float side in the scalar kernel's order, so they equal it bit for bit,
+ * and their tiled products (decode and prompt tiles) equal it too; see their section. The
+ * others differ from scalar only on the float side (8 lanes, FMA); the F32 and F16 kernels
+ * are laid out after the reference's own AVX2 code (same lanes, FMA order and reductions),
+ * and the float types accumulate in float there, where the scalar kernels accumulate in
+ * double.
  * Compiled with per-function target attributes, so the rest of the build stays baseline
  * x86-64; kernels.c only selects this set when the CPU reports AVX2, FMA and F16C.
+ * Also the activation quantizers for Q8_0 / Q8_1 (same bytes as quant/act.c).
  * Thread-safety: pure functions. Non-goals: to_float and from_float (dequantization and
- * activation quantization are O(n) per product, not on the hot path).
+ * weight quantization are not on the hot path).
  */
 #include "quant/kernels_isa.h"
 
@@ -83,35 +87,6 @@ AVX2_TARGET static inline __m256i iq4_levels(void) {
 
 /* ---- legacy 32-blocks --------------------------------------------------------------------- */
 
-AVX2_TARGET static float vec_dot_q8_0_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q8_0 *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK8_0;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[ib].qs);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
-}
-
-AVX2_TARGET static float vec_dot_q4_0_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q4_0 *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK8_0;
-    const __m256i off = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        const __m256i qx = _mm256_sub_epi8(unpack_nibbles_32(x[ib].qs), off); /* -8..7 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
-}
-
 AVX2_TARGET static float vec_dot_q4_1_q8_1(int64_t n, const void *vx, const void *vy) {
     const slm_block_q4_1 *x = vx;
     const slm_block_q8_1 *y = vy;
@@ -125,22 +100,6 @@ AVX2_TARGET static float vec_dot_q4_1_q8_1(int64_t n, const void *vx, const void
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(unpack_nibbles_32(x[ib].qs), qy)), acc);
     }
     return hsum_f32_8(acc) + summs;
-}
-
-AVX2_TARGET static float vec_dot_q5_0_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q5_0 *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK8_0;
-    const __m256i b4 = _mm256_set1_epi8(0x10), off = _mm256_set1_epi8(16);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        const __m256i hi = _mm256_and_si256(expand_bits_32(x[ib].qh), b4);
-        const __m256i qx = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(x[ib].qs), hi), off); /* -16..15 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
 }
 
 AVX2_TARGET static float vec_dot_q5_1_q8_1(int64_t n, const void *vx, const void *vy) {
@@ -159,21 +118,6 @@ AVX2_TARGET static float vec_dot_q5_1_q8_1(int64_t n, const void *vx, const void
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(qx, qy)), acc);
     }
     return hsum_f32_8(acc) + summs;
-}
-
-AVX2_TARGET static float vec_dot_iq4_nl_q8_0(int64_t n, const void *vx, const void *vy) {
-    const slm_block_iq4_nl *x = vx;
-    const slm_block_q8_0 *y = vy;
-    const int64_t nb = n / SLM_QK4_NL;
-    const __m256i levels = iq4_levels();
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(y[ib].d) * f16_to_f32(x[ib].d));
-        const __m256i qx = _mm256_shuffle_epi8(levels, unpack_nibbles_32(x[ib].qs)); /* -127..113 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc);
 }
 
 /* ---- K super-blocks ----------------------------------------------------------------------- */
@@ -374,249 +318,391 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
     return sumf;
 }
 
-/* ---- tiled products for prompt processing (Q8_0 activations) ------------------------------ */
+/* ---- 32-blocks against Q8_0 activations: Q8_0, Q4_0, Q5_0, IQ4_NL ------------------------- */
 
-/* A tile is GEMM_ROWS weight rows x GEMM_VECS activation rows: every weight block is
- * loaded (and, for Q4_0, unpacked) once for GEMM_VECS products and every activation block
- * once for GEMM_ROWS; each of the 8 outputs keeps its own accumulator with the vec_dot's
- * exact sequence of operations (block scale dx * dy, integer lanes via dot_i8_32, one FMA
- * per block, the same final reduction), so the results equal vec_dot's bit for bit.
- * 2 x 4: 8 accumulators + 2 weight blocks with their magnitudes + 1 activation block and
- * temporaries fit the 16 ymm registers. Activations are walked in chunks of about
- * GEMM_ACT_BYTES so that a chunk stays in L1 while the thread's weight rows pass over it. */
-#define GEMM_ROWS 2
-#define GEMM_VECS 4
-#define GEMM_ACT_BYTES (32 * 1024)
+/* These kernels give the scalar kernels' results bit for bit. The integer sum of each block
+ * (weight x activation, 32 products) is exact whatever the order; the float side is then
+ * done per output in the scalar kernel's order: one block after the other, the block's
+ * float term formed exactly as the scalar source writes it (Q8_0, Q5_0, IQ4_NL:
+ * isum * (dx * dy); Q4_0: (isum * dx) * dy), then added to the running sum (no FMA). So
+ * vec_dot, the decode tiles and the prompt tiles agree with each other and with the
+ * specification, whatever the tiling, the thread count or the ISA.
+ *
+ * Speed comes from putting 8 outputs in the 8 lanes of one float vector: a tile is R weight
+ * rows x V activation rows (R * V a multiple of 8 where possible); for each block the R x V
+ * integer vectors (8 partial int32 sums each, from maddubs/madd) are reduced by a tree of
+ * horizontal adds into one vector per 8 outputs, and the float work (convert, 2 multiplies,
+ * add) is done once per 8 outputs instead of once per output.
+ *  - Integer kinds: Q4_0 and Q5_0 weights are unsigned nibbles (0..15, 0..31) minus an
+ *    offset (8, 16): maddubs(unsigned weight, signed activation) needs no sign fix-up, and
+ *    the offset comes off the block total as offset * (sum of the activation block), a
+ *    number computed once per activation block; their small products also let the tree
+ *    start in 16-bit lanes (reduce8_i16). Q8_0 and IQ4_NL weights are signed:
+ *    |w| . sign(a, w) as in dot_i8_32.
+ *  - Activation scales (f16) and block sums are converted once per activation chunk into a
+ *    small table laid out block-major, so a tile loads the V values of one block as one
+ *    broadcast.
+ * Tiles: decoding (1-2 activation rows) R = 8 rows, prompt processing R = 4 rows x 4
+ * activation rows; the rows of a thread's range that do not fill a tile use vec_dot.
+ * Activations are walked in chunks of about GEMM_ACT_BYTES (L1) while the rows pass. */
+#define GEMM_VECS 4                /* activation rows per prompt tile */
+#define GEMM_ACT_BYTES (32 * 1024) /* activation bytes per chunk: about L1 */
+#define TILE_ROWS_PP 4             /* weight rows per prompt tile: 16 outputs, 2 lane groups */
+#define TILE_ROWS_TG 8             /* weight rows per decode tile: 8 outputs per activation row */
+#define DECODE_VECS 2              /* up to this many activation rows use decode tiles */
+#define TILE_MAX_OUT 32            /* R * V of the largest tile (8 x 4) */
+#define PRE_MAX 2048               /* entries of the per-chunk scale table (8 KiB + 8 KiB of stack) */
+/* Software prefetch distance in tiles. R rows read side by side are R interleaved streams,
+ * which the hardware prefetchers follow badly (4-row Q8_0 tiles from DRAM: 6-8 GB/s on
+ * one core without prefetching, against 14 GB/s for one row at a time); prefetching the
+ * tile TILE_PF ahead as one linear run of R * block bytes per block step gives 15-19 GB/s
+ * (per-row prefetches of the same lines: 11 GB/s). */
+#define TILE_PF 2
 
-/* One 32-element weight block as signed bytes, its scale into *d. */
-typedef __m256i (*wblock_fn)(const uint8_t *row, int64_t ib, float *d);
+/* Integer kinds and float orders (see above). */
+enum { WK_SIGNED = 0, WK_OFFSET = 1 };
+enum { FO_SCALE_FIRST = 0, FO_LEFT_TO_RIGHT = 1 };
 
-AVX2_TARGET static inline __m256i wblock_q8_0(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_q8_0 *b = (const slm_block_q8_0 *)row + ib;
-    *d = f16_to_f32(b->d);
-    return _mm256_loadu_si256((const __m256i *)b->qs);
+/* One 32-element weight block's values: signed (WK_SIGNED) or unsigned before the offset
+ * (WK_OFFSET). Every block of these types starts with its f16 scale. */
+typedef __m256i (*wvals_fn)(const uint8_t *block);
+
+/* 16 bytes of nibbles -> 32 bytes (low nibbles then high), by one broadcast load and a
+ * per-lane shift: cheaper than unpack_nibbles_32's insert. */
+AVX2_TARGET static inline __m256i nibbles_32(const uint8_t *p) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_srlv_epi32(b, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
 }
 
-AVX2_TARGET static inline __m256i wblock_q4_0(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_q4_0 *b = (const slm_block_q4_0 *)row + ib;
-    *d = f16_to_f32(b->d);
-    return _mm256_sub_epi8(unpack_nibbles_32(b->qs), _mm256_set1_epi8(8)); /* -8..7 */
+AVX2_TARGET static inline __m256i wvals_q8_0(const uint8_t *blk) {
+    return _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)blk)->qs);
 }
-
-AVX2_TARGET static inline __m256i wblock_q5_0(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_q5_0 *b = (const slm_block_q5_0 *)row + ib;
-    *d = f16_to_f32(b->d);
+AVX2_TARGET static inline __m256i wvals_q4_0(const uint8_t *blk) {
+    return nibbles_32(((const slm_block_q4_0 *)blk)->qs); /* 0..15, offset 8 */
+}
+AVX2_TARGET static inline __m256i wvals_q5_0(const uint8_t *blk) {
+    const slm_block_q5_0 *b = (const slm_block_q5_0 *)blk;
     const __m256i hi = _mm256_and_si256(expand_bits_32(b->qh), _mm256_set1_epi8(0x10));
-    return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(b->qs), hi), _mm256_set1_epi8(16)); /* -16..15 */
+    return _mm256_or_si256(nibbles_32(b->qs), hi); /* 0..31, offset 16 */
+}
+AVX2_TARGET static inline __m256i wvals_iq4_nl(const uint8_t *blk) {
+    return _mm256_shuffle_epi8(iq4_levels(), nibbles_32(((const slm_block_iq4_nl *)blk)->qs)); /* -127..113 */
 }
 
-AVX2_TARGET static inline __m256i wblock_iq4_nl(const uint8_t *row, int64_t ib, float *d) {
-    const slm_block_iq4_nl *b = (const slm_block_iq4_nl *)row + ib;
-    *d = f16_to_f32(b->d);
-    return _mm256_shuffle_epi8(iq4_levels(), unpack_nibbles_32(b->qs)); /* -127..113 */
+AVX2_TARGET static inline uint16_t block_d(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, sizeof h);
+    return h;
 }
 
-/* Rows [r0, r1) x activation rows [v0, v1) of a 32-block weight type against Q8_0. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_blocks_q8_0(
-    int64_t n, const uint8_t *W, size_t wrb, int64_t r0, int64_t r1, const uint8_t *xq, size_t xs, int64_t v0,
-    int64_t v1, float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+/* Sum of the 32 signed bytes at p (exact): psadbw of the bytes + 128 against zero. */
+AVX2_TARGET static inline int block_sum_i8(const int8_t *p) {
+    const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi8((char)0x80));
+    const __m256i s = _mm256_sad_epu8(b, _mm256_setzero_si256()); /* 4 x 64-bit sums of 8 */
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(t) - 32 * 128;
+}
+
+/* The block's float term from its exact integer sum, in the scalar kernel's order. */
+AVX2_TARGET static inline float block_term(int isum, float dx, float dy, int fo) {
+    if (fo == FO_LEFT_TO_RIGHT) return (float)isum * dx * dy;
+    return (float)isum * (dx * dy);
+}
+
+/* 8 partial int32 sums of one block pair (exact) for signed weights w (aw = |w|) and
+ * activation bytes y. (Offset kinds use the 16 int16 sums of maddubs(w, y) directly.) */
+AVX2_TARGET static inline __m256i pair_sums(__m256i w, __m256i aw, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, w)), _mm256_set1_epi16(1));
+}
+
+/* The plain dot product (one row, one activation row): per block an exact integer sum,
+ * then the scalar kernel's float step. */
+AVX2_TARGET __attribute__((always_inline)) static inline float dot_q8act(int64_t n, const uint8_t *x, const void *vy,
+                                                                          size_t bs, wvals_fn wvals, int wk, int off_shift,
+                                                                          int fo) {
+    const slm_block_q8_0 *y = vy;
     const int64_t nb = n / SLM_QK8_0;
-    const __m256i ones = _mm256_set1_epi16(1);
-    int64_t r = r0;
-    for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS) {
-        const uint8_t *w0 = W + (size_t)r * wrb, *w1 = w0 + wrb;
-        int64_t v = v0;
-        for (; v + GEMM_VECS <= v1; v += GEMM_VECS) {
-            const slm_block_q8_0 *ya[GEMM_VECS];
-            __m256 acc0[GEMM_VECS], acc1[GEMM_VECS];
-            for (int j = 0; j < GEMM_VECS; j++) {
-                ya[j] = (const slm_block_q8_0 *)(xq + (size_t)(v + j) * xs);
-                acc0[j] = _mm256_setzero_ps();
-                acc1[j] = _mm256_setzero_ps();
-            }
-            for (int64_t ib = 0; ib < nb; ib++) {
-                float dx0, dx1;
-                const __m256i x0 = wload(w0, ib, &dx0), x1 = wload(w1, ib, &dx1);
-                const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    const __m256i qy = _mm256_loadu_si256((const __m256i *)ya[j][ib].qs);
-                    const float dy = f16_to_f32(ya[j][ib].d);
-                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(qy, x0)), ones);
-                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(qy, x1)), ones);
-                    acc0[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * dy), _mm256_cvtepi32_ps(p0), acc0[j]);
-                    acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * dy), _mm256_cvtepi32_ps(p1), acc1[j]);
-                }
-            }
-            for (int j = 0; j < GEMM_VECS; j++) {
-                y[(size_t)(v + j) * ys + (size_t)r] = hsum_f32_8(acc0[j]);
-                y[(size_t)(v + j) * ys + (size_t)r + 1] = hsum_f32_8(acc1[j]);
-            }
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += bs) {
+        const __m256i w = wvals(x);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        int isum;
+        if (wk == WK_OFFSET) {
+            const __m256i ws = _mm256_sub_epi8(w, _mm256_set1_epi8((char)(1 << off_shift)));
+            isum = hsum_i32_8(dot_i8_32(ws, qy));
+        } else {
+            isum = hsum_i32_8(dot_i8_32(w, qy));
         }
-        for (; v < v1; v++) { /* fewer than GEMM_VECS activation rows left */
-            y[(size_t)v * ys + (size_t)r] = dot(n, w0, xq + (size_t)v * xs);
-            y[(size_t)v * ys + (size_t)r + 1] = dot(n, w1, xq + (size_t)v * xs);
+        const float t = block_term(isum, f16_to_f32(block_d(x)), f16_to_f32(y[ib].d), fo);
+        sumf += t;
+    }
+    return sumf;
+}
+
+
+/* Repeat V consecutive values (V = 1, 2 or 4) across the 8 lanes: lane k gets p[k % V]. */
+AVX2_TARGET static inline __m256 rep_load_ps(const float *p, int V) {
+    if (V == 4) return _mm256_broadcast_ps((const __m128 *)p);
+    if (V == 2) return _mm256_castpd_ps(_mm256_broadcast_sd((const double *)p));
+    return _mm256_broadcast_ss(p);
+}
+
+/* Reduce 8 vectors of 8 int32 partial sums to one vector of their 8 totals (lane k = the
+ * total of p[k]); exact. */
+/* The same from 8 vectors of 16 int16 partial sums of an offset kind (maddubs(w, y), each
+ * lane a sum of 2 products of at most 31 x 128): two levels of 16-bit horizontal adds (8
+ * products per lane, |.| <= 31744: no overflow), then pairs into int32 by madd. Saves the
+ * per-pair madd of reduce8_i32's inputs. */
+AVX2_TARGET static inline __m256i reduce8_i16(const __m256i p[8]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i h0 = _mm256_hadd_epi16(p[0], p[1]), h1 = _mm256_hadd_epi16(p[2], p[3]);
+    const __m256i h2 = _mm256_hadd_epi16(p[4], p[5]), h3 = _mm256_hadd_epi16(p[6], p[7]);
+    const __m256i q0 = _mm256_madd_epi16(_mm256_hadd_epi16(h0, h1), ones);
+    const __m256i q1 = _mm256_madd_epi16(_mm256_hadd_epi16(h2, h3), ones);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+AVX2_TARGET static inline __m256i reduce8_i32(const __m256i p[8]) {
+    const __m256i h0 = _mm256_hadd_epi32(p[0], p[1]), h1 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i h2 = _mm256_hadd_epi32(p[4], p[5]), h3 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i q0 = _mm256_hadd_epi32(h0, h1), q1 = _mm256_hadd_epi32(h2, h3);
+    /* q0 = totals of p0..p3 over elements (0-3 | 4-7) per 128-bit half; same for q1 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+/* One R x V tile (V = 1, 2 or 4): weight rows w + i * wrb against activation rows
+ * x + j * xs, output (i, j) to y[j * ys + i]. pd/ps: the chunk's scale and sum table at
+ * this tile's first activation row (entry of block ib, row j at [ib * pstride + j]; the
+ * sums as floats, exact).
+ * Output (i, j) is lane k of group g where i * V + j = 8 * g + k. R, V, wk, off_shift and
+ * fo are constants at every call, so everything unrolls into registers. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
+    int64_t nb, const uint8_t *w, size_t wrb, size_t bs, const uint8_t *x, size_t xs, const float *pd,
+    const float *ps, size_t pstride, float *y, size_t ys, const int R, const int V, wvals_fn wvals, const int wk,
+    const int off_shift, const int fo) {
+    enum { MAXG = TILE_MAX_OUT / 8 };
+    const int npairs = R * V, ngroups = (npairs + 7) / 8;
+    const __m256 offv = _mm256_set1_ps((float)(1 << off_shift)); /* exact: 8 or 16 */
+    __m256 acc[MAXG];
+    for (int g = 0; g < ngroups; g++) acc[g] = _mm256_setzero_ps();
+    /* lane k of group g reads row (8g + k) / V of the row scales */
+    __m256i dx_idx[MAXG];
+    for (int g = 0; g < ngroups; g++) {
+        int idx[8];
+        for (int k = 0; k < 8; k++) idx[k] = 8 * g + k < npairs ? (8 * g + k) / V : 0;
+        dx_idx[g] = _mm256_setr_epi32(idx[0], idx[1], idx[2], idx[3], idx[4], idx[5], idx[6], idx[7]);
+    }
+    const uintptr_t pf = (uintptr_t)w + (size_t)R * wrb * TILE_PF; /* an address only: may be past W */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        for (size_t o = 0; o < (size_t)R * bs; o += 64) /* one cache line at a time; never faults */
+            _mm_prefetch((const char *)(pf + (size_t)ib * (size_t)R * bs + o), _MM_HINT_T0);
+        const uint8_t *wb = w + (size_t)ib * bs;
+        /* the R row scales as floats in lanes 0..R-1 */
+        __m128i dh = _mm_setzero_si128();
+        dh = _mm_insert_epi16(dh, block_d(wb), 0);
+        if (R > 1) dh = _mm_insert_epi16(dh, block_d(wb + wrb), 1);
+        if (R > 2) dh = _mm_insert_epi16(dh, block_d(wb + 2 * wrb), 2);
+        if (R > 3) dh = _mm_insert_epi16(dh, block_d(wb + 3 * wrb), 3);
+        if (R > 4) dh = _mm_insert_epi16(dh, block_d(wb + 4 * wrb), 4);
+        if (R > 5) dh = _mm_insert_epi16(dh, block_d(wb + 5 * wrb), 5);
+        if (R > 6) dh = _mm_insert_epi16(dh, block_d(wb + 6 * wrb), 6);
+        if (R > 7) dh = _mm_insert_epi16(dh, block_d(wb + 7 * wrb), 7);
+        const __m256 dx = _mm256_cvtph_ps(dh);
+        const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
+        /* offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 * 127) */
+        const __m256 corr = wk == WK_OFFSET ? _mm256_mul_ps(rep_load_ps(ps + (size_t)ib * pstride, V), offv)
+                                            : _mm256_setzero_ps();
+        __m256i qy[GEMM_VECS], xw[TILE_ROWS_TG], axw[TILE_ROWS_TG];
+        for (int j = 0; j < V; j++) qy[j] = _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)(x + (size_t)j * xs) + ib)->qs);
+        for (int i = 0; i < R; i++) {
+            xw[i] = wvals(wb + (size_t)i * wrb);
+            axw[i] = wk == WK_SIGNED ? _mm256_sign_epi8(xw[i], xw[i]) : xw[i];
+        }
+        for (int g = 0; g < ngroups; g++) {
+            __m256i p[8];
+            for (int k = 0; k < 8; k++) {
+                const int pi = 8 * g + k;
+                if (pi >= npairs) {
+                    p[k] = _mm256_setzero_si256();
+                    continue;
+                }
+                p[k] = wk == WK_OFFSET ? _mm256_maddubs_epi16(xw[pi / V], qy[pi % V])
+                                       : pair_sums(xw[pi / V], axw[pi / V], qy[pi % V]);
+            }
+            /* the exact block sums as floats (exact: |sum| < 2^24), the offset taken off */
+            const __m256i tot = wk == WK_OFFSET ? reduce8_i16(p) : reduce8_i32(p);
+            const __m256 c = _mm256_sub_ps(_mm256_cvtepi32_ps(tot), corr);
+            const __m256 dxg = V == 1 && g == 0 ? dx : _mm256_permutevar8x32_ps(dx, dx_idx[g]);
+            __m256 t;
+            if (fo == FO_LEFT_TO_RIGHT) {
+                t = _mm256_mul_ps(c, dxg);
+                t = _mm256_mul_ps(t, dy);
+            } else {
+                const __m256 s = _mm256_mul_ps(dxg, dy);
+                t = _mm256_mul_ps(c, s);
+            }
+            acc[g] = _mm256_add_ps(acc[g], t);
         }
     }
-    for (; r < r1; r++) /* an odd last row */
-        for (int64_t v = v0; v < v1; v++) y[(size_t)v * ys + (size_t)r] = dot(n, W + (size_t)r * wrb, xq + (size_t)v * xs);
+    for (int g = 0; g < ngroups; g++) {
+        float out[8];
+        _mm256_storeu_ps(out, acc[g]);
+        for (int k = 0; k < 8 && 8 * g + k < npairs; k++) {
+            const int pi = 8 * g + k;
+            y[(size_t)(pi % V) * ys + (size_t)(pi / V)] = out[k];
+        }
+    }
 }
 
-/* The chunking over activation rows around gemm_blocks_q8_0. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8_0_act(
-    int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq, size_t xs, int64_t n_vec,
-    float *y, size_t ys, wblock_fn wload, slm_vec_dot_fn dot) {
+/* Rows [r, r + R) against activation rows [v0, v1) of one chunk (table pd/ps, first entry
+ * at v0): tiles of GEMM_VECS, then 2, then 1 activation rows. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_rows_q8act(
+    int64_t nb, const uint8_t *w, size_t wrb, size_t bs, const uint8_t *xq, size_t xs, int64_t v0, int64_t v1,
+    const float *pd, const float *ps, size_t pstride, float *y, size_t ys, const int R, wvals_fn wvals, const int wk,
+    const int off_shift, const int fo) {
+    int64_t v = v0;
+#define TILE_AT(V_) \
+    tile_q8act(nb, w, wrb, bs, xq + (size_t)v * xs, xs, pd + (v - v0), ps + (v - v0), pstride, y + (size_t)v * ys, ys, R, \
+               V_, wvals, wk, off_shift, fo)
+    if (R * GEMM_VECS <= TILE_MAX_OUT)
+        for (; v + GEMM_VECS <= v1; v += GEMM_VECS) TILE_AT(GEMM_VECS);
+    for (; v + 2 <= v1; v += 2) TILE_AT(2);
+    if (v < v1) TILE_AT(1);
+#undef TILE_AT
+}
+
+/* One thread's rows [r0, r1) x all activation rows, for one weight type. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t n, const void *W, size_t wrb,
+                                                                          int64_t r0, int64_t r1, const void *xq,
+                                                                          size_t xs, int64_t n_vec, float *y, size_t ys,
+                                                                          size_t bs, wvals_fn wvals, slm_vec_dot_fn dot,
+                                                                          const int wk, const int off_shift,
+                                                                          const int fo) {
+    const int64_t nb = n / SLM_QK8_0;
+    const uint8_t *wm = W, *xm = xq;
+    /* activation rows per chunk: about GEMM_ACT_BYTES, a multiple of GEMM_VECS, and a
+     * table that fits PRE_MAX entries */
     int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1));
-    chunk -= chunk % GEMM_VECS;
     if (chunk < GEMM_VECS) chunk = GEMM_VECS;
+    chunk -= chunk % GEMM_VECS;
+    if (nb > 0 && chunk > PRE_MAX / nb) chunk = PRE_MAX / nb;
+    if (nb == 0 || chunk < 1) { /* empty rows, or rows too long for the table: vec_dot */
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t v = 0; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = dot(n, wm + (size_t)r * wrb, xm + (size_t)v * xs);
+        return;
+    }
+    float pd[PRE_MAX], ps[PRE_MAX]; /* per chunk: activation scale and block sum, [block][row] */
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
-        gemm_blocks_q8_0(n, W, wrb, r0, r1, xq, xs, v0, v1, y, ys, wload, dot);
-    }
-}
-
-AVX2_TARGET static void gemm_q8_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q8_0, vec_dot_q8_0_q8_0);
-}
-
-AVX2_TARGET static void gemm_q4_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q4_0, vec_dot_q4_0_q8_0);
-}
-
-AVX2_TARGET static void gemm_q5_0_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_q5_0, vec_dot_q5_0_q8_0);
-}
-
-AVX2_TARGET static void gemm_iq4_nl_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                         size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_q8_0_act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, wblock_iq4_nl, vec_dot_iq4_nl_q8_0);
-}
-
-/* Q4_K / Q5_K weights against GEMM_VECS Q8_K activation rows: each super-block's nibbles
- * (and fifth bits) are unpacked once for all of them; integer sums are exact whatever the
- * order, and each output's float accumulation is vec_dot_q4_k/q5_k's, term for term. */
-AVX2_TARGET static inline void k4_block_sums_multi(const uint8_t *q4, const uint8_t *qh,
-                                                   const uint8_t packed[SLM_K_SCALE_SIZE],
-                                                   const slm_block_q8_k *const yb[GEMM_VECS], int isum[GEMM_VECS],
-                                                   int summ[GEMM_VECS]) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, packed, &sc[j], &mn[j]);
-    for (int v = 0; v < GEMM_VECS; v++) {
-        int sm = 0;
-        for (int j = 0; j < 16; j++) sm += yb[v]->bsums[j] * mn[j / 2];
-        summ[v] = sm;
-    }
-    const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-    __m256i sumi[GEMM_VECS];
-    for (int v = 0; v < GEMM_VECS; v++) sumi[v] = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++, q4 += 32) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
-        __m256i lo = _mm256_and_si256(bits, m4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        if (qh) {
-            const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
-            lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
-            hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
-        }
-        const __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
-        for (int v = 0; v < GEMM_VECS; v++) {
-            const int8_t *q8 = yb[v]->qs + 64 * c;
-            const __m256i yl = _mm256_loadu_si256((const __m256i *)q8);
-            const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 32));
-            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), sl);
-            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), sh);
-            sumi[v] = _mm256_add_epi32(sumi[v], _mm256_add_epi32(pl, ph));
-        }
-    }
-    for (int v = 0; v < GEMM_VECS; v++) isum[v] = hsum_i32_8(sumi[v]);
-}
-
-/* Shared by Q4_K and Q5_K (the blocks differ only by qh); with_qh selects Q5_K. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k4(int64_t n, const void *W, size_t wrb, int64_t r0,
-                                                                       int64_t r1, const void *xq, size_t xs, int64_t n_vec,
-                                                                       float *y, size_t ys, int with_qh) {
-    const int64_t nb = n / SLM_QK_K;
-    const slm_vec_dot_fn dot = with_qh ? vec_dot_q5_k_q8_k : vec_dot_q4_k_q8_k;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrb;
-        int64_t v = 0;
-        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
-            const slm_block_q8_k *ya[GEMM_VECS];
-            float sumf[GEMM_VECS];
-            for (int j = 0; j < GEMM_VECS; j++) {
-                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
-                sumf[j] = 0.0f;
+        const size_t pstride = (size_t)(v1 - v0);
+        for (int64_t v = v0; v < v1; v++) {
+            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xm + (size_t)v * xs);
+            for (int64_t ib = 0; ib < nb; ib++) {
+                pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
+                if (wk == WK_OFFSET) /* sum of the 32 int8: (sum of (q + 128) by psadbw) - 32 * 128 */
+                    ps[(size_t)ib * pstride + (size_t)(v - v0)] = (float)(block_sum_i8(yb[ib].qs));
             }
-            for (int64_t i = 0; i < nb; i++) {
-                const slm_block_q8_k *yb[GEMM_VECS];
-                int isum[GEMM_VECS], summ[GEMM_VECS];
-                for (int j = 0; j < GEMM_VECS; j++) yb[j] = &ya[j][i];
-                uint16_t xd, xdmin;
-                if (with_qh) {
-                    const slm_block_q5_k *x = (const slm_block_q5_k *)wr + i;
-                    k4_block_sums_multi(x->qs, x->qh, x->scales, yb, isum, summ);
-                    xd = x->d, xdmin = x->dmin;
-                } else {
-                    const slm_block_q4_k *x = (const slm_block_q4_k *)wr + i;
-                    k4_block_sums_multi(x->qs, NULL, x->scales, yb, isum, summ);
-                    xd = x->d, xdmin = x->dmin;
-                }
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    const float d = f16_to_f32(xd) * yb[j]->d;
-                    const float dmin = f16_to_f32(xdmin) * yb[j]->d;
-                    sumf[j] += d * (float)isum[j] - dmin * (float)summ[j];
-                }
-            }
-            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
         }
-        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = dot(n, wr, (const uint8_t *)xq + (size_t)v * xs);
+        const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
+        int64_t r = r0;
+        if (R == TILE_ROWS_TG) {
+            for (; r + TILE_ROWS_TG <= r1; r += TILE_ROWS_TG)
+                tile_rows_q8act(nb, wm + (size_t)r * wrb, wrb, bs, xm, xs, v0, v1, pd, ps, pstride, y + r, ys, TILE_ROWS_TG,
+                                wvals, wk, off_shift, fo);
+        } else {
+            for (; r + TILE_ROWS_PP <= r1; r += TILE_ROWS_PP)
+                tile_rows_q8act(nb, wm + (size_t)r * wrb, wrb, bs, xm, xs, v0, v1, pd, ps, pstride, y + r, ys, TILE_ROWS_PP,
+                                wvals, wk, off_shift, fo);
+        }
+        for (; r < r1; r++) /* rows that do not fill a tile */
+            for (int64_t v = v0; v < v1; v++)
+                y[(size_t)v * ys + (size_t)r] = dot(n, wm + (size_t)r * wrb, xm + (size_t)v * xs);
     }
 }
 
-AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 0);
+/* Each type: its vec_dot and its gemm, from the same parts. */
+#define Q8ACT_KERNELS(name, blk, wk, off_shift, fo)                                                                  \
+    AVX2_TARGET static float vec_dot_##name##_q8_0(int64_t n, const void *vx, const void *vy) {                      \
+        return dot_q8act(n, vx, vy, sizeof(blk), wvals_##name, wk, off_shift, fo);                                   \
+    }                                                                                                                \
+    AVX2_TARGET static void gemm_##name##_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1,         \
+                                               const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {      \
+        gemm_q8act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, sizeof(blk), wvals_##name, vec_dot_##name##_q8_0, wk,     \
+                   off_shift, fo);                                                                                   \
+    }
+
+Q8ACT_KERNELS(q8_0, slm_block_q8_0, WK_SIGNED, 0, FO_SCALE_FIRST)
+Q8ACT_KERNELS(q4_0, slm_block_q4_0, WK_OFFSET, 3, FO_LEFT_TO_RIGHT)
+Q8ACT_KERNELS(q5_0, slm_block_q5_0, WK_OFFSET, 4, FO_SCALE_FIRST)
+Q8ACT_KERNELS(iq4_nl, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
+
+/* ---- tiled products for K super-blocks (Q8_K activations) -------------------------------- */
+
+/* Q4_K, Q5_K and Q6_K weights against Q8_K activation rows, with the lanes-as-outputs
+ * layout of the 32-block tiles: a tile is R rows x V activation rows with R * V = 8
+ * (decode 8 x 1 and 4 x 2, prompt 2 x 4). Per super-block each row's quants are unpacked
+ * once and multiplied with the V activation rows into one int32 vector per output (the
+ * vec_dot's sub-block scales applied by madd, so the lanes hold exact partial sums); the 8
+ * vectors are reduced to one vector of 8 exact super-block sums, and the correction term
+ * (Q4_K/Q5_K: mins x bsums; Q6_K: scales x bsums) likewise. The float step is then
+ * vec_dot's exactly (per lane: d = dx * dy, the same products, difference and sum), so
+ * every output equals vec_dot's bit for bit. */
+enum { KT_Q4 = 0, KT_Q5 = 1, KT_Q6 = 2 };
+
+/* The 8 scales and 8 mins of a Q4_K/Q5_K super-block (6 bits each, packed in 12 bytes), as
+ * slm_quant_scale_min_k4 unpacks them, by 32-bit word operations: sc[0..7], mn[0..7]. */
+AVX2_TARGET static inline void k4_scales(const uint8_t packed[SLM_K_SCALE_SIZE], uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3];
+    memcpy(u, packed, sizeof u);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t s_lo = u[0] & m6, m_lo = u[1] & m6;                   /* j < 4 */
+    const uint32_t s_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);       /* j >= 4 */
+    const uint32_t m_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    memcpy(sc, &s_lo, 4), memcpy(sc + 4, &s_hi, 4);
+    memcpy(mn, &m_lo, 4), memcpy(mn + 4, &m_hi, 4);
 }
 
-AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k4(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, 1);
+/* The 8 values of v (bytes) as 16 int16 lanes, each twice: lane g = v[g / 2] (the scale or
+ * min of 16-group g of a K super-block). */
+AVX2_TARGET static inline __m256i dup8_i16(const uint8_t v[8]) {
+    uint64_t w;
+    memcpy(&w, v, sizeof w);
+    const __m128i x = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)w));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(x, x), _mm_unpacklo_epi16(x, x));
 }
 
-/* Q6_K weights against GEMM_VECS Q8_K rows: the 6-bit quants of a super-block are
- * assembled once for all of them; per output the arithmetic is vec_dot_q6_k's. */
-AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    const int64_t nb = n / SLM_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
-    for (int64_t r = r0; r < r1; r++) {
-        const slm_block_q6_k *x = (const slm_block_q6_k *)((const uint8_t *)W + (size_t)r * wrb);
-        int64_t v = 0;
-        for (; v + GEMM_VECS <= n_vec; v += GEMM_VECS) {
-            const slm_block_q8_k *ya[GEMM_VECS];
-            float sumf[GEMM_VECS];
-            for (int j = 0; j < GEMM_VECS; j++) {
-                ya[j] = (const slm_block_q8_k *)((const uint8_t *)xq + (size_t)(v + j) * xs);
-                sumf[j] = 0.0f;
-            }
-            for (int64_t i = 0; i < nb; i++) {
-                __m256i sumi[GEMM_VECS];
-                int corr[GEMM_VECS];
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    int c = 0;
-                    for (int g = 0; g < 16; g++) c += x[i].scales[g] * ya[j][i].bsums[g];
-                    corr[j] = c;
-                    sumi[j] = _mm256_setzero_si256();
-                }
+/* One R x V tile of a K type (R * V = 8): rows w + i * wrb, activation rows x + j * xs,
+ * output (i, j) = lane i * V + j, stored at y[j * ys + i]. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb, const uint8_t *w, size_t wrb,
+                                                                      const uint8_t *x, size_t xs, float *y, size_t ys,
+                                                                      const int R, const int V, const int kt) {
+    const size_t bs = kt == KT_Q6 ? sizeof(slm_block_q6_k) : kt == KT_Q5 ? sizeof(slm_block_q5_k) : sizeof(slm_block_q4_k);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i dx_idx = _mm256_setr_epi32(0 / V, 1 / V, 2 / V, 3 / V, 4 / V, 5 / V, 6 / V, 7 / V);
+    const uintptr_t pf = (uintptr_t)w + (size_t)R * wrb * TILE_PF; /* an address only: may be past W */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        for (size_t o = 0; o < (size_t)R * bs; o += 64) /* one cache line at a time; never faults */
+            _mm_prefetch((const char *)(pf + (size_t)ib * (size_t)R * bs + o), _MM_HINT_T0);
+        const slm_block_q8_k *yb[GEMM_VECS];
+        for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
+        __m256i sumi[8], corr[8];
+        uint16_t dh[8] = {0}, dmh[8] = {0}; /* row scales and mins scales, f16 */
+        for (int i = 0; i < R; i++) {
+            const uint8_t *blk = w + (size_t)i * wrb + (size_t)ib * bs;
+            for (int j = 0; j < V; j++) sumi[i * V + j] = _mm256_setzero_si256();
+            if (kt == KT_Q6) {
+                const slm_block_q6_k *b = (const slm_block_q6_k *)blk;
+                dh[i] = b->d;
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+                for (int j = 0; j < V; j++) /* scales x bsums, to be taken 32 times off the sum */
+                    corr[i * V + j] = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
+                const __m256i m2 = _mm256_set1_epi8(0x30);
                 for (int h = 0; h < 2; h++) {
-                    const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-                    const int8_t *sc = x[i].scales + 8 * h;
-                    const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
-                    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                    const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+                    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                    const __m256i bh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
                     const __m256i q[4] = {
                         _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 4), m2)),
                         _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_and_si256(_mm256_slli_epi16(bh, 2), m2)),
@@ -625,22 +711,128 @@ AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int
                                         _mm256_and_si256(_mm256_srli_epi16(bh, 2), m2)),
                     };
                     for (int k = 0; k < 4; k++) {
-                        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-                        for (int j = 0; j < GEMM_VECS; j++) {
-                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(ya[j][i].qs + 128 * h + 32 * k));
-                            sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
+                        const int8_t *sc = b->scales + 8 * h + 2 * k;
+                        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+                        for (int j = 0; j < V; j++) {
+                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(yb[j]->qs + 128 * h + 32 * k));
+                            sumi[i * V + j] =
+                                _mm256_add_epi32(sumi[i * V + j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
                         }
                     }
                 }
-                for (int j = 0; j < GEMM_VECS; j++) {
-                    const float d = f16_to_f32(x[i].d) * ya[j][i].d;
-                    sumf[j] += d * (float)(hsum_i32_8(sumi[j]) - 32 * corr[j]);
+            } else {
+                const uint8_t *q4, *qh = NULL, *packed;
+                uint16_t d, dmin;
+                if (kt == KT_Q5) {
+                    const slm_block_q5_k *b = (const slm_block_q5_k *)blk;
+                    q4 = b->qs, qh = b->qh, packed = b->scales, d = b->d, dmin = b->dmin;
+                } else {
+                    const slm_block_q4_k *b = (const slm_block_q4_k *)blk;
+                    q4 = b->qs, packed = b->scales, d = b->d, dmin = b->dmin;
+                }
+                dh[i] = d;
+                dmh[i] = dmin;
+                uint8_t sc[8], mn[8];
+                k4_scales(packed, sc, mn);
+                const __m256i mins = dup8_i16(mn);
+                for (int j = 0; j < V; j++) /* mins x bsums */
+                    corr[i * V + j] = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
+                const __m256i hbits = kt == KT_Q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+                for (int c = 0; c < 4; c++) {
+                    const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+                    __m256i lo = _mm256_and_si256(bits, m4);
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                    if (kt == KT_Q5) {
+                        const __m256i sixteen = _mm256_set1_epi8(16);
+                        const __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
+                        lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen));
+                        hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen));
+                    }
+                    const __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
+                    for (int j = 0; j < V; j++) {
+                        const int8_t *q8 = yb[j]->qs + 64 * c;
+                        const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)), sl);
+                        const __m256i ph =
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))), sh);
+                        sumi[i * V + j] = _mm256_add_epi32(sumi[i * V + j], _mm256_add_epi32(pl, ph));
+                    }
                 }
             }
-            for (int j = 0; j < GEMM_VECS; j++) y[(size_t)(v + j) * ys + (size_t)r] = sumf[j];
         }
-        for (; v < n_vec; v++) y[(size_t)v * ys + (size_t)r] = vec_dot_q6_k_q8_k(n, x, (const uint8_t *)xq + (size_t)v * xs);
+        /* per lane: vec_dot's float step */
+        float dyv[8];
+        for (int k = 0; k < 8; k++) dyv[k] = yb[k % V]->d;
+        const __m256 dy = _mm256_loadu_ps(dyv);
+        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dx_idx);
+        const __m256i isum = reduce8_i32(sumi), csum = reduce8_i32(corr);
+        const __m256 d = _mm256_mul_ps(dx, dy);
+        __m256 t;
+        if (kt == KT_Q6) {
+            t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(csum, 5))));
+        } else {
+            const __m256 dmin = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmh)), dx_idx), dy);
+            const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
+            const __m256 t2 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(csum));
+            t = _mm256_sub_ps(t1, t2);
+        }
+        acc = _mm256_add_ps(acc, t);
     }
+    float out[8];
+    _mm256_storeu_ps(out, acc);
+    for (int k = 0; k < 8; k++) y[(size_t)(k % V) * ys + (size_t)(k / V)] = out[k];
+}
+
+/* One thread's rows [r0, r1) x all activation rows for a K type, in chunks of about
+ * GEMM_ACT_BYTES of activations: 2 x 4 tiles, then 4 x 2 and 8 x 1 for the activation
+ * rows left (decoding: 8 x 1 only); rows that fill no tile go through vec_dot. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k(int64_t n, const void *W, size_t wrb, int64_t r0,
+                                                                      int64_t r1, const void *xq, size_t xs,
+                                                                      int64_t n_vec, float *y, size_t ys,
+                                                                      slm_vec_dot_fn dot, const int kt) {
+    const int64_t nb = n / SLM_QK_K;
+    const uint8_t *wm = W, *xm = xq;
+    int64_t chunk = (int64_t)(GEMM_ACT_BYTES / (xs ? xs : 1)); /* activation rows per pass over the rows */
+    if (chunk < GEMM_VECS) chunk = GEMM_VECS;
+    chunk -= chunk % GEMM_VECS;
+    for (int64_t c0 = 0; c0 < n_vec; c0 += chunk) {
+        const int64_t c1 = c0 + chunk < n_vec ? c0 + chunk : n_vec;
+        int64_t v = c0;
+        /* tile widths V = 4 while 4 activation rows are left, then 2, then 1 */
+        for (int pass = 0; pass < 3; pass++) {
+            const int V = pass == 0 ? 4 : pass == 1 ? 2 : 1;
+            const int64_t v_end = pass == 2 ? c1 : v + (c1 - v) / V * V;
+            if (v_end <= v) continue;
+            int64_t r = r0;
+            for (; r + 8 / V <= r1; r += 8 / V) {
+                for (int64_t vv = v; vv < v_end; vv += V) {
+                    const uint8_t *xv = xm + (size_t)vv * xs;
+                    float *yv = y + (size_t)vv * ys + r;
+                    if (V == 4) tile_k(nb, wm + (size_t)r * wrb, wrb, xv, xs, yv, ys, 2, 4, kt);
+                    else if (V == 2) tile_k(nb, wm + (size_t)r * wrb, wrb, xv, xs, yv, ys, 4, 2, kt);
+                    else tile_k(nb, wm + (size_t)r * wrb, wrb, xv, xs, yv, ys, 8, 1, kt);
+                }
+            }
+            for (; r < r1; r++) /* rows that fill no tile */
+                for (int64_t vv = v; vv < v_end; vv++)
+                    y[(size_t)vv * ys + (size_t)r] = dot(n, wm + (size_t)r * wrb, xm + (size_t)vv * xs);
+            v = v_end;
+        }
+    }
+}
+
+AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q4_k_q8_k, KT_Q4);
+}
+
+AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q5_k_q8_k, KT_Q5);
+}
+
+AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q6_k_q8_k, KT_Q6);
 }
 
 /* ---- plain float types ------------------------------------------------------------------- */
@@ -720,6 +912,55 @@ AVX2_TARGET static void axpy_f16(int64_t n, float a, const void *x, float *y) {
     for (; i < n; i++) y[i] += a * f16_to_f32(xh[i]);
 }
 
+/* ---- activation quantizers (Q8_0, Q8_1) ---------------------------------------------------- */
+
+/* One block of 32 floats the way quant/act.c does it: amax (maximum is exact in any
+ * order), d = amax / 127, id = 127 / amax, q = x * id rounded half to even (the rounding
+ * instruction's nearest mode = nearbyintf in the default mode); returns the sum of q. The
+ * same float operations as the scalar code, so the same bytes. */
+AVX2_TARGET static inline int act_block(const float *x, int8_t q[32], float *d_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    *d_out = amax / 127.f;
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+    __m256i i32[4];
+    for (int k = 0; k < 4; k++)
+        i32[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    /* int32 -> int8 (all within -127..127): packs work per 128-bit lane, so the result is
+     * in lane order 0 4 1 5 2 6 3 7 of 4-byte groups; one permute restores it */
+    const __m256i w01 = _mm256_packs_epi32(i32[0], i32[1]), w23 = _mm256_packs_epi32(i32[2], i32[3]);
+    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, b);
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+    return hsum_i32_8(s);
+}
+
+AVX2_TARGET static void act_q8_0(const float *x, void *dst, int64_t n) {
+    slm_block_q8_0 *y = dst; /* [n / 32] blocks */
+    for (int64_t b = 0; b < n / SLM_QK8_0; b++, x += SLM_QK8_0) {
+        float d;
+        act_block(x, y[b].qs, &d);
+        y[b].d = slm_quant_f2h(d);
+    }
+}
+
+AVX2_TARGET static void act_q8_1(const float *x, void *dst, int64_t n) {
+    slm_block_q8_1 *y = dst; /* [n / 32] blocks */
+    for (int64_t b = 0; b < n / SLM_QK8_1; b++, x += SLM_QK8_1) {
+        float d;
+        const int sum = act_block(x, y[b].qs, &d);
+        y[b].d = slm_quant_f2h(d);
+        y[b].s = slm_quant_f2h(d * (float)sum);
+    }
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -754,6 +995,10 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
         [SLM_TYPE_F16] = axpy_f16,
+    },
+    .act = {
+        [SLM_TYPE_Q8_0] = act_q8_0,
+        [SLM_TYPE_Q8_1] = act_q8_1,
     },
 };
 
