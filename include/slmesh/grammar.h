@@ -113,6 +113,10 @@ slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char 
  * unless g was last prepared for m. A server calls it on the request's thread so that the
  * engine thread, which creates the matcher, finds the tables ready. */
 slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err);
+/* The same with the model's token trie kept in cache c (one per distinct vocabulary, up to
+ * 8, found by a hash of the vocabulary's pieces), so that a server preparing many schemas
+ * builds each trie once. */
+slm_status slm_grammar_cache_prepare(slm_grammar_cache *c, slm_grammar *g, const struct slm_model *m, char *err);
 
 /* ---- matching ---------------------------------------------------------------------------- */
 

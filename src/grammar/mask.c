@@ -669,21 +669,27 @@ slm_status slm_grammar_prepare_limited(slm_grammar *g, const slm_grammar_vocab *
     return SLM_OK;
 }
 
-slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err) {
-    if (!g || !m) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar or model");
+bool slm_grammar_prepared_for(slm_grammar *g, const struct slm_model *m) {
     pthread_mutex_lock(&g->lock);
     bool have = false;
     for (uint32_t i = 0; i < g->n_prep && g->prep_model == (const void *)m; i++) have = have || g->prep[i]->fp == g->prep_model_fp;
     pthread_mutex_unlock(&g->lock);
-    if (have) return SLM_OK;
+    return have;
+}
+
+void slm_grammar_note_model(slm_grammar *g, const struct slm_model *m, uint64_t fp) {
+    pthread_mutex_lock(&g->lock);
+    g->prep_model = m, g->prep_model_fp = fp;
+    pthread_mutex_unlock(&g->lock);
+}
+
+slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err) {
+    if (!g || !m) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar or model");
+    if (slm_grammar_prepared_for(g, m)) return SLM_OK;
     slm_grammar_vocab *v;
     slm_status st = slm_grammar_vocab_from_model(m, &v, err);
     if (st == SLM_OK) st = slm_grammar_prepare(g, v, err);
-    if (st == SLM_OK) {
-        pthread_mutex_lock(&g->lock);
-        g->prep_model = m, g->prep_model_fp = v->fp;
-        pthread_mutex_unlock(&g->lock);
-    }
+    if (st == SLM_OK) slm_grammar_note_model(g, m, v->fp);
     slm_grammar_vocab_destroy(v);
     return st;
 }

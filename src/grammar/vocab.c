@@ -72,6 +72,16 @@ static uint16_t plain_cps(const char *s, size_t n) {
     return count;
 }
 
+/* The vocabulary hash (FNV-1a over every token's length and bytes) one piece further. */
+static uint64_t fp_add(uint64_t fp, const char *s, size_t len) {
+    fp = (fp ^ (uint64_t)len) * 0x100000001b3ULL;
+    if (len == 0 || len > SLM_GRAMMAR_MAX_PIECE) return fp; /* left out of the trie */
+    for (size_t i = 0; i < len; i++) fp = (fp ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+    return fp;
+}
+
+#define FP_SEED 0xcbf29ce484222325ULL
+
 slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece, void *user, slm_grammar_vocab **out,
                                     char *err) {
     *out = NULL;
@@ -87,13 +97,12 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
         goto fail;
     }
     v->n_vocab = n_vocab;
-    uint64_t fp = 0xcbf29ce484222325ULL; /* FNV-1a over (len, bytes) of every token */
+    uint64_t fp = FP_SEED;
     uint32_t n = 0;
     for (int32_t id = 0; id < n_vocab; id++) {
         const size_t len = piece(user, id, tmp, sizeof tmp);
-        fp = (fp ^ (uint64_t)len) * 0x100000001b3ULL;
+        fp = fp_add(fp, tmp, len);
         if (len == 0 || len > SLM_GRAMMAR_MAX_PIECE) continue;
-        for (size_t i = 0; i < len; i++) fp = (fp ^ (uint8_t)tmp[i]) * 0x100000001b3ULL;
         if (n_buf + len > cap_buf) {
             char *q = slm_realloc(buf, cap_buf * 2);
             if (!q) {
@@ -192,6 +201,18 @@ fail:
 }
 
 static size_t model_piece(void *user, int32_t id, char *buf, size_t cap) { return slm_model_token_piece(user, id, buf, cap); }
+
+void slm_grammar_model_vocab_id(const struct slm_model *m, uint64_t *fp, int32_t *n_vocab) {
+    slm_model_desc d;
+    slm_model_describe(m, &d);
+    char tmp[SLM_GRAMMAR_MAX_PIECE];
+    uint64_t h = FP_SEED;
+    for (int32_t id = 0; id < d.n_vocab; id++) {
+        const size_t len = slm_model_token_piece(m, id, tmp, sizeof tmp);
+        h = fp_add(h, tmp, len); /* bytes past the buffer are never read: such a piece is left out */
+    }
+    *fp = h, *n_vocab = d.n_vocab;
+}
 
 slm_status slm_grammar_vocab_from_model(const struct slm_model *m, slm_grammar_vocab **out, char *err) {
     slm_model_desc d;
