@@ -602,6 +602,9 @@ static uint64_t diff_rand(uint64_t *s) {
 static void diff_grammar(slm_grammar *g, real_vocab *r, const char *name, uint64_t seed) {
     const size_t words = ((size_t)r->n + 31) / 32;
     char piece[SLM_GRAMMAR_MAX_PIECE + 1];
+    /* every 3rd grammar with partial tables (a seed-chosen window count, sometimes none):
+     * the windows left out are then computed on demand, deepening along the real stacks */
+    if (seed % 3 == 0) assert_int_equal(slm_grammar_prepare_limited(g, r->v, (uint32_t)(seed / 3 % 4 * 7), NULL), SLM_OK);
     for (int run = 0; run < DIFF_RUNS; run++) {
         slm_grammar_matcher *m;
         assert_int_equal(slm_grammar_matcher_create(g, r->v, &m, NULL), SLM_OK);
@@ -731,6 +734,30 @@ static void test_generate_constrained(void **state) {
     int32_t prompt[8];
     size_t n_prompt;
     assert_int_equal(slm_model_tokenize(m, "hi", 2, SLM_TOKENIZE_ADD_BOS, prompt, 8, &n_prompt, NULL), SLM_OK);
+    /* tables prepared ahead for the model (as the server does) are the ones generation finds:
+     * the model's vocabulary hash equals its trie's, and a second preparation adds nothing */
+    slm_grammar_vocab *v;
+    assert_int_equal(slm_grammar_vocab_from_model(m, &v, NULL), SLM_OK);
+    uint64_t fp;
+    int32_t n_vocab;
+    slm_grammar_model_vocab_id(m, &fp, &n_vocab);
+    assert_true(fp == v->fp && n_vocab == v->n_vocab);
+    slm_grammar_cache *gc;
+    assert_int_equal(slm_grammar_cache_create(4, &gc, NULL), SLM_OK);
+    assert_false(slm_grammar_prepared_for(g, m));
+    assert_int_equal(slm_grammar_cache_prepare(gc, g, m, NULL), SLM_OK);
+    assert_true(slm_grammar_prepared_for(g, m));
+    assert_int_equal(g->n_prep, 1);
+    assert_int_equal(slm_grammar_prepare(g, v, NULL), SLM_OK); /* found: same vocabulary */
+    assert_int_equal(g->n_prep, 1);
+    slm_grammar *g2; /* a second grammar reuses the cached trie */
+    assert_int_equal(slm_grammar_from_regex("[a-z]{1,5}", 10, &g2, NULL), SLM_OK);
+    assert_int_equal(slm_grammar_cache_prepare(gc, g2, m, NULL), SLM_OK);
+    assert_int_equal(slm_grammar_prepare_model(g2, m, NULL), SLM_OK);
+    assert_int_equal(g2->n_prep, 1);
+    slm_grammar_release(g2);
+    slm_grammar_cache_destroy(gc);
+    slm_grammar_vocab_destroy(v);
     for (uint64_t seed = 1; seed <= 6; seed++) {
         slm_gen_params p = {.max_tokens = seed == 6 ? 3 : 200, .sampling = slm_sampling_default(), .grammar = g};
         p.sampling.temperature = 1.5f, p.sampling.seed = seed;

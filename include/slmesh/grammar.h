@@ -6,8 +6,9 @@
  *
  * Ownership: a grammar is reference-counted (slm_grammar_retain / slm_grammar_release); the
  * creator holds one reference. Its rules are immutable after compilation; the lazily built
- * byte automaton and per-state token-mask cache inside it are guarded by a mutex, so any
- * number of threads and matchers may share one grammar. A matcher belongs to one sequence
+ * byte automaton, the per-state token-mask cache and the per-vocabulary position tables
+ * inside it are guarded by a mutex, so any number of threads and matchers may share one
+ * grammar. A matcher belongs to one sequence
  * (one thread at a time). A vocabulary (slm_grammar_vocab: the token trie) is immutable
  * after creation and may be shared by any number of threads.
  * Non-goals: JSON Schema keywords outside the documented subset (rejected with
@@ -112,6 +113,10 @@ slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char 
  * unless g was last prepared for m. A server calls it on the request's thread so that the
  * engine thread, which creates the matcher, finds the tables ready. */
 slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err);
+/* The same with the model's token trie kept in cache c (one per distinct vocabulary, up to
+ * 8, found by a hash of the vocabulary's pieces), so that a server preparing many schemas
+ * builds each trie once. */
+slm_status slm_grammar_cache_prepare(slm_grammar_cache *c, slm_grammar *g, const struct slm_model *m, char *err);
 
 /* ---- matching ---------------------------------------------------------------------------- */
 

@@ -9,6 +9,9 @@
  * Invariants: entries[0..n) ordered most recently used first; n <= capacity.
  * Thread-safety: one mutex around the table; compilation runs outside it (two threads may
  * compile the same source at once; the second insert keeps the first entry).
+ * For slm_grammar_cache_prepare it also keeps one token trie per distinct vocabulary (up to
+ * SLM_GRAMMAR_CACHE_VOCABS, never dropped before destroy, so that preparing borrows one
+ * outside the lock), found by a hash of the model's pieces.
  * Non-goals: size-based eviction (grammars are small next to the models).
  */
 #include <pthread.h>
@@ -18,6 +21,7 @@
 #include "grammar/grammar_int.h"
 
 #define SLM_GRAMMAR_CACHE_MAX 65536 /* entries; a server needs hundreds */
+#define SLM_GRAMMAR_CACHE_VOCABS 8   /* token tries kept: one per distinct vocabulary served */
 
 typedef struct centry {
     uint64_t hash;         /* of kind and source */
@@ -31,6 +35,10 @@ struct slm_grammar_cache {
     pthread_mutex_t lock;  /* guards everything below */
     centry *e;             /* [cap], most recently used first */
     size_t n, cap;
+    slm_grammar_vocab *vocab[SLM_GRAMMAR_CACHE_VOCABS]; /* owned, never dropped before destroy
+                                                          (slm_grammar_cache_prepare borrows them
+                                                          outside the lock) */
+    size_t n_vocab;
 };
 
 static uint64_t fnv(slm_grammar_kind kind, const char *s, size_t n) {
@@ -58,6 +66,7 @@ slm_status slm_grammar_cache_create(size_t capacity, slm_grammar_cache **out, ch
 void slm_grammar_cache_destroy(slm_grammar_cache *c) {
     if (!c) return;
     for (size_t i = 0; i < c->n; i++) slm_grammar_release(c->e[i].g), slm_free(c->e[i].src);
+    for (size_t i = 0; i < c->n_vocab; i++) slm_grammar_vocab_destroy(c->vocab[i]);
     slm_free(c->e);
     pthread_mutex_destroy(&c->lock);
     slm_free(c);
@@ -130,4 +139,36 @@ slm_status slm_grammar_cache_get(slm_grammar_cache *c, slm_grammar_kind kind, co
     pthread_mutex_unlock(&c->lock);
     *out = g;
     return SLM_OK;
+}
+
+/* ---- preparing for a model ---------------------------------------------------------------- */
+
+static slm_grammar_vocab *vocab_find(slm_grammar_cache *c, uint64_t fp, int32_t n) {
+    for (size_t i = 0; i < c->n_vocab; i++)
+        if (c->vocab[i]->fp == fp && c->vocab[i]->n_vocab == n) return c->vocab[i];
+    return NULL;
+}
+
+slm_status slm_grammar_cache_prepare(slm_grammar_cache *c, slm_grammar *g, const struct slm_model *m, char *err) {
+    if (!c || !g || !m) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL cache, grammar or model");
+    if (slm_grammar_prepared_for(g, m)) return SLM_OK;
+    uint64_t fp;
+    int32_t n;
+    slm_grammar_model_vocab_id(m, &fp, &n);
+    pthread_mutex_lock(&c->lock);
+    slm_grammar_vocab *v = vocab_find(c, fp, n), *own = NULL; /* own: built here, not kept */
+    pthread_mutex_unlock(&c->lock);
+    slm_status st = SLM_OK;
+    if (!v) {
+        if ((st = slm_grammar_vocab_from_model(m, &own, err))) return st;
+        pthread_mutex_lock(&c->lock);
+        if ((v = vocab_find(c, fp, n)) == NULL && c->n_vocab < SLM_GRAMMAR_CACHE_VOCABS)
+            v = c->vocab[c->n_vocab++] = own, own = NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (!v) v = own; /* the cache is full of other vocabularies: use it once */
+    }
+    st = slm_grammar_prepare(g, v, err);
+    if (st == SLM_OK) slm_grammar_note_model(g, m, fp);
+    slm_grammar_vocab_destroy(own);
+    return st;
 }

@@ -90,6 +90,16 @@ void slm_grammar_pda_free(slm_grammar_pda *p);
  * SLM_GRAMMAR_CS_MIN code points) made of plain text only, distinct, largest first. */
 void slm_grammar_pick_sets(slm_grammar *g);
 void slm_grammar_prep_free(slm_grammar_prep *p);
+/* The hash and size of model m's vocabulary, as slm_grammar_vocab_from_model would give them
+ * (vocab.c; reads every piece, no trie). */
+void slm_grammar_model_vocab_id(const struct slm_model *m, uint64_t *fp, int32_t *n_vocab);
+/* True when g has tables for the vocabulary of model m (the hint of slm_grammar_prepare_model). */
+bool slm_grammar_prepared_for(slm_grammar *g, const struct slm_model *m);
+/* Remember that g has tables for model m, whose vocabulary hashes to fp. */
+void slm_grammar_note_model(slm_grammar *g, const struct slm_model *m, uint64_t fp);
+/* slm_grammar_prepare enumerating at most max_windows windows (tests: the others are then
+ * computed on demand, as past the tables' limits). */
+slm_status slm_grammar_prepare_limited(slm_grammar *g, const slm_grammar_vocab *v, uint32_t max_windows, char *err);
 /* The mask of m's state computed by walking the whole token trie (the specification the
  * position tables are tested against), OR-ed into allowed; not cached. */
 slm_status slm_grammar_matcher_mask_walk(slm_grammar_matcher *m, uint32_t *allowed, size_t n_words, char *err);
@@ -125,6 +135,7 @@ struct slm_grammar_vocab {
     uint32_t *plain_le;  /* [(max_plain + 1) * words] owned: bitset r holds the plain tokens of at
                             most r code points (a state with a plain run of r allows exactly
                             those plain tokens) */
+    uint32_t *plain_le_n; /* [max_plain + 1] owned: tokens in each of those bitsets */
 };
 
 /* ---- a growable text buffer for the GBNF generators (schema.c, regex.c) ------------------ */

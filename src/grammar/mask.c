@@ -21,12 +21,13 @@
  *          tokens continuing below the node. Only there can the frames below matter: at run
  *          time each exit subtree is walked again from the state of the real frames below
  *          (the stack's remainder B), which many states share, so its transitions are warm.
- * A window whose exits hold more than EXIT_BUDGET tokens (a string body window of one frame
+ * A window whose exits hold more than n_vocab / 512 tokens (a string body window of one frame
  * pops after every character) is "deeper": it is extended by every position that can be
  * below its last frame (the return positions of that frame's rule, computed from the
  * grammar's references: a tail reference passes its caller's return positions on), up to
  * WIN_MAX_DEPTH frames. For JSON, three frames (class, repetition helper, closing quote) keep
- * a string's exits to tokens that close it and go on ("\", ...).
+ * a string's exits to the tokens that close it and go on (`",` ...); a frame more (what
+ * follows the string) decides most of those too.
  *
  * slm_grammar_prepare enumerates every window of the grammar for a vocabulary on a private
  * scratch automaton (compile time, measured in docs/benchmarks.md); at run time the mask of
@@ -60,8 +61,13 @@
 #define PREP_MAX_WINDOWS (1u << 16)   /* windows per (grammar, vocabulary): big schemas have thousands */
 #define PREP_MAX_BYTES (256u << 20)   /* table memory per (grammar, vocabulary) */
 #define PREP_MAX_RET 4096             /* return positions of a rule followed when deepening */
+#define PREP_MAX_VISITS (1ull << 28)  /* trie nodes visited by one preparation (~1-2 s): past it
+                                         the remaining windows are computed on demand */
 #define EXIT_BUDGET_MIN 64            /* tokens below a window's exits before it goes deeper ... */
-#define EXIT_BUDGET_DIV 32            /* ... or n_vocab / 32 (the size of a bitset in words) */
+#define EXIT_BUDGET_DIV 512           /* ... or n_vocab / 512: an exit walk at run time builds
+                                         transitions of new states (~2 us each), so deeper
+                                         windows pay off: 3x lower first-document maxima for
+                                         ~30% more preparation (docs/benchmarks.md) */
 #define NO_ENTRY UINT32_MAX           /* parent of a one-frame window */
 #define BOTTOM UINT32_MAX             /* in a return set: the stack may end below the rule */
 
@@ -122,6 +128,7 @@ typedef struct walker {
     uint32_t *log;            /* borrowed, NULL = none: ids of the bits newly set, up to cap_log */
     size_t n_log, cap_log;
     bool dense;               /* more than cap_log bits set: not listed */
+    uint64_t visits;          /* trie nodes visited */
 } walker;
 
 /* Allow token id (and log it when new). */
@@ -147,37 +154,48 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
     int32_t **tr = a->walk_tr; /* tr[k]: transitions of the state reached at depth k */
     uint32_t sd[SLM_GRAMMAR_MAX_PIECE + 1];
     sd[base] = d;
-    if (!(tr[base] = slm_grammar_pda_trans(a, d))) return SLM_ERR_NOMEM;
+    if (!(tr[base] = slm_grammar_pda_trans(w->g, a, d))) return SLM_ERR_NOMEM;
     bool plain_done = false; /* every plain token is decided: walk only above the others */
     if (first == 0 && last == v->n_nodes && base == 0) {
         int16_t run = a->states[d].run[0];
         if (run == RUN_UNKNOWN && (st = slm_grammar_pda_run(w->g, a, d, 0, &run))) return st;
         if (run != RUN_MIXED && !(w->rec && (a->states[d].run_exit & 1))) {
             const size_t words = ((size_t)v->n_vocab + 31) / 32;
-            const uint32_t *le = v->plain_le + (run >= 0 && (uint32_t)run < v->max_plain ? (uint32_t)run : v->max_plain) * words;
-            for (size_t x = 0; x < words; x++) w->bits[x] |= le[x];
+            const uint32_t r = run >= 0 && (uint32_t)run < v->max_plain ? (uint32_t)run : v->max_plain;
+            const uint32_t *le = v->plain_le + r * words;
+            if (w->log && !w->dense && w->n_log + v->plain_le_n[r] <= w->cap_log) { /* few: list them */
+                for (size_t x = 0; x < words; x++)
+                    for (uint32_t m = le[x]; m; m &= m - 1) set_tok(w, (int32_t)(x * 32 + (size_t)__builtin_ctz(m)));
+            } else {
+                for (size_t x = 0; x < words; x++) w->bits[x] |= le[x];
+                w->dense = w->dense || v->plain_le_n[r] > 0;
+            }
             plain_done = true;
-            w->dense = true;
         }
     }
-    for (uint32_t i = first; i < last;) {
+    for (uint32_t i = first; i < last; w->visits++) {
         const uint32_t k = v->depth[i];
         if (plain_done && v->plain[i]) {
             i = v->end[i];
             continue;
         }
-        if (v->plain[i] || (w->node_cs && w->node_cs[i])) {
+        const uint8_t sets = w->node_cs ? w->node_cs[i] : 0;
+        if (v->plain[i] || sets) {
             /* a subtree of tokens made of one character set: decided by their length alone
              * when the state takes the set's characters alike (plain text first; the
-             * grammar's sets are plain text too) */
+             * grammar's sets are plain text too, so a run of plain text holds for them) */
             const uint32_t c = sd[k - 1];
-            int8_t j = 0;
-            if (w->node_cs && (st = slm_grammar_pda_best(w->g, a, c, &j))) return st;
-            int16_t run = j >= 0 ? a->states[c].run[j] : RUN_MIXED;
-            if (run == RUN_UNKNOWN && (st = slm_grammar_pda_run(w->g, a, c, (uint32_t)j, &run))) return st;
-            const bool all_in = j == 0 ? v->plain[i] || (w->node_cs && w->node_cs[i]) : j > 0 && (w->node_cs[i] >> j & 1);
+            uint32_t j = 0;
+            int16_t run = a->states[c].run[0];
+            if (run == RUN_UNKNOWN && (st = slm_grammar_pda_run(w->g, a, c, 0, &run))) return st;
+            for (uint32_t x = 1; run == RUN_MIXED && x < w->g->n_cs; x++) {
+                if (!(sets >> x & 1)) continue;
+                int16_t r = a->states[c].run[x];
+                if (r == RUN_UNKNOWN && (st = slm_grammar_pda_run(w->g, a, c, x, &r))) return st;
+                if (r != RUN_MIXED) j = x, run = r;
+            }
             /* a window walk must see every complete state on the way: its exits */
-            if (all_in && run != RUN_MIXED && !(w->rec && (a->states[c].run_exit >> j & 1))) {
+            if (run != RUN_MIXED && !(w->rec && (a->states[c].run_exit >> j & 1))) {
                 /* at most run characters after the k - 1 bytes above (which end on a
                  * character boundary: the state has no character pending) */
                 const uint32_t max_cp = (uint32_t)run + v->cp_before[i];
@@ -194,7 +212,7 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
             continue;
         }
         sd[k] = (uint32_t)nx;
-        if (!(tr[k] = slm_grammar_pda_trans(a, (uint32_t)nx))) return SLM_ERR_NOMEM;
+        if (!(tr[k] = slm_grammar_pda_trans(w->g, a, (uint32_t)nx))) return SLM_ERR_NOMEM;
         for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) set_tok(w, v->toks[t]);
         if (w->rec && a->states[nx].complete && v->end[i] > i + 1) { /* the window is empty here */
             if (!exit_push(w->rec, i)) return SLM_ERR_NOMEM;
@@ -237,6 +255,7 @@ struct slm_grammar_prep {
     uint32_t *exits, n_exits, cap_exits; /* owned: trie nodes */
     uint32_t *scratch;        /* [words] owned: a window's tokens while walking (zero between) */
     uint32_t *log;            /* [words] owned: the ids set in scratch, while fewer than words */
+    uint64_t visits;          /* trie nodes visited by window walks so far */
     uint8_t *node_cs;         /* [n_nodes] owned, NULL when g has no set but plain text: bit j
                                  (j >= 1) of node i, every token at or below it is made of
                                  characters of g's set j */
@@ -370,6 +389,7 @@ static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_gram
     if (st == SLM_OK) st = slm_grammar_pda_stack_state(g, a, node, &s);
     if (st == SLM_OK && s != DEAD) st = walk_range(&w, 0, v->n_nodes, 0, (uint32_t)s);
     const bool dense = w.dense;
+    p->visits += w.visits;
     wentry e = {.parent = parent, .pos = frames[k - 1], .exit = exit0, .n_exits = p->n_exits - exit0};
     if (st == SLM_OK && w.aborted) {
         p->n_exits = exit0;
@@ -406,6 +426,7 @@ typedef struct prepctx {
     uint32_t **ret;            /* [n_rules] owned: sorted return positions (BOTTOM last) */
     uint32_t *n_ret, *cap_ret; /* [n_rules] owned */
     uint8_t *wide;             /* [n_rules] owned: return set past PREP_MAX_RET (never deepen) */
+    uint32_t max_windows;      /* windows to enumerate (the rest on demand) */
     uint32_t frames[WIN_MAX_DEPTH];
 } prepctx;
 
@@ -501,6 +522,7 @@ static slm_status return_sets(prepctx *c) {
 /* Add the window frames[0..k) under parent and, when it goes deeper, every extension. */
 static slm_status enumerate(prepctx *c, uint32_t parent, uint32_t k) {
     slm_status st;
+    if (c->p->visits > PREP_MAX_VISITS || c->p->n_e >= c->max_windows) return SLM_ERR_LIMIT; /* the rest on demand */
     if (c->a->n_states > SLM_PDA_MAX_STATES / 2 || c->a->n_nodes > SLM_PDA_MAX_NODES / 2) {
         slm_grammar_pda_free(c->a); /* a fresh scratch automaton rather than its limits */
         c->a = NULL;
@@ -580,10 +602,10 @@ static slm_status set_flags(const slm_grammar *g, const slm_grammar_vocab *v, sl
 
 /* The tables of g for v (*out owned by the caller). Past the limits the tables stop
  * growing (SLM_OK); the remaining windows are computed on demand. */
-static slm_status prep_build(const slm_grammar *g, const slm_grammar_vocab *v, slm_grammar_prep **out) {
+static slm_status prep_build(const slm_grammar *g, const slm_grammar_vocab *v, uint32_t max_windows, slm_grammar_prep **out) {
     *out = NULL;
     const uint32_t n = g->n_rules;
-    prepctx c = {.g = g, .v = v};
+    prepctx c = {.g = g, .v = v, .max_windows = max_windows};
     slm_status st = prep_new(v, &c.p);
     if (st) return st;
     c.rule_of = slm_malloc((size_t)g->n_elems * sizeof *c.rule_of);
@@ -621,13 +643,17 @@ static slm_grammar_prep *prep_find(const slm_grammar *g, const slm_grammar_vocab
 }
 
 slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char *err) {
+    return slm_grammar_prepare_limited(g, v, PREP_MAX_WINDOWS, err);
+}
+
+slm_status slm_grammar_prepare_limited(slm_grammar *g, const slm_grammar_vocab *v, uint32_t max_windows, char *err) {
     if (!g || !v) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar or vocabulary");
     pthread_mutex_lock(&g->lock);
     const bool have = prep_find(g, v) != NULL;
     pthread_mutex_unlock(&g->lock);
     if (have) return SLM_OK;
     slm_grammar_prep *p;
-    slm_status st = prep_build(g, v, &p); /* outside the lock: reads only immutable rules */
+    slm_status st = prep_build(g, v, max_windows, &p); /* outside the lock: reads only immutable rules */
     if (st) return slm_errf(err, st, "grammar position tables: %s", slm_status_str(st));
     pthread_mutex_lock(&g->lock);
     if (prep_find(g, v)) { /* another thread was faster */
@@ -643,21 +669,27 @@ slm_status slm_grammar_prepare(slm_grammar *g, const slm_grammar_vocab *v, char 
     return SLM_OK;
 }
 
-slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err) {
-    if (!g || !m) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar or model");
+bool slm_grammar_prepared_for(slm_grammar *g, const struct slm_model *m) {
     pthread_mutex_lock(&g->lock);
     bool have = false;
     for (uint32_t i = 0; i < g->n_prep && g->prep_model == (const void *)m; i++) have = have || g->prep[i]->fp == g->prep_model_fp;
     pthread_mutex_unlock(&g->lock);
-    if (have) return SLM_OK;
+    return have;
+}
+
+void slm_grammar_note_model(slm_grammar *g, const struct slm_model *m, uint64_t fp) {
+    pthread_mutex_lock(&g->lock);
+    g->prep_model = m, g->prep_model_fp = fp;
+    pthread_mutex_unlock(&g->lock);
+}
+
+slm_status slm_grammar_prepare_model(slm_grammar *g, const struct slm_model *m, char *err) {
+    if (!g || !m) return slm_errf(err, SLM_ERR_INVALID_ARG, "NULL grammar or model");
+    if (slm_grammar_prepared_for(g, m)) return SLM_OK;
     slm_grammar_vocab *v;
     slm_status st = slm_grammar_vocab_from_model(m, &v, err);
     if (st == SLM_OK) st = slm_grammar_prepare(g, v, err);
-    if (st == SLM_OK) {
-        pthread_mutex_lock(&g->lock);
-        g->prep_model = m, g->prep_model_fp = v->fp;
-        pthread_mutex_unlock(&g->lock);
-    }
+    if (st == SLM_OK) slm_grammar_note_model(g, m, v->fp);
     slm_grammar_vocab_destroy(v);
     return st;
 }

@@ -1,6 +1,6 @@
 /*
  * grammar/pda.c: the pushdown automaton of a compiled grammar, determinised lazily over
- * BYTES, the matcher, and the per-step token mask.
+ * BYTES; runs over character sets; and the matcher.
  *
  * Design. A parse configuration is llama.cpp's: a set of stacks of positions ("what to match
  * next"), each with a character class on top after expansion (or empty = the grammar may
@@ -8,13 +8,16 @@
  * a stack is one uint32 and a configuration is a sorted set of them; the set, plus the bytes
  * of a code point begun but not finished (multi-byte UTF-8 split across tokens), is interned
  * again as a STATE of a lazily built DFA over bytes. Each state keeps its 256 byte
- * transitions once computed. Consequences:
+ * transitions once computed (a new table starts DEAD for the bytes no stack top can begin
+ * with). Consequences:
  *  - feeding a token is one table lookup per byte after warm-up;
- *  - the mask of a state depends on the state alone (it is the full configuration), so it is
- *    computed once per (state, vocabulary) and cached; repeated states (the body of a
- *    string, the next array item at the same depth) cost a copy;
- *  - a cache miss walks the vocabulary's token trie once (vocab.c) with the DFA: each
- *    shared prefix is one transition, and a dead byte prunes the whole subtree.
+ *  - the mask of a state depends on the state alone (it is the full configuration), so
+ *    mask.c computes it once per (state, vocabulary) and caches it.
+ * Runs: for a character set (plain text, or a large plain-text class of the grammar) a state
+ * whose stack tops each take all of the set or none sends every character of it to one same
+ * next state; the number of such characters it can take in a row (its run) decides whole
+ * subtrees of the token trie by token length (mask.c), and its transitions on the set's
+ * bytes are copied from the set's representative.
  * Why not code points: a token may end inside a character; the partial-code-point state
  * makes that exact (a partial byte sequence is allowed only if some character it can
  * complete to is allowed by some stack top). Left recursion is rejected by the compiler, so
@@ -26,8 +29,9 @@
  * is dropped and rebuilt when full; an automaton past half its node or state limit is
  * rebuilt by the next matcher created while no other matcher lives; a single generation
  * that reaches the limits fails its step with SLM_ERR_LIMIT.
- * Thread-safety: the automaton belongs to its grammar and is used under the grammar's mutex;
- * a matcher is one sequence's cursor. Non-goals: precomputing masks for states never seen.
+ * Thread-safety: the automaton belongs to its grammar and is used under the grammar's mutex
+ * (mask.c's preparation uses private scratch automata); a matcher is one sequence's cursor.
+ * Non-goals: determinising ahead of use.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +194,6 @@ static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn
     a->n_pool += n;
     ps->complete = pn == 0 && rem == 0 && n > 0 && set[0] == EMPTY;
     for (uint32_t c = 0; c < SLM_GRAMMAR_MAX_CS; c++) ps->run[c] = RUN_UNKNOWN;
-    ps->best = SLM_PDA_CS_UNKNOWN;
     ps->more = n > (set[0] == EMPTY ? 1u : 0u);
     a->shash[j] = a->n_states + 1;
     *id = a->n_states++;
@@ -319,15 +322,36 @@ static slm_status compute_trans(const slm_grammar *g, slm_grammar_pda *a, uint32
     return advance_cp(g, a, d, cp, false, next);
 }
 
-/* Transition table of d (allocated on first use). */
-int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d) {
-    if (!a->states[d].trans) {
-        int32_t *t = slm_malloc(256 * sizeof *t);
-        if (!t) return NULL;
-        for (int i = 0; i < 256; i++) t[i] = UNKNOWN;
-        a->states[d].trans = t;
+/* First byte of the UTF-8 encoding of cp. */
+static uint8_t utf8_lead(uint32_t cp) {
+    return (uint8_t)(cp < 0x80 ? cp : cp < 0x800 ? 0xC0 | cp >> 6 : cp < 0x10000 ? 0xE0 | cp >> 12 : 0xF0 | cp >> 18);
+}
+
+/* Transition table of d, allocated on first use: UNKNOWN for the bytes that may continue
+ * (a continuation byte inside a character; else a byte that begins a character of some
+ * stack top's class: lead bytes are monotonic in the code point, so a range [lo, hi] begins
+ * with bytes lead(lo) .. lead(hi)), DEAD for the others without computing anything. */
+int32_t *slm_grammar_pda_trans(const slm_grammar *g, slm_grammar_pda *a, uint32_t d) {
+    if (a->states[d].trans) return a->states[d].trans;
+    int32_t *t = slm_malloc(256 * sizeof *t);
+    if (!t) return NULL;
+    for (int i = 0; i < 256; i++) t[i] = DEAD;
+    const pstate *ps = &a->states[d];
+    if (ps->pn || ps->rem) {
+        for (int i = 0x80; i < 0xC0; i++) t[i] = UNKNOWN;
+    } else {
+        for (uint32_t k = 0; k < ps->n; k++) {
+            const uint32_t s = a->set_pool[ps->off + k];
+            if (s == EMPTY) continue;
+            const slm_gclass *c = &g->classes[g->elems[a->npos[s]].arg];
+            for (uint32_t r = 0; r < c->n; r++) {
+                const uint32_t lo = g->ranges[2 * (c->off + r)], hi = g->ranges[2 * (c->off + r) + 1];
+                for (uint32_t b = utf8_lead(lo); b <= utf8_lead(hi); b++) t[b] = UNKNOWN;
+            }
+        }
     }
-    return a->states[d].trans;
+    a->states[d].trans = t;
+    return t;
 }
 
 static uint32_t set_ranges(const slm_grammar *g, uint32_t j, const uint32_t **r);
@@ -355,7 +379,7 @@ static int32_t trans_by_set(const slm_grammar *g, const slm_grammar_pda *a, uint
 
 /* next state of d on byte b into *next (DEAD allowed). */
 slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next) {
-    int32_t *t = slm_grammar_pda_trans(a, d);
+    int32_t *t = slm_grammar_pda_trans(g, a, d);
     if (!t) return SLM_ERR_NOMEM;
     if (t[b] != UNKNOWN) return *next = t[b], SLM_OK;
     if ((t[b] = trans_by_set(g, a, d, b)) != UNKNOWN) return *next = t[b], SLM_OK;
@@ -520,20 +544,6 @@ slm_status slm_grammar_pda_run(const slm_grammar *g, slm_grammar_pda *a, uint32_
         ex = ex || a->states[c].complete;
     }
     *out = a->states[d].run[j];
-    return SLM_OK;
-}
-
-slm_status slm_grammar_pda_best(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *best) {
-    if (a->states[d].best != SLM_PDA_CS_UNKNOWN) return *best = a->states[d].best, SLM_OK;
-    int8_t b = SLM_PDA_CS_NONE;
-    for (uint32_t j = 0; j < g->n_cs && b == SLM_PDA_CS_NONE; j++) {
-        int16_t run = a->states[d].run[j];
-        slm_status st = run == RUN_UNKNOWN ? slm_grammar_pda_run(g, a, d, j, &run) : SLM_OK;
-        if (st) return st;
-        if (run != RUN_MIXED) b = (int8_t)j;
-    }
-    a->states[d].best = b;
-    *best = b;
     return SLM_OK;
 }
 

@@ -27,8 +27,6 @@
 #define SLM_PDA_RUN_UNKNOWN (-1)        /* pstate.run[j] not computed */
 #define SLM_PDA_RUN_MIXED (-2)          /* characters of the set diverge: walk node by node */
 #define SLM_PDA_RUN_ANY INT16_MAX       /* any number of characters (>= the longest token) */
-#define SLM_PDA_CS_UNKNOWN (-2)         /* pstate.best not computed */
-#define SLM_PDA_CS_NONE (-1)            /* no character set has a run from the state */
 
 typedef struct slm_pstate {
     uint32_t off, n;   /* stacks: set_pool[off .. off + n), sorted */
@@ -44,7 +42,6 @@ typedef struct slm_pstate {
     uint8_t run_exit;  /* bit j, valid with run[j]: some state reached from here by one or
                           more characters of set j in a row is complete (mask.c: window walks
                           cannot decide such a run by its length) */
-    int8_t best;       /* CS_UNKNOWN, CS_NONE, or the first character set j with a run */
     int32_t *trans;    /* [256] owned, lazily: next state, DEAD or UNKNOWN */
     int16_t run[SLM_GRAMMAR_MAX_CS]; /* per character set j (0: plain text, then large classes
                           of the grammar, grammar_int.h): RUN_UNKNOWN, RUN_MIXED (characters of
@@ -104,15 +101,13 @@ uint32_t slm_grammar_pda_node(slm_grammar_pda *a, uint32_t pos, uint32_t parent,
 /* The state of the configuration made of the one stack `node` (expanded until classes are
  * on top) into *state: a state id, or DEAD when the expansion yields nothing. */
 slm_status slm_grammar_pda_stack_state(const slm_grammar *g, slm_grammar_pda *a, uint32_t node, int32_t *state);
-/* Transition table of state d (allocated on first use; NULL when out of memory). */
-int32_t *slm_grammar_pda_trans(slm_grammar_pda *a, uint32_t d);
+/* Transition table of state d (allocated on first use, DEAD already for the bytes no stack
+ * can begin with; NULL when out of memory). */
+int32_t *slm_grammar_pda_trans(const slm_grammar *g, slm_grammar_pda *a, uint32_t d);
 /* Next state of d on byte b into *next (DEAD allowed). */
 slm_status slm_grammar_pda_step(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint8_t b, int32_t *next);
 /* run[j] (and bit j of run_exit) of state d for character set j, computed once. */
 slm_status slm_grammar_pda_run(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, uint32_t j, int16_t *run);
-/* best of state d: the first character set (in g's order: plain text first, then larger
- * sets first) whose run from d is not RUN_MIXED, or CS_NONE. */
-slm_status slm_grammar_pda_best(const slm_grammar *g, slm_grammar_pda *a, uint32_t d, int8_t *best);
 /* Grow *v (capacity *cap, in elements) to hold need elements. */
 bool slm_grammar_grow32(uint32_t **v, uint32_t *cap, size_t need);
 

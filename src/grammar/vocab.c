@@ -40,7 +40,7 @@ static int cmp_piece(const void *x, const void *y) {
 void slm_grammar_vocab_destroy(slm_grammar_vocab *v) {
     if (!v) return;
     slm_free(v->byte), slm_free(v->depth), slm_free(v->end), slm_free(v->tok_off), slm_free(v->toks), slm_free(v->plain);
-    slm_free(v->cp_before), slm_free(v->tok_cp), slm_free(v->plain_le);
+    slm_free(v->cp_before), slm_free(v->tok_cp), slm_free(v->plain_le), slm_free(v->plain_le_n);
     slm_free(v);
 }
 
@@ -72,6 +72,16 @@ static uint16_t plain_cps(const char *s, size_t n) {
     return count;
 }
 
+/* The vocabulary hash (FNV-1a over every token's length and bytes) one piece further. */
+static uint64_t fp_add(uint64_t fp, const char *s, size_t len) {
+    fp = (fp ^ (uint64_t)len) * 0x100000001b3ULL;
+    if (len == 0 || len > SLM_GRAMMAR_MAX_PIECE) return fp; /* left out of the trie */
+    for (size_t i = 0; i < len; i++) fp = (fp ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+    return fp;
+}
+
+#define FP_SEED 0xcbf29ce484222325ULL
+
 slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece, void *user, slm_grammar_vocab **out,
                                     char *err) {
     *out = NULL;
@@ -87,13 +97,12 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
         goto fail;
     }
     v->n_vocab = n_vocab;
-    uint64_t fp = 0xcbf29ce484222325ULL; /* FNV-1a over (len, bytes) of every token */
+    uint64_t fp = FP_SEED;
     uint32_t n = 0;
     for (int32_t id = 0; id < n_vocab; id++) {
         const size_t len = piece(user, id, tmp, sizeof tmp);
-        fp = (fp ^ (uint64_t)len) * 0x100000001b3ULL;
+        fp = fp_add(fp, tmp, len);
         if (len == 0 || len > SLM_GRAMMAR_MAX_PIECE) continue;
-        for (size_t i = 0; i < len; i++) fp = (fp ^ (uint8_t)tmp[i]) * 0x100000001b3ULL;
         if (n_buf + len > cap_buf) {
             char *q = slm_realloc(buf, cap_buf * 2);
             if (!q) {
@@ -165,14 +174,21 @@ slm_status slm_grammar_vocab_create(int32_t n_vocab, slm_grammar_piece_fn piece,
     for (uint32_t t = 0; t < nt; t++)
         if (v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN && v->tok_cp[t] > v->max_plain) v->max_plain = v->tok_cp[t];
     const size_t words = ((size_t)n_vocab + 31) / 32;
-    if (!(v->plain_le = slm_calloc((v->max_plain + 1) * words, sizeof *v->plain_le))) {
+    v->plain_le = slm_calloc((v->max_plain + 1) * words, sizeof *v->plain_le);
+    v->plain_le_n = slm_calloc(v->max_plain + 1, sizeof *v->plain_le_n);
+    if (!v->plain_le || !v->plain_le_n) {
         st = slm_errf(err, SLM_ERR_NOMEM, "vocabulary trie");
         goto fail;
     }
     for (uint32_t t = 0; t < nt; t++)
-        if (v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN) v->plain_le[v->tok_cp[t] * words + (uint32_t)v->toks[t] / 32] |= 1u << (v->toks[t] & 31);
-    for (uint32_t r = 1; r <= v->max_plain; r++)
+        if (v->tok_cp[t] != SLM_GRAMMAR_NOT_PLAIN) {
+            v->plain_le[v->tok_cp[t] * words + (uint32_t)v->toks[t] / 32] |= 1u << (v->toks[t] & 31);
+            v->plain_le_n[v->tok_cp[t]]++;
+        }
+    for (uint32_t r = 1; r <= v->max_plain; r++) {
         for (size_t w = 0; w < words; w++) v->plain_le[r * words + w] |= v->plain_le[(r - 1) * words + w];
+        v->plain_le_n[r] += v->plain_le_n[r - 1];
+    }
     slm_free(buf);
     slm_free(refs);
     *out = v;
@@ -185,6 +201,18 @@ fail:
 }
 
 static size_t model_piece(void *user, int32_t id, char *buf, size_t cap) { return slm_model_token_piece(user, id, buf, cap); }
+
+void slm_grammar_model_vocab_id(const struct slm_model *m, uint64_t *fp, int32_t *n_vocab) {
+    slm_model_desc d;
+    slm_model_describe(m, &d);
+    char tmp[SLM_GRAMMAR_MAX_PIECE];
+    uint64_t h = FP_SEED;
+    for (int32_t id = 0; id < d.n_vocab; id++) {
+        const size_t len = slm_model_token_piece(m, id, tmp, sizeof tmp);
+        h = fp_add(h, tmp, len); /* bytes past the buffer are never read: such a piece is left out */
+    }
+    *fp = h, *n_vocab = d.n_vocab;
+}
 
 slm_status slm_grammar_vocab_from_model(const struct slm_model *m, slm_grammar_vocab **out, char *err) {
     slm_model_desc d;

@@ -239,7 +239,7 @@ static bool parse_gen(const slm_server_api *a, const slm_server_model *m, json_t
     if (!parse_response_format(a->grammars, body, o, rep)) return false;
     if (!parse_grammar_fields(a->grammars, body, o, rep)) return false;
     char gerr[SLM_ERR_LEN] = ""; /* a new grammar's token tables, here rather than on the engine thread */
-    if (o->gen.grammar && slm_grammar_prepare_model(o->gen.grammar, m->m, gerr))
+    if (o->gen.grammar && slm_grammar_cache_prepare(a->grammars, o->gen.grammar, m->m, gerr))
         return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "%s", gerr), false;
     if ((r = get_int(body, "max_tokens", chat ? 1 : 0, max_tok, &mt, rep)) < 0) return false;
     if (chat && (r = get_int(body, "max_completion_tokens", 1, max_tok, &mt, rep)) < 0) return false;
