@@ -252,6 +252,7 @@ struct slm_grammar_prep {
     uint32_t *ids, n_ids, cap_ids;       /* owned: token lists */
     uint32_t *bits, n_bits, cap_bits;    /* owned: bitsets (words each) */
     uint32_t *bhash, bhash_cap;          /* bitset number + 1, 0 = free: identical bitsets stored once */
+    uint32_t *lhash, lhash_cap, n_lists; /* entry + 1 of a list window, 0 = free: identical lists once */
     uint32_t *exits, n_exits, cap_exits; /* owned: trie nodes */
     uint32_t *scratch;        /* [words] owned: a window's tokens while walking (zero between) */
     uint32_t *log;            /* [words] owned: the ids set in scratch, while fewer than words */
@@ -269,7 +270,7 @@ static bool exit_push(slm_grammar_prep *p, uint32_t node) {
 
 static size_t prep_bytes(const slm_grammar_prep *p) {
     return (size_t)p->cap_e * sizeof *p->e + (size_t)p->ehash_cap * 4 + (size_t)p->cap_ids * 4 +
-           (size_t)p->cap_bits * 4 + (size_t)p->bhash_cap * 4 + (size_t)p->cap_exits * 4;
+           (size_t)p->cap_bits * 4 + (size_t)p->bhash_cap * 4 + (size_t)p->lhash_cap * 4 + (size_t)p->cap_exits * 4;
 }
 
 static slm_status prep_new(const slm_grammar_vocab *v, slm_grammar_prep **out) {
@@ -290,7 +291,7 @@ static slm_status prep_new(const slm_grammar_vocab *v, slm_grammar_prep **out) {
 
 void slm_grammar_prep_free(slm_grammar_prep *p) {
     if (!p) return;
-    slm_free(p->e), slm_free(p->ehash), slm_free(p->ids), slm_free(p->bits), slm_free(p->bhash);
+    slm_free(p->e), slm_free(p->ehash), slm_free(p->ids), slm_free(p->bits), slm_free(p->bhash), slm_free(p->lhash);
     slm_free(p->exits), slm_free(p->scratch), slm_free(p->log), slm_free(p->node_cs);
     slm_free(p);
 }
@@ -373,6 +374,49 @@ static slm_status bits_store(slm_grammar_prep *p, uint32_t *off) {
     return SLM_OK;
 }
 
+/* Store the list log[0..n) (or find an identical one: lists of equal sets come in the same
+ * trie order); its offset into *off. */
+static slm_status ids_store(slm_grammar_prep *p, const uint32_t *log, uint32_t n, uint32_t *off) {
+    const uint64_t h = hash_words(log, n) ^ n;
+    if (p->lhash_cap)
+        for (uint32_t i = (uint32_t)h & (p->lhash_cap - 1); p->lhash[i]; i = (i + 1) & (p->lhash_cap - 1)) {
+            const wentry *e = &p->e[p->lhash[i] - 1];
+            if (e->n_under == n && !memcmp(p->ids + e->under, log, (size_t)n * sizeof *log)) return *off = e->under, SLM_OK;
+        }
+    if (!slm_grammar_grow32(&p->ids, &p->cap_ids, (size_t)p->n_ids + n)) return SLM_ERR_NOMEM;
+    if (n) memcpy(p->ids + p->n_ids, log, (size_t)n * sizeof *log);
+    *off = p->n_ids;
+    p->n_ids += n;
+    return SLM_OK;
+}
+
+/* Index list entry id (its list just stored) for ids_store's lookups. */
+static slm_status ids_index(slm_grammar_prep *p, uint32_t id) {
+    if (2 * ((size_t)p->n_lists + 1) > p->lhash_cap) {
+        const uint32_t nc = p->lhash_cap ? 2 * p->lhash_cap : 256;
+        uint32_t *t = slm_calloc(nc, sizeof *t);
+        if (!t) return SLM_ERR_NOMEM;
+        for (uint32_t k = 0; k < p->lhash_cap; k++) {
+            if (!p->lhash[k]) continue;
+            const wentry *e = &p->e[p->lhash[k] - 1];
+            uint32_t i = (uint32_t)(hash_words(p->ids + e->under, e->n_under) ^ e->n_under) & (nc - 1);
+            while (t[i]) i = (i + 1) & (nc - 1);
+            t[i] = p->lhash[k];
+        }
+        slm_free(p->lhash);
+        p->lhash = t, p->lhash_cap = nc;
+    }
+    const wentry *e = &p->e[id];
+    uint32_t i = (uint32_t)(hash_words(p->ids + e->under, e->n_under) ^ e->n_under) & (p->lhash_cap - 1);
+    for (; p->lhash[i]; i = (i + 1) & (p->lhash_cap - 1)) {
+        const wentry *o = &p->e[p->lhash[i] - 1];
+        if (o->under == e->under && o->n_under == e->n_under) return SLM_OK; /* shares an indexed list */
+    }
+    p->lhash[i] = id + 1;
+    p->n_lists++;
+    return SLM_OK;
+}
+
 /* Walk the window frames[0..k) (frames[0] on top) over the empty stack in automaton a and
  * store it under (parent, frames[k - 1]). can_deepen: with too many exits, store it as
  * "deeper" instead (the caller then adds the longer windows). */
@@ -397,12 +441,9 @@ static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_gram
     } else if (st == SLM_OK && dense) { /* a list would be larger than the bitset */
         e.is_bits = true;
         st = bits_store(p, &e.under);
-    } else if (st == SLM_OK && !slm_grammar_grow32(&p->ids, &p->cap_ids, (size_t)p->n_ids + w.n_log)) {
-        st = SLM_ERR_NOMEM;
     } else if (st == SLM_OK) {
-        e.under = p->n_ids, e.n_under = (uint32_t)w.n_log;
-        if (w.n_log) memcpy(p->ids + p->n_ids, p->log, w.n_log * sizeof *p->ids);
-        p->n_ids += (uint32_t)w.n_log;
+        e.n_under = (uint32_t)w.n_log;
+        st = ids_store(p, p->log, e.n_under, &e.under);
     }
     if (dense || st) {
         memset(p->scratch, 0, p->words * sizeof *p->scratch);
@@ -410,6 +451,7 @@ static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_gram
         for (size_t i = 0; i < w.n_log; i++) p->scratch[p->log[i] >> 5] = 0;
     }
     if (st == SLM_OK) st = entry_insert(p, &e, id);
+    if (st == SLM_OK && !e.is_bits && !e.deeper && e.n_under > 0) st = ids_index(p, *id);
     if (st) p->n_exits = exit0;
     return st;
 }
