@@ -2,8 +2,10 @@
  * tests/test_grammar.c: the grammar module: GBNF constructs and errors (with positions),
  * incremental matching fed in every split, UTF-8 split across pieces, token masks checked
  * against brute force (tokens spanning several elements, partial characters), JSON Schema
- * (exact integer ranges, lengths, every unsupported keyword named), regexes, the cache,
- * allocation failures, and constrained generation on a tiny model.
+ * (exact integer ranges, lengths, every unsupported keyword named), regexes (and against
+ * PCRE2), the cache, allocation failures, masks from the position tables against the trie
+ * walk on real vocabularies, and constrained generation on a tiny model (tables prepared
+ * ahead for its vocabulary).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,8 +5,11 @@
  * The specification is the trie walk: from state d, walk the vocabulary's token trie
  * (vocab.c) in preorder following DFA transitions, skipping a subtree at its first dead
  * byte, and deciding subtrees of plain-text tokens by their length when the state treats
- * every plain character alike (pda.c, plain runs). It costs up to ~1.5 ms on a 150k
- * vocabulary for a permissive state, paid on the first visit of every new state.
+ * every plain character alike (pda.c, runs; from the walk's root, every plain token at once
+ * with the vocabulary's bitsets of plain tokens by length). Without tables it cost up to
+ * ~1.5 ms on a 150k vocabulary for a permissive state, paid on the first visit of every new
+ * state. Table walks (preparing, exits) also decide subtrees made of one of the grammar's
+ * character sets (p->node_cs) by length.
  *
  * Position tables (XGrammar's idea, adapted to persistent stacks). A state is a set of
  * stacks and a token is allowed from the set iff it is allowed from one of its stacks, so
@@ -38,8 +41,9 @@
  * vocabulary) as before.
  *
  * Invariants: masks from the tables equal the trie walk's (tests/test_grammar.c compares
- * them on many states of many schemas and both real vocabularies; fuzz/fuzz_gbnf.c against
- * brute force). Tables hold no automaton ids (only grammar positions and trie nodes), so
+ * them on many states of many schemas and both real vocabularies, also with tables cut
+ * short; fuzz/fuzz_json_schema.c along fuzzed schemas; fuzz/fuzz_gbnf.c against brute
+ * force). Tables hold no automaton ids (only grammar positions and trie nodes), so
  * they outlive a rebuilt automaton. Memory: PREP_MAX_BYTES and PREP_MAX_WINDOWS per (grammar,
  * vocabulary); past them windows are computed on demand or states walked.
  * Thread-safety: tables are built outside any lock and then published under the grammar's
