@@ -35,9 +35,10 @@
  * slm_grammar_prepare enumerates every window of the grammar for a vocabulary on a private
  * scratch automaton (compile time, measured in docs/benchmarks.md); at run time the mask of
  * a new state is a few table lookups, bitset ORs and exit walks. A window missing from the
- * tables (limits, or prepare not run) is computed on first use; a state holding an
- * unfinished character, a stack that ends inside a deeper window, or a remainder that
- * expands to nothing falls back to the full walk. Every mask is then cached per (state,
+ * tables (limits, or prepare not run) is computed on first use while the visit budget
+ * lasts (after it, the state is walked once instead); a state holding an unfinished
+ * character, a stack that ends inside a deeper window, or a remainder that expands to
+ * nothing falls back to the full walk. Every mask is then cached per (state,
  * vocabulary) as before.
  *
  * Invariants: masks from the tables equal the trie walk's (tests/test_grammar.c compares
@@ -65,8 +66,10 @@
 #define PREP_MAX_WINDOWS (1u << 16)   /* windows per (grammar, vocabulary): big schemas have thousands */
 #define PREP_MAX_BYTES (256u << 20)   /* table memory per (grammar, vocabulary) */
 #define PREP_MAX_RET 4096             /* return positions of a rule followed when deepening */
-#define PREP_MAX_VISITS (1ull << 28)  /* trie nodes visited by one preparation (~1-2 s): past it
-                                         the remaining windows are computed on demand */
+#define PREP_MAX_VISITS (1ull << 26)  /* trie nodes visited by one preparation (a 9-property
+                                         schema visits 3.6M on qwen2, 120 properties 38M; a
+                                         regex of many .* walks whole tries: ~1.3 s at this
+                                         bound): past it the rest is computed on demand */
 #define EXIT_BUDGET_MIN 64            /* tokens below a window's exits before it goes deeper ... */
 #define EXIT_BUDGET_DIV 512           /* ... or n_vocab / 512: an exit walk at run time builds
                                          transitions of new states (~2 us each), so deeper
@@ -132,6 +135,7 @@ typedef struct walker {
     uint32_t *log;            /* borrowed, NULL = none: ids of the bits newly set, up to cap_log */
     size_t n_log, cap_log;
     bool dense;               /* more than cap_log bits set: not listed */
+    bool pops;                /* window walk: a token was allowed where the window is empty */
     uint64_t visits;          /* trie nodes visited */
 } walker;
 
@@ -218,6 +222,7 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
         sd[k] = (uint32_t)nx;
         if (!(tr[k] = slm_grammar_pda_trans(w->g, a, (uint32_t)nx))) return SLM_ERR_NOMEM;
         for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) set_tok(w, v->toks[t]);
+        if (w->rec && a->states[nx].complete && v->tok_off[i + 1] > v->tok_off[i]) w->pops = true;
         if (w->rec && a->states[nx].complete && v->end[i] > i + 1) { /* the window is empty here */
             if (!exit_push(w->rec, i)) return SLM_ERR_NOMEM;
             w->weight += v->tok_off[v->end[i]] - v->tok_off[i + 1];
@@ -242,6 +247,8 @@ typedef struct wentry {
     bool is_bits;
     bool deeper;              /* too many exits: use the windows one frame deeper instead
                                  (under and exits are then empty) */
+    bool pops;                /* some accepted token ends where the window is empty: right only
+                                 if the frames below expand to something */
 } wentry;
 
 struct slm_grammar_prep {
@@ -438,7 +445,7 @@ static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_gram
     if (st == SLM_OK && s != DEAD) st = walk_range(&w, 0, v->n_nodes, 0, (uint32_t)s);
     const bool dense = w.dense;
     p->visits += w.visits;
-    wentry e = {.parent = parent, .pos = frames[k - 1], .exit = exit0, .n_exits = p->n_exits - exit0};
+    wentry e = {.parent = parent, .pos = frames[k - 1], .exit = exit0, .n_exits = p->n_exits - exit0, .pops = w.pops};
     if (st == SLM_OK && w.aborted) {
         p->n_exits = exit0;
         e.n_exits = 0, e.deeper = true;
@@ -760,7 +767,8 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
         uint32_t frames[WIN_MAX_DEPTH], k = 1, cur = a->npar[set[i]], parent = NO_ENTRY;
         frames[0] = a->npos[set[i]];
         uint32_t id = entry_find(p, NO_ENTRY, frames[0]);
-        if (id == NO_ENTRY) st = window_add(p, g, a, v, NO_ENTRY, frames, 1, cur != EMPTY, &id);
+        if (id == NO_ENTRY && p->visits > PREP_MAX_VISITS) st = SLM_ERR_LIMIT; /* spent: one walk instead */
+        else if (id == NO_ENTRY) st = window_add(p, g, a, v, NO_ENTRY, frames, 1, cur != EMPTY, &id);
         while (st == SLM_OK && p->e[id].deeper) {
             if (cur == EMPTY || k == WIN_MAX_DEPTH) {
                 *fallback = true;
@@ -770,7 +778,8 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
             frames[k++] = a->npos[cur];
             cur = a->npar[cur];
             if ((id = entry_find(p, parent, frames[k - 1])) == NO_ENTRY)
-                st = window_add(p, g, a, v, parent, frames, k, cur != EMPTY && k < WIN_MAX_DEPTH, &id);
+                st = p->visits > PREP_MAX_VISITS ? SLM_ERR_LIMIT
+                                                 : window_add(p, g, a, v, parent, frames, k, cur != EMPTY && k < WIN_MAX_DEPTH, &id);
         }
         if (st == SLM_ERR_LIMIT) st = SLM_OK, *fallback = true;
         if (st || *fallback) break;
@@ -781,12 +790,13 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
         } else {
             for (uint32_t t = 0; t < e.n_under; t++) dst[p->ids[e.under + t] >> 5] |= 1u << (p->ids[e.under + t] & 31);
         }
-        if (cur == EMPTY || e.n_exits == 0) continue; /* the window is the whole stack: exact */
+        if (cur == EMPTY) continue; /* the window is the whole stack: exact */
+        if (e.n_exits == 0 && !e.pops) continue; /* no token reaches the frames below */
         if (cur != last_b) {
             last_b = cur;
             if ((st = slm_grammar_pda_stack_state(g, a, cur, &state_b))) break;
         }
-        if (state_b == DEAD) { /* the window's end-of-token pops would be wrong */
+        if (state_b == DEAD) { /* the frames below expand to nothing: the window's pops are wrong */
             *fallback = true;
             break;
         }
