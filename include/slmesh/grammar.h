@@ -8,9 +8,9 @@
  * creator holds one reference. Its rules are immutable after compilation; the lazily built
  * byte automaton, the per-state token-mask cache and the per-vocabulary position tables
  * inside it are guarded by a mutex, so any number of threads and matchers may share one
- * grammar. A matcher belongs to one sequence
- * (one thread at a time). A vocabulary (slm_grammar_vocab: the token trie) is immutable
- * after creation and may be shared by any number of threads.
+ * grammar. A matcher belongs to one sequence (one thread at a time). A vocabulary
+ * (slm_grammar_vocab: the token trie) is immutable after creation and may be shared by any
+ * number of threads.
  * Non-goals: JSON Schema keywords outside the documented subset (rejected with
  * SLM_ERR_UNSUPPORTED naming the keyword, never ignored), regex backreferences/lookaround,
  * grammars with left recursion (rejected with the rule's name).

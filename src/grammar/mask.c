@@ -5,8 +5,11 @@
  * The specification is the trie walk: from state d, walk the vocabulary's token trie
  * (vocab.c) in preorder following DFA transitions, skipping a subtree at its first dead
  * byte, and deciding subtrees of plain-text tokens by their length when the state treats
- * every plain character alike (pda.c, plain runs). It costs up to ~1.5 ms on a 150k
- * vocabulary for a permissive state, paid on the first visit of every new state.
+ * every plain character alike (pda.c, runs; from the walk's root, every plain token at once
+ * with the vocabulary's bitsets of plain tokens by length). Without tables it cost up to
+ * ~1.5 ms on a 150k vocabulary for a permissive state, paid on the first visit of every new
+ * state. Table walks (preparing, exits) also decide subtrees made of one of the grammar's
+ * character sets (p->node_cs) by length.
  *
  * Position tables (XGrammar's idea, adapted to persistent stacks). A state is a set of
  * stacks and a token is allowed from the set iff it is allowed from one of its stacks, so
@@ -32,14 +35,16 @@
  * slm_grammar_prepare enumerates every window of the grammar for a vocabulary on a private
  * scratch automaton (compile time, measured in docs/benchmarks.md); at run time the mask of
  * a new state is a few table lookups, bitset ORs and exit walks. A window missing from the
- * tables (limits, or prepare not run) is computed on first use; a state holding an
- * unfinished character, a stack that ends inside a deeper window, or a remainder that
- * expands to nothing falls back to the full walk. Every mask is then cached per (state,
+ * tables (limits, or prepare not run) is computed on first use while the visit budget
+ * lasts (after it, the state is walked once instead); a state holding an unfinished
+ * character, a stack that ends inside a deeper window, or a remainder that expands to
+ * nothing falls back to the full walk. Every mask is then cached per (state,
  * vocabulary) as before.
  *
  * Invariants: masks from the tables equal the trie walk's (tests/test_grammar.c compares
- * them on many states of many schemas and both real vocabularies; fuzz/fuzz_gbnf.c against
- * brute force). Tables hold no automaton ids (only grammar positions and trie nodes), so
+ * them on many states of many schemas and both real vocabularies, also with tables cut
+ * short; fuzz/fuzz_json_schema.c along fuzzed schemas; fuzz/fuzz_gbnf.c against brute
+ * force). Tables hold no automaton ids (only grammar positions and trie nodes), so
  * they outlive a rebuilt automaton. Memory: PREP_MAX_BYTES and PREP_MAX_WINDOWS per (grammar,
  * vocabulary); past them windows are computed on demand or states walked.
  * Thread-safety: tables are built outside any lock and then published under the grammar's
@@ -61,8 +66,10 @@
 #define PREP_MAX_WINDOWS (1u << 16)   /* windows per (grammar, vocabulary): big schemas have thousands */
 #define PREP_MAX_BYTES (256u << 20)   /* table memory per (grammar, vocabulary) */
 #define PREP_MAX_RET 4096             /* return positions of a rule followed when deepening */
-#define PREP_MAX_VISITS (1ull << 28)  /* trie nodes visited by one preparation (~1-2 s): past it
-                                         the remaining windows are computed on demand */
+#define PREP_MAX_VISITS (1ull << 26)  /* trie nodes visited by one preparation (a 9-property
+                                         schema visits 3.6M on qwen2, 120 properties 38M; a
+                                         regex of many .* walks whole tries: ~1.3 s at this
+                                         bound): past it the rest is computed on demand */
 #define EXIT_BUDGET_MIN 64            /* tokens below a window's exits before it goes deeper ... */
 #define EXIT_BUDGET_DIV 512           /* ... or n_vocab / 512: an exit walk at run time builds
                                          transitions of new states (~2 us each), so deeper
@@ -128,6 +135,7 @@ typedef struct walker {
     uint32_t *log;            /* borrowed, NULL = none: ids of the bits newly set, up to cap_log */
     size_t n_log, cap_log;
     bool dense;               /* more than cap_log bits set: not listed */
+    bool pops;                /* window walk: a token was allowed where the window is empty */
     uint64_t visits;          /* trie nodes visited */
 } walker;
 
@@ -214,6 +222,7 @@ static slm_status walk_range(walker *w, uint32_t first, uint32_t last, uint32_t 
         sd[k] = (uint32_t)nx;
         if (!(tr[k] = slm_grammar_pda_trans(w->g, a, (uint32_t)nx))) return SLM_ERR_NOMEM;
         for (uint32_t t = v->tok_off[i]; t < v->tok_off[i + 1]; t++) set_tok(w, v->toks[t]);
+        if (w->rec && a->states[nx].complete && v->tok_off[i + 1] > v->tok_off[i]) w->pops = true;
         if (w->rec && a->states[nx].complete && v->end[i] > i + 1) { /* the window is empty here */
             if (!exit_push(w->rec, i)) return SLM_ERR_NOMEM;
             w->weight += v->tok_off[v->end[i]] - v->tok_off[i + 1];
@@ -238,6 +247,8 @@ typedef struct wentry {
     bool is_bits;
     bool deeper;              /* too many exits: use the windows one frame deeper instead
                                  (under and exits are then empty) */
+    bool pops;                /* some accepted token ends where the window is empty: right only
+                                 if the frames below expand to something */
 } wentry;
 
 struct slm_grammar_prep {
@@ -252,6 +263,7 @@ struct slm_grammar_prep {
     uint32_t *ids, n_ids, cap_ids;       /* owned: token lists */
     uint32_t *bits, n_bits, cap_bits;    /* owned: bitsets (words each) */
     uint32_t *bhash, bhash_cap;          /* bitset number + 1, 0 = free: identical bitsets stored once */
+    uint32_t *lhash, lhash_cap, n_lists; /* entry + 1 of a list window, 0 = free: identical lists once */
     uint32_t *exits, n_exits, cap_exits; /* owned: trie nodes */
     uint32_t *scratch;        /* [words] owned: a window's tokens while walking (zero between) */
     uint32_t *log;            /* [words] owned: the ids set in scratch, while fewer than words */
@@ -269,7 +281,7 @@ static bool exit_push(slm_grammar_prep *p, uint32_t node) {
 
 static size_t prep_bytes(const slm_grammar_prep *p) {
     return (size_t)p->cap_e * sizeof *p->e + (size_t)p->ehash_cap * 4 + (size_t)p->cap_ids * 4 +
-           (size_t)p->cap_bits * 4 + (size_t)p->bhash_cap * 4 + (size_t)p->cap_exits * 4;
+           (size_t)p->cap_bits * 4 + (size_t)p->bhash_cap * 4 + (size_t)p->lhash_cap * 4 + (size_t)p->cap_exits * 4;
 }
 
 static slm_status prep_new(const slm_grammar_vocab *v, slm_grammar_prep **out) {
@@ -290,7 +302,7 @@ static slm_status prep_new(const slm_grammar_vocab *v, slm_grammar_prep **out) {
 
 void slm_grammar_prep_free(slm_grammar_prep *p) {
     if (!p) return;
-    slm_free(p->e), slm_free(p->ehash), slm_free(p->ids), slm_free(p->bits), slm_free(p->bhash);
+    slm_free(p->e), slm_free(p->ehash), slm_free(p->ids), slm_free(p->bits), slm_free(p->bhash), slm_free(p->lhash);
     slm_free(p->exits), slm_free(p->scratch), slm_free(p->log), slm_free(p->node_cs);
     slm_free(p);
 }
@@ -373,6 +385,49 @@ static slm_status bits_store(slm_grammar_prep *p, uint32_t *off) {
     return SLM_OK;
 }
 
+/* Store the list log[0..n) (or find an identical one: lists of equal sets come in the same
+ * trie order); its offset into *off. */
+static slm_status ids_store(slm_grammar_prep *p, const uint32_t *log, uint32_t n, uint32_t *off) {
+    const uint64_t h = hash_words(log, n) ^ n;
+    if (p->lhash_cap)
+        for (uint32_t i = (uint32_t)h & (p->lhash_cap - 1); p->lhash[i]; i = (i + 1) & (p->lhash_cap - 1)) {
+            const wentry *e = &p->e[p->lhash[i] - 1];
+            if (e->n_under == n && !memcmp(p->ids + e->under, log, (size_t)n * sizeof *log)) return *off = e->under, SLM_OK;
+        }
+    if (!slm_grammar_grow32(&p->ids, &p->cap_ids, (size_t)p->n_ids + n)) return SLM_ERR_NOMEM;
+    if (n) memcpy(p->ids + p->n_ids, log, (size_t)n * sizeof *log);
+    *off = p->n_ids;
+    p->n_ids += n;
+    return SLM_OK;
+}
+
+/* Index list entry id (its list just stored) for ids_store's lookups. */
+static slm_status ids_index(slm_grammar_prep *p, uint32_t id) {
+    if (2 * ((size_t)p->n_lists + 1) > p->lhash_cap) {
+        const uint32_t nc = p->lhash_cap ? 2 * p->lhash_cap : 256;
+        uint32_t *t = slm_calloc(nc, sizeof *t);
+        if (!t) return SLM_ERR_NOMEM;
+        for (uint32_t k = 0; k < p->lhash_cap; k++) {
+            if (!p->lhash[k]) continue;
+            const wentry *e = &p->e[p->lhash[k] - 1];
+            uint32_t i = (uint32_t)(hash_words(p->ids + e->under, e->n_under) ^ e->n_under) & (nc - 1);
+            while (t[i]) i = (i + 1) & (nc - 1);
+            t[i] = p->lhash[k];
+        }
+        slm_free(p->lhash);
+        p->lhash = t, p->lhash_cap = nc;
+    }
+    const wentry *e = &p->e[id];
+    uint32_t i = (uint32_t)(hash_words(p->ids + e->under, e->n_under) ^ e->n_under) & (p->lhash_cap - 1);
+    for (; p->lhash[i]; i = (i + 1) & (p->lhash_cap - 1)) {
+        const wentry *o = &p->e[p->lhash[i] - 1];
+        if (o->under == e->under && o->n_under == e->n_under) return SLM_OK; /* shares an indexed list */
+    }
+    p->lhash[i] = id + 1;
+    p->n_lists++;
+    return SLM_OK;
+}
+
 /* Walk the window frames[0..k) (frames[0] on top) over the empty stack in automaton a and
  * store it under (parent, frames[k - 1]). can_deepen: with too many exits, store it as
  * "deeper" instead (the caller then adds the longer windows). */
@@ -390,19 +445,16 @@ static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_gram
     if (st == SLM_OK && s != DEAD) st = walk_range(&w, 0, v->n_nodes, 0, (uint32_t)s);
     const bool dense = w.dense;
     p->visits += w.visits;
-    wentry e = {.parent = parent, .pos = frames[k - 1], .exit = exit0, .n_exits = p->n_exits - exit0};
+    wentry e = {.parent = parent, .pos = frames[k - 1], .exit = exit0, .n_exits = p->n_exits - exit0, .pops = w.pops};
     if (st == SLM_OK && w.aborted) {
         p->n_exits = exit0;
         e.n_exits = 0, e.deeper = true;
     } else if (st == SLM_OK && dense) { /* a list would be larger than the bitset */
         e.is_bits = true;
         st = bits_store(p, &e.under);
-    } else if (st == SLM_OK && !slm_grammar_grow32(&p->ids, &p->cap_ids, (size_t)p->n_ids + w.n_log)) {
-        st = SLM_ERR_NOMEM;
     } else if (st == SLM_OK) {
-        e.under = p->n_ids, e.n_under = (uint32_t)w.n_log;
-        if (w.n_log) memcpy(p->ids + p->n_ids, p->log, w.n_log * sizeof *p->ids);
-        p->n_ids += (uint32_t)w.n_log;
+        e.n_under = (uint32_t)w.n_log;
+        st = ids_store(p, p->log, e.n_under, &e.under);
     }
     if (dense || st) {
         memset(p->scratch, 0, p->words * sizeof *p->scratch);
@@ -410,6 +462,7 @@ static slm_status window_add(slm_grammar_prep *p, const slm_grammar *g, slm_gram
         for (size_t i = 0; i < w.n_log; i++) p->scratch[p->log[i] >> 5] = 0;
     }
     if (st == SLM_OK) st = entry_insert(p, &e, id);
+    if (st == SLM_OK && !e.is_bits && !e.deeper && e.n_under > 0) st = ids_index(p, *id);
     if (st) p->n_exits = exit0;
     return st;
 }
@@ -714,7 +767,8 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
         uint32_t frames[WIN_MAX_DEPTH], k = 1, cur = a->npar[set[i]], parent = NO_ENTRY;
         frames[0] = a->npos[set[i]];
         uint32_t id = entry_find(p, NO_ENTRY, frames[0]);
-        if (id == NO_ENTRY) st = window_add(p, g, a, v, NO_ENTRY, frames, 1, cur != EMPTY, &id);
+        if (id == NO_ENTRY && p->visits > PREP_MAX_VISITS) st = SLM_ERR_LIMIT; /* spent: one walk instead */
+        else if (id == NO_ENTRY) st = window_add(p, g, a, v, NO_ENTRY, frames, 1, cur != EMPTY, &id);
         while (st == SLM_OK && p->e[id].deeper) {
             if (cur == EMPTY || k == WIN_MAX_DEPTH) {
                 *fallback = true;
@@ -724,7 +778,8 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
             frames[k++] = a->npos[cur];
             cur = a->npar[cur];
             if ((id = entry_find(p, parent, frames[k - 1])) == NO_ENTRY)
-                st = window_add(p, g, a, v, parent, frames, k, cur != EMPTY && k < WIN_MAX_DEPTH, &id);
+                st = p->visits > PREP_MAX_VISITS ? SLM_ERR_LIMIT
+                                                 : window_add(p, g, a, v, parent, frames, k, cur != EMPTY && k < WIN_MAX_DEPTH, &id);
         }
         if (st == SLM_ERR_LIMIT) st = SLM_OK, *fallback = true;
         if (st || *fallback) break;
@@ -735,12 +790,13 @@ static slm_status mask_windows(const slm_grammar *g, slm_grammar_pda *a, slm_gra
         } else {
             for (uint32_t t = 0; t < e.n_under; t++) dst[p->ids[e.under + t] >> 5] |= 1u << (p->ids[e.under + t] & 31);
         }
-        if (cur == EMPTY || e.n_exits == 0) continue; /* the window is the whole stack: exact */
+        if (cur == EMPTY) continue; /* the window is the whole stack: exact */
+        if (e.n_exits == 0 && !e.pops) continue; /* no token reaches the frames below */
         if (cur != last_b) {
             last_b = cur;
             if ((st = slm_grammar_pda_stack_state(g, a, cur, &state_b))) break;
         }
-        if (state_b == DEAD) { /* the window's end-of-token pops would be wrong */
+        if (state_b == DEAD) { /* the frames below expand to nothing: the window's pops are wrong */
             *fallback = true;
             break;
         }
