@@ -253,6 +253,8 @@ typedef struct wentry {
 
 struct slm_grammar_prep {
     uint64_t fp;              /* the vocabulary's content hash */
+    const void *model;        /* a model with this vocabulary (slm_grammar_note_model), or NULL:
+                                 compared, never dereferenced */
     int32_t n_vocab;
     size_t words;             /* bitset words */
     size_t budget;            /* exit tokens before a window goes deeper */
@@ -725,14 +727,17 @@ slm_status slm_grammar_prepare_limited(slm_grammar *g, const slm_grammar_vocab *
 bool slm_grammar_prepared_for(slm_grammar *g, const struct slm_model *m) {
     pthread_mutex_lock(&g->lock);
     bool have = false;
-    for (uint32_t i = 0; i < g->n_prep && g->prep_model == (const void *)m; i++) have = have || g->prep[i]->fp == g->prep_model_fp;
+    for (uint32_t i = 0; i < g->n_prep; i++) have = have || g->prep[i]->model == (const void *)m;
     pthread_mutex_unlock(&g->lock);
     return have;
 }
 
 void slm_grammar_note_model(slm_grammar *g, const struct slm_model *m, uint64_t fp) {
     pthread_mutex_lock(&g->lock);
-    g->prep_model = m, g->prep_model_fp = fp;
+    for (uint32_t i = 0; i < g->n_prep; i++) {
+        if (g->prep[i]->model == (const void *)m) g->prep[i]->model = NULL; /* m was reloaded elsewhere */
+        if (g->prep[i]->fp == fp) g->prep[i]->model = m;
+    }
     pthread_mutex_unlock(&g->lock);
 }
 
