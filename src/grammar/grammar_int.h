@@ -64,9 +64,6 @@ struct slm_grammar {
     uint32_t n_cs;          /* character sets, >= 1 */
     slm_grammar_prep *prep[SLM_GRAMMAR_MAX_PREPS]; /* owned: position tables per vocabulary */
     uint32_t n_prep, next_prep; /* tables in use; next one to replace */
-    const void *prep_model; /* the model slm_grammar_prepare_model last prepared for (compared,
-                               never dereferenced: a hint to skip rebuilding its trie) */
-    uint64_t prep_model_fp; /* ... and its vocabulary's hash */
 };
 
 /* Bytes of GBNF a front end may generate (a schema's grammar is larger than the schema). */
@@ -93,9 +90,9 @@ void slm_grammar_prep_free(slm_grammar_prep *p);
 /* The hash and size of model m's vocabulary, as slm_grammar_vocab_from_model would give them
  * (vocab.c; reads every piece, no trie). */
 void slm_grammar_model_vocab_id(const struct slm_model *m, uint64_t *fp, int32_t *n_vocab);
-/* True when g has tables for the vocabulary of model m (the hint of slm_grammar_prepare_model). */
+/* True when g has tables noted for model m (a hint: models are compared, never dereferenced). */
 bool slm_grammar_prepared_for(slm_grammar *g, const struct slm_model *m);
-/* Remember that g has tables for model m, whose vocabulary hashes to fp. */
+/* Note model m, whose vocabulary hashes to fp, on g's tables for that vocabulary. */
 void slm_grammar_note_model(slm_grammar *g, const struct slm_model *m, uint64_t fp);
 /* slm_grammar_prepare enumerating at most max_windows windows (tests: the others are then
  * computed on demand, as past the tables' limits). */

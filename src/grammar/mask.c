@@ -70,6 +70,10 @@
                                          schema visits 3.6M on qwen2, 120 properties 38M; a
                                          regex of many .* walks whole tries: ~1.3 s at this
                                          bound): past it the rest is computed on demand */
+#define PREP_MAX_EFFORT (1ull << 24)  /* automaton work of one preparation (pda_int.h effort,
+                                         ~50 ns a unit: the benchmark's schema spends 0.23M on
+                                         qwen2, 120 properties 2.9M): grammars whose states
+                                         hold huge stack sets stop here, after ~1 s */
 #define EXIT_BUDGET_MIN 64            /* tokens below a window's exits before it goes deeper ... */
 #define EXIT_BUDGET_DIV 512           /* ... or n_vocab / 512: an exit walk at run time builds
                                          transitions of new states (~2 us each), so deeper
@@ -253,6 +257,8 @@ typedef struct wentry {
 
 struct slm_grammar_prep {
     uint64_t fp;              /* the vocabulary's content hash */
+    const void *model;        /* a model with this vocabulary (slm_grammar_note_model), or NULL:
+                                 compared, never dereferenced */
     int32_t n_vocab;
     size_t words;             /* bitset words */
     size_t budget;            /* exit tokens before a window goes deeper */
@@ -480,6 +486,7 @@ typedef struct prepctx {
     uint32_t *n_ret, *cap_ret; /* [n_rules] owned */
     uint8_t *wide;             /* [n_rules] owned: return set past PREP_MAX_RET (never deepen) */
     uint32_t max_windows;      /* windows to enumerate (the rest on demand) */
+    uint64_t effort;           /* automaton work of the scratch automata already freed */
     uint32_t frames[WIN_MAX_DEPTH];
 } prepctx;
 
@@ -575,8 +582,10 @@ static slm_status return_sets(prepctx *c) {
 /* Add the window frames[0..k) under parent and, when it goes deeper, every extension. */
 static slm_status enumerate(prepctx *c, uint32_t parent, uint32_t k) {
     slm_status st;
-    if (c->p->visits > PREP_MAX_VISITS || c->p->n_e >= c->max_windows) return SLM_ERR_LIMIT; /* the rest on demand */
+    if (c->p->visits > PREP_MAX_VISITS || c->effort + c->a->effort > PREP_MAX_EFFORT || c->p->n_e >= c->max_windows)
+        return SLM_ERR_LIMIT; /* the rest on demand */
     if (c->a->n_states > SLM_PDA_MAX_STATES / 2 || c->a->n_nodes > SLM_PDA_MAX_NODES / 2) {
+        c->effort += c->a->effort;
         slm_grammar_pda_free(c->a); /* a fresh scratch automaton rather than its limits */
         c->a = NULL;
         if ((st = slm_grammar_pda_new(c->g, &c->a))) return st;
@@ -725,14 +734,17 @@ slm_status slm_grammar_prepare_limited(slm_grammar *g, const slm_grammar_vocab *
 bool slm_grammar_prepared_for(slm_grammar *g, const struct slm_model *m) {
     pthread_mutex_lock(&g->lock);
     bool have = false;
-    for (uint32_t i = 0; i < g->n_prep && g->prep_model == (const void *)m; i++) have = have || g->prep[i]->fp == g->prep_model_fp;
+    for (uint32_t i = 0; i < g->n_prep; i++) have = have || g->prep[i]->model == (const void *)m;
     pthread_mutex_unlock(&g->lock);
     return have;
 }
 
 void slm_grammar_note_model(slm_grammar *g, const struct slm_model *m, uint64_t fp) {
     pthread_mutex_lock(&g->lock);
-    g->prep_model = m, g->prep_model_fp = fp;
+    for (uint32_t i = 0; i < g->n_prep; i++) {
+        if (g->prep[i]->model == (const void *)m) g->prep[i]->model = NULL; /* m was reloaded elsewhere */
+        if (g->prep[i]->fp == fp) g->prep[i]->model = m;
+    }
     pthread_mutex_unlock(&g->lock);
 }
 

@@ -106,6 +106,7 @@ static slm_status closure(const slm_grammar *g, slm_grammar_pda *a) {
         const uint32_t s = a->work[--a->n_work];
         if (a->seen[s] == a->gen) continue;
         a->seen[s] = a->gen;
+        a->effort++;
         const uint32_t pos = s == EMPTY ? 0 : a->npos[s];
         if (s == EMPTY || g->elems[pos].type == GE_CLS) {
             if (!slm_grammar_grow32(&a->out, &a->cap_out, (size_t)a->n_out + 1)) return SLM_ERR_NOMEM;
@@ -143,6 +144,7 @@ static int cmp_u32(const void *x, const void *y) {
 static slm_status state_intern(slm_grammar_pda *a, const uint8_t *pb, uint8_t pn, uint8_t need, uint8_t rem, uint32_t *id) {
     const uint32_t *set = a->out;
     const uint32_t n = a->n_out;
+    a->effort += n;
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)pn << 40) ^ ((uint64_t)need << 48) ^ ((uint64_t)rem << 56);
     for (uint8_t i = 0; i < pn; i++) h = slm_grammar_mix64(h ^ pb[i]);
     for (uint32_t i = 0; i < n; i++) h = slm_grammar_mix64(h ^ set[i]);

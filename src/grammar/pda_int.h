@@ -87,6 +87,8 @@ struct slm_grammar_pda {
     slm_vmask vm[SLM_PDA_MAX_VOCABS];
     uint32_t n_vm, next_vm;     /* caches in use; next one to replace */
     int32_t **walk_tr;          /* [SLM_GRAMMAR_MAX_PIECE + 1] transitions per trie depth (mask.c) */
+    uint64_t effort;            /* stacks expanded and interned so far: a deterministic measure of
+                                   the automaton's work (mask.c bounds preparation with it) */
 };
 
 static inline uint64_t slm_grammar_mix64(uint64_t x) {
