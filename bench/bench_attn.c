@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kv/kv.h"
 #include "model/attn.h"
 #include "quant/kernels.h"
@@ -35,22 +36,6 @@ static const shape shapes[] = {
     {"llama3.2-1b", 32, 8, 64},
 };
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static double uniform(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return ((double)(rng >> 11) + 0.5) * 0x1.0p-53;
-}
-static float normal(void) { return (float)(sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform())); }
-
-/* Thread CPU time: the machine is shared, and CPU time is what the kernel costs. */
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -66,15 +51,16 @@ static double time_calls(slm_attn *a, const slm_attn_args *args, int reps) {
     double t[MAX_REPS];
     slm_attn_run(a, args, 0, 1); /* warm-up */
     for (int r = 0; r < reps; r++) {
-        const double t0 = now_us();
+        const double t0 = bench_cpu_us();
         slm_attn_run(a, args, 0, 1);
-        t[r] = now_us() - t0;
+        t[r] = bench_cpu_us() - t0;
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);
     return t[reps / 2];
 }
 
 static void run_shape(const shape *s, int32_t n_ctx, int reps, const char *only) {
+    uint64_t rng = BENCH_SEED;
     char err[SLM_ERR_LEN];
     const slm_hparams hp = {.n_head = s->n_head, .n_head_kv = s->n_head_kv, .head_dim = s->head_dim,
                             .n_embd = s->n_head * s->head_dim, .n_layer = 1, .n_rot = s->head_dim};
@@ -93,10 +79,10 @@ static void run_shape(const shape *s, int32_t n_ctx, int reps, const char *only)
     for (int32_t i = 0; i < n; i++) pos[i] = i;
     if (slm_kv_alloc(kv, n, pos, seq, cells, err) != SLM_OK) die("kv alloc", err);
     for (int32_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j < nkv; j++) k[j] = normal(), v[j] = normal();
+        for (int64_t j = 0; j < nkv; j++) k[j] = bench_normal(&rng), v[j] = bench_normal(&rng);
         slm_kv_store(kv, 0, cells[i], k, v);
     }
-    for (int64_t j = 0; j < (int64_t)n * nq; j++) q[j] = normal();
+    for (int64_t j = 0; j < (int64_t)n * nq; j++) q[j] = bench_normal(&rng);
 
     const slm_attn_args pp = {.hp = &hp, .kv = kv, .il = 0, .n = n_ctx, .pos = pos, .seq = seq, .q = q, .out = out};
     const slm_attn_args tg = {.hp = &hp, .kv = kv, .il = 0, .n = 1, .pos = pos + n_ctx, .seq = seq,

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "sample/sample.h"
 
 #define DEFAULT_VOCAB 151936 /* Qwen2/2.5's vocabulary, the largest of the target models */
@@ -29,23 +30,6 @@
 #define FLAT_GAP 8.0f        /* "flat": a gap small enough for the tail to dominate */
 #define N_PEAK 5             /* likely tokens per step */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static double uniform(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return ((double)(rng >> 11) + 0.5) * 0x1.0p-53;
-}
-static float normal(void) { return (float)(sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform())); }
-
-/* Thread CPU time, not wall time: the build machine is shared, and CPU time is what the
- * sampler costs the engine's thread whatever else runs. */
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static void run(const char *name, slm_sample_params p, float **sets, int32_t n, int steps) {
     slm_sampler *s = NULL;
     char err[SLM_ERR_LEN];
@@ -56,7 +40,7 @@ static void run(const char *name, slm_sample_params p, float **sets, int32_t n, 
     double t0 = 0;
     long checksum = 0;
     for (int i = 0; i < WARMUP + steps; i++) {
-        if (i == WARMUP) t0 = now_us();
+        if (i == WARMUP) t0 = bench_cpu_us();
         slm_sample_out o;
         if (slm_sample_next(s, sets[i % N_LOGIT_SETS], n, NULL, &o, err) != SLM_OK) {
             fprintf(stderr, "%s: %s\n", name, err);
@@ -65,15 +49,16 @@ static void run(const char *name, slm_sample_params p, float **sets, int32_t n, 
         slm_sample_accept(s, &o.id, 1, NULL);
         checksum += o.id;
     }
-    double us = (now_us() - t0) / steps;
+    double us = (bench_cpu_us() - t0) / steps;
     printf("%-40s %8.1f us/step   (checksum %ld)\n", name, us, checksum);
     slm_sample_destroy(s);
 }
 
 static void make_sets(float **sets, int32_t n, float gap) {
+    uint64_t rng = BENCH_SEED;
     for (int k = 0; k < N_LOGIT_SETS; k++) {
-        for (int32_t i = 0; i < n; i++) sets[k][i] = LOGIT_SIGMA * normal();
-        for (int j = 0; j < N_PEAK; j++) sets[k][(int32_t)(uniform() * n)] += gap + (float)j;
+        for (int32_t i = 0; i < n; i++) sets[k][i] = LOGIT_SIGMA * bench_normal(&rng);
+        for (int j = 0; j < N_PEAK; j++) sets[k][(int32_t)(bench_uniform(&rng) * n)] += gap + (float)j;
     }
 }
 
@@ -106,7 +91,7 @@ static void run_all(const char *shape, float **sets, int32_t n, int steps) {
     snprintf(name, sizeof name, "%s: top_p 0.95 only", shape);
     run(name, topp, sets, n, steps);
 
-    double t0 = now_us();
+    double t0 = bench_cpu_us();
     double acc = 0;
     for (int i = 0; i < steps; i++) {
         slm_sample_out o;
@@ -114,7 +99,7 @@ static void run_all(const char *shape, float **sets, int32_t n, int steps) {
         acc += o.entropy;
     }
     snprintf(name, sizeof name, "%s: slm_sample_probs (5 alts)", shape);
-    printf("%-40s %8.1f us/step   (mean entropy %.2f nats)\n", name, (now_us() - t0) / steps, acc / steps);
+    printf("%-40s %8.1f us/step   (mean entropy %.2f nats)\n", name, (bench_cpu_us() - t0) / steps, acc / steps);
 }
 
 int main(int argc, char **argv) {
