@@ -28,6 +28,15 @@
  * one fsync'ed commit (milliseconds); a minute covers many queued writers on a slow disk. */
 #define SQLITE_BUSY_MS 60000
 
+/* Switching a file to WAL takes an exclusive lock. A connection that read the header before
+ * another process switched the file still sees rollback mode, and its own switch can then
+ * wait for every WAL connection to close: seen once in CI, four processes opening a new log
+ * under load, one failing after the whole busy timeout with "database is locked". So the
+ * switch waits briefly, and on SQLITE_BUSY the connection is reopened (a new connection
+ * reads the header afresh and finds WAL), up to a few times. */
+#define SQLITE_WAL_SWITCH_MS 2000
+#define SQLITE_WAL_ATTEMPTS 5
+
 struct audit_backend {
     sqlite3 *db; /* owned connection */
 };
@@ -195,16 +204,26 @@ slm_status slm_audit_sqlite_open(const char *path, audit_backend **out,
     *out = NULL;
     audit_backend *be = slm_calloc(1, sizeof *be);
     if (!be) return slm_errf(err, SLM_ERR_NOMEM, "sqlite: no memory");
-    int rc = sqlite3_open_v2(path, &be->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     slm_status st = SLM_OK;
-    if (rc != SQLITE_OK) {
-        st = be->db ? db_err(be, err, path) : slm_errf(err, SLM_ERR_NOMEM, "sqlite: no memory");
-        goto fail;
+    for (int attempt = 1;; attempt++) {
+        int rc = sqlite3_open_v2(path, &be->db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+            st = be->db ? db_err(be, err, path) : slm_errf(err, SLM_ERR_NOMEM, "sqlite: no memory");
+            goto fail;
+        }
+        sqlite3_busy_timeout(be->db, SQLITE_WAL_SWITCH_MS);
+        rc = sqlite3_exec(be->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) break;
+        if ((rc & 0xff) != SQLITE_BUSY || attempt == SQLITE_WAL_ATTEMPTS) {
+            st = db_err(be, err, "PRAGMA journal_mode=WAL");
+            goto fail;
+        }
+        sqlite3_close(be->db); /* stale view of the file: start afresh */
+        be->db = NULL;
     }
     sqlite3_busy_timeout(be->db, SQLITE_BUSY_MS);
-    st = exec(be, "PRAGMA journal_mode=WAL", err);
-    if (st == SLM_OK) st = exec(be, "PRAGMA synchronous=FULL", err);
+    st = exec(be, "PRAGMA synchronous=FULL", err);
     if (st == SLM_OK) st = exec(be, schema_sql, err);
     if (st != SLM_OK) goto fail;
     *out = be;
