@@ -15,19 +15,17 @@
  *   logits = (rmsnorm(x) * output_norm) Woutput        only for the rows asked for
  *
  * Matrix products follow the reference: the activation rows are converted once per matrix
- * to the weight type's vec_dot_type (act.c: as its x86 build does), then each output
- * element is one vec_dot of a weight row with an activation row. Attention follows its non-flash path with an F16 cache: q is
- * converted to the K type's vec_dot_type (F16), and the softmax weights are rounded to F16
- * before multiplying V. Every output value is computed by exactly one thread in a fixed
- * order, so results do not depend on the thread count, and a token's results do not depend
- * on the other tokens of its batch (batched prompt == token-by-token decode).
+ * to the weight type's vec_dot_type (quant/act.c: as its x86 build does), then each output
+ * element is the kernel set's dot product of a weight row with an activation row (tiled,
+ * same bits). Attention is attn.c (tiled, online softmax). Every output value is computed
+ * by exactly one thread in a fixed order, so results do not depend on the thread count,
+ * and a token's results do not depend on the other tokens of its batch (batched prompt ==
+ * token-by-token decode).
  *
  * Kernels: the quant module's set for this CPU (slm_quant_kernels(): SIMD dot products
  * within a named tolerance of the scalar specification, bit-identical conversions).
- * Attention is attn.c. Thread-safety: a slm_fwd belongs to one context. Non-goals: graph
- * scheduling.
+ * Thread-safety: a slm_fwd belongs to one context. Non-goals: graph scheduling.
  */
-#include <math.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -149,7 +147,7 @@ void slm_fwd_destroy(slm_fwd *f) {
  * meets the others at a barrier (slm_pool_barrier) wherever a step reads what another
  * thread wrote. Steps over tokens (norms, conversions, RoPE, cache stores) split the batch's
  * tokens; matrix products split the output rows of all the step's matrices together;
- * attention splits (token, head) pairs. Which thread computes a value never changes how it
+ * attention splits its tiles (attn.c). Which thread computes a value never changes how it
  * is computed, so results do not depend on the thread count. Per layer, 10 barriers:
  *
  *   [x += y; h = norm(x); act(h)] | q k v | bias, qk-norm, rope, store | attention |
@@ -178,6 +176,8 @@ typedef struct mm_step {
     float *out[ACT_SLOTS];
     const uint8_t *act[ACT_SLOTS]; /* input rows in w[i]'s vec_dot_type */
     size_t stride[ACT_SLOTS];      /* bytes between them */
+    int n_conv;                    /* buffers to fill: one per distinct vec_dot_type but F32 */
+    int conv[ACT_SLOTS];           /* for each, the first matrix that reads it */
 } mm_step;
 
 /* Point each matrix at an activation buffer of its vec_dot_type (slot k for the k-th
@@ -185,6 +185,7 @@ typedef struct mm_step {
 static void mm_plan(const slm_fwd *f, mm_step *s, const float *x) {
     slm_type seen[ACT_SLOTS];
     int n_seen = 0;
+    s->n_conv = 0;
     for (int i = 0; i < s->count; i++) {
         const slm_type vt = slm_type_traits_of(s->w[i]->type)->vec_dot_type;
         if (vt == SLM_TYPE_F32) {
@@ -194,20 +195,20 @@ static void mm_plan(const slm_fwd *f, mm_step *s, const float *x) {
         }
         int k = 0;
         while (k < n_seen && seen[k] != vt) k++;
-        if (k == n_seen) seen[n_seen++] = vt;
+        if (k == n_seen) {
+            seen[n_seen++] = vt;
+            s->conv[s->n_conv++] = i;
+        }
         s->act[i] = f->act + (size_t)k * (size_t)f->n_batch * f->act_stride;
         s->stride[i] = f->act_stride;
     }
 }
 
 /* Convert tokens [t0, t1) of x[n][n_in] into every buffer the step reads (each distinct
- * vec_dot_type once). */
+ * vec_dot_type once, as mm_plan listed them). */
 static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1) {
-    for (int i = 0; i < s->count; i++) {
-        if (s->act[i] == (const uint8_t *)x) continue;
-        bool done = false;
-        for (int k = 0; k < i; k++) done |= s->act[k] == s->act[i];
-        if (done) continue;
+    for (int c = 0; c < s->n_conv; c++) {
+        const int i = s->conv[c];
         const slm_type vt = slm_type_traits_of(s->w[i]->type)->vec_dot_type;
         const int64_t n_in = s->w[i]->n_in;
         for (int64_t t = t0; t < t1; t++)
