@@ -6,8 +6,9 @@
  * refused rather than ignored. response_format json_object / json_schema, or a "grammar"
  * (GBNF) or "regex" field, becomes a grammar (compiled once per distinct text in the
  * server's grammar cache; a schema keyword the grammar module cannot enforce, or a syntax
- * error, is a 400 naming it) that every choice's scheduler request carries. Then it holds the model, tokenizes, submits one scheduler request per
- * choice and either waits (JSON) or hands the job to the connection (SSE).
+ * error, is a 400 naming it) that every choice's scheduler request carries. Then it holds
+ * the model, tokenizes, submits one scheduler request per choice and either waits (JSON) or
+ * hands the job to the connection (SSE).
  *
  * Thread-safety: handlers run on connection threads; shared state is the registry's.
  * Non-goals: tools/function calling, logit_bias, images/audio, best_of > n, suffix.
