@@ -100,16 +100,18 @@ slm_status slm_gguf_open_memory(const void *data, size_t size, slm_gguf **out, c
 /* Unmap and free; NULL is allowed. */
 void slm_gguf_close(slm_gguf *g);
 
-/* In-place transforms of tensor data (the model repacks weights at load). With on = true a
- * mapped file becomes writable copy-on-write: pages written become private copies and the
- * file never changes; a read buffer (no_mmap) is writable already. on = false makes a
- * mapping read-only again. A borrowed buffer (slm_gguf_open_memory) cannot be written:
- * SLM_ERR_UNSUPPORTED. err may be NULL. */
-slm_status slm_gguf_set_writable(slm_gguf *g, bool on, char *err);
+/* Whether g maps its file (slm_gguf_open without no_mmap). */
+bool slm_gguf_is_mapped(const slm_gguf *g);
 
-/* The writable address of data (a pointer into g's bytes, e.g. a tensor's data) while g
- * is writable; NULL otherwise or when data is not inside the file. */
+/* The writable address of data (a pointer into g's bytes, e.g. a tensor's data) when g
+ * read its file into its own buffer (no_mmap), for in-place transforms such as repacking;
+ * NULL for a mapping, a borrowed buffer, or a pointer outside the file. */
 void *slm_gguf_mut(slm_gguf *g, const void *data);
+
+/* The caller will not read bytes [data, data + size) of g again: a mapping drops the
+ * whole pages inside the range from the process's memory (they would come back from the
+ * file if touched). Best effort; nothing happens for a buffer. */
+void slm_gguf_release(slm_gguf *g, const void *data, size_t size);
 
 uint32_t slm_gguf_version(const slm_gguf *g);   /* 2 or 3 */
 uint64_t slm_gguf_file_size(const slm_gguf *g); /* bytes */

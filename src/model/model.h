@@ -105,16 +105,19 @@ struct slm_model {
     slm_type ftype;            /* most common matrix type */
     uint64_t n_params;         /* elements of all tensors */
     uint64_t weight_bytes;     /* bytes of all tensors */
+    void *packed_map;          /* owned anonymous mapping of the packed matrices of a mapped
+                                  file (repack.c), or NULL; packed_size bytes */
+    size_t packed_size;
 };
 
 /* Read and validate hyper-parameters and weights from an open file into m (m->gguf set,
  * everything else zero). Used by slm_model_open and by tests. */
 slm_status slm_model_load_weights(slm_model *m, char *err);
 
-/* Repack, in place, every matrix this process's kernel set has a packed layout for
- * (repack.c). Values never change; the products get faster. A model over a borrowed buffer
- * stays as it is (SLM_OK). */
-slm_status slm_model_repack(slm_model *m, char *err);
+/* Repack every matrix this process's kernel set has a packed layout for (repack.c):
+ * values never change, the products get faster. lock: mlock the new pages (best effort).
+ * A model over a borrowed buffer stays as it is (SLM_OK). */
+slm_status slm_model_repack(slm_model *m, bool lock, char *err);
 
 /* ---- forward pass ------------------------------------------------------------------------- */
 
