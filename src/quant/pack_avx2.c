@@ -137,33 +137,34 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
         const int8_t *a[PACK_V];
         for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
         __m256i tot[PACK_V];
-        if (kind == PK_Q4_0) {
-            __m256i s16[PACK_V];
-            for (int j = 0; j < V; j++) s16[j] = _mm256_setzero_si256();
+        if (kind == PK_Q4_0) { /* the 8 vectors once, then one activation row at a time (no spills) */
+            __m256i w[8];
             for (int c = 0; c < 4; c++) {
                 const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
-                const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                for (int j = 0; j < V; j++) {
-                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(lo, bcast4(a[j] + 4 * c)));
-                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, bcast4(a[j] + 16 + 4 * c)));
-                }
+                w[c] = _mm256_and_si256(raw, m4);
+                w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
             }
-            for (int j = 0; j < V; j++) tot[j] = _mm256_madd_epi16(s16[j], ones);
+            for (int j = 0; j < V; j++) {
+                __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4(a[j]));
+                for (int k = 1; k < 8; k++) /* element offset of vector k: 4k, then 16 + 4(k - 4) = 4k */
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[k], bcast4(a[j] + 4 * k)));
+                tot[j] = _mm256_madd_epi16(s16, ones);
+            }
         } else if (kind == PK_Q5_0) { /* piece 0 is qh; values 0..31: int16 holds 4 vectors' sums */
             const __m256i qh = _mm256_loadu_si256((const __m256i *)q);
-            for (int j = 0; j < V; j++) tot[j] = _mm256_setzero_si256();
-            for (int h = 0; h < 2; h++) { /* low nibbles (elements 0..15), then high (16..31) */
-                __m256i s16[PACK_V];
-                for (int j = 0; j < V; j++) s16[j] = _mm256_setzero_si256();
-                for (int c = 0; c < 4; c++) {
-                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 + 32 * c));
-                    const __m256i nib = h ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
-                    const int e = 16 * h + 4 * c;
-                    const __m256i u = _mm256_or_si256(nib, q5_high(qh, e));
-                    for (int j = 0; j < V; j++)
-                        s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(u, bcast4(a[j] + e)));
+            __m256i w[8];
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 + 32 * c));
+                w[c] = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, 4 * c));
+                w[c + 4] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, 16 + 4 * c));
+            }
+            for (int j = 0; j < V; j++) {
+                __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(a[j])), hi = _mm256_maddubs_epi16(w[4], bcast4(a[j] + 16));
+                for (int k = 1; k < 4; k++) {
+                    lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(a[j] + 4 * k)));
+                    hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k + 4], bcast4(a[j] + 16 + 4 * k)));
                 }
-                for (int j = 0; j < V; j++) tot[j] = _mm256_add_epi32(tot[j], _mm256_madd_epi16(s16[j], ones));
+                tot[j] = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
             }
         } else {
             for (int j = 0; j < V; j++) tot[j] = _mm256_setzero_si256();
