@@ -77,7 +77,7 @@
 #define Q6K_HALF 768
 #define PK_TILE_V 4                  /* activation rows per prompt tile */
 #define PK_ACT_BYTES (24 * 1024)     /* activation bytes walked per pass over the groups: L1 */
-#define PK_PF_BYTES 512              /* decode: software prefetch distance in the linear stream */
+#define PK_PF_SB 2                   /* decode: software prefetch distance in super-blocks (one linear stream) */
 
 /* ---- pack / unpack --------------------------------------------------------------------- */
 
@@ -225,7 +225,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q4k(int64_t n
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *b = pg + (size_t)ib * Q4K_SB;
         if (V == 1)
-            for (int o = 0; o < Q4K_SB; o += 64) _mm_prefetch((const char *)(b + PK_PF_BYTES + o), _MM_HINT_T0);
+            for (int o = 0; o < Q4K_SB; o += 64) _mm_prefetch((const char *)((uintptr_t)b + PK_PF_SB * Q4K_SB + o), _MM_HINT_T0); /* never faults */
         const slm_block_q8_k *yb[PK_TILE_V];
         for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
         /* the 6-bit values as bytes: scales of sub-blocks 0-3, 4-7, mins 0-3, 4-7 (byte 16h + 4rl + jj) */
@@ -299,7 +299,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q6k(int64_t n
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *b = pg + (size_t)ib * Q6K_SB;
         if (V == 1)
-            for (int o = 0; o < Q6K_SB; o += 64) _mm_prefetch((const char *)(b + PK_PF_BYTES + o), _MM_HINT_T0);
+            for (int o = 0; o < Q6K_SB; o += 64) _mm_prefetch((const char *)((uintptr_t)b + PK_PF_SB * Q6K_SB + o), _MM_HINT_T0); /* never faults */
         const slm_block_q8_k *yb[PK_TILE_V];
         for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
         __m256i isum[PK_TILE_V], corr[PK_TILE_V];
