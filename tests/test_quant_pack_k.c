@@ -25,17 +25,13 @@
 #define COLS (NB * SLM_QK_K)
 #define MAX_VEC 9
 
-typedef void (*pack_fn)(const void *, size_t, int64_t, void *);
-typedef void (*unpack_fn)(const void *, int64_t, void *, size_t);
-typedef void (*gemm_packed_fn)(int64_t, const void *, size_t, int64_t, int64_t, const void *, size_t, int64_t, float *, size_t);
-
 typedef struct {
     slm_type type;
     size_t block_bytes;
     size_t d_offset; /* where the f16 d sits in a block (Q4_K: d then dmin) */
-    pack_fn pack;
-    unpack_fn unpack;
-    gemm_packed_fn gemm;
+    slm_pack_fn pack;
+    slm_unpack_fn unpack;
+    slm_gemm_packed_fn gemm;
 } kind;
 
 static const kind kinds[] = {

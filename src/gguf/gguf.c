@@ -92,6 +92,7 @@ struct slm_gguf {
     void *map;                 /* owned mmap of size bytes, or NULL */
     void *buf;                 /* owned read buffer (no_mmap; base is inside it), or NULL */
     bool locked;               /* mlock succeeded: munlock on close */
+    uint8_t *wbase;            /* base as writable (slm_gguf_set_writable), or NULL */
     uint32_t version;          /* 2 or 3 */
     uint64_t alignment;        /* power of two */
     size_t data_offset;        /* file offset of the data section */
@@ -706,6 +707,31 @@ void slm_gguf_close(slm_gguf *g) {
     if (g->map) munmap(g->map, g->size);
     slm_free(g->buf);
     slm_free(g);
+}
+
+slm_status slm_gguf_set_writable(slm_gguf *g, bool on, char *err) {
+    if (!on) {
+        if (g->wbase && g->map && mprotect(g->map, g->size, PROT_READ) != 0)
+            return slm_errf(err, SLM_ERR_IO, "mprotect: %s", strerror(errno));
+        g->wbase = NULL;
+        return SLM_OK;
+    }
+    if (g->map) { /* MAP_PRIVATE: writes go to private copies of the pages, never to the file */
+        if (mprotect(g->map, g->size, PROT_READ | PROT_WRITE) != 0)
+            return slm_errf(err, SLM_ERR_IO, "mprotect: %s", strerror(errno));
+        g->wbase = g->map;
+    } else if (g->buf) {
+        g->wbase = (uint8_t *)g->buf + (g->base - (const uint8_t *)g->buf);
+    } else {
+        return slm_errf(err, SLM_ERR_UNSUPPORTED, "a borrowed buffer cannot be written");
+    }
+    return SLM_OK;
+}
+
+void *slm_gguf_mut(slm_gguf *g, const void *data) {
+    const uint8_t *p = data;
+    if (!g->wbase || p < g->base || p >= g->base + g->size) return NULL;
+    return g->wbase + (p - g->base);
 }
 
 uint32_t slm_gguf_version(const slm_gguf *g) { return g->version; }

@@ -100,6 +100,17 @@ slm_status slm_gguf_open_memory(const void *data, size_t size, slm_gguf **out, c
 /* Unmap and free; NULL is allowed. */
 void slm_gguf_close(slm_gguf *g);
 
+/* In-place transforms of tensor data (the model repacks weights at load). With on = true a
+ * mapped file becomes writable copy-on-write: pages written become private copies and the
+ * file never changes; a read buffer (no_mmap) is writable already. on = false makes a
+ * mapping read-only again. A borrowed buffer (slm_gguf_open_memory) cannot be written:
+ * SLM_ERR_UNSUPPORTED. err may be NULL. */
+slm_status slm_gguf_set_writable(slm_gguf *g, bool on, char *err);
+
+/* The writable address of data (a pointer into g's bytes, e.g. a tensor's data) while g
+ * is writable; NULL otherwise or when data is not inside the file. */
+void *slm_gguf_mut(slm_gguf *g, const void *data);
+
 uint32_t slm_gguf_version(const slm_gguf *g);   /* 2 or 3 */
 uint64_t slm_gguf_file_size(const slm_gguf *g); /* bytes */
 uint64_t slm_gguf_alignment(const slm_gguf *g); /* general.alignment or the default */

@@ -281,6 +281,7 @@ slm_status slm_model_open(const char *path, const slm_model_params *params, slm_
     }
     slm_status st = slm_gguf_open(path, &opts, &m->gguf, err);
     if (st == SLM_OK) st = slm_model_load_weights(m, err);
+    if (st == SLM_OK && !(params && params->no_repack)) st = slm_model_repack(m, err);
     if (st == SLM_OK) st = slm_model_vocab_open(m, err);
     if (st != SLM_OK) {
         slm_model_close(m);

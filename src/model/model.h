@@ -72,6 +72,8 @@ typedef struct slm_mat {
     int64_t n_in;       /* elements per row (ne[0]) */
     int64_t n_out;      /* rows (ne[1]) */
     size_t row_bytes;   /* bytes per row */
+    bool packed;        /* rows [0, n_out - n_out % 8) are in the kernel set's packed layout
+                           (kernels.h, "packed weights"), the rest in the file's (repack.c) */
 } slm_mat;
 
 typedef struct slm_layer {
@@ -108,6 +110,11 @@ struct slm_model {
 /* Read and validate hyper-parameters and weights from an open file into m (m->gguf set,
  * everything else zero). Used by slm_model_open and by tests. */
 slm_status slm_model_load_weights(slm_model *m, char *err);
+
+/* Repack, in place, every matrix this process's kernel set has a packed layout for
+ * (repack.c). Values never change; the products get faster. A model over a borrowed buffer
+ * stays as it is (SLM_OK). */
+slm_status slm_model_repack(slm_model *m, char *err);
 
 /* ---- forward pass ------------------------------------------------------------------------- */
 
