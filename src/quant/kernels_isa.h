@@ -34,6 +34,8 @@ SLM_QUANT_PACKED_DECL(q8_0)
 SLM_QUANT_PACKED_DECL(q4_0)
 SLM_QUANT_PACKED_DECL(iq4_nl)
 SLM_QUANT_PACKED_DECL(q5_0)
+SLM_QUANT_PACKED_DECL(q4_k)
+SLM_QUANT_PACKED_DECL(q6_k)
 #endif
 #if SLM_QUANT_HAVE_AVX512
 extern const slm_quant_kernel_set slm_quant_kernels_avx512;
