@@ -45,6 +45,11 @@
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* the float steps are the scalar kernel's, operation by operation */
 #endif
+/* GCC's temporary expression replacement hoists the unrolled maddubs ahead of their sums
+ * and spills them (see pack_avx2_k.c, which measured it); keep the source's order. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-ter")
+#endif
 
 #define PACK_V 4             /* activation rows per prompt tile */
 #define PACK_CHUNK_ROWS 64   /* activation rows per chunk (their table and rows stay in L1/L2) */
