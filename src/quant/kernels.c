@@ -183,7 +183,7 @@ slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x,
         *xq = x;
         return SLM_OK;
     }
-    slm_quant_kernels()->from_float[vt](x, scratch, cols);
+    slm_quant_act_convert(vt, x, scratch, cols); /* as the forward pass converts activations */
     *xq = scratch;
     return SLM_OK;
 }

@@ -121,7 +121,8 @@ void slm_quant_act_convert(slm_type vt, const float *x, void *dst, int64_t n);
  * multiple of the block sizes. */
 size_t slm_quant_matvec_scratch_bytes(slm_type type, int64_t cols);
 
-/* Convert x (cols floats) for type's dot products into scratch (slm_quant_matvec_scratch_bytes
+/* Convert x (cols floats) for type's dot products (slm_quant_act_convert, as the forward
+ * pass does) into scratch (slm_quant_matvec_scratch_bytes
  * bytes, aligned at least as a float, as malloc gives; may be NULL when that is 0) and set *xq to the converted row (scratch, or x itself
  * for F32). SLM_ERR_INVALID_ARG on a type without kernels or a bad cols. */
 slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x, void *scratch,
