@@ -52,6 +52,9 @@
 #define TILE_ROWS 32
 /* Tiles per thread below which rows are split instead of whole tiles. */
 #define MIN_TILES_PER_THREAD 2
+/* Cells a block is converted in (the kernels' vector width): a partly used block converts
+ * its entries rounded up to this. */
+#define KERN_CELLS 8
 /* Each thread's scratch starts at a multiple of this many floats (64 bytes: its own cache
  * lines). */
 #define PER_THREAD_ALIGN 16
@@ -105,7 +108,7 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
         goto fail;
     per -= per % PER_THREAD_ALIGN;
     a->ws = slm_calloc((size_t)n_threads, sizeof *a->ws);
-    a->mem = slm_malloc(bytes);
+    a->mem = slm_calloc(1, bytes); /* zeros: the unloaded tail of a block is finite (attn_kern.h) */
     if (!a->ws || !a->mem) goto fail;
     for (int i = 0; i < n_threads; i++) {
         attn_ws *w = &a->ws[i];
@@ -204,25 +207,27 @@ static bool tile_list(const slm_attn_args *g, int32_t t0, int32_t nt, uint64_t *
 }
 
 /* K and V of the cells of list[0..nc) (nc <= BLOCK) for KV head hkv into w->kt / w->vt,
- * zeros past nc. */
+ * zeros past nc up to the next multiple of 8 (the rest of the block is not touched: no row
+ * sees those cells, see attn_kern.h). */
 static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const uint64_t *list, int64_t nc,
                        int32_t hkv, attn_ws *w) {
     const int64_t hd = g->hp->head_dim;
     const slm_type kvt = slm_kv_type(g->kv);
     const slm_type_traits *tr = slm_type_traits_of(kvt);
     const size_t head_off = (size_t)(hkv * hd / tr->block_size) * tr->type_size; /* bytes into a row */
+    const int nc8 = (int)(nc + KERN_CELLS - 1) / KERN_CELLS * KERN_CELLS; /* cells to convert */
     const void *krows[SLM_ATTN_BLOCK], *vrows[SLM_ATTN_BLOCK];
-    for (int64_t c = 0; c < SLM_ATTN_BLOCK; c++) {
+    for (int64_t c = 0; c < nc8; c++) {
         krows[c] = c < nc ? (const uint8_t *)slm_kv_k_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
         vrows[c] = c < nc ? (const uint8_t *)slm_kv_v_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
     }
     if (kvt == SLM_TYPE_F16) {
-        kern->load_kt_f16((const uint16_t *const *)krows, hd, w->kt);
-        kern->load_v_f16((const uint16_t *const *)vrows, hd, w->vt);
+        kern->load_kt_f16((const uint16_t *const *)krows, nc8, hd, w->kt);
+        kern->load_v_f16((const uint16_t *const *)vrows, nc8, hd, w->vt);
         return;
     }
     const slm_to_float_fn to_float = slm_quant_kernels()->to_float[kvt]; /* exact in every set */
-    for (int c = 0; c < SLM_ATTN_BLOCK; c++) {
+    for (int c = 0; c < nc8; c++) {
         float *vr = w->vt + c * hd;
         if (!krows[c]) {
             for (int64_t d = 0; d < hd; d++) w->kt[d * SLM_ATTN_BLOCK + c] = 0.0f, vr[d] = 0.0f;
