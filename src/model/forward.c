@@ -304,21 +304,30 @@ static void norm_convert(const pass *p, const fwd_rows *r, bool add, const float
     mm_convert(s, r->h, t0, t1);
 }
 
-/* Token t after q, k, v: biases, qwen3's per-head norms, RoPE, into the cache. */
-static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t) {
+/* Head i of token t after q, k, v (the items of a token: its n_head query heads, then its
+ * n_head_kv KV heads, so that a single token's work splits across threads): a query head
+ * gets its bias, qwen3's norm and RoPE; a KV head the same for its key, the bias for its
+ * value, and both go into the cache (a head is whole blocks of the cache type:
+ * slm_fwd_create checks). Per head exactly what the whole rows would get. */
+static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t, int32_t i) {
     const slm_hparams *hp = &p->m->hp;
     slm_fwd *f = p->f;
     const int64_t hd = hp->head_dim, nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd;
-    float *q = f->q + t * nq, *k = f->k + t * nkv, *v = f->v + t * nkv;
     const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
-    add_bias(q, L->bq, nq);
-    add_bias(k, L->bk, nkv);
-    add_bias(v, L->bv, nkv);
-    for (int32_t h = 0; L->q_norm && h < hp->n_head; h++) slm_ops_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
-    for (int32_t h = 0; L->k_norm && h < hp->n_head_kv; h++) slm_ops_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
-    for (int32_t h = 0; h < hp->n_head; h++) slm_ops_rope(q + h * hd, hp->n_rot, cs, p->m->arch->rope_neox);
-    for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(k + h * hd, hp->n_rot, cs, p->m->arch->rope_neox);
-    slm_kv_store(p->kv, il, p->cells[t], k, v);
+    if (i < hp->n_head) {
+        float *q = f->q + t * nq + i * hd;
+        add_bias(q, L->bq ? L->bq + i * hd : NULL, hd);
+        if (L->q_norm) slm_ops_rmsnorm(q, q, L->q_norm, hd, hp->rms_eps);
+        slm_ops_rope(q, hp->n_rot, cs, p->m->arch->rope_neox);
+        return;
+    }
+    const int64_t off = (int64_t)(i - hp->n_head) * hd;
+    float *k = f->k + t * nkv + off, *v = f->v + t * nkv + off;
+    add_bias(k, L->bk ? L->bk + off : NULL, hd);
+    add_bias(v, L->bv ? L->bv + off : NULL, hd);
+    if (L->k_norm) slm_ops_rmsnorm(k, k, L->k_norm, hd, hp->rms_eps);
+    slm_ops_rope(k, hp->n_rot, cs, p->m->arch->rope_neox);
+    slm_kv_store_part(p->kv, il, p->cells[t], off, hd, k, v);
 }
 
 /* One layer. [t0, t1): this thread's tokens of the per-token steps (all of them when repl);
@@ -339,7 +348,10 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&qkv, p->n, ith, nth);
     slm_pool_barrier(p->pool);
-    for (int64_t t = s0; t < s1; t++) qkv_finish(p, L, il, t);
+    const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
+    int64_t h0, h1;
+    slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
+    for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
     const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
     slm_attn_run(f->attn, &args, ith, nth);
