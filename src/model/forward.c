@@ -332,6 +332,25 @@ static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t,
 
 /* One layer. [t0, t1): this thread's tokens of the per-token steps (all of them when repl);
  * [s0, s1): its tokens of the steps that are always split. */
+/* Ask for the cache lines qkv_finish will store the KV heads among items [i0, i1) into
+ * (items as in qkv_finish), for writing: a decode step's cells are fresh, and without this
+ * the stores wait for those lines (about a microsecond a layer) on the step's thread. */
+#define CACHE_LINE 64
+static void kv_prefetch(const pass *p, int32_t il, int64_t i0, int64_t i1) {
+    const slm_hparams *hp = &p->m->hp;
+    const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv;
+    const slm_type_traits *tr = slm_type_traits_of(slm_kv_type(p->kv));
+    const size_t head_bytes = (size_t)(hp->head_dim / tr->block_size) * tr->type_size;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t h = i % heads - hp->n_head; /* KV head, or < 0 for a query head */
+        if (h < 0) continue;
+        const int64_t c = p->cells[i / heads];
+        const uint8_t *k = (const uint8_t *)slm_kv_k_row(p->kv, il, c) + (size_t)h * head_bytes;
+        const uint8_t *v = (const uint8_t *)slm_kv_v_row(p->kv, il, c) + (size_t)h * head_bytes;
+        for (size_t b = 0; b < head_bytes; b += CACHE_LINE) __builtin_prefetch(k + b, 1), __builtin_prefetch(v + b, 1);
+    }
+}
+
 static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il, int ith, int nth) {
     const slm_hparams *hp = &p->m->hp;
     const slm_layer *L = &p->m->layers[il];
@@ -340,6 +359,10 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     int64_t s0, s1;
     slm_pool_range(p->n, ith, nth, &s0, &s1);
     const int64_t t0 = repl ? 0 : s0, t1 = repl ? p->n : s1;
+    const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
+    int64_t h0, h1;
+    slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
+    if (repl) kv_prefetch(p, il, h0, h1);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
     mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
@@ -348,9 +371,6 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&qkv, p->n, ith, nth);
     slm_pool_barrier(p->pool);
-    const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
-    int64_t h0, h1;
-    slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
     for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
     const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
