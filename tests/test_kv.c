@@ -100,6 +100,19 @@ static void test_store(void **state) {
     kv = make(SLM_TYPE_Q8_0, 4, 1);
     assert_int_equal(slm_kv_row_bytes(kv), 2 * 34);
     slm_kv_destroy(kv);
+
+    /* a row stored in two halves (two heads of 32) is the row stored whole, in every type */
+    const slm_type types[] = {SLM_TYPE_F32, SLM_TYPE_F16, SLM_TYPE_Q8_0};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        kv = make(types[i], 4, 1);
+        slm_kv_store(kv, 1, 0, k, v);
+        slm_kv_store_part(kv, 1, 1, 32, 32, k + 32, v + 32);
+        slm_kv_store_part(kv, 1, 1, 0, 32, k, v);
+        const size_t rb = slm_kv_row_bytes(kv);
+        assert_memory_equal(slm_kv_k_row(kv, 1, 1), slm_kv_k_row(kv, 1, 0), rb);
+        assert_memory_equal(slm_kv_v_row(kv, 1, 1), slm_kv_v_row(kv, 1, 0), rb);
+        slm_kv_destroy(kv);
+    }
 }
 
 static void test_limits_and_oom(void **state) {

@@ -101,10 +101,23 @@ static void test_kernels_avx2_vs_scalar(void **state) {
         vp[c] = c % 7 == 3 ? NULL : rows_v[c];
     }
     static float kt_s[HD * SLM_ATTN_BLOCK], kt_a[HD * SLM_ATTN_BLOCK], v_s[SLM_ATTN_BLOCK * HD], v_a[SLM_ATTN_BLOCK * HD];
-    sc->load_kt_f16(kp, HD, kt_s);
-    av->load_kt_f16(kp, HD, kt_a);
-    sc->load_v_f16(vp, HD, v_s);
-    av->load_v_f16(vp, HD, v_a);
+    /* part of a block: the cells from nc on are left as they are */
+    memset(kt_s, 0xFF, sizeof kt_s), memset(kt_a, 0xFF, sizeof kt_a), memset(v_s, 0xFF, sizeof v_s), memset(v_a, 0xFF, sizeof v_a);
+    sc->load_kt_f16(kp, 24, HD, kt_s);
+    av->load_kt_f16(kp, 24, HD, kt_a);
+    sc->load_v_f16(vp, 24, HD, v_s);
+    av->load_v_f16(vp, 24, HD, v_a);
+    assert_memory_equal(kt_s, kt_a, sizeof kt_s);
+    assert_memory_equal(v_s, v_a, sizeof v_s);
+    uint32_t untouched;
+    memcpy(&untouched, &kt_a[3 * SLM_ATTN_BLOCK + 24], sizeof untouched);
+    assert_true(untouched == 0xFFFFFFFFu && kt_a[3 * SLM_ATTN_BLOCK + 23] == slm_f16_to_f32(rows_k[23][3]));
+    memcpy(&untouched, &v_a[24 * HD], sizeof untouched);
+    assert_true(untouched == 0xFFFFFFFFu);
+    sc->load_kt_f16(kp, SLM_ATTN_BLOCK, HD, kt_s);
+    av->load_kt_f16(kp, SLM_ATTN_BLOCK, HD, kt_a);
+    sc->load_v_f16(vp, SLM_ATTN_BLOCK, HD, v_s);
+    av->load_v_f16(vp, SLM_ATTN_BLOCK, HD, v_a);
     assert_memory_equal(kt_s, kt_a, sizeof kt_s); /* conversions are exact */
     assert_memory_equal(v_s, v_a, sizeof v_s);
     assert_true(kt_s[5 * SLM_ATTN_BLOCK + 9] == slm_f16_to_f32(rows_k[9][5]) && kt_s[2 * SLM_ATTN_BLOCK + 3] == 0.0f);

@@ -87,6 +87,13 @@ static void batch_vs_single(const char *rel) {
     assert_int_equal(slm_ctx_seq_pos_max(c, 0), N_PROMPT - 1);
     slm_ctx_destroy(c);
     assert_true(max_rel_diff(single, batch, N_PROMPT * nv) <= BATCH_REL_TOL);
+    assert_memory_equal(single, batch, N_PROMPT * nv * sizeof(float)); /* in fact bit for bit */
+
+    /* batches of 3 on 2 threads: the replicated per-token steps (forward.c) give the same bits */
+    c = new_ctx(m, 2, SLM_CACHE_F16, 1);
+    for (int i = 0; i < N_PROMPT; i += 3) decode_all(c, prompt + i, 3, i, 0, single + i * nv, d.n_vocab);
+    slm_ctx_destroy(c);
+    assert_memory_equal(single, batch, N_PROMPT * nv * sizeof(float));
 
     c = new_ctx(m, 3, SLM_CACHE_F16, 1);
     decode_all(c, prompt, N_PROMPT, 0, 0, threads3, d.n_vocab);

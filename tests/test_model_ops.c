@@ -58,7 +58,7 @@ static void test_softmax_silu(void **state) {
     assert_true(fabs(x[0] - exp(1) / z) < OPS_TOL && fabs(x[2] - exp(3) / z) < OPS_TOL);
     assert_true(x[3] == 0.0f);
     float g[2] = {0, 2}, u[2] = {5, 3};
-    slm_ops_silu_mul(g, u, 2);
+    slm_ops_silu_mul(g, g, u, 2);
     assert_true(g[0] == 0.0f);
     assert_true(fabs(g[1] - 2.0 / (1 + exp(-2.0)) * 3) < 1e-5);
     float y[2] = {1, 2};
@@ -76,7 +76,7 @@ static void test_ops_avx2_vs_scalar(void **state) {
     if (!av || !slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2)) skip();
     assert_ptr_equal(slm_ops_kern_isa(SLM_QUANT_ISA_AVX2), av);
     enum { N = 1000 };
-    static float x[N], u[N], w[N], a[N], b[N];
+    static float x[N], u[N], w[N], a[N], b[N], w2[N];
     uint32_t r = 12345;
     for (int i = 0; i < N; i++) {
         r = r * 1664525u + 1013904223u;
@@ -89,8 +89,10 @@ static void test_ops_avx2_vs_scalar(void **state) {
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int64_t n = lens[li];
         memcpy(a, x, sizeof a), memcpy(b, x, sizeof b);
-        sc->silu_mul(a, u, n), av->silu_mul(b, u, n);
+        sc->silu_mul(a, a, u, n), av->silu_mul(b, b, u, n); /* in place */
         assert_memory_equal(a, b, (size_t)n * sizeof(float));
+        av->silu_mul(w2, x, u, n); /* out of place: the same bits */
+        assert_memory_equal(w2, b, (size_t)n * sizeof(float));
         sc->add(a, u, n), av->add(b, u, n);
         assert_memory_equal(a, b, (size_t)n * sizeof(float));
         for (int wi = 0; wi < 2; wi++) {
@@ -101,7 +103,7 @@ static void test_ops_avx2_vs_scalar(void **state) {
         }
     }
     float g[2] = {100.0f, -100.0f}, one[2] = {1, 1};
-    av->silu_mul(g, one, 2);
+    av->silu_mul(g, g, one, 2);
     assert_true(g[0] == 100.0f && g[1] == 0.0f); /* silu(-100) = -100 / inf = -0 */
 }
 

@@ -157,6 +157,13 @@ void slm_kv_store(slm_kv *kv, int32_t il, int64_t c, const float *k, const float
     store_row(kv->type, slm_kv_v_row(kv, il, c), v, kv->n_embd_kv);
 }
 
+void slm_kv_store_part(slm_kv *kv, int32_t il, int64_t c, int64_t off, int64_t n, const float *k, const float *v) {
+    const slm_type_traits *tr = slm_type_traits_of(kv->type);
+    const size_t at = (size_t)(off / tr->block_size) * tr->type_size; /* bytes into the row */
+    store_row(kv->type, (uint8_t *)slm_kv_k_row(kv, il, c) + at, k, n);
+    store_row(kv->type, (uint8_t *)slm_kv_v_row(kv, il, c) + at, v, n);
+}
+
 /* ---- sequence operations ------------------------------------------------------------------ */
 
 static bool in_range(int32_t p, int32_t p0, int32_t p1) {

@@ -78,6 +78,10 @@ size_t slm_kv_row_bytes(const slm_kv *kv);
 /* Store one token's K and V (n_embd_kv floats each) into cell c of layer il, converting to
  * the cache type. */
 void slm_kv_store(slm_kv *kv, int32_t il, int64_t c, const float *k, const float *v);
+/* The same for values [off, off + n) of the rows only (k and v point at those n values),
+ * e.g. one head; off and n must be whole blocks of the cache type. Different threads may
+ * store disjoint parts of a row. */
+void slm_kv_store_part(slm_kv *kv, int32_t il, int64_t c, int64_t off, int64_t n, const float *k, const float *v);
 
 /* ---- sequence operations ---------------------------------------------------------------- */
 

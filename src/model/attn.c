@@ -52,6 +52,9 @@
 #define TILE_ROWS 32
 /* Tiles per thread below which rows are split instead of whole tiles. */
 #define MIN_TILES_PER_THREAD 2
+/* Cells a block is converted in (the kernels' vector width): a partly used block converts
+ * its entries rounded up to this. */
+#define KERN_CELLS 8
 /* Each thread's scratch starts at a multiple of this many floats (64 bytes: its own cache
  * lines). */
 #define PER_THREAD_ALIGN 16
@@ -105,7 +108,7 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
         goto fail;
     per -= per % PER_THREAD_ALIGN;
     a->ws = slm_calloc((size_t)n_threads, sizeof *a->ws);
-    a->mem = slm_malloc(bytes);
+    a->mem = slm_calloc(1, bytes); /* zeros: the unloaded tail of a block is finite (attn_kern.h) */
     if (!a->ws || !a->mem) goto fail;
     for (int i = 0; i < n_threads; i++) {
         attn_ws *w = &a->ws[i];
@@ -204,25 +207,27 @@ static bool tile_list(const slm_attn_args *g, int32_t t0, int32_t nt, uint64_t *
 }
 
 /* K and V of the cells of list[0..nc) (nc <= BLOCK) for KV head hkv into w->kt / w->vt,
- * zeros past nc. */
+ * zeros past nc up to the next multiple of 8 (the rest of the block is not touched: no row
+ * sees those cells, see attn_kern.h). */
 static void load_block(const slm_attn_args *g, const slm_attn_kern *kern, const uint64_t *list, int64_t nc,
                        int32_t hkv, attn_ws *w) {
     const int64_t hd = g->hp->head_dim;
     const slm_type kvt = slm_kv_type(g->kv);
     const slm_type_traits *tr = slm_type_traits_of(kvt);
     const size_t head_off = (size_t)(hkv * hd / tr->block_size) * tr->type_size; /* bytes into a row */
+    const int nc8 = (int)(nc + KERN_CELLS - 1) / KERN_CELLS * KERN_CELLS; /* cells to convert */
     const void *krows[SLM_ATTN_BLOCK], *vrows[SLM_ATTN_BLOCK];
-    for (int64_t c = 0; c < SLM_ATTN_BLOCK; c++) {
+    for (int64_t c = 0; c < nc8; c++) {
         krows[c] = c < nc ? (const uint8_t *)slm_kv_k_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
         vrows[c] = c < nc ? (const uint8_t *)slm_kv_v_row(g->kv, g->il, LIST_CELL(list[c])) + head_off : NULL;
     }
     if (kvt == SLM_TYPE_F16) {
-        kern->load_kt_f16((const uint16_t *const *)krows, hd, w->kt);
-        kern->load_v_f16((const uint16_t *const *)vrows, hd, w->vt);
+        kern->load_kt_f16((const uint16_t *const *)krows, nc8, hd, w->kt);
+        kern->load_v_f16((const uint16_t *const *)vrows, nc8, hd, w->vt);
         return;
     }
     const slm_to_float_fn to_float = slm_quant_kernels()->to_float[kvt]; /* exact in every set */
-    for (int c = 0; c < SLM_ATTN_BLOCK; c++) {
+    for (int c = 0; c < nc8; c++) {
         float *vr = w->vt + c * hd;
         if (!krows[c]) {
             for (int64_t d = 0; d < hd; d++) w->kt[d * SLM_ATTN_BLOCK + c] = 0.0f, vr[d] = 0.0f;
@@ -271,20 +276,32 @@ static void run_tile(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws 
     }
 }
 
-/* Tokens [t0, t0 + nt) x KV heads [k0, k1) x query heads [h0, h1) of each: runs of one
- * sequence as tiles, token by token for a run whose lists are not prefixes of one. */
+/* Query heads [r0, r1) (numbered KV head x group + head of the group) of the tokens [a, a +
+ * nt) over their list: one run_tile per KV head. */
+static void run_heads(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int64_t n_cells,
+                      const int64_t *cnt, int32_t a, int32_t nt, int32_t r0, int32_t r1) {
+    const int32_t group = g->hp->n_head / g->hp->n_head_kv;
+    for (int32_t hkv = r0 / group; hkv * group < r1; hkv++) {
+        const int32_t h0 = r0 > hkv * group ? r0 - hkv * group : 0, h1 = r1 < (hkv + 1) * group ? r1 - hkv * group : group;
+        run_tile(g, kern, w, n_cells, cnt, a, nt, hkv, h0, h1);
+    }
+}
+
+/* Tokens [t0, t0 + nt) x query heads [r0, r1) (as in run_heads): runs of one sequence as
+ * tiles, each list built once for all the heads, token by token for a run whose lists are
+ * not prefixes of one. */
 static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int32_t t0, int32_t nt,
-                       int32_t k0, int32_t k1, int32_t h0, int32_t h1) {
+                       int32_t r0, int32_t r1) {
     int64_t cnt[TILE_ROWS], n_cells;
     for (int32_t a = t0, b; a < t0 + nt; a = b) {
         for (b = a + 1; b < t0 + nt && g->seq[b] == g->seq[a]; b++) {}
         if (tile_list(g, a, b - a, w->list, &n_cells, cnt)) {
-            for (int32_t hkv = k0; hkv < k1; hkv++) run_tile(g, kern, w, n_cells, cnt, a, b - a, hkv, h0, h1);
+            run_heads(g, kern, w, n_cells, cnt, a, b - a, r0, r1);
             continue;
         }
         for (int32_t t = a; t < b; t++) {
             tile_list(g, t, 1, w->list, &n_cells, cnt); /* one token: always a prefix */
-            for (int32_t hkv = k0; hkv < k1; hkv++) run_tile(g, kern, w, n_cells, cnt, t, 1, hkv, h0, h1);
+            run_heads(g, kern, w, n_cells, cnt, t, 1, r0, r1);
         }
     }
 }
@@ -305,18 +322,19 @@ void slm_attn_run_isa(slm_attn *a, const slm_attn_args *g, slm_quant_isa isa, in
     if (n_tiles >= MIN_TILES_PER_THREAD * nth) {
         for (int32_t ti = ith; ti < n_tiles; ti += nth) {
             const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
-            run_tokens(g, kern, w, t0, nt, 0, n_kv, 0, group);
+            run_tokens(g, kern, w, t0, nt, 0, n_kv * group);
         }
         return;
     }
-    /* rows (tile, KV head, query head of the group) in that order, contiguous per thread */
+    /* rows (tile, query head) in that order, contiguous per thread; a tile's list is built
+     * once for its rows on this thread */
+    const int64_t per_tile = (int64_t)n_kv * group;
     int64_t r0, r1;
-    slm_pool_range((int64_t)n_tiles * n_kv * group, ith, nth, &r0, &r1);
+    slm_pool_range((int64_t)n_tiles * per_tile, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1;) {
-        const int32_t ti = (int32_t)(r / ((int64_t)n_kv * group)), hkv = (int32_t)(r / group % n_kv);
-        const int32_t h0 = (int32_t)(r % group), h1 = r1 - r < group - h0 ? h0 + (int32_t)(r1 - r) : group;
-        const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
-        run_tokens(g, kern, w, t0, nt, hkv, hkv + 1, h0, h1);
-        r += h1 - h0;
+        const int32_t ti = (int32_t)(r / per_tile), t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
+        const int64_t end = r1 < (ti + 1) * per_tile ? r1 : (ti + 1) * per_tile;
+        run_tokens(g, kern, w, t0, nt, (int32_t)(r - ti * per_tile), (int32_t)(end - ti * per_tile));
+        r = end;
     }
 }

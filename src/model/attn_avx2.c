@@ -50,9 +50,9 @@ AVX2_TARGET static inline void transpose8(__m256 r[8]) {
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-AVX2_TARGET static void load_kt_f16(const uint16_t *const *rows, int64_t hd, float *kt) {
+AVX2_TARGET static void load_kt_f16(const uint16_t *const *rows, int nc, int64_t hd, float *kt) {
     /* 8x8 squares: cells c0..c0+7 x dimensions d0..d0+7 */
-    for (int c0 = 0; c0 < SLM_ATTN_BLOCK; c0 += LANES)
+    for (int c0 = 0; c0 < nc; c0 += LANES)
         for (int64_t d0 = 0; d0 < hd; d0 += LANES) {
             __m256 r[8];
             for (int i = 0; i < LANES; i++) r[i] = load_h8(rows[c0 + i], d0);
@@ -61,8 +61,8 @@ AVX2_TARGET static void load_kt_f16(const uint16_t *const *rows, int64_t hd, flo
         }
 }
 
-AVX2_TARGET static void load_v_f16(const uint16_t *const *rows, int64_t hd, float *v) {
-    for (int c = 0; c < SLM_ATTN_BLOCK; c++)
+AVX2_TARGET static void load_v_f16(const uint16_t *const *rows, int nc, int64_t hd, float *v) {
+    for (int c = 0; c < nc; c++)
         for (int64_t d = 0; d < hd; d += LANES) _mm256_storeu_ps(v + c * hd + d, load_h8(rows[c], d));
 }
 

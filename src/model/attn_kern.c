@@ -15,15 +15,15 @@
 
 /* ---- loading a block ---------------------------------------------------------------------- */
 
-static void load_kt_f16(const uint16_t *const *rows, int64_t hd, float *kt) {
-    /* kt[hd][BLOCK] <- rows[BLOCK][hd] */
-    for (int c = 0; c < SLM_ATTN_BLOCK; c++)
+static void load_kt_f16(const uint16_t *const *rows, int nc, int64_t hd, float *kt) {
+    /* kt[hd][BLOCK] <- rows[nc][hd] */
+    for (int c = 0; c < nc; c++)
         for (int64_t d = 0; d < hd; d++) kt[d * SLM_ATTN_BLOCK + c] = rows[c] ? slm_f16_to_f32(rows[c][d]) : 0.0f;
 }
 
-static void load_v_f16(const uint16_t *const *rows, int64_t hd, float *v) {
-    /* v[BLOCK][hd] <- rows[BLOCK][hd] */
-    for (int c = 0; c < SLM_ATTN_BLOCK; c++)
+static void load_v_f16(const uint16_t *const *rows, int nc, int64_t hd, float *v) {
+    /* v[BLOCK][hd] <- rows[nc][hd] */
+    for (int c = 0; c < nc; c++)
         for (int64_t d = 0; d < hd; d++) v[c * hd + d] = rows[c] ? slm_f16_to_f32(rows[c][d]) : 0.0f;
 }
 

@@ -8,6 +8,9 @@
  * 8 cells per vector), V as rows (v[c][d]). Per query row and block, attn.c calls scores
  * (which masks the cells the row does not see to -inf), then exp_sum and pv (online softmax).
  *
+ * Cells of a block past its last entry are not loaded: kt and v keep whatever finite values
+ * an earlier block left there (attn.c zeroes them once), which scores masks to -inf and pv
+ * never reads (their weights are 0).
  * Invariants: each kernel's result for one query row depends only on that row's inputs
  * (never on other rows or on which tile it is in), which is what makes a batched prompt
  * equal token-by-token decoding. exp is bit-identical across sets (vexp.h); scores, sums
@@ -30,11 +33,12 @@
 
 typedef struct slm_attn_kern {
     const char *name;
-    /* kt[d * BLOCK + c] = K row c, element d, for d < hd, c < BLOCK; rows[c] == NULL: zeros.
-     * rows point at hd F16 values each. */
-    void (*load_kt_f16)(const uint16_t *const *rows, int64_t hd, float *kt);
-    /* v[c * hd + d] = V row c, element d; rows[c] == NULL: zeros. */
-    void (*load_v_f16)(const uint16_t *const *rows, int64_t hd, float *v);
+    /* kt[d * BLOCK + c] = K row c, element d, for d < hd, c < nc; rows[c] == NULL: zeros.
+     * rows point at hd F16 values each; nc is a multiple of 8 in [8, BLOCK], and the cells
+     * from nc on are left as they are (a block's tail no row sees is not converted). */
+    void (*load_kt_f16)(const uint16_t *const *rows, int nc, int64_t hd, float *kt);
+    /* v[c * hd + d] = V row c, element d, for c < nc; rows[c] == NULL: zeros. */
+    void (*load_v_f16)(const uint16_t *const *rows, int nc, int64_t hd, float *v);
     /* s[c] = sum over d of q[d] * kt[d * BLOCK + c] (d in increasing order) where bit c of
      * vis is set, -inf where it is clear, for c < BLOCK; returns the largest s[c]. */
     float (*scores)(int64_t hd, const float *q, const float *kt, uint64_t vis, float *s);

@@ -39,7 +39,28 @@
  * input converted once. */
 #define ACT_SLOTS 3
 
+/* A batch of at most this many tokens runs its per-token steps (residual add, norms,
+ * activation conversion, SiLU, the final norm) REPLICATED: every thread computes them for
+ * every token into its own rows (fwd_rows) and goes straight on to its share of the next
+ * matrix product, instead of splitting the tokens and meeting the others at a barrier. For
+ * a decode step a barrier and a thread left idle while the other converts cost more (1-4
+ * us) than a second copy of a row of n_embd or n_ff values (0.3-1 us). */
+#define REPL_MAX_TOKENS 4
+
 /* ---- scratch ---------------------------------------------------------------------------- */
+
+/* Where a thread keeps the per-token rows it computes: the shared buffers when the steps
+ * split the tokens, its own when they are replicated (REPL_MAX_TOKENS rows). On the
+ * replicated path thread 0 still uses the shared x, h and act (so f->h holds the final rows
+ * on both paths) but its own g: silu(gate) * up cannot overwrite the shared gate, which
+ * the other threads are still reading. */
+typedef struct fwd_rows {
+    float *x;        /* [tokens][n_embd] residual stream */
+    float *h;        /* [tokens][n_embd] normalised input of a block; final rows */
+    float *g;        /* [tokens][n_ff] silu(gate) * up */
+    uint8_t *act;    /* [ACT_SLOTS][tokens][act_stride] activations in vec_dot_types */
+    size_t act_slot; /* bytes from one slot of act to the next */
+} fwd_rows;
 
 struct slm_fwd {
     int32_t n_batch;     /* most tokens per forward call */
@@ -59,8 +80,9 @@ struct slm_fwd {
     uint8_t *act;        /* [ACT_SLOTS][n_batch][act_stride] activations in vec_dot_types */
     uint8_t *emb;        /* [n_threads][8 rows of token_embd] when it is packed (repack.c), else NULL */
     size_t emb_stride;   /* bytes per thread of emb */
-    int n_threads;       /* threads the per-thread scratch is sized for */
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
+    int n_threads;       /* threads the scratch is sized for */
+    fwd_rows *own;       /* [n_threads] each thread's replicated rows, owned (thread 0: g only) */
     size_t bytes;        /* total of the buffers above */
 };
 
@@ -123,19 +145,34 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     f->n_threads = n_threads;
     f->emb_stride = m->tok_embd.packed ? SLM_QUANT_PACK_ROWS * m->tok_embd.row_bytes : 0;
     f->emb = f->emb_stride ? alloc_array((size_t)n_threads, f->emb_stride, 1) : NULL;
+    f->own = slm_calloc((size_t)n_threads, sizeof *f->own);
+    bool own_ok = f->own != NULL;
+    for (int i = 0; own_ok && i < n_threads; i++) {
+        fwd_rows *r = &f->own[i];
+        r->g = alloc_array(REPL_MAX_TOKENS, ff, sizeof(float));
+        r->act_slot = REPL_MAX_TOKENS * f->act_stride;
+        if (i > 0) {
+            r->x = alloc_array(REPL_MAX_TOKENS, e, sizeof(float));
+            r->h = alloc_array(REPL_MAX_TOKENS, e, sizeof(float));
+            r->act = alloc_array(ACT_SLOTS * REPL_MAX_TOKENS, f->act_stride, 1);
+        }
+        own_ok = r->g && (i == 0 || (r->x && r->h && r->act));
+    }
     if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act ||
-        (f->emb_stride && !f->emb)) {
+        !own_ok || (f->emb_stride && !f->emb)) {
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
     const size_t per_token = 3 * e + 2 * nq + 2 * nkv + 2 * ff + (size_t)hp->n_rot;      /* floats */
+    const size_t own_bytes = REPL_MAX_TOKENS * (ff * sizeof(float) * (size_t)n_threads +
+                                                (2 * e * sizeof(float) + ACT_SLOTS * f->act_stride) * (size_t)(n_threads - 1));
     slm_status st = slm_attn_create(hp, n_cells, kv_type, n_threads, &f->attn, err);
     if (st != SLM_OK) {
         slm_fwd_destroy(f);
         return st;
     }
     f->bytes = per_token * nb * sizeof(float) + ACT_SLOTS * nb * f->act_stride + (size_t)n_threads * f->emb_stride +
-               slm_attn_bytes(f->attn);
+               slm_attn_bytes(f->attn) + own_bytes;
     *out = f;
     return SLM_OK;
 }
@@ -146,6 +183,9 @@ void slm_fwd_destroy(slm_fwd *f) {
     if (!f) return;
     void *bufs[] = {f->x, f->h, f->y, f->q, f->att, f->k, f->v, f->g, f->u, f->rope, f->act, f->emb};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) slm_free(bufs[i]);
+    for (int i = 0; f->own && i < f->n_threads; i++)
+        slm_free(f->own[i].x), slm_free(f->own[i].h), slm_free(f->own[i].g), slm_free(f->own[i].act);
+    slm_free(f->own);
     slm_attn_destroy(f->attn);
     slm_free(f);
 }
@@ -160,6 +200,11 @@ void slm_fwd_destroy(slm_fwd *f) {
  *
  *   [x += y; h = norm(x); act(h)] | q k v | bias, qk-norm, rope, store | attention |
  *   act(att) | Wo | [x += y; h = norm(x); act(h)] | gate up | silu*up, act | Wdown |
+ *
+ * A batch of at most REPL_MAX_TOKENS tokens (decoding) replicates the bracketed steps: each
+ * thread computes them for every token into its own rows and starts its share of the next
+ * product without a barrier, so 6 barriers per layer, and none between the last Wdown and
+ * the logits (the embedding never needs one: a thread embeds the rows it then normalises).
  */
 
 typedef struct pass {
@@ -177,6 +222,15 @@ typedef struct pass {
     float *logits;         /* [n_out][n_vocab] or NULL */
 } pass;
 
+/* The rows thread ith works on: the shared buffers, or its own when replicating. */
+static fwd_rows rows_of(const slm_fwd *f, bool repl, int ith) {
+    const size_t shared_slot = (size_t)f->n_batch * f->act_stride;
+    if (!repl) return (fwd_rows){.x = f->x, .h = f->h, .g = f->g, .act = f->act, .act_slot = shared_slot};
+    fwd_rows r = f->own[ith];
+    if (ith == 0) r.x = f->x, r.h = f->h, r.act = f->act, r.act_slot = shared_slot;
+    return r;
+}
+
 /* The matrices of one step sharing an input, with their inputs converted (mm_convert). */
 typedef struct mm_step {
     int count;
@@ -188,9 +242,9 @@ typedef struct mm_step {
     int conv[ACT_SLOTS];           /* for each, the first matrix that reads it */
 } mm_step;
 
-/* Point each matrix at an activation buffer of its vec_dot_type (slot k for the k-th
- * distinct type; F32 reads x itself). Same result on every thread. */
-static void mm_plan(const slm_fwd *f, mm_step *s, const float *x) {
+/* Point each matrix at an activation buffer of its vec_dot_type (slot k of r's act for the
+ * k-th distinct type; F32 reads x itself). Same result on every thread. */
+static void mm_plan(const slm_fwd *f, const fwd_rows *r, mm_step *s, const float *x) {
     slm_type seen[ACT_SLOTS];
     int n_seen = 0;
     s->n_conv = 0;
@@ -207,11 +261,10 @@ static void mm_plan(const slm_fwd *f, mm_step *s, const float *x) {
             seen[n_seen++] = vt;
             s->conv[s->n_conv++] = i;
         }
-        s->act[i] = f->act + (size_t)k * (size_t)f->n_batch * f->act_stride;
+        s->act[i] = r->act + (size_t)k * r->act_slot;
         s->stride[i] = f->act_stride;
     }
 }
-
 /* Convert tokens [t0, t1) of x[n][n_in] into every buffer the step reads (each distinct
  * vec_dot_type once, as mm_plan listed them). */
 static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1) {
@@ -253,73 +306,109 @@ static void add_bias(float *x, const float *b, int64_t width) {
     if (b) slm_ops_add(x, b, width);
 }
 
-/* x[t] += y[t] (when add), h[t] = rmsnorm(x[t]) * w, then h[t] converted for the step. */
-static void norm_convert(const pass *p, bool add, const float *w, const mm_step *s, int64_t t0, int64_t t1) {
+/* In r's rows: x[t] += y[t] (when add), h[t] = rmsnorm(x[t]) * w, then h[t] converted for
+ * the step. */
+static void norm_convert(const pass *p, const fwd_rows *r, bool add, const float *w, const mm_step *s, int64_t t0,
+                         int64_t t1) {
     const int64_t e = p->m->hp.n_embd;
-    slm_fwd *f = p->f;
     for (int64_t t = t0; t < t1; t++) {
-        if (add) slm_ops_add(f->x + t * e, f->y + t * e, e);
-        slm_ops_rmsnorm(f->h + t * e, f->x + t * e, w, e, p->m->hp.rms_eps);
+        if (add) slm_ops_add(r->x + t * e, p->f->y + t * e, e);
+        slm_ops_rmsnorm(r->h + t * e, r->x + t * e, w, e, p->m->hp.rms_eps);
     }
-    mm_convert(s, f->h, t0, t1);
+    mm_convert(s, r->h, t0, t1);
 }
 
-/* Token t after q, k, v: biases, qwen3's per-head norms, RoPE, into the cache. */
-static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t) {
+/* Head i of token t after q, k, v (the items of a token: its n_head query heads, then its
+ * n_head_kv KV heads, so that a single token's work splits across threads): a query head
+ * gets its bias, qwen3's norm and RoPE; a KV head the same for its key, the bias for its
+ * value, and both go into the cache (a head is whole blocks of the cache type:
+ * slm_fwd_create checks). Per head exactly what the whole rows would get. */
+static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t, int32_t i) {
     const slm_hparams *hp = &p->m->hp;
     slm_fwd *f = p->f;
     const int64_t hd = hp->head_dim, nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd;
-    float *q = f->q + t * nq, *k = f->k + t * nkv, *v = f->v + t * nkv;
     const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
-    add_bias(q, L->bq, nq);
-    add_bias(k, L->bk, nkv);
-    add_bias(v, L->bv, nkv);
-    for (int32_t h = 0; L->q_norm && h < hp->n_head; h++) slm_ops_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
-    for (int32_t h = 0; L->k_norm && h < hp->n_head_kv; h++) slm_ops_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
-    for (int32_t h = 0; h < hp->n_head; h++) slm_ops_rope(q + h * hd, hp->n_rot, cs, p->m->arch->rope_neox);
-    for (int32_t h = 0; h < hp->n_head_kv; h++) slm_ops_rope(k + h * hd, hp->n_rot, cs, p->m->arch->rope_neox);
-    slm_kv_store(p->kv, il, p->cells[t], k, v);
+    if (i < hp->n_head) {
+        float *q = f->q + t * nq + i * hd;
+        add_bias(q, L->bq ? L->bq + i * hd : NULL, hd);
+        if (L->q_norm) slm_ops_rmsnorm(q, q, L->q_norm, hd, hp->rms_eps);
+        slm_ops_rope(q, hp->n_rot, cs, p->m->arch->rope_neox);
+        return;
+    }
+    const int64_t off = (int64_t)(i - hp->n_head) * hd;
+    float *k = f->k + t * nkv + off, *v = f->v + t * nkv + off;
+    add_bias(k, L->bk ? L->bk + off : NULL, hd);
+    add_bias(v, L->bv ? L->bv + off : NULL, hd);
+    if (L->k_norm) slm_ops_rmsnorm(k, k, L->k_norm, hd, hp->rms_eps);
+    slm_ops_rope(k, hp->n_rot, cs, p->m->arch->rope_neox);
+    slm_kv_store_part(p->kv, il, p->cells[t], off, hd, k, v);
 }
 
-static void layer_steps(const pass *p, int32_t il, int ith, int nth) {
+/* One layer. [t0, t1): this thread's tokens of the per-token steps (all of them when repl);
+ * [s0, s1): its tokens of the steps that are always split. */
+/* Ask for the cache lines qkv_finish will store the KV heads among items [i0, i1) into
+ * (items as in qkv_finish), for writing: a decode step's cells are fresh, and without this
+ * the stores wait for those lines (about a microsecond a layer) on the step's thread. */
+#define CACHE_LINE 64
+static void kv_prefetch(const pass *p, int32_t il, int64_t i0, int64_t i1) {
+    const slm_hparams *hp = &p->m->hp;
+    const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv;
+    const slm_type_traits *tr = slm_type_traits_of(slm_kv_type(p->kv));
+    const size_t head_bytes = (size_t)(hp->head_dim / tr->block_size) * tr->type_size;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t h = i % heads - hp->n_head; /* KV head, or < 0 for a query head */
+        if (h < 0) continue;
+        const int64_t c = p->cells[i / heads];
+        const uint8_t *k = (const uint8_t *)slm_kv_k_row(p->kv, il, c) + (size_t)h * head_bytes;
+        const uint8_t *v = (const uint8_t *)slm_kv_v_row(p->kv, il, c) + (size_t)h * head_bytes;
+        for (size_t b = 0; b < head_bytes; b += CACHE_LINE) __builtin_prefetch(k + b, 1), __builtin_prefetch(v + b, 1);
+    }
+}
+
+static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il, int ith, int nth) {
     const slm_hparams *hp = &p->m->hp;
     const slm_layer *L = &p->m->layers[il];
     slm_fwd *f = p->f;
     const int64_t ff = hp->n_ff;
-    int64_t t0, t1;
-    slm_pool_range(p->n, ith, nth, &t0, &t1);
+    int64_t s0, s1;
+    slm_pool_range(p->n, ith, nth, &s0, &s1);
+    const int64_t t0 = repl ? 0 : s0, t1 = repl ? p->n : s1;
+    const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
+    int64_t h0, h1;
+    slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
+    if (repl) kv_prefetch(p, il, h0, h1);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
     mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
-    mm_plan(f, &qkv, f->h);
-    norm_convert(p, il > 0, L->attn_norm, &qkv, t0, t1);
-    slm_pool_barrier(p->pool);
+    mm_plan(f, r, &qkv, r->h);
+    norm_convert(p, r, il > 0, L->attn_norm, &qkv, t0, t1);
+    if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&qkv, p->n, ith, nth);
     slm_pool_barrier(p->pool);
-    for (int64_t t = t0; t < t1; t++) qkv_finish(p, L, il, t);
+    for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
     const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
     slm_attn_run(f->attn, &args, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step wo = {.count = 1, .w = {&L->wo}, .out = {f->y}};
-    mm_plan(f, &wo, f->att);
+    mm_plan(f, r, &wo, f->att);
     mm_convert(&wo, f->att, t0, t1);
-    slm_pool_barrier(p->pool);
+    if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&wo, p->n, ith, nth);
     slm_pool_barrier(p->pool);
 
     /* feed-forward block: x += y; h = rmsnorm(x) * ffn_norm; y = (silu(h Wgate) * (h Wup)) Wdown */
     mm_step gu = {.count = 2, .w = {&L->gate, &L->up}, .out = {f->g, f->u}};
-    mm_plan(f, &gu, f->h);
-    norm_convert(p, true, L->ffn_norm, &gu, t0, t1);
-    slm_pool_barrier(p->pool);
+    mm_plan(f, r, &gu, r->h);
+    norm_convert(p, r, true, L->ffn_norm, &gu, t0, t1);
+    if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&gu, p->n, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step down = {.count = 1, .w = {&L->down}, .out = {f->y}};
-    mm_plan(f, &down, f->g);
-    slm_ops_silu_mul(f->g + t0 * ff, f->u + t0 * ff, (t1 - t0) * ff);
-    mm_convert(&down, f->g, t0, t1);
-    slm_pool_barrier(p->pool);
+    mm_plan(f, r, &down, r->g);
+    slm_ops_silu_mul(r->g + t0 * ff, f->g + t0 * ff, f->u + t0 * ff, (t1 - t0) * ff);
+    mm_convert(&down, r->g, t0, t1);
+    if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&down, p->n, ith, nth);
     slm_pool_barrier(p->pool);
 }
@@ -344,31 +433,33 @@ static void pass_run(void *arg, int ith, int nth) {
     const slm_hparams *hp = &p->m->hp;
     slm_fwd *f = p->f;
     const int64_t e = hp->n_embd;
-    int64_t t0, t1;
+    const bool repl = nth > 1 && nth <= f->n_threads && p->n <= REPL_MAX_TOKENS;
+    const fwd_rows r = rows_of(f, repl, ith);
+    int64_t s0, s1;
+    slm_pool_range(p->n, ith, nth, &s0, &s1);
+    const int64_t t0 = repl ? 0 : s0, t1 = repl ? p->n : s1;
 
-    /* x = embedding rows; the RoPE tables of every token */
-    slm_pool_range(p->n, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) {
-        embed_row(p->m, f, ith, p->tokens[t], f->x + t * e);
+    /* x = embedding rows (of the tokens this thread normalises next: no barrier); the RoPE
+     * tables of every token (read after the q k v barrier) */
+    for (int64_t t = t0; t < t1; t++) embed_row(p->m, f, ith, p->tokens[t], r.x + t * e);
+    for (int64_t t = s0; t < s1; t++)
         slm_ops_rope_cache(f->rope + (size_t)t * (size_t)hp->n_rot, hp->n_rot, p->pos[t], hp->rope_base,
                            hp->rope_freq_scale, p->m->rope_freqs);
-    }
-    slm_pool_barrier(p->pool);
-    for (int32_t il = 0; il < hp->n_layer; il++) layer_steps(p, il, ith, nth);
+    for (int32_t il = 0; il < hp->n_layer; il++) layer_steps(p, &r, repl, il, ith, nth);
 
     /* x += y (the last Wdown); h[i] = rmsnorm(x[out_idx[i]]) * output_norm for the rows asked
      * for; logits = h Woutput. Every thread adds the residual of its own tokens first. */
-    for (int64_t t = t0; t < t1; t++) slm_ops_add(f->x + t * e, f->y + t * e, e);
-    slm_pool_barrier(p->pool);
+    for (int64_t t = t0; t < t1; t++) slm_ops_add(r.x + t * e, f->y + t * e, e);
+    if (!repl) slm_pool_barrier(p->pool);
     if (p->n_out == 0) return;
     mm_step out = {.count = 1, .w = {&p->m->output}, .out = {p->logits}};
-    mm_plan(f, &out, f->h);
-    int64_t i0, i1;
-    slm_pool_range(p->n_out, ith, nth, &i0, &i1);
+    mm_plan(f, &r, &out, r.h);
+    int64_t i0 = 0, i1 = p->n_out;
+    if (!repl) slm_pool_range(p->n_out, ith, nth, &i0, &i1);
     for (int64_t i = i0; i < i1; i++)
-        slm_ops_rmsnorm(f->h + i * e, f->x + (size_t)p->out_idx[i] * (size_t)e, p->m->out_norm, e, hp->rms_eps);
-    if (p->logits) mm_convert(&out, f->h, i0, i1);
-    slm_pool_barrier(p->pool);
+        slm_ops_rmsnorm(r.h + i * e, r.x + (size_t)p->out_idx[i] * (size_t)e, p->m->out_norm, e, hp->rms_eps);
+    if (p->logits) mm_convert(&out, r.h, i0, i1);
+    if (!repl) slm_pool_barrier(p->pool);
     if (p->logits) mm_rows(&out, p->n_out, ith, nth);
 }
 

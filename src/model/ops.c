@@ -74,10 +74,10 @@ void slm_ops_softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-static void silu_mul(float *g, const float *u, int64_t n) {
+static void silu_mul(float *y, const float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float v = g[i];
-        g[i] = (v / (1.0f + slm_vexp(-v))) * u[i];
+        y[i] = (v / (1.0f + slm_vexp(-v))) * u[i];
     }
 }
 
@@ -97,5 +97,5 @@ const slm_ops_kern *slm_ops_kern_isa(slm_quant_isa isa) {
 static const slm_ops_kern *chosen(void) { return slm_ops_kern_isa(slm_quant_kernels()->isa); }
 
 void slm_ops_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) { chosen()->rmsnorm(y, x, w, n, eps); }
-void slm_ops_silu_mul(float *g, const float *u, int64_t n) { chosen()->silu_mul(g, u, n); }
+void slm_ops_silu_mul(float *y, const float *g, const float *u, int64_t n) { chosen()->silu_mul(y, g, u, n); }
 void slm_ops_add(float *y, const float *x, int64_t n) { chosen()->add(y, x, n); }

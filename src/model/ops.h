@@ -37,8 +37,9 @@ void slm_ops_rope(float *x, int64_t n_rot, const float *cs, bool neox);
 /* x[n] = softmax(x[n]) in place (max subtracted, sum in double). */
 void slm_ops_softmax(float *x, int64_t n);
 
-/* g[n] = silu(g[n]) * u[n], silu(x) = x / (1 + e^-x) with slm_vexp (model/vexp.h). */
-void slm_ops_silu_mul(float *g, const float *u, int64_t n);
+/* y[n] = silu(g[n]) * u[n], silu(x) = x / (1 + e^-x) with slm_vexp (model/vexp.h). y may
+ * alias g. */
+void slm_ops_silu_mul(float *y, const float *g, const float *u, int64_t n);
 
 /* y[n] += x[n]. */
 void slm_ops_add(float *y, const float *x, int64_t n);
@@ -49,7 +50,7 @@ void slm_ops_add(float *y, const float *x, int64_t n);
 typedef struct slm_ops_kern {
     const char *name;
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
-    void (*silu_mul)(float *g, const float *u, int64_t n);
+    void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);
     void (*add)(float *y, const float *x, int64_t n);
 } slm_ops_kern;
 

@@ -47,17 +47,17 @@ AVX2_TARGET static void rmsnorm(float *y, const float *x, const float *w, int64_
     for (; i < n; i++) y[i] = w ? (x[i] * scale) * w[i] : x[i] * scale;
 }
 
-AVX2_TARGET static void silu_mul(float *g, const float *u, int64_t n) {
+AVX2_TARGET static void silu_mul(float *y, const float *g, const float *u, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
     int64_t i = 0;
     for (; i + LANES <= n; i += LANES) {
         const __m256 v = _mm256_loadu_ps(g + i);
         const __m256 e = slm_vexp8(_mm256_xor_ps(v, neg)); /* e^-v */
-        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
     }
     for (; i < n; i++) {
         const float v = g[i];
-        g[i] = (v / (1.0f + slm_vexp(-v))) * u[i];
+        y[i] = (v / (1.0f + slm_vexp(-v))) * u[i];
     }
 }
 
