@@ -69,19 +69,21 @@
 #pragma GCC optimize("no-tree-ter")
 #endif
 
-#define PK_ROWS 8                                           /* rows per group */
+#define PK_ROWS SLM_QUANT_PACK_ROWS                          /* rows per group */
+_Static_assert(PK_ROWS == 8, "the layouts put 8 rows x 4 bytes in a 32-byte vector");
 #define Q4K_SB (PK_ROWS * (int)sizeof(slm_block_q4_k))      /* 1152: a group's super-block */
 #define Q5K_SB (PK_ROWS * (int)sizeof(slm_block_q5_k))      /* 1408 */
 #define Q6K_SB (PK_ROWS * (int)sizeof(slm_block_q6_k))      /* 1680 */
 #define K4_SB(five) ((five) ? Q5K_SB : Q4K_SB)
-#define Q4K_L0 32
-#define Q4K_L1 64
-#define Q4K_H 96
+/* offsets within a group's super-block (the layouts above) */
+#define Q4K_L0 32                                /* Q4_K/Q5_K: low nibbles of the scales */
+#define Q4K_L1 64                                /* ... of the mins */
+#define Q4K_H 96                                 /* ... their top 2 bits */
 #define Q5K_QH 128                               /* Q5_K: the fifth bits, 8 groups x 8 rows x 4 bytes */
 #define K4_QS(five) ((five) ? 384 : 128)         /* the nibbles */
-#define Q6K_SC 16
-#define Q6K_Q 144
-#define Q6K_HALF 768
+#define Q6K_SC 16                                /* Q6_K: scale pairs */
+#define Q6K_Q 144                                /* ... the quants, two halves of */
+#define Q6K_HALF 768                             /* ... 768 bytes */
 #define PK_TILE_V 4                  /* activation rows per prompt tile */
 /* Activation bytes per pass over the groups: about half of L2 (512 KiB on the development
  * machine), so a large matrix is streamed from L3/DRAM once per ~28-200 activation rows.
