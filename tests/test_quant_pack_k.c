@@ -1,5 +1,5 @@
 /*
- * tests/test_quant_pack_k.c: the packed (8-row interleaved) Q4_K and Q6_K AVX2 kernels of
+ * tests/test_quant_pack_k.c: the packed (8-row interleaved) Q4_K, Q5_K and Q6_K AVX2 kernels of
  * quant/pack_avx2_k.c at the edges the generic packed test's random rows do not reach:
  *  - unpack(pack(rows)) == rows byte for byte for rows of arbitrary bytes (every bit of the
  *    6-bit Q4_K scales and of the Q6_K quants moves, none is lost);
@@ -38,6 +38,8 @@ static const kind kinds[] = {
 #if SLM_QUANT_HAVE_AVX2
     {SLM_TYPE_Q4_K, sizeof(slm_block_q4_k), 0, slm_quant_pack_q4_k_avx2, slm_quant_unpack_q4_k_avx2,
      slm_quant_gemm_packed_q4_k_avx2},
+    {SLM_TYPE_Q5_K, sizeof(slm_block_q5_k), 0, slm_quant_pack_q5_k_avx2, slm_quant_unpack_q5_k_avx2,
+     slm_quant_gemm_packed_q5_k_avx2},
     {SLM_TYPE_Q6_K, sizeof(slm_block_q6_k), offsetof(slm_block_q6_k, d), slm_quant_pack_q6_k_avx2,
      slm_quant_unpack_q6_k_avx2, slm_quant_gemm_packed_q6_k_avx2},
 #endif
@@ -56,7 +58,7 @@ static void fill_weights(const kind *k, uint8_t *w, int fill) {
             uint8_t *blk = w + (size_t)r * rb + (size_t)b * k->block_bytes + k->d_offset;
             const uint16_t d = slm_quant_f2h(rng_uniform(1e-4f, 1e-2f)), dmin = slm_quant_f2h(rng_uniform(1e-4f, 1e-2f));
             memcpy(blk, &d, 2);
-            if (k->type == SLM_TYPE_Q4_K) memcpy(blk + 2, &dmin, 2);
+            if (k->type != SLM_TYPE_Q6_K) memcpy(blk + 2, &dmin, 2);
         }
     if (fill == FILL_MAX && k->type == SLM_TYPE_Q6_K) /* scales -128: the largest products */
         for (int r = 0; r < ROWS; r++)

@@ -1013,6 +1013,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_IQ4_NL] = slm_quant_pack_iq4_nl_avx2,
         [SLM_TYPE_Q5_0] = slm_quant_pack_q5_0_avx2,
         [SLM_TYPE_Q4_K] = slm_quant_pack_q4_k_avx2,
+        [SLM_TYPE_Q5_K] = slm_quant_pack_q5_k_avx2,
         [SLM_TYPE_Q6_K] = slm_quant_pack_q6_k_avx2,
     },
     .unpack = {
@@ -1021,6 +1022,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_IQ4_NL] = slm_quant_unpack_iq4_nl_avx2,
         [SLM_TYPE_Q5_0] = slm_quant_unpack_q5_0_avx2,
         [SLM_TYPE_Q4_K] = slm_quant_unpack_q4_k_avx2,
+        [SLM_TYPE_Q5_K] = slm_quant_unpack_q5_k_avx2,
         [SLM_TYPE_Q6_K] = slm_quant_unpack_q6_k_avx2,
     },
     .gemm_packed = {
@@ -1029,6 +1031,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_IQ4_NL] = slm_quant_gemm_packed_iq4_nl_avx2,
         [SLM_TYPE_Q5_0] = slm_quant_gemm_packed_q5_0_avx2,
         [SLM_TYPE_Q4_K] = slm_quant_gemm_packed_q4_k_avx2,
+        [SLM_TYPE_Q5_K] = slm_quant_gemm_packed_q5_k_avx2,
         [SLM_TYPE_Q6_K] = slm_quant_gemm_packed_q6_k_avx2,
     },
 };

@@ -1,6 +1,6 @@
 /*
- * quant/pack_avx2_k.c: row-interleaved ("packed") Q4_K and Q6_K weights and their AVX2
- * matrix products against Q8_K activation rows.
+ * quant/pack_avx2_k.c: row-interleaved ("packed") Q4_K, Q5_K and Q6_K weights and their
+ * AVX2 matrix products against Q8_K activation rows.
  *
  * A group is 8 consecutive weight rows stored super-block by super-block: super-block ib
  * of the group holds super-block ib of the 8 rows, rearranged so that one 32-byte load
@@ -23,6 +23,9 @@
  *     128   qs       chunk c (0..3), group k (0..7), row r: 4 bytes at 128 + 256c + 32k + 4r
  *                    = bytes 32c + 4k .. +3 of the row's qs (low nibbles: sub-block 2c,
  *                    elements 4k..4k+3; high nibbles: sub-block 2c + 1)
+ *   Q5_K, 1408 = 8 x 176 bytes: Q4_K's first 128 bytes, then at 128 the fifth bits, group
+ *                    k, row r: 4 bytes at 128 + 32k + 4r = qh[4k..4k+3] (bit 2c + half of
+ *                    each byte belongs to the nibble of chunk c, half), then qs at 384
  *   Q6_K, 1680 = 8 x 210 bytes:
  *     0     d[8]     f16 scale of row r at 2r
  *     16    sc       pair p (0..7), row r: 2 bytes at 16 + 16p + 2r = scales 2p, 2p + 1
@@ -30,16 +33,16 @@
  *             +32k + 4r        ql[64h + 4k ..]      (A: elements 128h + 4k.., + 64 high)
  *             +256 + 32k + 4r  ql[64h + 32 + 4k ..] (B: elements 128h + 32 + 4k.., + 64)
  *             +512 + 32k + 4r  qh[32h + 4k ..]      (2-bit parts of the A and B elements)
- * Both are bijections of the 8 rows' bytes (the 6-bit Q4_K scales fill 12 bytes exactly, so
+ * All are bijections of the 8 rows' bytes (the 6-bit Q4_K scales fill 12 bytes exactly, so
  * they stay 6-bit, only regrouped), so a group has exactly the rows' size and unpack
  * restores the file's bytes.
  *
  * Invariants: every output equals the avx2 set's vec_dot (kernels_avx2.c) for that row and
  * activation row bit for bit: the integer super-block sums are exact (int16 partial sums
- * stay below 2^15: Q4_K 16 products of 15 x 128, Q6_K 4 products of 63 x 128), and the
+ * stay below 2^15: Q4_K 16 products of 15 x 128, Q5_K 8 of 31 x 128, Q6_K 4 of 63 x 128), and the
  * float step is vec_dot's (per lane: d = dx * dy, dmin = dmx * dy, d * isum - dmin * summ,
  * or d * (isum - 32 corr), added in super-block order, no FMA: the build is ISO C).
- * Thread-safety: pure functions on caller buffers. Non-goals: Q5_K, Q2_K/Q3_K; rows that do
+ * Thread-safety: pure functions on caller buffers. Non-goals: Q2_K/Q3_K/IQ4_XS; rows that do
  * not fill a group (the caller keeps those unpacked).
  */
 #include "quant/kernels_isa.h"
@@ -47,6 +50,7 @@
 #if SLM_QUANT_HAVE_AVX2
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -65,21 +69,36 @@
 #pragma GCC optimize("no-tree-ter")
 #endif
 
-#define PK_ROWS 8                                           /* rows per group */
+#define PK_ROWS SLM_QUANT_PACK_ROWS                          /* rows per group */
+_Static_assert(PK_ROWS == 8, "the layouts put 8 rows x 4 bytes in a 32-byte vector");
 #define Q4K_SB (PK_ROWS * (int)sizeof(slm_block_q4_k))      /* 1152: a group's super-block */
+#define Q5K_SB (PK_ROWS * (int)sizeof(slm_block_q5_k))      /* 1408 */
 #define Q6K_SB (PK_ROWS * (int)sizeof(slm_block_q6_k))      /* 1680 */
-#define Q4K_L0 32
-#define Q4K_L1 64
-#define Q4K_H 96
-#define Q4K_QS 128
-#define Q6K_SC 16
-#define Q6K_Q 144
-#define Q6K_HALF 768
+#define K4_SB(five) ((five) ? Q5K_SB : Q4K_SB)
+/* offsets within a group's super-block (the layouts above) */
+#define Q4K_L0 32                                /* Q4_K/Q5_K: low nibbles of the scales */
+#define Q4K_L1 64                                /* ... of the mins */
+#define Q4K_H 96                                 /* ... their top 2 bits */
+#define Q5K_QH 128                               /* Q5_K: the fifth bits, 8 groups x 8 rows x 4 bytes */
+#define K4_QS(five) ((five) ? 384 : 128)         /* the nibbles */
+#define Q6K_SC 16                                /* Q6_K: scale pairs */
+#define Q6K_Q 144                                /* ... the quants, two halves of */
+#define Q6K_HALF 768                             /* ... 768 bytes */
 #define PK_TILE_V 4                  /* activation rows per prompt tile */
-#define PK_ACT_BYTES (24 * 1024)     /* activation bytes walked per pass over the groups: L1 */
+/* Activation bytes per pass over the groups: about half of L2 (512 KiB on the development
+ * machine), so a large matrix is streamed from L3/DRAM once per ~28-200 activation rows.
+ * Against 24 KiB (L1): Q6_K 8192 x 2048 x 64 rows 52 -> 62 GMAC/s, Q4_K 2048 x 8192 78 -> 84;
+ * small matrices unchanged. */
+#define PK_ACT_BYTES (256 * 1024)
 #define PK_PF_SB 2                   /* decode: software prefetch distance in super-blocks (one linear stream) */
 
 /* ---- pack / unpack --------------------------------------------------------------------- */
+
+/* One piece of a row and its place in the group: pack copies q -> p, unpack p -> q. */
+typedef struct {
+    uint8_t *p, *q;
+    size_t len;
+} byte_move;
 
 /* Q4_K's 12 scale bytes <-> 8 scales and 8 mins (6 bits each): slm_quant_scale_min_k4 and
  * its inverse. */
@@ -95,25 +114,35 @@ static void q4k_scales_put(const uint8_t sc[8], const uint8_t mn[8], uint8_t q[S
     }
 }
 
+/* Where a Q4_K (five = 0) or Q5_K (five = 1) block keeps its parts: d and dmin first, then
+ * the scales, in both. */
+static size_t k4_block_bytes(int five) { return five ? sizeof(slm_block_q5_k) : sizeof(slm_block_q4_k); }
+static size_t k4_qs_offset(int five) { return five ? offsetof(slm_block_q5_k, qs) : offsetof(slm_block_q4_k, qs); }
+static size_t k4_scales_offset(int five) { return five ? offsetof(slm_block_q5_k, scales) : offsetof(slm_block_q4_k, scales); }
+
 /* The byte moves shared by pack (to_group = 1) and unpack (0): every byte of a row that
- * the layout keeps as a byte goes to its place; Q4_K's scales are handled apart. */
-static void q4k_move(uint8_t *group, uint8_t *rows, size_t row_bytes, int64_t nb, int to_group) {
+ * the layout keeps as a byte goes to its place; the 6-bit scales are handled apart. */
+static void k4_move(uint8_t *group, uint8_t *rows, size_t row_bytes, int64_t nb, int to_group, int five) {
+    const size_t bs = k4_block_bytes(five), qs = k4_qs_offset(five);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t *g = group + (size_t)ib * Q4K_SB;
+        uint8_t *g = group + (size_t)ib * (size_t)K4_SB(five);
         for (int r = 0; r < PK_ROWS; r++) {
-            uint8_t *blk = rows + (size_t)r * row_bytes + (size_t)ib * sizeof(slm_block_q4_k);
-            slm_block_q4_k *b = (slm_block_q4_k *)blk;
-            uint8_t *pairs[2][2] = {{g + 2 * r, (uint8_t *)&b->d}, {g + 16 + 2 * r, (uint8_t *)&b->dmin}};
-            for (int t = 0; t < 2; t++) {
-                if (to_group) memcpy(pairs[t][0], pairs[t][1], 2);
-                else memcpy(pairs[t][1], pairs[t][0], 2);
-            }
+            uint8_t *blk = rows + (size_t)r * row_bytes + (size_t)ib * bs;
+            /* (group place, row place, bytes): d, dmin, the nibbles, Q5_K's fifth bits */
+            byte_move mv[2 + 32 + 8];
+            int m = 0;
+            mv[m++] = (byte_move){g + 2 * r, blk, 2};
+            mv[m++] = (byte_move){g + 16 + 2 * r, blk + 2, 2};
             for (int c = 0; c < 4; c++)
-                for (int k = 0; k < 8; k++) {
-                    uint8_t *p = g + Q4K_QS + 256 * c + 32 * k + 4 * r, *q = b->qs + 32 * c + 4 * k;
-                    if (to_group) memcpy(p, q, 4);
-                    else memcpy(q, p, 4);
-                }
+                for (int k = 0; k < 8; k++)
+                    mv[m++] = (byte_move){g + K4_QS(five) + 256 * c + 32 * k + 4 * r, blk + qs + 32 * c + 4 * k, 4};
+            if (five)
+                for (int k = 0; k < 8; k++)
+                    mv[m++] = (byte_move){g + Q5K_QH + 32 * k + 4 * r, blk + offsetof(slm_block_q5_k, qh) + 4 * k, 4};
+            for (int i = 0; i < m; i++) {
+                if (to_group) memcpy(mv[i].p, mv[i].q, mv[i].len);
+                else memcpy(mv[i].q, mv[i].p, mv[i].len);
+            }
         }
     }
 }
@@ -124,16 +153,16 @@ static void q6k_move(uint8_t *group, uint8_t *rows, size_t row_bytes, int64_t nb
         for (int r = 0; r < PK_ROWS; r++) {
             slm_block_q6_k *b = (slm_block_q6_k *)(rows + (size_t)r * row_bytes + (size_t)ib * sizeof(slm_block_q6_k));
             /* (group place, row place, bytes) */
-            struct { uint8_t *p, *q; size_t len; } mv[1 + 8 + 2 * 3 * 8];
+            byte_move mv[1 + 8 + 2 * 3 * 8];
             int m = 0;
-            mv[m++] = (__typeof__(mv[0])){g + 2 * r, (uint8_t *)&b->d, 2};
-            for (int p = 0; p < 8; p++) mv[m++] = (__typeof__(mv[0])){g + Q6K_SC + 16 * p + 2 * r, (uint8_t *)b->scales + 2 * p, 2};
+            mv[m++] = (byte_move){g + 2 * r, (uint8_t *)&b->d, 2};
+            for (int p = 0; p < 8; p++) mv[m++] = (byte_move){g + Q6K_SC + 16 * p + 2 * r, (uint8_t *)b->scales + 2 * p, 2};
             for (int h = 0; h < 2; h++)
                 for (int k = 0; k < 8; k++) {
                     uint8_t *base = g + Q6K_Q + Q6K_HALF * h + 32 * k + 4 * r;
-                    mv[m++] = (__typeof__(mv[0])){base, b->ql + 64 * h + 4 * k, 4};
-                    mv[m++] = (__typeof__(mv[0])){base + 256, b->ql + 64 * h + 32 + 4 * k, 4};
-                    mv[m++] = (__typeof__(mv[0])){base + 512, b->qh + 32 * h + 4 * k, 4};
+                    mv[m++] = (byte_move){base, b->ql + 64 * h + 4 * k, 4};
+                    mv[m++] = (byte_move){base + 256, b->ql + 64 * h + 32 + 4 * k, 4};
+                    mv[m++] = (byte_move){base + 512, b->qh + 32 * h + 4 * k, 4};
                 }
             for (int i = 0; i < m; i++) {
                 if (to_group) memcpy(mv[i].p, mv[i].q, mv[i].len);
@@ -143,17 +172,16 @@ static void q6k_move(uint8_t *group, uint8_t *rows, size_t row_bytes, int64_t nb
     }
 }
 
-void slm_quant_pack_q4_k_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {
+static void k4_pack(const void *rows, size_t row_bytes, int64_t n, void *group, int five) {
     const int64_t nb = n / SLM_QK_K;
     uint8_t *grp = group;
-    q4k_move(grp, (uint8_t *)(uintptr_t)rows, row_bytes, nb, 1);
+    k4_move(grp, (uint8_t *)(uintptr_t)rows, row_bytes, nb, 1, five);
     for (int64_t ib = 0; ib < nb; ib++) {
-        uint8_t *g = grp + (size_t)ib * Q4K_SB;
-        memset(g + Q4K_L0, 0, 96);
+        uint8_t *g = grp + (size_t)ib * (size_t)K4_SB(five);
         for (int r = 0; r < PK_ROWS; r++) {
-            const slm_block_q4_k *b = (const slm_block_q4_k *)((const uint8_t *)rows + (size_t)r * row_bytes) + ib;
+            const uint8_t *blk = (const uint8_t *)rows + (size_t)r * row_bytes + (size_t)ib * k4_block_bytes(five);
             uint8_t sc[8], mn[8];
-            q4k_scales_get(b->scales, sc, mn);
+            q4k_scales_get(blk + k4_scales_offset(five), sc, mn);
             for (int jj = 0; jj < 4; jj++) {
                 const int byte = 16 * (r / 4) + 4 * (r % 4) + jj;
                 g[Q4K_L0 + byte] = (uint8_t)((sc[jj] & 0xF) | ((sc[jj + 4] & 0xF) << 4));
@@ -164,13 +192,13 @@ void slm_quant_pack_q4_k_avx2(const void *rows, size_t row_bytes, int64_t n, voi
     }
 }
 
-void slm_quant_unpack_q4_k_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {
+static void k4_unpack(const void *group, int64_t n, void *rows, size_t row_bytes, int five) {
     const int64_t nb = n / SLM_QK_K;
-    q4k_move((uint8_t *)(uintptr_t)group, rows, row_bytes, nb, 0);
+    k4_move((uint8_t *)(uintptr_t)group, rows, row_bytes, nb, 0, five);
     for (int64_t ib = 0; ib < nb; ib++) {
-        const uint8_t *g = (const uint8_t *)group + (size_t)ib * Q4K_SB;
+        const uint8_t *g = (const uint8_t *)group + (size_t)ib * (size_t)K4_SB(five);
         for (int r = 0; r < PK_ROWS; r++) {
-            slm_block_q4_k *b = (slm_block_q4_k *)((uint8_t *)rows + (size_t)r * row_bytes) + ib;
+            uint8_t *blk = (uint8_t *)rows + (size_t)r * row_bytes + (size_t)ib * k4_block_bytes(five);
             uint8_t sc[8], mn[8];
             for (int jj = 0; jj < 4; jj++) {
                 const int byte = 16 * (r / 4) + 4 * (r % 4) + jj;
@@ -180,9 +208,25 @@ void slm_quant_unpack_q4_k_avx2(const void *group, int64_t n, void *rows, size_t
                 mn[jj] = (uint8_t)((l1 & 0xF) | (((h >> 4) & 3) << 4));
                 mn[jj + 4] = (uint8_t)((l1 >> 4) | ((h >> 6) << 4));
             }
-            q4k_scales_put(sc, mn, b->scales);
+            q4k_scales_put(sc, mn, blk + k4_scales_offset(five));
         }
     }
+}
+
+void slm_quant_pack_q4_k_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {
+    k4_pack(rows, row_bytes, n, group, 0);
+}
+
+void slm_quant_unpack_q4_k_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {
+    k4_unpack(group, n, rows, row_bytes, 0);
+}
+
+void slm_quant_pack_q5_k_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {
+    k4_pack(rows, row_bytes, n, group, 1);
+}
+
+void slm_quant_unpack_q5_k_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {
+    k4_unpack(group, n, rows, row_bytes, 1);
 }
 
 void slm_quant_pack_q6_k_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {
@@ -213,19 +257,24 @@ AVX2_TARGET static inline __m256i pick_pairs(int a, int b) {
     return _mm256_set_m128i(v, v);
 }
 
-/* Q4_K: group super-blocks [0, nb) at pg against V activation rows (x + j * xs), the
- * 8 outputs of activation row j to y + j * ys. */
-AVX2_TARGET __attribute__((always_inline)) static inline void tile_q4k(int64_t nb, const uint8_t *pg, const uint8_t *x,
-                                                                        size_t xs, float *y, size_t ys, const int V) {
+/* Q4_K (five = 0) or Q5_K (five = 1): group super-blocks [0, nb) at pg against V
+ * activation rows (x + j * xs), the 8 outputs of activation row j to y + j * ys. Q5_K's
+ * values reach 31, so its 8 vectors of a sub-block go through int16 in two halves of 4
+ * (8 products of <= 31 x 128 each) and two madds. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_k4(int64_t nb, const uint8_t *pg, const uint8_t *x,
+                                                                       size_t xs, float *y, size_t ys, const int V,
+                                                                       const int five) {
+    const int sbytes = K4_SB(five);
     const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3), m30 = _mm256_set1_epi8(0x30);
+    const __m256i m10 = _mm256_set1_epi8(0x10);
     const __m256i sel_sc[4] = {pick_pairs(0, 0), pick_pairs(1, 1), pick_pairs(2, 2), pick_pairs(3, 3)};
     const __m256i sel_mn[2] = {pick_pairs(0, 1), pick_pairs(2, 3)};
     __m256 acc[PK_TILE_V];
     for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
-        const uint8_t *b = pg + (size_t)ib * Q4K_SB;
+        const uint8_t *b = pg + (size_t)ib * (size_t)sbytes;
         if (V == 1)
-            for (int o = 0; o < Q4K_SB; o += 64) _mm_prefetch((const char *)((uintptr_t)b + PK_PF_SB * Q4K_SB + o), _MM_HINT_T0); /* never faults */
+            for (int o = 0; o < sbytes; o += 64) _mm_prefetch((const char *)((uintptr_t)b + (size_t)(PK_PF_SB * sbytes + o)), _MM_HINT_T0); /* never faults */
         const slm_block_q8_k *yb[PK_TILE_V];
         for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
         /* the 6-bit values as bytes: scales of sub-blocks 0-3, 4-7, mins 0-3, 4-7 (byte 16h + 4rl + jj) */
@@ -245,16 +294,25 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q4k(int64_t n
         for (int s = 0; s < 8; s++) {
             const int c = s / 2, half = s % 2;
             const __m256i sv = _mm256_shuffle_epi8(s < 4 ? sc_lo : sc_hi, sel_sc[s % 4]);
-            __m256i s16[PK_TILE_V];
-            for (int j = 0; j < V; j++) s16[j] = _mm256_setzero_si256();
+            __m256i s16[2][PK_TILE_V]; /* Q4_K: all in [0]; Q5_K: groups 0-3 in [0], 4-7 in [1] */
+            for (int j = 0; j < V; j++) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
-                const __m256i w = _mm256_loadu_si256((const __m256i *)(b + Q4K_QS + 256 * c + 32 * k));
-                const __m256i q = half ? _mm256_and_si256(_mm256_srli_epi16(w, 4), m4) : _mm256_and_si256(w, m4);
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(b + K4_QS(five) + 256 * c + 32 * k));
+                __m256i q = half ? _mm256_and_si256(_mm256_srli_epi16(w, 4), m4) : _mm256_and_si256(w, m4);
+                if (five) { /* bit s of the fifth-bit bytes -> 16 */
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(b + Q5K_QH + 32 * k));
+                    const __m256i h4 = s <= 4 ? _mm256_slli_epi16(h, 4 - s) : _mm256_srli_epi16(h, s - 4);
+                    q = _mm256_or_si256(q, _mm256_and_si256(h4, m10));
+                }
+                const int part = five && k >= 4;
                 for (int j = 0; j < V; j++)
-                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(q, bcast4(yb[j]->qs + 32 * s + 4 * k)));
+                    s16[part][j] = _mm256_add_epi16(s16[part][j], _mm256_maddubs_epi16(q, bcast4(yb[j]->qs + 32 * s + 4 * k)));
             }
-            for (int j = 0; j < V; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sv));
+            for (int j = 0; j < V; j++) {
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[0][j], sv));
+                if (five) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[1][j], sv));
+            }
         }
         /* mins x activation sums of 32: pair p = sub-blocks 2p, 2p + 1 */
         for (int j = 0; j < V; j++) {
@@ -281,7 +339,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q4k(int64_t n
     for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
 }
 
-/* Q6_K: as tile_q4k. */
+/* Q6_K: as tile_k4. */
 AVX2_TARGET __attribute__((always_inline)) static inline void tile_q6k(int64_t nb, const uint8_t *pg, const uint8_t *x,
                                                                         size_t xs, float *y, size_t ys, const int V) {
     const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
@@ -352,7 +410,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q6k(int64_t n
 
 /* ---- products ---------------------------------------------------------------------------- */
 
-enum { PK_Q4K = 0, PK_Q6K = 1 };
+enum { PK_Q4K = 0, PK_Q5K = 1, PK_Q6K = 2 };
 
 /* Groups [g0, g1) x all activation rows: activations in chunks of about PK_ACT_BYTES (L1),
  * each chunk against every group in tiles of PK_TILE_V, then 2, then 1 activation rows. */
@@ -373,8 +431,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_k(int6
             int64_t v = v0;
 #define PK_TILE(V_)                                                                                                    \
     do {                                                                                                               \
-        if (kt == PK_Q4K) tile_q4k(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_); \
-        else tile_q6k(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_);            \
+        if (kt == PK_Q6K) tile_q6k(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_); \
+        else tile_k4(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_, kt == PK_Q5K); \
     } while (0)
             for (; v + PK_TILE_V <= v1; v += PK_TILE_V) PK_TILE(PK_TILE_V);
             for (; v + 2 <= v1; v += 2) PK_TILE(2);
@@ -387,6 +445,11 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_k(int6
 AVX2_TARGET void slm_quant_gemm_packed_q4_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
                                                  const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
     gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q4K);
+}
+
+AVX2_TARGET void slm_quant_gemm_packed_q5_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
+                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q5K);
 }
 
 AVX2_TARGET void slm_quant_gemm_packed_q6_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
