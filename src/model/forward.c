@@ -362,7 +362,8 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
     int64_t h0, h1;
     slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
-    if (repl) kv_prefetch(p, il, h0, h1);
+    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
+    if (repl) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
     mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
@@ -373,7 +374,6 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     slm_pool_barrier(p->pool);
     for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
-    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
     slm_attn_run(f->attn, &args, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step wo = {.count = 1, .w = {&L->wo}, .out = {f->y}};
