@@ -18,7 +18,8 @@
  * to the weight type's vec_dot_type (quant/act.c: as its x86 build does), then each output
  * element is the kernel set's dot product of a weight row with an activation row (tiled,
  * same bits). Attention is attn.c (tiled, online softmax). Every output value is computed
- * by exactly one thread in a fixed order, so results do not depend on the thread count,
+ * by exactly one thread in a fixed order (or, for the per-token rows of a decode step, by
+ * every thread the same way: see REPL_MAX_TOKENS), so results do not depend on the thread count,
  * and a token's results do not depend on the other tokens of its batch (batched prompt ==
  * token-by-token decode).
  *
