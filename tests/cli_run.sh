@@ -2,7 +2,7 @@
 # tests/cli_run.sh: `slmesh run` and `slmesh perplexity` end to end on stories260K: the
 # greedy continuation of each reference prompt equals the reference runtime's
 # (../shared/reference/logits/stories260K*.json, greedy_text), a seeded sampled run is
-# reproducible, bad options exit 2, a missing model exits 1.
+# reproducible, repacked and file weight layouts give the same text, bad options exit 2, a missing model exits 1.
 set -euo pipefail
 bin=${SLMESH_BIN:?SLMESH_BIN not set}
 shared=${SLMESH_SHARED:-../shared}
@@ -32,6 +32,16 @@ b=$("$bin" run -m "$model" -p "Once upon a time" -n 48 --temp 0.9 --top-k 20 --t
 c=$("$bin" run -m "$model" -p "Once upon a time" -n 48 --temp 0.9 --seed 8 2>/dev/null)
 [ "$a" = "$b" ] || fail "same seed, different text"
 [ -n "$a" ] && [ "$a" != "$c" ] || fail "different seeds gave the same text"
+
+# Weights repacked at load (the default), kept in the file's layout (--no-repack), and read
+# into memory give the same greedy tokens.
+q=$shared/models/tiny/tiny-llama-q4_0.gguf
+if [ -f "$q" ]; then
+    r1=$("$bin" run -m "$q" -p "Once upon a time" -n 24 --temp 0 2>/dev/null) || fail "q4_0 run exit $?"
+    r2=$("$bin" run -m "$q" -p "Once upon a time" -n 24 --temp 0 --no-repack 2>/dev/null) || fail "--no-repack exit $?"
+    r3=$("$bin" run -m "$q" -p "Once upon a time" -n 24 --temp 0 --no-mmap -t 1 2>/dev/null) || fail "--no-mmap exit $?"
+    [ -n "$r1" ] && [ "$r1" = "$r2" ] && [ "$r1" = "$r3" ] || fail "repacked and file layouts gave different text"
+fi
 
 # Perplexity over a small file.
 for i in 1 2 3 4; do jq -r .prompt "$shared/reference/logits/stories260K.json"; done >"$tmp/text.txt"

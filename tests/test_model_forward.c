@@ -14,6 +14,8 @@
 
 #include "core/core.h"
 #include "gguf/gguf.h"
+#include "model/model.h"
+#include "quant/kernels.h"
 #include "slmesh/slmesh.h"
 
 /* Batched and token-by-token evaluation must agree to this relative tolerance (the brief;
@@ -100,6 +102,52 @@ static void batch_vs_single(const char *rel) {
 
     free(batch), free(single), free(threads3);
     slm_model_close(m);
+}
+
+/* Repacking at load (model/repack.c) changes no value: logits of a batch and of
+ * token-by-token decoding equal those of the file's layout bit for bit, mapped or read. */
+static void repack_same(const char *rel, bool no_mmap) {
+    char path[1024], err[SLM_ERR_LEN];
+    if (!tu_shared_path(path, sizeof path, rel)) skip();
+    slm_model *plain = NULL, *packed = NULL;
+    slm_model_params pp = {.no_repack = true}, pk = {.no_mmap = no_mmap};
+    assert_int_equal(slm_model_open(path, &pp, &plain, err), SLM_OK);
+    assert_int_equal(slm_model_open(path, &pk, &packed, err), SLM_OK);
+    assert_false(plain->layers[0].wq.packed);
+    const slm_type t = packed->layers[0].wq.type;
+    assert_int_equal(packed->layers[0].wq.packed, slm_quant_kernels()->pack[t] != NULL); /* 8+ rows in every tiny matrix */
+    if (packed->tok_embd.data == packed->output.data) /* tied: the lookup reads the packed output */
+        assert_int_equal(packed->tok_embd.packed, packed->output.packed);
+    slm_model_desc d;
+    slm_model_describe(plain, &d);
+    const size_t nv = (size_t)d.n_vocab;
+    float *a = malloc(N_PROMPT * nv * sizeof(float)), *b = malloc(N_PROMPT * nv * sizeof(float));
+    assert_true(a && b);
+    slm_ctx *c = new_ctx(plain, 2, SLM_CACHE_F16, 1);
+    decode_all(c, prompt, N_PROMPT, 0, 0, a, d.n_vocab);
+    slm_ctx_destroy(c);
+    c = new_ctx(packed, 2, SLM_CACHE_F16, 1);
+    decode_all(c, prompt, N_PROMPT, 0, 0, b, d.n_vocab);
+    slm_ctx_destroy(c);
+    assert_memory_equal(a, b, N_PROMPT * nv * sizeof(float));
+    c = new_ctx(packed, 1, SLM_CACHE_F16, 1);
+    for (int i = 0; i < N_PROMPT; i++) decode_all(c, prompt + i, 1, i, 0, b + i * nv, d.n_vocab);
+    slm_ctx_destroy(c);
+    assert_memory_equal(a, b, N_PROMPT * nv * sizeof(float));
+    free(a), free(b);
+    slm_model_close(plain);
+    slm_model_close(packed);
+}
+
+static void test_repack_same_logits(void **state) {
+    (void)state;
+    static const char *const files[] = {
+        "models/tiny/tiny-llama-q8_0.gguf",   "models/tiny/tiny-llama-q4_0.gguf",   "models/tiny/tiny-llama-q5_0.gguf",
+        "models/tiny/tiny-llama-iq4_nl.gguf", "models/tiny/tiny-llama-q4_k.gguf",   "models/tiny/tiny-llama-q6_k.gguf",
+        "models/tiny/tiny-llama-q4_k_m.gguf", "models/tiny/tiny-qwen2-q4_k_m.gguf", "models/tiny/tiny-qwen2-q8_0.gguf",
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) repack_same(files[i], false);
+    repack_same("models/tiny/tiny-llama-q8_0.gguf", true); /* read into memory: packed in its buffer */
 }
 
 static void test_batch_vs_single_llama(void **state) { (void)state; batch_vs_single("models/tiny/tiny-llama-f32.gguf"); }
@@ -426,6 +474,7 @@ int main(void) {
         cmocka_unit_test(test_embed_pooling),
         cmocka_unit_test(test_score_labels),
         cmocka_unit_test(test_ctx_oom),
+        cmocka_unit_test(test_repack_same_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

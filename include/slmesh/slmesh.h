@@ -38,6 +38,7 @@ typedef struct slm_model slm_model;
 typedef struct slm_model_params {
     bool no_mmap; /* read the file into memory instead of mapping it */
     bool mlock;   /* lock the weights in memory (best effort) */
+    bool no_repack; /* keep the file's weight layout (default: repack at load for this CPU's kernels) */
 } slm_model_params;
 
 /* Open, validate and prepare a model (architecture, hyper-parameters, every tensor's type

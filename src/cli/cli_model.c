@@ -23,6 +23,10 @@ int cli_model_opt(const char *cmd, const char *usage, int argc, char **argv, int
         o->no_mmap = true;
         return 1;
     }
+    if (!strcmp(a, "--no-repack")) {
+        o->no_repack = true;
+        return 1;
+    }
     if (!strcmp(a, "--mlock")) {
         o->mlock = true;
         return 1;
@@ -47,7 +51,7 @@ int cli_model_opt(const char *cmd, const char *usage, int argc, char **argv, int
 
 int cli_model_load(const char *cmd, const cli_model_opts *o, int32_t default_ctx, slm_model **m, slm_ctx **c) {
     char err[SLM_ERR_LEN] = "";
-    slm_model_params mp = {.no_mmap = o->no_mmap, .mlock = o->mlock};
+    slm_model_params mp = {.no_mmap = o->no_mmap, .mlock = o->mlock, .no_repack = o->no_repack};
     *m = NULL, *c = NULL;
     slm_status st = slm_model_open(o->model, &mp, m, err);
     if (st) return cli_fail(cmd, st, err);

@@ -22,6 +22,7 @@ typedef struct cli_model_opts {
     int32_t n_ctx;      /* --ctx N; 0 = the command's default */
     bool no_mmap;       /* --no-mmap */
     bool mlock;         /* --mlock: lock the weights in memory (best effort) */
+    bool no_repack;     /* --no-repack: keep the file's weight layout */
 } cli_model_opts;
 
 /* If argv[*i] is a common option, consume it (and its value: *i advances) and return 1;

@@ -23,7 +23,7 @@
 
 static const char bench_usage[] =
     "usage: slmesh bench (-m MODEL | --shape S [--type T] [--save FILE.gguf]) [-t N] [-p N] [-n N] [-r N]\n"
-    "                    [-o md|jsonl] [--no-mmap] [--seed N]\n"
+    "                    [-o md|jsonl] [--no-mmap] [--no-repack] [--seed N]\n"
     "  -m, --model PATH   GGUF model file\n"
     "  --shape S          random-weight model of a real shape: smollm2-135m|qwen2.5-0.5b|llama3.2-1b\n"
     "  --type T           its weight types: q8_0, q4_k_m, q4_0, ... (slmesh quantize's names; default q8_0)\n"
@@ -34,6 +34,8 @@ static const char bench_usage[] =
     "  -n, --n-gen N      tg test: N tokens generated one by one (default 128; 0 = no tg test)\n"
     "  -r, --repetitions N timed runs per test after one warm-up (default 5)\n"
     "  -o md|jsonl        Markdown table (default) or one JSON object per test (llama-bench fields)\n"
+    "  --no-mmap          read the model into memory instead of mapping it\n"
+    "  --no-repack        keep the file's weight layout (default: repacked at load for this CPU)\n"
     "  --seed N           seed of the random weights and tokens (default 1)\n"
     "  --bandwidth        instead: measure the memory read bandwidth with -t threads (the tg bound)\n";
 
@@ -227,7 +229,7 @@ int cmd_bench(int argc, char **argv) {
 
     char err[SLM_ERR_LEN] = "";
     slm_model *m = NULL;
-    slm_model_params mp = {.no_mmap = o.mo.no_mmap};
+    slm_model_params mp = {.no_mmap = o.mo.no_mmap, .no_repack = o.mo.no_repack};
     slm_status st = slm_model_open(path, &mp, &m, err);
     if (*tmp) unlink(tmp); /* the mapping keeps the data until the model is closed */
     if (st) return cli_fail("bench", st, err);

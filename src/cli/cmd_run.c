@@ -31,6 +31,7 @@ static const char run_usage[] =
     "  -c, --ctx N            context size (default 2048, at most the model's)\n"
     "  --no-mmap              read the model into memory instead of mapping it\n"
     "  --mlock                lock the model in memory (best effort)\n"
+    "  --no-repack            keep the file's weight layout (default: repacked at load for this CPU)\n"
     "  --json-schema FILE     constrain the output to JSON valid under the schema\n"
     "  --grammar FILE         constrain the output to a GBNF grammar\n"
     "  --regex RE             constrain the output to match the regular expression\n";

@@ -708,6 +708,22 @@ void slm_gguf_close(slm_gguf *g) {
     slm_free(g);
 }
 
+bool slm_gguf_is_mapped(const slm_gguf *g) { return g->map != NULL; }
+
+void *slm_gguf_mut(slm_gguf *g, const void *data) {
+    const uint8_t *p = data;
+    if (!g->buf || p < g->base || p >= g->base + g->size) return NULL;
+    return (uint8_t *)g->buf + (p - (const uint8_t *)g->buf); /* base lies inside buf */
+}
+
+void slm_gguf_release(slm_gguf *g, const void *data, size_t size) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), map = (uintptr_t)g->map;
+    const uintptr_t p = (uintptr_t)data;
+    if (!g->map || p < map || size > g->size || p - map > g->size - size) return;
+    const uintptr_t a = (p + page - 1) / page * page, b = (p + size) / page * page; /* whole pages inside */
+    if (a < b) madvise((void *)a, b - a, MADV_DONTNEED); /* fails harmlessly on locked pages */
+}
+
 uint32_t slm_gguf_version(const slm_gguf *g) { return g->version; }
 uint64_t slm_gguf_file_size(const slm_gguf *g) { return g->size; }
 uint64_t slm_gguf_alignment(const slm_gguf *g) { return g->alignment; }

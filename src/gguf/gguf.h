@@ -100,6 +100,19 @@ slm_status slm_gguf_open_memory(const void *data, size_t size, slm_gguf **out, c
 /* Unmap and free; NULL is allowed. */
 void slm_gguf_close(slm_gguf *g);
 
+/* Whether g maps its file (slm_gguf_open without no_mmap). */
+bool slm_gguf_is_mapped(const slm_gguf *g);
+
+/* The writable address of data (a pointer into g's bytes, e.g. a tensor's data) when g
+ * read its file into its own buffer (no_mmap), for in-place transforms such as repacking;
+ * NULL for a mapping, a borrowed buffer, or a pointer outside the file. */
+void *slm_gguf_mut(slm_gguf *g, const void *data);
+
+/* The caller will not read bytes [data, data + size) of g again: a mapping drops the
+ * whole pages inside the range from the process's memory (they would come back from the
+ * file if touched). Best effort; nothing happens for a buffer. */
+void slm_gguf_release(slm_gguf *g, const void *data, size_t size);
+
 uint32_t slm_gguf_version(const slm_gguf *g);   /* 2 or 3 */
 uint64_t slm_gguf_file_size(const slm_gguf *g); /* bytes */
 uint64_t slm_gguf_alignment(const slm_gguf *g); /* general.alignment or the default */

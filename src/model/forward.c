@@ -79,6 +79,8 @@ struct slm_fwd {
     float *u;            /* [n_batch][n_ff] up */
     float *rope;         /* [n_batch][n_rot] cos/sin per token */
     uint8_t *act;        /* [ACT_SLOTS][n_batch][act_stride] activations in vec_dot_types */
+    uint8_t *emb;        /* [n_threads][8 rows of token_embd] when it is packed (repack.c), else NULL */
+    size_t emb_stride;   /* bytes per thread of emb */
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
     int n_threads;       /* threads the scratch is sized for */
     fwd_rows *own;       /* [n_threads] each thread's replicated rows, owned (thread 0: g only) */
@@ -142,6 +144,8 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     f->rope = alloc_array(nb, (size_t)hp->n_rot, sizeof(float));
     f->act = alloc_array(nb * ACT_SLOTS, f->act_stride, 1);
     f->n_threads = n_threads;
+    f->emb_stride = m->tok_embd.packed ? SLM_QUANT_PACK_ROWS * m->tok_embd.row_bytes : 0;
+    f->emb = f->emb_stride ? alloc_array((size_t)n_threads, f->emb_stride, 1) : NULL;
     f->own = slm_calloc((size_t)n_threads, sizeof *f->own);
     bool own_ok = f->own != NULL;
     for (int i = 0; own_ok && i < n_threads; i++) {
@@ -156,7 +160,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         own_ok = r->g && (i == 0 || (r->x && r->h && r->act));
     }
     if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act ||
-        !own_ok) {
+        !own_ok || (f->emb_stride && !f->emb)) {
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
@@ -168,7 +172,8 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         slm_fwd_destroy(f);
         return st;
     }
-    f->bytes = per_token * nb * sizeof(float) + ACT_SLOTS * nb * f->act_stride + slm_attn_bytes(f->attn) + own_bytes;
+    f->bytes = per_token * nb * sizeof(float) + ACT_SLOTS * nb * f->act_stride + (size_t)n_threads * f->emb_stride +
+               slm_attn_bytes(f->attn) + own_bytes;
     *out = f;
     return SLM_OK;
 }
@@ -177,7 +182,7 @@ size_t slm_fwd_bytes(const slm_fwd *f) { return f->bytes; }
 
 void slm_fwd_destroy(slm_fwd *f) {
     if (!f) return;
-    void *bufs[] = {f->x, f->h, f->y, f->q, f->att, f->k, f->v, f->g, f->u, f->rope, f->act};
+    void *bufs[] = {f->x, f->h, f->y, f->q, f->att, f->k, f->v, f->g, f->u, f->rope, f->act, f->emb};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) slm_free(bufs[i]);
     for (int i = 0; f->own && i < f->n_threads; i++)
         slm_free(f->own[i].x), slm_free(f->own[i].h), slm_free(f->own[i].g), slm_free(f->own[i].act);
@@ -273,18 +278,27 @@ static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1)
     }
 }
 
-/* This thread's share of the output rows of all the step's matrices (taken as one list of
- * rows, so both threads get the same count whatever the shapes). */
+/* This thread's share of the output rows of all the step's matrices, taken as one list of
+ * units of 8 rows (a packed group; a matrix's last unit may be short), so both threads get
+ * the same count whatever the shapes and every share starts on a group. */
 static void mm_rows(const mm_step *s, int32_t n, int ith, int nth) {
+    const int64_t U = SLM_QUANT_PACK_ROWS;
     int64_t total = 0;
-    for (int i = 0; i < s->count; i++) total += s->w[i]->n_out;
-    int64_t r0, r1, base = 0;
-    slm_pool_range(total, ith, nth, &r0, &r1);
-    for (int i = 0; i < s->count; base += s->w[i]->n_out, i++) {
+    for (int i = 0; i < s->count; i++) total += (s->w[i]->n_out + U - 1) / U;
+    int64_t u0, u1, base = 0;
+    slm_pool_range(total, ith, nth, &u0, &u1);
+    for (int i = 0; i < s->count; i++) {
         const slm_mat *w = s->w[i];
-        const int64_t a = r0 > base ? r0 - base : 0, b = r1 - base < w->n_out ? r1 - base : w->n_out;
-        if (a < b)
-            slm_quant_matmul_rows(w->type, w->data, w->n_in, s->act[i], s->stride[i], n, a, b, s->out[i],
+        const int64_t units = (w->n_out + U - 1) / U;
+        const int64_t a = u0 > base ? u0 - base : 0, b = u1 - base < units ? u1 - base : units;
+        base += units;
+        if (a >= b) continue;
+        const int64_t r0 = a * U, r1 = b * U < w->n_out ? b * U : w->n_out;
+        if (w->packed)
+            slm_quant_matmul_packed_rows(w->type, w->data, w->n_in, w->n_out, s->act[i], s->stride[i], n, r0, r1,
+                                         s->out[i], (size_t)w->n_out);
+        else
+            slm_quant_matmul_rows(w->type, w->data, w->n_in, s->act[i], s->stride[i], n, r0, r1, s->out[i],
                                   (size_t)w->n_out);
     }
 }
@@ -400,6 +414,21 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     slm_pool_barrier(p->pool);
 }
 
+/* out = row `token` of token_embd as floats. A packed row (tied output, repack.c) is read
+ * by unpacking its group into this thread's scratch. */
+static void embed_row(const slm_model *m, slm_fwd *f, int ith, int32_t token, float *out) {
+    const slm_mat *w = &m->tok_embd;
+    const slm_quant_kernel_set *ks = slm_quant_kernels();
+    const int64_t g = token / SLM_QUANT_PACK_ROWS;
+    if (w->packed && g < w->n_out / SLM_QUANT_PACK_ROWS) {
+        uint8_t *rows = f->emb + (size_t)ith * f->emb_stride;
+        ks->unpack[w->type](w->data + (size_t)g * f->emb_stride, w->n_in, rows, w->row_bytes);
+        ks->to_float[w->type](rows + (size_t)(token % SLM_QUANT_PACK_ROWS) * w->row_bytes, out, w->n_in);
+        return;
+    }
+    ks->to_float[w->type](w->data + (size_t)token * w->row_bytes, out, w->n_in);
+}
+
 static void pass_run(void *arg, int ith, int nth) {
     const pass *p = arg;
     const slm_hparams *hp = &p->m->hp;
@@ -413,9 +442,7 @@ static void pass_run(void *arg, int ith, int nth) {
 
     /* x = embedding rows (of the tokens this thread normalises next: no barrier); the RoPE
      * tables of every token (read after the q k v barrier) */
-    const slm_to_float_fn emb = slm_quant_kernels()->to_float[p->m->tok_embd.type];
-    for (int64_t t = t0; t < t1; t++)
-        emb(p->m->tok_embd.data + (size_t)p->tokens[t] * p->m->tok_embd.row_bytes, r.x + t * e, e);
+    for (int64_t t = t0; t < t1; t++) embed_row(p->m, f, ith, p->tokens[t], r.x + t * e);
     for (int64_t t = s0; t < s1; t++)
         slm_ops_rope_cache(f->rope + (size_t)t * (size_t)hp->n_rot, hp->n_rot, p->pos[t], hp->rope_base,
                            hp->rope_freq_scale, p->m->rope_freqs);
@@ -446,6 +473,9 @@ slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_poo
     if (slm_kv_n_cells(kv) > f->n_cells || slm_kv_type(kv) != f->kv_type)
         return slm_errf(err, SLM_ERR_INTERNAL, "KV cache does not match the forward scratch");
     if (n_out < 0 || n_out > n) return slm_errf(err, SLM_ERR_RANGE, "%d outputs for %d tokens", n_out, n);
+    if (pool && slm_pool_n_threads(pool) > f->n_threads)
+        return slm_errf(err, SLM_ERR_INTERNAL, "%d threads for scratch sized for %d", slm_pool_n_threads(pool),
+                        f->n_threads);
     for (int32_t t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
             return slm_errf(err, SLM_ERR_RANGE, "token %d: id %d outside [0, %d)", t, tokens[t], hp->n_vocab);

@@ -11,6 +11,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/core.h"
 #include "model/model.h"
@@ -281,6 +282,7 @@ slm_status slm_model_open(const char *path, const slm_model_params *params, slm_
     }
     slm_status st = slm_gguf_open(path, &opts, &m->gguf, err);
     if (st == SLM_OK) st = slm_model_load_weights(m, err);
+    if (st == SLM_OK && !(params && params->no_repack)) st = slm_model_repack(m, params && params->mlock, err);
     if (st == SLM_OK) st = slm_model_vocab_open(m, err);
     if (st != SLM_OK) {
         slm_model_close(m);
@@ -294,6 +296,7 @@ void slm_model_close(slm_model *m) {
     if (!m) return;
     slm_model_vocab_close(m);
     slm_free(m->layers);
+    if (m->packed_map) munmap(m->packed_map, m->packed_size);
     slm_gguf_close(m->gguf);
     slm_free(m);
 }

@@ -72,6 +72,8 @@ typedef struct slm_mat {
     int64_t n_in;       /* elements per row (ne[0]) */
     int64_t n_out;      /* rows (ne[1]) */
     size_t row_bytes;   /* bytes per row */
+    bool packed;        /* rows [0, n_out - n_out % 8) are in the kernel set's packed layout
+                           (kernels.h, "packed weights"), the rest in the file's (repack.c) */
 } slm_mat;
 
 typedef struct slm_layer {
@@ -103,11 +105,19 @@ struct slm_model {
     slm_type ftype;            /* most common matrix type */
     uint64_t n_params;         /* elements of all tensors */
     uint64_t weight_bytes;     /* bytes of all tensors */
+    void *packed_map;          /* owned anonymous mapping of the packed matrices of a mapped
+                                  file (repack.c), or NULL; packed_size bytes */
+    size_t packed_size;
 };
 
 /* Read and validate hyper-parameters and weights from an open file into m (m->gguf set,
  * everything else zero). Used by slm_model_open and by tests. */
 slm_status slm_model_load_weights(slm_model *m, char *err);
+
+/* Repack every matrix this process's kernel set has a packed layout for (repack.c):
+ * values never change, the products get faster. lock: mlock the new pages (best effort).
+ * A model over a borrowed buffer stays as it is (SLM_OK). */
+slm_status slm_model_repack(slm_model *m, bool lock, char *err);
 
 /* ---- forward pass ------------------------------------------------------------------------- */
 

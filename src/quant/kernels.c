@@ -120,6 +120,11 @@ static void select_once(void) {
                 if (o->gemm[t]) s->gemm[t] = o->gemm[t];
                 if (o->axpy[t]) s->axpy[t] = o->axpy[t];
                 if (o->act[t]) s->act[t] = o->act[t];
+                if (o->pack[t] && o->unpack[t] && o->gemm_packed[t]) {
+                    s->pack[t] = o->pack[t];
+                    s->unpack[t] = o->unpack[t];
+                    s->gemm_packed[t] = o->gemm_packed[t];
+                }
             }
         }
         runnable[i] = cpu_runs(isa) && (i == SLM_QUANT_ISA_SCALAR || isa_overrides(isa) != NULL);
@@ -178,7 +183,7 @@ slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x,
         *xq = x;
         return SLM_OK;
     }
-    slm_quant_kernels()->from_float[vt](x, scratch, cols);
+    slm_quant_act_convert(vt, x, scratch, cols); /* as the forward pass converts activations */
     *xq = scratch;
     return SLM_OK;
 }
@@ -205,6 +210,21 @@ void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const voi
             y[(size_t)v * y_stride + (size_t)r] = dot(cols, w, (const char *)xq + (size_t)v * xq_stride);
         }
     }
+}
+
+void slm_quant_matmul_packed_rows(slm_type type, const void *W, int64_t cols, int64_t rows, const void *xq,
+                                  size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
+                                  float *y, size_t y_stride) {
+    const slm_quant_kernel_set *ks = slm_quant_kernels();
+    const int64_t packed_end = rows - rows % SLM_QUANT_PACK_ROWS; /* rows in whole groups */
+    size_t row_bytes = 0;
+    slm_type_row_bytes(type, cols, &row_bytes);
+    const int64_t g_end = row_end < packed_end ? row_end : packed_end;
+    if (row_begin < g_end)
+        ks->gemm_packed[type](cols, W, row_bytes, row_begin / SLM_QUANT_PACK_ROWS, g_end / SLM_QUANT_PACK_ROWS, xq,
+                              xq_stride, n_vec, y, y_stride);
+    const int64_t tail = row_begin > packed_end ? row_begin : packed_end;
+    if (tail < row_end) slm_quant_matmul_rows(type, W, cols, xq, xq_stride, n_vec, tail, row_end, y, y_stride);
 }
 
 slm_status slm_quant_matvec(slm_type type, const void *W, int64_t rows, int64_t cols,

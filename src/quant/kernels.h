@@ -51,6 +51,32 @@ typedef void (*slm_gemm_fn)(int64_t n, const void *W, size_t w_row_bytes, int64_
  * (attention's weighted sum of V rows). All buffers borrowed. */
 typedef void (*slm_axpy_fn)(int64_t n, float a, const void *x, float *y);
 
+/* ---- packed weights -----------------------------------------------------------------------
+ * An ISA may store a matrix's rows in groups of SLM_QUANT_PACK_ROWS rows interleaved in its
+ * own layout, so that one tile reads one linear stream and finds the values of several rows
+ * side by side in a vector (no horizontal sums per block). A group holds exactly the bytes
+ * of its rows (the model repacks in place, at load); rows after the last whole group stay
+ * in the file's layout. Packing never changes a value, and every packed output equals the
+ * set's vec_dot bit for bit. */
+#define SLM_QUANT_PACK_ROWS 8
+/* Longest row a packed layout is used for: the kernels keep a per-chunk table of the
+ * activation blocks' scales on the stack (the model leaves longer rows unpacked). */
+#define SLM_QUANT_PACK_MAX_COLS 131072
+
+/* Pack 8 rows (row i at rows + i * row_bytes, n elements each) into group (8 * row_bytes
+ * bytes, not overlapping rows). Buffers borrowed. */
+typedef void (*slm_pack_fn)(const void *rows, size_t row_bytes, int64_t n, void *group);
+
+/* The inverse: group -> its 8 rows in the file's layout (row i at rows + i * row_bytes). */
+typedef void (*slm_unpack_fn)(const void *group, int64_t n, void *rows, size_t row_bytes);
+
+/* Groups [g0, g1) of a packed matrix (group g at P + g * 8 * row_bytes) against activation
+ * rows v < n_vec (row v at xq + v * xq_stride, in the type's vec_dot_type):
+ * y[v * y_stride + 8 g + i] = vec_dot(n, original row 8 g + i, activation row v), bit for
+ * bit. All buffers borrowed. */
+typedef void (*slm_gemm_packed_fn)(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
+                                   const void *xq, size_t xq_stride, int64_t n_vec, float *y, size_t y_stride);
+
 /* The kernels of one ISA, indexed by type id. A NULL entry means slmesh has no such kernel
  * for that type at all (same as the type table). */
 typedef struct slm_quant_kernel_set {
@@ -62,6 +88,9 @@ typedef struct slm_quant_kernel_set {
     slm_gemm_fn gemm[SLM_TYPE_COUNT];           /* tiled products; NULL: a vec_dot loop */
     slm_axpy_fn axpy[SLM_TYPE_COUNT];           /* F32, F16 only; NULL elsewhere */
     slm_from_float_fn act[SLM_TYPE_COUNT];      /* activation quantizers (slm_quant_act_convert) */
+    slm_pack_fn pack[SLM_TYPE_COUNT];           /* packed layout: all three set, or all NULL */
+    slm_unpack_fn unpack[SLM_TYPE_COUNT];
+    slm_gemm_packed_fn gemm_packed[SLM_TYPE_COUNT];
 } slm_quant_kernel_set;
 
 /* The set chosen for this process (CPU features and SLMESH_KERNELS, decided at first use).
@@ -92,7 +121,8 @@ void slm_quant_act_convert(slm_type vt, const float *x, void *dst, int64_t n);
  * multiple of the block sizes. */
 size_t slm_quant_matvec_scratch_bytes(slm_type type, int64_t cols);
 
-/* Convert x (cols floats) for type's dot products into scratch (slm_quant_matvec_scratch_bytes
+/* Convert x (cols floats) for type's dot products (slm_quant_act_convert, as the forward
+ * pass does) into scratch (slm_quant_matvec_scratch_bytes
  * bytes, aligned at least as a float, as malloc gives; may be NULL when that is 0) and set *xq to the converted row (scratch, or x itself
  * for F32). SLM_ERR_INVALID_ARG on a type without kernels or a bad cols. */
 slm_status slm_quant_matvec_prepare(slm_type type, int64_t cols, const float *x, void *scratch,
@@ -112,6 +142,14 @@ void slm_quant_matvec_rows(slm_type type, const void *W, int64_t cols, const voi
 void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const void *xq,
                            size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
                            float *y, size_t y_stride);
+
+/* The same over a matrix of `rows` rows whose first rows - rows % 8 are packed by this
+ * process's set (slm_quant_kernels()->pack[type]; the rest in the file's layout):
+ * row_begin must be a multiple of SLM_QUANT_PACK_ROWS, and so must row_end unless it is
+ * `rows`. Same values as slm_quant_matmul_rows on the unpacked matrix. */
+void slm_quant_matmul_packed_rows(slm_type type, const void *W, int64_t cols, int64_t rows, const void *xq,
+                                  size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
+                                  float *y, size_t y_stride);
 
 /* prepare + rows over all rows: the single-threaded matrix-vector product. */
 slm_status slm_quant_matvec(slm_type type, const void *W, int64_t rows, int64_t cols,

@@ -1007,6 +1007,30 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q8_0] = act_q8_0,
         [SLM_TYPE_Q8_1] = act_q8_1,
     },
+    .pack = {
+        [SLM_TYPE_Q8_0] = slm_quant_pack_q8_0_avx2,
+        [SLM_TYPE_Q4_0] = slm_quant_pack_q4_0_avx2,
+        [SLM_TYPE_IQ4_NL] = slm_quant_pack_iq4_nl_avx2,
+        [SLM_TYPE_Q5_0] = slm_quant_pack_q5_0_avx2,
+        [SLM_TYPE_Q4_K] = slm_quant_pack_q4_k_avx2,
+        [SLM_TYPE_Q6_K] = slm_quant_pack_q6_k_avx2,
+    },
+    .unpack = {
+        [SLM_TYPE_Q8_0] = slm_quant_unpack_q8_0_avx2,
+        [SLM_TYPE_Q4_0] = slm_quant_unpack_q4_0_avx2,
+        [SLM_TYPE_IQ4_NL] = slm_quant_unpack_iq4_nl_avx2,
+        [SLM_TYPE_Q5_0] = slm_quant_unpack_q5_0_avx2,
+        [SLM_TYPE_Q4_K] = slm_quant_unpack_q4_k_avx2,
+        [SLM_TYPE_Q6_K] = slm_quant_unpack_q6_k_avx2,
+    },
+    .gemm_packed = {
+        [SLM_TYPE_Q8_0] = slm_quant_gemm_packed_q8_0_avx2,
+        [SLM_TYPE_Q4_0] = slm_quant_gemm_packed_q4_0_avx2,
+        [SLM_TYPE_IQ4_NL] = slm_quant_gemm_packed_iq4_nl_avx2,
+        [SLM_TYPE_Q5_0] = slm_quant_gemm_packed_q5_0_avx2,
+        [SLM_TYPE_Q4_K] = slm_quant_gemm_packed_q4_k_avx2,
+        [SLM_TYPE_Q6_K] = slm_quant_gemm_packed_q6_k_avx2,
+    },
 };
 
 #else

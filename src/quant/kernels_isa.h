@@ -22,6 +22,20 @@
 
 #if SLM_QUANT_HAVE_AVX2
 extern const slm_quant_kernel_set slm_quant_kernels_avx2;
+
+/* The packed layouts of the AVX2 set (pack_avx2.c, pack_avx2_k.c), one line per kernel. */
+#define SLM_QUANT_PACKED_DECL(name)                                                                    \
+    void slm_quant_pack_##name##_avx2(const void *rows, size_t row_bytes, int64_t n, void *group);     \
+    void slm_quant_unpack_##name##_avx2(const void *group, int64_t n, void *rows, size_t row_bytes);   \
+    void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
+                                             int64_t g1, const void *xq, size_t xq_stride, int64_t n_vec, \
+                                             float *y, size_t y_stride);
+SLM_QUANT_PACKED_DECL(q8_0)
+SLM_QUANT_PACKED_DECL(q4_0)
+SLM_QUANT_PACKED_DECL(iq4_nl)
+SLM_QUANT_PACKED_DECL(q5_0)
+SLM_QUANT_PACKED_DECL(q4_k)
+SLM_QUANT_PACKED_DECL(q6_k)
 #endif
 #if SLM_QUANT_HAVE_AVX512
 extern const slm_quant_kernel_set slm_quant_kernels_avx512;

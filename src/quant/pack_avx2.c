@@ -1,0 +1,271 @@
+/*
+ * quant/pack_avx2.c: the AVX2 packed layout and its matrix products for the 32-blocks that
+ * are a scale and a run of quant bytes (Q8_0, Q4_0, Q5_0, IQ4_NL) against Q8_0 activations.
+ *
+ * Layout. A group is 8 consecutive rows. For each block index b the group holds, at
+ * b * 8 * block_bytes: the 8 rows' f16 scales (16 bytes), then the rows' quant bytes in
+ * 4-byte pieces (the bytes after a block's scale, cut in 4), rows side by side: piece c of
+ * row r at 16 + 32 c + 4 r. So one 32-byte load gives 4 quant bytes of each of the 8 rows,
+ * and the 32 values of a block are 8 such vectors (Q8_0: 8 loads; Q4_0 and IQ4_NL: 4
+ * loads, low nibbles = elements 4c..4c+3, high nibbles = elements 16 + 4c.., as in the
+ * file's block). A group has exactly the bytes of its 8 rows, so the model repacks in
+ * place.
+ *
+ * Products. For activation row j, vector k of the block is multiplied (maddubs) with the 4
+ * activation bytes of the same elements broadcast to every lane: lane pair (2r, 2r + 1)
+ * holds row r's partial sums, so summing the 8 vectors and one madd leaves row r's exact
+ * block sum in int32 lane r. No horizontal reduction, and the float step (convert, scale,
+ * accumulate) is done for 8 outputs at once. Q4_0 (unsigned nibbles, offset 8, products of
+ * at most 15 x 127) sums in int16: 8 vectors x 2 products <= 30480, no overflow; the offset
+ * comes off as 8 x the activation block's sum. Q8_0 and IQ4_NL are signed: |w| . sign(a, w)
+ * through maddubs, then madd per vector (int16 could overflow). The float step is the
+ * scalar kernel's order per output (quant_legacy.c, and dot_q8act in kernels_avx2.c), so
+ * every output equals the set's vec_dot bit for bit.
+ *
+ * Tiles: 8 rows x 4 activation rows for prompts (then 2 and 1), 8 x 1 for decoding; the
+ * group's blocks are one linear stream, prefetched PACK_PF blocks ahead. Activation scales
+ * and block sums are converted once per chunk of activation rows into a table.
+ * Q5_0's 4 bytes of high bits are piece 0 of its block (each row's in one dword), its
+ * nibbles pieces 1..4; values 0..31 (offset 16) let int16 hold 4 vectors' sums, so it
+ * takes two madds per block.
+ * Thread-safety: pure functions. Non-goals: Q4_1/Q5_1 (Q8_1 activations, rare in current
+ * files); K types are pack_avx2_k.c.
+ */
+#include "quant/kernels_isa.h"
+
+#if SLM_QUANT_HAVE_AVX2
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* the float steps are the scalar kernel's, operation by operation */
+#endif
+/* GCC's temporary expression replacement hoists the unrolled maddubs ahead of their sums
+ * and spills them (see pack_avx2_k.c, which measured it); keep the source's order. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-ter")
+#endif
+
+#define PACK_V 4             /* activation rows per prompt tile */
+#define PACK_CHUNK_ROWS 64   /* activation rows per chunk (their table and rows stay in L1/L2) */
+#define PACK_PF 8            /* prefetch distance in blocks of the group (2 KiB for Q8_0, 1 KiB for Q4_0) */
+#define PACK_SCALES 16       /* bytes of the 8 f16 scales at the head of a group's block */
+#define PACK_PIECE 4         /* quant bytes of one row side by side with the other rows' */
+#define PACK_TABLE (SLM_QUANT_PACK_MAX_COLS / SLM_QK8_0) /* table entries: chunk rows x blocks */
+
+/* ---- layout ---------------------------------------------------------------------------- */
+
+/* Pack / unpack the groups of a type whose block is an f16 scale then bs - 2 quant bytes. */
+static void pack_dq(const void *rows, size_t row_bytes, int64_t n, void *group, size_t bs) {
+    const int64_t nb = n / SLM_QK8_0;
+    const size_t nq = bs - sizeof(uint16_t);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *o = (uint8_t *)group + (size_t)b * SLM_QUANT_PACK_ROWS * bs;
+        for (int r = 0; r < SLM_QUANT_PACK_ROWS; r++) {
+            const uint8_t *blk = (const uint8_t *)rows + (size_t)r * row_bytes + (size_t)b * bs;
+            memcpy(o + 2 * r, blk, 2);
+            for (size_t c = 0; c < nq / PACK_PIECE; c++)
+                memcpy(o + PACK_SCALES + 32 * c + PACK_PIECE * (size_t)r, blk + 2 + PACK_PIECE * c, PACK_PIECE);
+        }
+    }
+}
+
+static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes, size_t bs) {
+    const int64_t nb = n / SLM_QK8_0;
+    const size_t nq = bs - sizeof(uint16_t);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = (const uint8_t *)group + (size_t)b * SLM_QUANT_PACK_ROWS * bs;
+        for (int r = 0; r < SLM_QUANT_PACK_ROWS; r++) {
+            uint8_t *blk = (uint8_t *)rows + (size_t)r * row_bytes + (size_t)b * bs;
+            memcpy(blk, o + 2 * r, 2);
+            for (size_t c = 0; c < nq / PACK_PIECE; c++)
+                memcpy(blk + 2 + PACK_PIECE * c, o + PACK_SCALES + 32 * c + PACK_PIECE * (size_t)r, PACK_PIECE);
+        }
+    }
+}
+
+/* ---- tiles ----------------------------------------------------------------------------- */
+
+enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2, PK_Q5_0 = 3 };
+
+/* Q5_0's fifth bits of elements e .. e + 3 (e a multiple of 4) of the 8 rows as 0x10 in the
+ * bytes of a quant vector: qh holds row r's 32 bits in dword r; byte e / 8 of each dword is
+ * spread over the dword's 4 bytes, and byte t keeps bit e % 8 + t. */
+AVX2_TARGET static inline __m256i q5_high(__m256i qh, int e) {
+    const int k = e / 8;
+    const __m256i spread = _mm256_setr_epi8(k, k, k, k, 4 + k, 4 + k, 4 + k, 4 + k, 8 + k, 8 + k, 8 + k, 8 + k, 12 + k,
+                                            12 + k, 12 + k, 12 + k, k, k, k, k, 4 + k, 4 + k, 4 + k, 4 + k, 8 + k, 8 + k,
+                                            8 + k, 8 + k, 12 + k, 12 + k, 12 + k, 12 + k);
+    const __m256i bits = e % 8 ? _mm256_set1_epi32(0x80402010) : _mm256_set1_epi32(0x08040201);
+    const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread), bits);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bits), _mm256_set1_epi8(0x10));
+}
+
+/* The 4 activation bytes at p in every lane. */
+AVX2_TARGET static inline __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+/* s += the 8 x 2 partial sums (lanes 2r, 2r+1 for row r) of signed weights w against a. */
+AVX2_TARGET static inline __m256i acc_signed(__m256i s, __m256i w, __m256i aw, __m256i a) {
+    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, w));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* One 8 x V tile: group blocks at grp (nb blocks), activation rows x + j * xs (Q8_0 blocks),
+ * table entries pd/ps[b * pstride + j]; output (r, j) to y[j * ys + r]. */
+AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, const uint8_t *grp, const uint8_t *x,
+                                                                     size_t xs, const float *pd, const float *ps,
+                                                                     size_t pstride, float *y, size_t ys, const int V,
+                                                                     const int kind) {
+    const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
+                                                                                   : sizeof(slm_block_q4_0);
+    const size_t gbs = SLM_QUANT_PACK_ROWS * bs; /* bytes of one block index in the group */
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m128i lv = _mm_loadu_si128((const __m128i *)slm_quant_kvalues_iq4nl);
+    const __m256i levels = _mm256_set_m128i(lv, lv);
+    __m256 acc[PACK_V];
+    for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = grp + (size_t)b * gbs;
+        for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
+            _mm_prefetch((const char *)blk + PACK_PF * gbs + o, _MM_HINT_T0);
+        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        const uint8_t *q = blk + PACK_SCALES;
+        const int8_t *a[PACK_V];
+        for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
+        __m256i tot[PACK_V];
+        if (kind == PK_Q4_0) { /* the 8 vectors once, then one activation row at a time (no spills) */
+            __m256i w[8];
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
+                w[c] = _mm256_and_si256(raw, m4);
+                w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            }
+            for (int j = 0; j < V; j++) {
+                __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4(a[j]));
+                for (int k = 1; k < 8; k++) /* element offset of vector k: 4k, then 16 + 4(k - 4) = 4k */
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[k], bcast4(a[j] + 4 * k)));
+                tot[j] = _mm256_madd_epi16(s16, ones);
+            }
+        } else if (kind == PK_Q5_0) { /* piece 0 is qh; values 0..31: int16 holds 4 vectors' sums */
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)q);
+            __m256i w[8];
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 + 32 * c));
+                w[c] = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, 4 * c));
+                w[c + 4] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, 16 + 4 * c));
+            }
+            for (int j = 0; j < V; j++) {
+                __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(a[j])), hi = _mm256_maddubs_epi16(w[4], bcast4(a[j] + 16));
+                for (int k = 1; k < 4; k++) {
+                    lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(a[j] + 4 * k)));
+                    hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k + 4], bcast4(a[j] + 16 + 4 * k)));
+                }
+                tot[j] = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+            }
+        } else {
+            for (int j = 0; j < V; j++) tot[j] = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) { /* vector k: elements e(k) .. e(k) + 3 of every row */
+                __m256i w;
+                int e;
+                if (kind == PK_Q8_0) {
+                    w = _mm256_loadu_si256((const __m256i *)(q + 32 * k));
+                    e = 4 * k;
+                } else { /* IQ4_NL: nibble -> level; low nibbles of piece k % 4, then high */
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * (k % 4)));
+                    const __m256i nib = k < 4 ? _mm256_and_si256(raw, m4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                    w = _mm256_shuffle_epi8(levels, nib);
+                    e = k < 4 ? 4 * k : 16 + 4 * (k - 4);
+                }
+                const __m256i aw = _mm256_sign_epi8(w, w);
+                for (int j = 0; j < V; j++) tot[j] = acc_signed(tot[j], w, aw, bcast4(a[j] + e));
+            }
+        }
+        for (int j = 0; j < V; j++) {
+            const __m256 dy = _mm256_set1_ps(pd[(size_t)b * pstride + (size_t)j]);
+            __m256 c = _mm256_cvtepi32_ps(tot[j]), t;
+            if (kind == PK_Q4_0) { /* exact: |8 x sum| <= 8 x 32 x 127; then (sum * dx) * dy */
+                c = _mm256_sub_ps(c, _mm256_set1_ps(8.0f * ps[(size_t)b * pstride + (size_t)j]));
+                t = _mm256_mul_ps(_mm256_mul_ps(c, dx), dy);
+            } else if (kind == PK_Q5_0) { /* offset 16, then sum * (dx * dy) */
+                c = _mm256_sub_ps(c, _mm256_set1_ps(16.0f * ps[(size_t)b * pstride + (size_t)j]));
+                t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
+            } else { /* sum * (dx * dy) */
+                t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
+            }
+            acc[j] = _mm256_add_ps(acc[j], t);
+        }
+    }
+    for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
+}
+
+/* Groups [g0, g1) x all activation rows for one kind. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(int64_t n, const void *P, size_t row_bytes,
+                                                                                int64_t g0, int64_t g1, const void *xq,
+                                                                                size_t xs, int64_t n_vec, float *y,
+                                                                                size_t ys, const int kind) {
+    const int64_t nb = n / SLM_QK8_0;
+    if (nb <= 0 || nb > PACK_TABLE) return; /* the model packs only rows of 1..SLM_QUANT_PACK_MAX_COLS */
+    const size_t group_bytes = SLM_QUANT_PACK_ROWS * row_bytes;
+    const uint8_t *xm = xq;
+    int64_t chunk = PACK_TABLE / nb < PACK_CHUNK_ROWS ? PACK_TABLE / nb : PACK_CHUNK_ROWS;
+    float pd[PACK_TABLE], ps[PACK_TABLE]; /* per chunk: activation scale and block sum, [block][row] */
+    for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
+        const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
+        const size_t pstride = (size_t)(v1 - v0);
+        for (int64_t v = v0; v < v1; v++) {
+            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xm + (size_t)v * xs);
+            for (int64_t b = 0; b < nb; b++) {
+                pd[(size_t)b * pstride + (size_t)(v - v0)] = _cvtsh_ss(yb[b].d);
+                if (kind == PK_Q4_0 || kind == PK_Q5_0) {
+                    int s = 0;
+                    for (int i = 0; i < SLM_QK8_0; i++) s += yb[b].qs[i];
+                    ps[(size_t)b * pstride + (size_t)(v - v0)] = (float)s;
+                }
+            }
+        }
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
+            float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
+            int64_t v = v0;
+#define PTILE(V_) \
+    ptile(nb, grp, xm + (size_t)v * xs, xs, pd + (v - v0), ps + (v - v0), pstride, yg + (size_t)v * ys, ys, V_, kind)
+            for (; v + PACK_V <= v1; v += PACK_V) PTILE(PACK_V);
+            for (; v + 2 <= v1; v += 2) PTILE(2);
+            if (v < v1) PTILE(1);
+#undef PTILE
+        }
+    }
+}
+
+/* ---- the kernels of each type --------------------------------------------------------------- */
+
+#define PACKED_KERNELS(name, blk, kind)                                                                            \
+    void slm_quant_pack_##name##_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {                \
+        pack_dq(rows, row_bytes, n, group, sizeof(blk));                                                           \
+    }                                                                                                              \
+    void slm_quant_unpack_##name##_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {              \
+        unpack_dq(group, n, rows, row_bytes, sizeof(blk));                                                         \
+    }                                                                                                              \
+    AVX2_TARGET void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
+                                                         int64_t g1, const void *xq, size_t xs, int64_t n_vec,     \
+                                                         float *y, size_t ys) {                                    \
+        gemm_packed_kind(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, kind);                                     \
+    }
+
+PACKED_KERNELS(q8_0, slm_block_q8_0, PK_Q8_0)
+PACKED_KERNELS(q4_0, slm_block_q4_0, PK_Q4_0)
+PACKED_KERNELS(iq4_nl, slm_block_iq4_nl, PK_IQ4_NL)
+PACKED_KERNELS(q5_0, slm_block_q5_0, PK_Q5_0)
+
+#else
+typedef int slm_quant_pack_avx2_unused; /* not an x86-64 GCC/clang build */
+#endif

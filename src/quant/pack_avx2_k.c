@@ -1,0 +1,399 @@
+/*
+ * quant/pack_avx2_k.c: row-interleaved ("packed") Q4_K and Q6_K weights and their AVX2
+ * matrix products against Q8_K activation rows.
+ *
+ * A group is 8 consecutive weight rows stored super-block by super-block: super-block ib
+ * of the group holds super-block ib of the 8 rows, rearranged so that one 32-byte load
+ * gives 4 quant bytes of each of the 8 rows (row r in bytes 4r..4r+3). Against a 4-byte
+ * group of activations broadcast to all lanes (vpbroadcastd), maddubs leaves row r's
+ * partial sums in int16 lanes 2r and 2r+1; a few of them are summed in int16 and ONE madd
+ * with the 8 rows' sub-block scales (int16 lanes 2r, 2r+1 = scale of row r) gives every
+ * row's exact scaled sub-block sum in int32 lane r. No horizontal reduction: 8 outputs per
+ * vector, and the float step (vec_dot's, operation by operation) runs on 8 outputs at once.
+ *
+ * Layouts (offsets within one super-block of a group; f16 and int8 as in the file):
+ *   Q4_K, 1152 = 8 x 144 bytes:
+ *     0     d[8]     f16 super-block scale of row r at 2r
+ *     16    dmin[8]  f16 min scale of row r at 2r
+ *     32    L0[32]   low 4 bits of the 6-bit scales: byte b = 16h + 4rl + jj (row 4h + rl):
+ *                    low nibble = scale of sub-block jj, high nibble = of sub-block 4 + jj
+ *     64    L1[32]   the same for the mins
+ *     96    H[32]    top 2 bits of the four values of byte b: bits 0-1 scale jj, 2-3 scale
+ *                    4 + jj, 4-5 min jj, 6-7 min 4 + jj
+ *     128   qs       chunk c (0..3), group k (0..7), row r: 4 bytes at 128 + 256c + 32k + 4r
+ *                    = bytes 32c + 4k .. +3 of the row's qs (low nibbles: sub-block 2c,
+ *                    elements 4k..4k+3; high nibbles: sub-block 2c + 1)
+ *   Q6_K, 1680 = 8 x 210 bytes:
+ *     0     d[8]     f16 scale of row r at 2r
+ *     16    sc       pair p (0..7), row r: 2 bytes at 16 + 16p + 2r = scales 2p, 2p + 1
+ *     144   half h (0, 1) at 144 + 768h, group k (0..7), row r, 4 bytes each:
+ *             +32k + 4r        ql[64h + 4k ..]      (A: elements 128h + 4k.., + 64 high)
+ *             +256 + 32k + 4r  ql[64h + 32 + 4k ..] (B: elements 128h + 32 + 4k.., + 64)
+ *             +512 + 32k + 4r  qh[32h + 4k ..]      (2-bit parts of the A and B elements)
+ * Both are bijections of the 8 rows' bytes (the 6-bit Q4_K scales fill 12 bytes exactly, so
+ * they stay 6-bit, only regrouped), so a group has exactly the rows' size and unpack
+ * restores the file's bytes.
+ *
+ * Invariants: every output equals the avx2 set's vec_dot (kernels_avx2.c) for that row and
+ * activation row bit for bit: the integer super-block sums are exact (int16 partial sums
+ * stay below 2^15: Q4_K 16 products of 15 x 128, Q6_K 4 products of 63 x 128), and the
+ * float step is vec_dot's (per lane: d = dx * dy, dmin = dmx * dy, d * isum - dmin * summ,
+ * or d * (isum - 32 corr), added in super-block order, no FMA: the build is ISO C).
+ * Thread-safety: pure functions on caller buffers. Non-goals: Q5_K, Q2_K/Q3_K; rows that do
+ * not fill a group (the caller keeps those unpacked).
+ */
+#include "quant/kernels_isa.h"
+
+#if SLM_QUANT_HAVE_AVX2
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* GCC (12) expands the unrolled tiles with every maddubs result of a sub-block computed
+ * before the first add when temporary expression replacement is on, which spills most of
+ * them (~900 stack accesses per product; Q4_K prompt tiles 58 GMAC/s instead of 85, clang
+ * 81). Without it GCC keeps the source's order: weights, then multiply-add per row. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-ter")
+#endif
+
+#define PK_ROWS 8                                           /* rows per group */
+#define Q4K_SB (PK_ROWS * (int)sizeof(slm_block_q4_k))      /* 1152: a group's super-block */
+#define Q6K_SB (PK_ROWS * (int)sizeof(slm_block_q6_k))      /* 1680 */
+#define Q4K_L0 32
+#define Q4K_L1 64
+#define Q4K_H 96
+#define Q4K_QS 128
+#define Q6K_SC 16
+#define Q6K_Q 144
+#define Q6K_HALF 768
+#define PK_TILE_V 4                  /* activation rows per prompt tile */
+#define PK_ACT_BYTES (24 * 1024)     /* activation bytes walked per pass over the groups: L1 */
+#define PK_PF_SB 2                   /* decode: software prefetch distance in super-blocks (one linear stream) */
+
+/* ---- pack / unpack --------------------------------------------------------------------- */
+
+/* Q4_K's 12 scale bytes <-> 8 scales and 8 mins (6 bits each): slm_quant_scale_min_k4 and
+ * its inverse. */
+static void q4k_scales_get(const uint8_t q[SLM_K_SCALE_SIZE], uint8_t sc[8], uint8_t mn[8]) {
+    for (int j = 0; j < 8; j++) slm_quant_scale_min_k4(j, q, &sc[j], &mn[j]);
+}
+
+static void q4k_scales_put(const uint8_t sc[8], const uint8_t mn[8], uint8_t q[SLM_K_SCALE_SIZE]) {
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)(mn[j] | ((mn[j + 4] >> 4) << 6));
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+    }
+}
+
+/* The byte moves shared by pack (to_group = 1) and unpack (0): every byte of a row that
+ * the layout keeps as a byte goes to its place; Q4_K's scales are handled apart. */
+static void q4k_move(uint8_t *group, uint8_t *rows, size_t row_bytes, int64_t nb, int to_group) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t *g = group + (size_t)ib * Q4K_SB;
+        for (int r = 0; r < PK_ROWS; r++) {
+            uint8_t *blk = rows + (size_t)r * row_bytes + (size_t)ib * sizeof(slm_block_q4_k);
+            slm_block_q4_k *b = (slm_block_q4_k *)blk;
+            uint8_t *pairs[2][2] = {{g + 2 * r, (uint8_t *)&b->d}, {g + 16 + 2 * r, (uint8_t *)&b->dmin}};
+            for (int t = 0; t < 2; t++) {
+                if (to_group) memcpy(pairs[t][0], pairs[t][1], 2);
+                else memcpy(pairs[t][1], pairs[t][0], 2);
+            }
+            for (int c = 0; c < 4; c++)
+                for (int k = 0; k < 8; k++) {
+                    uint8_t *p = g + Q4K_QS + 256 * c + 32 * k + 4 * r, *q = b->qs + 32 * c + 4 * k;
+                    if (to_group) memcpy(p, q, 4);
+                    else memcpy(q, p, 4);
+                }
+        }
+    }
+}
+
+static void q6k_move(uint8_t *group, uint8_t *rows, size_t row_bytes, int64_t nb, int to_group) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t *g = group + (size_t)ib * Q6K_SB;
+        for (int r = 0; r < PK_ROWS; r++) {
+            slm_block_q6_k *b = (slm_block_q6_k *)(rows + (size_t)r * row_bytes + (size_t)ib * sizeof(slm_block_q6_k));
+            /* (group place, row place, bytes) */
+            struct { uint8_t *p, *q; size_t len; } mv[1 + 8 + 2 * 3 * 8];
+            int m = 0;
+            mv[m++] = (__typeof__(mv[0])){g + 2 * r, (uint8_t *)&b->d, 2};
+            for (int p = 0; p < 8; p++) mv[m++] = (__typeof__(mv[0])){g + Q6K_SC + 16 * p + 2 * r, (uint8_t *)b->scales + 2 * p, 2};
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < 8; k++) {
+                    uint8_t *base = g + Q6K_Q + Q6K_HALF * h + 32 * k + 4 * r;
+                    mv[m++] = (__typeof__(mv[0])){base, b->ql + 64 * h + 4 * k, 4};
+                    mv[m++] = (__typeof__(mv[0])){base + 256, b->ql + 64 * h + 32 + 4 * k, 4};
+                    mv[m++] = (__typeof__(mv[0])){base + 512, b->qh + 32 * h + 4 * k, 4};
+                }
+            for (int i = 0; i < m; i++) {
+                if (to_group) memcpy(mv[i].p, mv[i].q, mv[i].len);
+                else memcpy(mv[i].q, mv[i].p, mv[i].len);
+            }
+        }
+    }
+}
+
+void slm_quant_pack_q4_k_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {
+    const int64_t nb = n / SLM_QK_K;
+    uint8_t *grp = group;
+    q4k_move(grp, (uint8_t *)(uintptr_t)rows, row_bytes, nb, 1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t *g = grp + (size_t)ib * Q4K_SB;
+        memset(g + Q4K_L0, 0, 96);
+        for (int r = 0; r < PK_ROWS; r++) {
+            const slm_block_q4_k *b = (const slm_block_q4_k *)((const uint8_t *)rows + (size_t)r * row_bytes) + ib;
+            uint8_t sc[8], mn[8];
+            q4k_scales_get(b->scales, sc, mn);
+            for (int jj = 0; jj < 4; jj++) {
+                const int byte = 16 * (r / 4) + 4 * (r % 4) + jj;
+                g[Q4K_L0 + byte] = (uint8_t)((sc[jj] & 0xF) | ((sc[jj + 4] & 0xF) << 4));
+                g[Q4K_L1 + byte] = (uint8_t)((mn[jj] & 0xF) | ((mn[jj + 4] & 0xF) << 4));
+                g[Q4K_H + byte] = (uint8_t)((sc[jj] >> 4) | ((sc[jj + 4] >> 4) << 2) | ((mn[jj] >> 4) << 4) | ((mn[jj + 4] >> 4) << 6));
+            }
+        }
+    }
+}
+
+void slm_quant_unpack_q4_k_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {
+    const int64_t nb = n / SLM_QK_K;
+    q4k_move((uint8_t *)(uintptr_t)group, rows, row_bytes, nb, 0);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *g = (const uint8_t *)group + (size_t)ib * Q4K_SB;
+        for (int r = 0; r < PK_ROWS; r++) {
+            slm_block_q4_k *b = (slm_block_q4_k *)((uint8_t *)rows + (size_t)r * row_bytes) + ib;
+            uint8_t sc[8], mn[8];
+            for (int jj = 0; jj < 4; jj++) {
+                const int byte = 16 * (r / 4) + 4 * (r % 4) + jj;
+                const uint8_t l0 = g[Q4K_L0 + byte], l1 = g[Q4K_L1 + byte], h = g[Q4K_H + byte];
+                sc[jj] = (uint8_t)((l0 & 0xF) | ((h & 3) << 4));
+                sc[jj + 4] = (uint8_t)((l0 >> 4) | (((h >> 2) & 3) << 4));
+                mn[jj] = (uint8_t)((l1 & 0xF) | (((h >> 4) & 3) << 4));
+                mn[jj + 4] = (uint8_t)((l1 >> 4) | ((h >> 6) << 4));
+            }
+            q4k_scales_put(sc, mn, b->scales);
+        }
+    }
+}
+
+void slm_quant_pack_q6_k_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {
+    q6k_move(group, (uint8_t *)(uintptr_t)rows, row_bytes, n / SLM_QK_K, 1);
+}
+
+void slm_quant_unpack_q6_k_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {
+    q6k_move((uint8_t *)(uintptr_t)group, rows, row_bytes, n / SLM_QK_K, 0);
+}
+
+/* ---- tiles ------------------------------------------------------------------------------ */
+
+AVX2_TARGET static inline __m256i bcast4(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+/* pshufb masks (same in both 128-bit halves) picking byte 4rl + a into int16 lane 2rl and
+ * byte 4rl + b into lane 2rl + 1, zero-extended, for rl = 0..3. */
+AVX2_TARGET static inline __m256i pick_pairs(int a, int b) {
+    int8_t m[16];
+    for (int rl = 0; rl < 4; rl++) {
+        m[4 * rl] = (int8_t)(4 * rl + a), m[4 * rl + 1] = -1;
+        m[4 * rl + 2] = (int8_t)(4 * rl + b), m[4 * rl + 3] = -1;
+    }
+    const __m128i v = _mm_loadu_si128((const __m128i *)m);
+    return _mm256_set_m128i(v, v);
+}
+
+/* Q4_K: group super-blocks [0, nb) at pg against V activation rows (x + j * xs), the
+ * 8 outputs of activation row j to y + j * ys. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_q4k(int64_t nb, const uint8_t *pg, const uint8_t *x,
+                                                                        size_t xs, float *y, size_t ys, const int V) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3), m30 = _mm256_set1_epi8(0x30);
+    const __m256i sel_sc[4] = {pick_pairs(0, 0), pick_pairs(1, 1), pick_pairs(2, 2), pick_pairs(3, 3)};
+    const __m256i sel_mn[2] = {pick_pairs(0, 1), pick_pairs(2, 3)};
+    __m256 acc[PK_TILE_V];
+    for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = pg + (size_t)ib * Q4K_SB;
+        if (V == 1)
+            for (int o = 0; o < Q4K_SB; o += 64) _mm_prefetch((const char *)((uintptr_t)b + PK_PF_SB * Q4K_SB + o), _MM_HINT_T0); /* never faults */
+        const slm_block_q8_k *yb[PK_TILE_V];
+        for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
+        /* the 6-bit values as bytes: scales of sub-blocks 0-3, 4-7, mins 0-3, 4-7 (byte 16h + 4rl + jj) */
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + Q4K_L0));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + Q4K_L1));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(b + Q4K_H));
+        const __m256i sc_lo = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                              _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+        const __m256i mn_lo = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(hb, m30));
+        const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                              _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+        __m256i isum[PK_TILE_V], summ[PK_TILE_V];
+        for (int j = 0; j < V; j++) isum[j] = _mm256_setzero_si256();
+        /* sub-block s = 2c + half: low (half 0) or high nibbles of chunk c */
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            const int c = s / 2, half = s % 2;
+            const __m256i sv = _mm256_shuffle_epi8(s < 4 ? sc_lo : sc_hi, sel_sc[s % 4]);
+            __m256i s16[PK_TILE_V];
+            for (int j = 0; j < V; j++) s16[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(b + Q4K_QS + 256 * c + 32 * k));
+                const __m256i q = half ? _mm256_and_si256(_mm256_srli_epi16(w, 4), m4) : _mm256_and_si256(w, m4);
+                for (int j = 0; j < V; j++)
+                    s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(q, bcast4(yb[j]->qs + 32 * s + 4 * k)));
+            }
+            for (int j = 0; j < V; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sv));
+        }
+        /* mins x activation sums of 32: pair p = sub-blocks 2p, 2p + 1 */
+        for (int j = 0; j < V; j++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[j]->bsums);
+            const __m256i b32 = _mm256_hadd_epi16(bs, bs); /* 32-bit element 0,1 | 4,5 = pairs 0,1 | 2,3 */
+            summ[j] = _mm256_setzero_si256();
+            for (int p = 0; p < 4; p++) {
+                const __m256i mv = _mm256_shuffle_epi8(p < 2 ? mn_lo : mn_hi, sel_mn[p % 2]);
+                const __m256i bp = _mm256_permutevar8x32_epi32(b32, _mm256_set1_epi32(p < 2 ? p : p + 2));
+                summ[j] = _mm256_add_epi32(summ[j], _mm256_madd_epi16(mv, bp));
+            }
+        }
+        /* vec_dot's float step per lane */
+        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
+        const __m256 dmx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16)));
+        for (int j = 0; j < V; j++) {
+            const __m256 dy = _mm256_set1_ps(yb[j]->d);
+            const __m256 d = _mm256_mul_ps(dx, dy), dmin = _mm256_mul_ps(dmx, dy);
+            const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[j]));
+            const __m256 t2 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ[j]));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_sub_ps(t1, t2));
+        }
+    }
+    for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
+}
+
+/* Q6_K: as tile_q4k. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_q6k(int64_t nb, const uint8_t *pg, const uint8_t *x,
+                                                                        size_t xs, float *y, size_t ys, const int V) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[PK_TILE_V];
+    for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
+    /* int16 lane pairs (2rl, 2rl + 1) -> (2rl, 2rl) and (2rl + 1, 2rl + 1) */
+    int8_t me[16], mo[16];
+    for (int rl = 0; rl < 4; rl++)
+        for (int t = 0; t < 2; t++) {
+            me[4 * rl + 2 * t] = (int8_t)(4 * rl), me[4 * rl + 2 * t + 1] = (int8_t)(4 * rl + 1);
+            mo[4 * rl + 2 * t] = (int8_t)(4 * rl + 2), mo[4 * rl + 2 * t + 1] = (int8_t)(4 * rl + 3);
+        }
+    const __m256i sel_even = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)me));
+    const __m256i sel_odd = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)mo));
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = pg + (size_t)ib * Q6K_SB;
+        if (V == 1)
+            for (int o = 0; o < Q6K_SB; o += 64) _mm_prefetch((const char *)((uintptr_t)b + PK_PF_SB * Q6K_SB + o), _MM_HINT_T0); /* never faults */
+        const slm_block_q8_k *yb[PK_TILE_V];
+        for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
+        __m256i isum[PK_TILE_V], corr[PK_TILE_V];
+        for (int j = 0; j < V; j++) isum[j] = corr[j] = _mm256_setzero_si256();
+        /* scales x bsums (pairs of 16-groups) */
+        for (int p = 0; p < 8; p++) {
+            const __m256i cp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + Q6K_SC + 16 * p)));
+            for (int j = 0; j < V; j++) corr[j] = _mm256_add_epi32(corr[j], _mm256_madd_epi16(cp, bcast4(yb[j]->bsums + 2 * p)));
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *base = b + Q6K_Q + Q6K_HALF * h;
+            /* i: elements 128h + 32i + 0..31 (A low, B low, A high, B high nibbles) */
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+#pragma GCC unroll 4
+                for (int kk = 0; kk < 4; kk++) { /* groups k = 2kk, 2kk + 1: sub-block 8h + 2i + kk / 2 */
+                    const int sb = 8 * h + 2 * i + kk / 2;
+                    const __m256i cp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + Q6K_SC + 16 * (sb / 2))));
+                    const __m256i sv = _mm256_shuffle_epi8(cp, sb % 2 ? sel_odd : sel_even);
+                    __m256i q[2];
+                    for (int e = 0; e < 2; e++) {
+                        const int k = 2 * kk + e;
+                        const __m256i l = _mm256_loadu_si256((const __m256i *)(base + (i % 2) * 256 + 32 * k));
+                        const __m256i hh = _mm256_loadu_si256((const __m256i *)(base + 512 + 32 * k));
+                        const __m256i lo = i < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                        const __m256i hi = i == 0   ? _mm256_slli_epi16(hh, 4)
+                                           : i == 1 ? _mm256_slli_epi16(hh, 2)
+                                           : i == 2 ? hh
+                                                    : _mm256_srli_epi16(hh, 2);
+                        q[e] = _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
+                    }
+                    for (int j = 0; j < V; j++) {
+                        const int8_t *a = yb[j]->qs + 128 * h + 32 * i + 8 * kk;
+                        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], bcast4(a)), _mm256_maddubs_epi16(q[1], bcast4(a + 4)));
+                        isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16, sv));
+                    }
+                }
+            }
+        }
+        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
+        for (int j = 0; j < V; j++) {
+            const __m256 d = _mm256_mul_ps(dx, _mm256_set1_ps(yb[j]->d));
+            const __m256i tot = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(corr[j], 5));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(tot)));
+        }
+    }
+    for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
+}
+
+/* ---- products ---------------------------------------------------------------------------- */
+
+enum { PK_Q4K = 0, PK_Q6K = 1 };
+
+/* Groups [g0, g1) x all activation rows: activations in chunks of about PK_ACT_BYTES (L1),
+ * each chunk against every group in tiles of PK_TILE_V, then 2, then 1 activation rows. */
+AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_k(int64_t n, const void *P, size_t row_bytes,
+                                                                             int64_t g0, int64_t g1, const void *xq,
+                                                                             size_t xs, int64_t n_vec, float *y,
+                                                                             size_t ys, const int kt) {
+    const int64_t nb = n / SLM_QK_K;
+    const uint8_t *pm = P, *xm = xq;
+    const size_t gbytes = (size_t)PK_ROWS * row_bytes;
+    int64_t chunk = (int64_t)(PK_ACT_BYTES / (xs ? xs : 1));
+    if (chunk < PK_TILE_V) chunk = PK_TILE_V;
+    chunk -= chunk % PK_TILE_V;
+    for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
+        const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *pg = pm + (size_t)g * gbytes;
+            int64_t v = v0;
+#define PK_TILE(V_)                                                                                                    \
+    do {                                                                                                               \
+        if (kt == PK_Q4K) tile_q4k(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_); \
+        else tile_q6k(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_);            \
+    } while (0)
+            for (; v + PK_TILE_V <= v1; v += PK_TILE_V) PK_TILE(PK_TILE_V);
+            for (; v + 2 <= v1; v += 2) PK_TILE(2);
+            if (v < v1) PK_TILE(1);
+#undef PK_TILE
+        }
+    }
+}
+
+AVX2_TARGET void slm_quant_gemm_packed_q4_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
+                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q4K);
+}
+
+AVX2_TARGET void slm_quant_gemm_packed_q6_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
+                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q6K);
+}
+
+#else
+typedef int slm_quant_pack_avx2_k_unused; /* not an x86-64 GCC/clang build */
+#endif
