@@ -378,7 +378,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     int64_t h0, h1;
     slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
     const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
-    if (repl) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
+    if (p->n <= REPL_MAX_TOKENS) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
     mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
