@@ -294,6 +294,13 @@ static void test_embed(void **state) {
     assert_int_equal(slm_ctx_embed(c, 0, prompt, 0, b, err), SLM_ERR_INVALID_ARG);
     assert_int_equal(slm_ctx_embed(c, 3, prompt, 2, b, err), SLM_ERR_RANGE);
     slm_ctx_destroy(c);
+    /* batches of 3 on 2 threads (the replicated decode steps leave the final rows in the
+     * shared scratch too) */
+    p.n_batch = 3, p.n_threads = 2;
+    assert_int_equal(slm_ctx_create(m, &p, &c, err), SLM_OK);
+    assert_int_equal(slm_ctx_embed(c, 0, prompt, N_PROMPT, b, err), SLM_OK);
+    assert_true(max_rel_diff(b, a, (size_t)ne) <= BATCH_REL_TOL);
+    slm_ctx_destroy(c);
     free(a), free(b), free(lg);
     slm_model_close(m);
 }

@@ -308,6 +308,37 @@ static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_w
 
 /* ---- the work split -------------------------------------------------------------------------- */
 
+/* Rows (tile, query head) are split across threads when there are fewer tiles than this. */
+static bool rows_split(const slm_attn *a, const slm_attn_args *g, int nth) {
+    const int32_t n_tiles = (g->n + a->tile_tokens - 1) / a->tile_tokens;
+    return n_tiles < MIN_TILES_PER_THREAD * nth;
+}
+
+#define PREFETCH_LINE 64 /* bytes a prefetch brings */
+
+void slm_attn_prefetch(const slm_attn *a, const slm_attn_args *g, int ith, int nth) {
+    if (!rows_split(a, g, nth)) return;
+    const slm_hparams *hp = g->hp;
+    const int32_t tt = a->tile_tokens, n_kv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
+    const int64_t per_tile = (int64_t)n_kv * group;
+    int64_t r0, r1;
+    slm_pool_range((int64_t)((g->n + tt - 1) / tt) * per_tile, ith, nth, &r0, &r1);
+    if (r0 >= r1) return;
+    /* the KV heads of rows [r0, r1): all of them when the range wraps into another tile */
+    int32_t k0 = (int32_t)(r0 % per_tile / group), k1 = (int32_t)((r1 - 1) % per_tile / group) + 1;
+    if (r1 - r0 >= per_tile || k1 <= k0) k0 = 0, k1 = n_kv;
+    const slm_type_traits *tr = slm_type_traits_of(slm_kv_type(g->kv));
+    const size_t head_bytes = (size_t)(hp->head_dim / tr->block_size) * tr->type_size;
+    const int64_t end = slm_kv_used_end(g->kv);
+    const int64_t n_cells = end < SLM_ATTN_PREFETCH_CELLS ? end : SLM_ATTN_PREFETCH_CELLS;
+    for (int64_t c = 0; c < n_cells; c++) {
+        const uint8_t *k = (const uint8_t *)slm_kv_k_row(g->kv, g->il, c) + (size_t)k0 * head_bytes;
+        const uint8_t *v = (const uint8_t *)slm_kv_v_row(g->kv, g->il, c) + (size_t)k0 * head_bytes;
+        for (size_t b = 0; b < (size_t)(k1 - k0) * head_bytes; b += PREFETCH_LINE)
+            __builtin_prefetch(k + b, 0, 2), __builtin_prefetch(v + b, 0, 2);
+    }
+}
+
 void slm_attn_run(slm_attn *a, const slm_attn_args *g, int ith, int nth) {
     slm_attn_run_isa(a, g, slm_quant_kernels()->isa, ith, nth);
 }
@@ -319,7 +350,7 @@ void slm_attn_run_isa(slm_attn *a, const slm_attn_args *g, slm_quant_isa isa, in
     attn_ws *w = &a->ws[ith];
     const int32_t tt = a->tile_tokens, n_kv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
     const int32_t n_tiles = (g->n + tt - 1) / tt;
-    if (n_tiles >= MIN_TILES_PER_THREAD * nth) {
+    if (!rows_split(a, g, nth)) {
         for (int32_t ti = ith; ti < n_tiles; ti += nth) {
             const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
             run_tokens(g, kern, w, t0, nt, 0, n_kv * group);

@@ -47,6 +47,14 @@ size_t slm_attn_bytes(const slm_attn *a); /* memory of the scratch */
 /* Multiply-adds of a call (to decide whether waking threads pays). */
 int64_t slm_attn_work(const slm_attn_args *args);
 
+/* Thread ith of nth, some microseconds before slm_attn_run with the same split (only hp,
+ * kv, il, n, pos and seq of args are read): for a call whose rows are split across threads
+ * (decoding), ask the memory system for the K and V cells its KV heads will read (at most
+ * SLM_ATTN_PREFETCH_CELLS), so that they arrive while the caller does other work. A hint:
+ * no effect on results. */
+#define SLM_ATTN_PREFETCH_CELLS 1024 /* 2 x 1024 x 128 bytes per KV head of 64: a few L2s */
+void slm_attn_prefetch(const slm_attn *a, const slm_attn_args *args, int ith, int nth);
+
 /* Thread ith of nth: its share of the (token, head) pairs. Every thread of the job must
  * call it with the same args; nth must not exceed the n_threads of slm_attn_create. */
 void slm_attn_run(slm_attn *a, const slm_attn_args *args, int ith, int nth);

@@ -18,7 +18,8 @@
  * to the weight type's vec_dot_type (quant/act.c: as its x86 build does), then each output
  * element is the kernel set's dot product of a weight row with an activation row (tiled,
  * same bits). Attention is attn.c (tiled, online softmax). Every output value is computed
- * by exactly one thread in a fixed order, so results do not depend on the thread count,
+ * by exactly one thread in a fixed order (or, for the per-token rows of a decode step, by
+ * every thread the same way: see REPL_MAX_TOKENS), so results do not depend on the thread count,
  * and a token's results do not depend on the other tokens of its batch (batched prompt ==
  * token-by-token decode).
  *
@@ -376,7 +377,8 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
     int64_t h0, h1;
     slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
-    if (repl) kv_prefetch(p, il, h0, h1);
+    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
+    if (p->n <= REPL_MAX_TOKENS) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
     mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
@@ -387,7 +389,6 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     slm_pool_barrier(p->pool);
     for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
-    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
     slm_attn_run(f->attn, &args, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step wo = {.count = 1, .w = {&L->wo}, .out = {f->y}};
