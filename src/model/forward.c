@@ -278,11 +278,15 @@ static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1)
     }
 }
 
-/* Units [u0, u1) of the step's matrices taken as one list of units of 8 rows (a packed
- * group; a matrix's last unit may be short). */
-static void mm_units(const mm_step *s, int32_t n, int64_t u0, int64_t u1) {
+/* This thread's share of the output rows of all the step's matrices, taken as one list of
+ * units of 8 rows (a packed group; a matrix's last unit may be short), so both threads get
+ * the same count whatever the shapes and every share starts on a group. */
+static void mm_rows(const mm_step *s, int32_t n, int ith, int nth) {
     const int64_t U = SLM_QUANT_PACK_ROWS;
-    int64_t base = 0;
+    int64_t total = 0;
+    for (int i = 0; i < s->count; i++) total += (s->w[i]->n_out + U - 1) / U;
+    int64_t u0, u1, base = 0;
+    slm_pool_range(total, ith, nth, &u0, &u1);
     for (int i = 0; i < s->count; i++) {
         const slm_mat *w = s->w[i];
         const int64_t units = (w->n_out + U - 1) / U;
@@ -297,35 +301,6 @@ static void mm_units(const mm_step *s, int32_t n, int64_t u0, int64_t u1) {
             slm_quant_matmul_rows(w->type, w->data, w->n_in, s->act[i], s->stride[i], n, r0, r1, s->out[i],
                                   (size_t)w->n_out);
     }
-}
-
-/* This thread's share of the units of all the step's matrices (mm_units): the first
- * 1 - 1/MM_CLAIM_PART of them split evenly, so both threads get the same count whatever
- * the shapes and every share starts on a group; the rest handed out in pieces
- * (slm_pool_claim) to whichever thread is free first, so that a thread the host slows down
- * (on this VM the worker's halves ran 5-10% slower than the caller's, SmolLM2 decode) does
- * not keep the other waiting at the barrier. A row's values do not depend on the thread nor on the
- * piece (kernels.h), so results stay independent of the split. */
-#define MM_CLAIM_PART 8     /* an eighth of the units are claimed */
-#define MM_CLAIM_PIECES 2   /* pieces per thread in that eighth (each claim is a cache-line
-                             * transfer: 8 pieces a thread of a quarter measured slower) */
-#define MM_CLAIM_MIN 8      /* units per piece at least: one atomic per ~2 us of weights */
-static void mm_rows(const mm_step *s, slm_pool *pool, int32_t n, int ith, int nth) {
-    const int64_t U = SLM_QUANT_PACK_ROWS;
-    int64_t total = 0;
-    for (int i = 0; i < s->count; i++) total += (s->w[i]->n_out + U - 1) / U;
-    int64_t u0, u1;
-    if (!pool || nth == 1) {
-        slm_pool_range(total, ith, nth, &u0, &u1);
-        mm_units(s, n, u0, u1);
-        return;
-    }
-    const int64_t fixed = (total - total / MM_CLAIM_PART) / nth * nth;
-    int64_t piece = (total - fixed) / (MM_CLAIM_PIECES * nth);
-    if (piece < MM_CLAIM_MIN) piece = MM_CLAIM_MIN;
-    slm_pool_range(fixed, ith, nth, &u0, &u1);
-    mm_units(s, n, u0, u1);
-    for (int64_t a; (a = fixed + slm_pool_claim(pool, piece)) < total;) mm_units(s, n, a, a + piece < total ? a + piece : total);
 }
 
 static void add_bias(float *x, const float *b, int64_t width) {
@@ -410,7 +385,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &qkv, r->h);
     norm_convert(p, r, il > 0, L->attn_norm, &qkv, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&qkv, p->pool, p->n, ith, nth);
+    mm_rows(&qkv, p->n, ith, nth);
     slm_pool_barrier(p->pool);
     for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
@@ -420,7 +395,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &wo, f->att);
     mm_convert(&wo, f->att, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&wo, p->pool, p->n, ith, nth);
+    mm_rows(&wo, p->n, ith, nth);
     slm_pool_barrier(p->pool);
 
     /* feed-forward block: x += y; h = rmsnorm(x) * ffn_norm; y = (silu(h Wgate) * (h Wup)) Wdown */
@@ -428,14 +403,14 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &gu, r->h);
     norm_convert(p, r, true, L->ffn_norm, &gu, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&gu, p->pool, p->n, ith, nth);
+    mm_rows(&gu, p->n, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step down = {.count = 1, .w = {&L->down}, .out = {f->y}};
     mm_plan(f, r, &down, r->g);
     slm_ops_silu_mul(r->g + t0 * ff, f->g + t0 * ff, f->u + t0 * ff, (t1 - t0) * ff);
     mm_convert(&down, r->g, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&down, p->pool, p->n, ith, nth);
+    mm_rows(&down, p->n, ith, nth);
     slm_pool_barrier(p->pool);
 }
 
@@ -486,7 +461,7 @@ static void pass_run(void *arg, int ith, int nth) {
         slm_ops_rmsnorm(r.h + i * e, r.x + (size_t)p->out_idx[i] * (size_t)e, p->m->out_norm, e, hp->rms_eps);
     if (p->logits) mm_convert(&out, r.h, i0, i1);
     if (!repl) slm_pool_barrier(p->pool);
-    if (p->logits) mm_rows(&out, p->pool, p->n_out, ith, nth);
+    if (p->logits) mm_rows(&out, p->n_out, ith, nth);
 }
 
 slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *pool, int32_t n,

@@ -23,9 +23,6 @@
  * phase and yield now and then). The forward pass runs as ONE job with a barrier between
  * its steps: a decode step has ~300 steps of tens of microseconds, and a barrier (~0.1-0.5
  * us when both threads have a core) costs far less than waking workers per step.
- * slm_pool_claim hands out pieces of a step's work: a counter per step, two of them used
- * in turn (the one of step k + 1 is reset by the last thread arriving at the barrier that
- * ends step k: nobody uses it since step k - 1 ended; the job's first by slm_pool_run).
  *
  * Thread-safety: see pool.h (one job at a time). Non-goals: affinity, priorities.
  */
@@ -47,8 +44,6 @@
  * caller) before sleeping: a few job lengths of a small model's decode step. */
 #define SPIN_NS 200000
 #define SPIN_MIN_NS 1000 /* floor of the adaptive budget: about a futex wake-up */
-/* Bytes of a cache line (padding that keeps a hot counter off the others' lines). */
-#define POOL_LINE 64
 /* Spin iterations between two looks at the clock. */
 #define SPIN_CHECK_EVERY 16
 
@@ -72,9 +67,6 @@ struct slm_pool {
     _Atomic bool quit;      /* workers exit */
     _Atomic int bar_count;  /* threads that reached the current barrier */
     _Atomic uint64_t bar_phase; /* barriers completed (waiters watch it change) */
-    char pad0[POOL_LINE];   /* claim gets cache lines of its own, away from the barrier's */
-    _Atomic int64_t claim[2]; /* slm_pool_claim's counter of phase k is claim[k % 2] */
-    char pad1[POOL_LINE];
     slm_pool_fn fn;         /* the current job, written before generation is bumped */
     void *arg;              /* its argument, borrowed */
     uint64_t spin_budget;   /* the caller's adaptive spin (ns), see the top */
@@ -220,8 +212,6 @@ void slm_pool_run(slm_pool *p, slm_pool_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-    atomic_store_explicit(&p->claim[atomic_load_explicit(&p->bar_phase, memory_order_relaxed) & 1], 0,
-                          memory_order_relaxed);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_mutex_lock(&p->lock); /* wake the sleepers (cheap when none sleeps) */
     pthread_cond_broadcast(&p->start);
@@ -246,10 +236,8 @@ void slm_pool_barrier(slm_pool *p) {
     if (!p || p->n_threads == 1) return;
     const uint64_t phase = atomic_load_explicit(&p->bar_phase, memory_order_acquire);
     if (atomic_fetch_add_explicit(&p->bar_count, 1, memory_order_acq_rel) == p->n_threads - 1) {
-        /* the last to arrive: reset the count for the next barrier and the claim counter of the
-         * next step (last used two steps ago), then release the others */
+        /* the last to arrive: reset the count for the next barrier, then release the others */
         atomic_store_explicit(&p->bar_count, 0, memory_order_relaxed);
-        atomic_store_explicit(&p->claim[(phase + 1) & 1], 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&p->bar_phase, 1, memory_order_release);
         return;
     }
@@ -257,11 +245,6 @@ void slm_pool_barrier(slm_pool *p) {
         cpu_relax();
         if (i % BARRIER_SPINS_PER_YIELD == 0) sched_yield();
     }
-}
-
-int64_t slm_pool_claim(slm_pool *p, int64_t n) {
-    const uint64_t phase = atomic_load_explicit(&p->bar_phase, memory_order_acquire);
-    return atomic_fetch_add_explicit(&p->claim[phase & 1], n, memory_order_relaxed);
 }
 
 /* ---- default size -------------------------------------------------------------------- */

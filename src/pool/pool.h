@@ -45,12 +45,6 @@ void slm_pool_run(slm_pool *p, slm_pool_fn fn, void *arg);
  * at once. Every thread of the job must reach every barrier (no early return). */
 void slm_pool_barrier(slm_pool *p);
 
-/* Inside a job: claim n units of the current step's shared counter, returning its value
- * before the claim (0 for the first claim after a barrier or the job's start), so that
- * threads can hand out the last pieces of a step's work to whichever is free first (results
- * must not depend on who computes a piece). Only for a pool of 2 or more threads. */
-int64_t slm_pool_claim(slm_pool *p, int64_t n);
-
 /* Rows [*r0, *r1) of n for thread ith of nth: contiguous, balanced, disjoint, covering. */
 static inline void slm_pool_range(int64_t n, int ith, int nth, int64_t *r0, int64_t *r1) {
     int64_t per = (n + nth - 1) / nth;
