@@ -11,8 +11,12 @@
  * in time and shrinks fourfold (down to SPIN_MIN_NS) when it does not, so on an
  * oversubscribed machine, where a peer is often descheduled and spinning only burns its
  * time slice, the pool degrades to sleeping (measured: 35 us per empty job sleeping, 60-250
- * us with fixed spins, under a load of 13 on 2 cores). Shutdown sets `quit`, bumps the
- * generation and broadcasts.
+ * us with fixed spins, under a load of 13 on 2 cores). A wait that ended in a sleep but
+ * lasted less than SPIN_NS in all grows the budget back to cover it (twice the wait): the
+ * job came soon and a spin would have caught it. Without that, one long wait (the caller
+ * descheduled once) left the budget at its floor for good, every decode step then woke
+ * its worker from a futex (measured: 30-60 us a step on the shared VM, a step of SmolLM2
+ * being ~4 ms). Shutdown sets `quit`, bumps the generation and broadcasts.
  *
  * Within a job, slm_pool_barrier separates steps: a counting barrier (a count and a phase;
  * the last thread to arrive resets the count and bumps the phase, the others spin on the
@@ -82,10 +86,14 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Spin until the condition holds (true) or *budget ns passed (false); adapt *budget. */
-static bool spin_until(bool (*cond)(slm_pool *, uint64_t), slm_pool *p, uint64_t arg, uint64_t *budget) {
+/* Spin until the condition holds (true) or *budget ns passed (false); adapt *budget. *t0
+ * is when the spin began (for regrow). */
+static bool spin_until(bool (*cond)(slm_pool *, uint64_t), slm_pool *p, uint64_t arg, uint64_t *budget,
+                       uint64_t *t0_out) {
+    *t0_out = 0;
     if (cond(p, arg)) return true;
     const uint64_t t0 = now_ns();
+    *t0_out = t0;
     for (unsigned i = 1;; i++) {
         if (cond(p, arg)) {
             *budget = *budget * 2 < SPIN_NS ? *budget * 2 : SPIN_NS;
@@ -97,6 +105,15 @@ static bool spin_until(bool (*cond)(slm_pool *, uint64_t), slm_pool *p, uint64_t
             return false;
         }
     }
+}
+
+/* After a wait begun at t0 that needed a sleep: grow the budget to twice the wait when the
+ * whole wait was shorter than SPIN_NS (see the top). */
+static void regrow(uint64_t t0, uint64_t *budget) {
+    const uint64_t waited = now_ns() - t0;
+    if (waited >= SPIN_NS) return;
+    const uint64_t want = 2 * waited < SPIN_NS ? 2 * waited : SPIN_NS;
+    if (want > *budget) *budget = want;
 }
 
 static bool new_generation(slm_pool *p, uint64_t seen) {
@@ -113,13 +130,14 @@ static bool all_done(slm_pool *p, uint64_t unused) {
 static void *worker_main(void *p) {
     worker *w = p;
     slm_pool *pool = w->pool;
-    uint64_t seen = 0, budget = SPIN_NS;
+    uint64_t seen = 0, budget = SPIN_NS, t0;
     for (;;) {
-        if (!spin_until(new_generation, pool, seen, &budget)) {
+        if (!spin_until(new_generation, pool, seen, &budget, &t0)) {
             pthread_mutex_lock(&pool->lock);
             while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen)
                 pthread_cond_wait(&pool->start, &pool->lock);
             pthread_mutex_unlock(&pool->lock);
+            regrow(t0, &budget);
         }
         seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (atomic_load_explicit(&pool->quit, memory_order_acquire)) break;
@@ -199,10 +217,12 @@ void slm_pool_run(slm_pool *p, slm_pool_fn fn, void *arg) {
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->lock);
     fn(arg, 0, p->n_threads);
-    if (spin_until(all_done, p, 0, &p->spin_budget)) return;
+    uint64_t t0;
+    if (spin_until(all_done, p, 0, &p->spin_budget, &t0)) return;
     pthread_mutex_lock(&p->lock);
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
+    regrow(t0, &p->spin_budget);
 }
 
 /* ---- barriers inside a job ------------------------------------------------------------- */
