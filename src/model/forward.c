@@ -266,6 +266,7 @@ static void mm_plan(const slm_fwd *f, const fwd_rows *r, mm_step *s, const float
         s->stride[i] = f->act_stride;
     }
 }
+
 /* Convert tokens [t0, t1) of x[n][n_in] into every buffer the step reads (each distinct
  * vec_dot_type once, as mm_plan listed them). */
 static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1) {
@@ -345,8 +346,6 @@ static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t,
     slm_kv_store_part(p->kv, il, p->cells[t], off, hd, k, v);
 }
 
-/* One layer. [t0, t1): this thread's tokens of the per-token steps (all of them when repl);
- * [s0, s1): its tokens of the steps that are always split. */
 /* Ask for the cache lines qkv_finish will store the KV heads among items [i0, i1) into
  * (items as in qkv_finish), for writing: a decode step's cells are fresh, and without this
  * the stores wait for those lines (about a microsecond a layer) on the step's thread. */
@@ -366,6 +365,8 @@ static void kv_prefetch(const pass *p, int32_t il, int64_t i0, int64_t i1) {
     }
 }
 
+/* One layer. [t0, t1): this thread's tokens of the per-token steps (all of them when repl);
+ * [s0, s1): its tokens of the steps that are always split. */
 static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il, int ith, int nth) {
     const slm_hparams *hp = &p->m->hp;
     const slm_layer *L = &p->m->layers[il];
