@@ -1,6 +1,6 @@
 /*
  * tests/quant_testutil.h: helpers shared by the quant tests (header-only, static inline):
- * a deterministic generator, random weight rows with sane scales, and the error bounds
+ * a deterministic generator, random weight rows with sane scales (rand_weights, random_rows), and the error bounds
  * of the activation quantizers and of the dot-product kernels. Include after testutil.h
  * (uses cmocka's asserts).
  */
@@ -207,6 +207,23 @@ static inline int tu_load_tensor(const char *model, const char *tensor, slm_gguf
         return -1;
     }
     return 0;
+}
+
+/* rows x cols of type t, quantized from random activations (rng_act) with the type's own
+ * quantizer; *row_bytes set. malloc'd, the caller frees. */
+static inline uint8_t *random_rows(slm_type t, int64_t rows, int64_t cols, size_t *row_bytes) {
+    const slm_type_traits *tr = slm_type_traits_of(t);
+    assert_true(slm_type_row_bytes(t, cols, row_bytes));
+    uint8_t *buf = malloc(*row_bytes * (size_t)rows);
+    float *x = malloc((size_t)cols * sizeof(float));
+    assert_non_null(buf);
+    assert_non_null(x);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = rng_act();
+        tr->from_float(x, buf + (size_t)r * *row_bytes, cols);
+    }
+    free(x);
+    return buf;
 }
 
 #endif

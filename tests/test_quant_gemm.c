@@ -24,22 +24,6 @@
 #define N_VEC 300  /* partial tiles, and more than one activation chunk for long rows */
 #define WIDE_COLS 4096 /* 8 KiB+ activation rows: chunks of a few rows */
 
-/* Random rows of type t (quantized from random floats with the type's own quantizer). */
-static uint8_t *random_rows(slm_type t, int64_t rows, int64_t cols, size_t *row_bytes) {
-    const slm_type_traits *tr = slm_type_traits_of(t);
-    assert_true(slm_type_row_bytes(t, cols, row_bytes));
-    uint8_t *buf = malloc(*row_bytes * (size_t)rows);
-    float *x = malloc((size_t)cols * sizeof(float));
-    assert_non_null(buf);
-    assert_non_null(x);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < cols; i++) x[i] = rng_act();
-        tr->from_float(x, buf + (size_t)r * *row_bytes, cols);
-    }
-    free(x);
-    return buf;
-}
-
 static void check_gemm(const slm_quant_kernel_set *ks, slm_type t, int64_t cols, int64_t n_vec) {
     const slm_type vt = slm_type_traits_of(t)->vec_dot_type;
     size_t wrb, xrb;

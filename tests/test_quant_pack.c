@@ -25,22 +25,6 @@
 #define ROWS (GROUPS * SLM_QUANT_PACK_ROWS + TAIL)
 #define UNTOUCHED (-12345.0f)
 
-/* Random rows of type t, quantized from random floats with the type's own quantizer. */
-static uint8_t *random_rows(slm_type t, int64_t rows, int64_t cols, size_t *row_bytes) {
-    const slm_type_traits *tr = slm_type_traits_of(t);
-    assert_true(slm_type_row_bytes(t, cols, row_bytes));
-    uint8_t *buf = malloc(*row_bytes * (size_t)rows);
-    float *x = malloc((size_t)cols * sizeof(float));
-    assert_non_null(buf);
-    assert_non_null(x);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < cols; i++) x[i] = rng_act();
-        tr->from_float(x, buf + (size_t)r * *row_bytes, cols);
-    }
-    free(x);
-    return buf;
-}
-
 /* The matrix w (ROWS rows) with its whole groups packed in place by ks. */
 static uint8_t *packed_copy(const slm_quant_kernel_set *ks, slm_type t, const uint8_t *w, size_t rb, int64_t cols) {
     const size_t gbytes = SLM_QUANT_PACK_ROWS * rb;
