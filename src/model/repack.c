@@ -16,7 +16,9 @@
  * to read one row (forward.c).
  * Invariants: values never change (pack/unpack are exact inverses, tests/test_quant_pack.c);
  * a matrix is packed at most once; matrices whose bytes overlap another's (only a crafted
- * file does that) and rows longer than SLM_QUANT_PACK_MAX_COLS stay as they are.
+ * file does that) and rows longer than SLM_QUANT_PACK_MAX_COLS stay as they are; when the
+ * anonymous mapping cannot be made, the model keeps the file's layout (packing is only
+ * speed).
  * Thread-safety: runs inside slm_model_open, before the model is shared.
  * Non-goals: packing in parallel, layouts that change the size of a group.
  */
@@ -105,10 +107,7 @@ slm_status slm_model_repack(slm_model *m, bool lock, char *err) {
     if (total == 0) goto done; /* nothing this set packs, or a borrowed buffer */
     if (mapped) {
         void *region = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (region == MAP_FAILED) {
-            st = slm_errf(err, SLM_ERR_NOMEM, "repacking weights: %zu bytes", total);
-            goto done;
-        }
+        if (region == MAP_FAILED) goto done; /* no address space or overcommit: the file's layout still works */
         m->packed_map = region;
         m->packed_size = total;
         if (lock) mlock(region, total);       /* best effort, as for the file */
