@@ -411,6 +411,18 @@ AVX2_TARGET static inline int block_sum_i8(const int8_t *p) {
     return _mm_cvtsi128_si32(t) - 32 * 128;
 }
 
+AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb,
+                                           float *pd, float *ps) {
+    const size_t pstride = (size_t)(v1 - v0);
+    for (int64_t v = v0; v < v1; v++) {
+        const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xq + (size_t)v * xs);
+        for (int64_t ib = 0; ib < nb; ib++) {
+            pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
+            if (ps) ps[(size_t)ib * pstride + (size_t)(v - v0)] = (float)block_sum_i8(yb[ib].qs);
+        }
+    }
+}
+
 /* The block's float term from its exact integer sum, in the scalar kernel's order. */
 AVX2_TARGET static inline float block_term(int isum, float dx, float dy, int fo) {
     if (fo == FO_LEFT_TO_RIGHT) return (float)isum * dx * dy;
@@ -603,14 +615,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        for (int64_t v = v0; v < v1; v++) {
-            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xm + (size_t)v * xs);
-            for (int64_t ib = 0; ib < nb; ib++) {
-                pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
-                if (wk == WK_OFFSET) /* sum of the 32 int8: (sum of (q + 128) by psadbw) - 32 * 128 */
-                    ps[(size_t)ib * pstride + (size_t)(v - v0)] = (float)(block_sum_i8(yb[ib].qs));
-            }
-        }
+        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, wk == WK_OFFSET ? ps : NULL);
         const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
         int64_t r = r0;
         if (R == TILE_ROWS_TG) {

@@ -221,17 +221,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(i
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        for (int64_t v = v0; v < v1; v++) {
-            const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xm + (size_t)v * xs);
-            for (int64_t b = 0; b < nb; b++) {
-                pd[(size_t)b * pstride + (size_t)(v - v0)] = _cvtsh_ss(yb[b].d);
-                if (kind == PK_Q4_0 || kind == PK_Q5_0) {
-                    int s = 0;
-                    for (int i = 0; i < SLM_QK8_0; i++) s += yb[b].qs[i];
-                    ps[(size_t)b * pstride + (size_t)(v - v0)] = (float)s;
-                }
-            }
-        }
+        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, kind == PK_Q4_0 || kind == PK_Q5_0 ? ps : NULL);
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
             float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
