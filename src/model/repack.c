@@ -64,6 +64,9 @@ static bool overlaps(slm_mat *const *mats, size_t n, size_t self) {
 /* Alignment of each matrix in the model's packed mapping (a cache line; kernels need 4). */
 #define PACKED_ALIGN 64
 
+/* Bytes a matrix takes in that mapping. */
+static size_t packed_span(const slm_mat *w) { return (mat_bytes(w) + PACKED_ALIGN - 1) / PACKED_ALIGN * PACKED_ALIGN; }
+
 /* Pack w's groups from src into dst (different buffers) and copy its tail rows. */
 static void pack_into(const slm_quant_kernel_set *ks, const slm_mat *w, const uint8_t *src, uint8_t *dst) {
     const size_t gbytes = SLM_QUANT_PACK_ROWS * w->row_bytes;
@@ -102,7 +105,7 @@ slm_status slm_model_repack(slm_model *m, bool lock, char *err) {
         if (!todo[i]) continue;
         if (SLM_QUANT_PACK_ROWS * w->row_bytes > tmp_bytes) tmp_bytes = SLM_QUANT_PACK_ROWS * w->row_bytes;
         /* the sizes come from a validated file that fits in memory: no overflow */
-        total += (mat_bytes(w) + PACKED_ALIGN - 1) / PACKED_ALIGN * PACKED_ALIGN;
+        total += packed_span(w);
     }
     if (total == 0) goto done; /* nothing this set packs, or a borrowed buffer */
     if (mapped) {
@@ -132,7 +135,7 @@ slm_status slm_model_repack(slm_model *m, bool lock, char *err) {
             pack_into(ks, w, w->data, next);
             slm_gguf_release(m->gguf, w->data, mat_bytes(w));
             w->data = next;
-            next += (mat_bytes(w) + PACKED_ALIGN - 1) / PACKED_ALIGN * PACKED_ALIGN;
+            next += packed_span(w);
         } else {
             pack_in_place(ks, w, slm_gguf_mut(m->gguf, w->data), tmp);
         }
