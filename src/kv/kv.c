@@ -152,16 +152,15 @@ static void store_row(slm_type type, void *dst, const float *src, int64_t n) {
     else slm_quant_kernels()->from_float[type](src, dst, n);
 }
 
-void slm_kv_store(slm_kv *kv, int32_t il, int64_t c, const float *k, const float *v) {
-    store_row(kv->type, slm_kv_k_row(kv, il, c), k, kv->n_embd_kv);
-    store_row(kv->type, slm_kv_v_row(kv, il, c), v, kv->n_embd_kv);
-}
-
 void slm_kv_store_part(slm_kv *kv, int32_t il, int64_t c, int64_t off, int64_t n, const float *k, const float *v) {
     const slm_type_traits *tr = slm_type_traits_of(kv->type);
     const size_t at = (size_t)(off / tr->block_size) * tr->type_size; /* bytes into the row */
     store_row(kv->type, (uint8_t *)slm_kv_k_row(kv, il, c) + at, k, n);
     store_row(kv->type, (uint8_t *)slm_kv_v_row(kv, il, c) + at, v, n);
+}
+
+void slm_kv_store(slm_kv *kv, int32_t il, int64_t c, const float *k, const float *v) {
+    slm_kv_store_part(kv, il, c, 0, kv->n_embd_kv, k, v);
 }
 
 /* ---- sequence operations ------------------------------------------------------------------ */
