@@ -5,8 +5,9 @@
  *    6-bit Q4_K scales and of the Q6_K quants moves, none is lost);
  *  - gemm_packed equals the avx2 vec_dot bit for bit on the extremes of the int16 partial
  *    sums (largest quants and scales against activations of -128 and 127, where a
- *    saturating or overflowing lane would show) and on arbitrary bytes, for several group
- *    ranges and activation counts that leave partial tiles.
+ *    saturating or overflowing lane would show) and on arbitrary bytes, for group ranges
+ *    that start the 2-group Q4_K/Q5_K tiles at even and odd groups or leave one group
+ *    alone, and activation counts that reach every tile (4, 2 and the decode tile of 1).
  * Skipped (passes trivially) when the CPU cannot run the avx2 set.
  */
 #include "testutil.h"
@@ -106,7 +107,7 @@ static void check_products(const slm_quant_kernel_set *ks, const kind *k, int wf
     fill_acts(x, MAX_VEC, act_q);
     for (int g = 0; g < GROUPS; g++) k->pack(w + (size_t)g * 8 * rb, rb, COLS, p + (size_t)g * 8 * rb);
     const int64_t ranges[][2] = {{0, GROUPS}, {1, GROUPS}, {1, 2}, {2, 2}};
-    const int64_t counts[] = {1, 2, 3, 4, 5, MAX_VEC};
+    const int64_t counts[] = {1, 2, 3, 4, 5, 6, 7, MAX_VEC}; /* every tile: 4 (x 2 groups), 2, 1 */
     for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++)
         for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
             const int64_t g0 = ranges[ri][0], g1 = ranges[ri][1], n_vec = counts[ci];

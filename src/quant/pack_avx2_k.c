@@ -64,9 +64,11 @@
 /* GCC (12) expands the unrolled tiles with every maddubs result of a sub-block computed
  * before the first add when temporary expression replacement is on, which spills most of
  * them (~900 stack accesses per product; Q4_K prompt tiles 58 GMAC/s instead of 85, clang
- * 81). Without it GCC keeps the source's order: weights, then multiply-add per row. */
+ * 81), and reassociation turns the int16 sums into trees that need more registers than the
+ * 2-group tiles have. Without them GCC keeps the source's order: weights, then multiply-add
+ * per row (the decode tile builds its own two chains). */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-tree-ter")
+#pragma GCC optimize("no-tree-ter", "no-tree-reassoc")
 #endif
 
 #define PK_ROWS SLM_QUANT_PACK_ROWS                          /* rows per group */
@@ -85,6 +87,7 @@ _Static_assert(PK_ROWS == 8, "the layouts put 8 rows x 4 bytes in a 32-byte vect
 #define Q6K_Q 144                                /* ... the quants, two halves of */
 #define Q6K_HALF 768                             /* ... 768 bytes */
 #define PK_TILE_V 4                  /* activation rows per prompt tile */
+#define PK_TILE_R 2                  /* groups per Q4_K/Q5_K prompt tile: they share the activation broadcasts */
 /* Activation bytes per pass over the groups: about half of L2 (512 KiB on the development
  * machine), so a large matrix is streamed from L3/DRAM once per ~28-200 activation rows.
  * Against 24 KiB (L1): Q6_K 8192 x 2048 x 64 rows 52 -> 62 GMAC/s, Q4_K 2048 x 8192 78 -> 84;
@@ -257,86 +260,164 @@ AVX2_TARGET static inline __m256i pick_pairs(int a, int b) {
     return _mm256_set_m128i(v, v);
 }
 
-/* Q4_K (five = 0) or Q5_K (five = 1): group super-blocks [0, nb) at pg against V
- * activation rows (x + j * xs), the 8 outputs of activation row j to y + j * ys. Q5_K's
- * values reach 31, so its 8 vectors of a sub-block go through int16 in two halves of 4
- * (8 products of <= 31 x 128 each) and two madds. */
-AVX2_TARGET __attribute__((always_inline)) static inline void tile_k4(int64_t nb, const uint8_t *pg, const uint8_t *x,
-                                                                       size_t xs, float *y, size_t ys, const int V,
-                                                                       const int five) {
-    const int sbytes = K4_SB(five);
-    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3), m30 = _mm256_set1_epi8(0x30);
-    const __m256i m10 = _mm256_set1_epi8(0x10);
-    const __m256i sel_sc[4] = {pick_pairs(0, 0), pick_pairs(1, 1), pick_pairs(2, 2), pick_pairs(3, 3)};
-    const __m256i sel_mn[2] = {pick_pairs(0, 1), pick_pairs(2, 3)};
-    __m256 acc[PK_TILE_V];
-    for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const uint8_t *b = pg + (size_t)ib * (size_t)sbytes;
-        if (V == 1)
-            for (int o = 0; o < sbytes; o += 64) _mm_prefetch((const char *)((uintptr_t)b + (size_t)(PK_PF_SB * sbytes + o)), _MM_HINT_T0); /* never faults */
-        const slm_block_q8_k *yb[PK_TILE_V];
-        for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
-        /* the 6-bit values as bytes: scales of sub-blocks 0-3, 4-7, mins 0-3, 4-7 (byte 16h + 4rl + jj) */
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + Q4K_L0));
-        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + Q4K_L1));
-        const __m256i hb = _mm256_loadu_si256((const __m256i *)(b + Q4K_H));
-        const __m256i sc_lo = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                              _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
-        const __m256i mn_lo = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(hb, m30));
-        const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                              _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
-        __m256i isum[PK_TILE_V], summ[PK_TILE_V];
-        for (int j = 0; j < V; j++) isum[j] = _mm256_setzero_si256();
-        /* sub-block s = 2c + half: low (half 0) or high nibbles of chunk c */
+/* Scale vector i of a Q4_K/Q5_K super-block from its 6-bit values as bytes (scb: scales of
+ * sub-blocks 0-3, 4-7, mins 0-3, 4-7; byte 16h + 4rl + jj for row 4h + rl): i < 8, the
+ * scales of sub-block i in int16 lanes 2r and 2r + 1 of row r; i = 8 + p, the min pair
+ * (2p, 2p + 1) of row r in lanes 2r, 2r + 1. */
+AVX2_TARGET static inline __m256i k4_expand(const __m256i scb[4], int i) {
+    if (i < 8) return _mm256_shuffle_epi8(scb[i / 4], pick_pairs(i % 4, i % 4));
+    const int p = i - 8;
+    return _mm256_shuffle_epi8(scb[2 + p / 2], pick_pairs(2 * (p % 2), 2 * (p % 2) + 1));
+}
+
+/* One sub-block s = 2c + half of tile_k4: isum[g * PK_TILE_V + j] += the scaled sums of
+ * group g (at b[g]) against activation row j (yb[j]); sv[g]: the sub-block's scales of
+ * group g (int16 lanes 2r, 2r + 1 = scale of row r). */
+AVX2_TARGET __attribute__((always_inline)) static inline void k4_subblock(const uint8_t *const *b,
+                                                                           const slm_block_q8_k *const *yb,
+                                                                           const __m256i *sv, __m256i *isum, const int c,
+                                                                           const int half, const int R, const int V,
+                                                                           const int five) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m10 = _mm256_set1_epi8(0x10);
+    const int s = 2 * c + half;
+    /* Q5_K: groups 0-3 in [0], 4-7 in [1]; Q4_K: all in [0], or in a decode tile (one row
+     * of sums) even groups in [0] and odd in [1], two chains joined before the madd */
+    const int split = !five && R * V == 1;
+    __m256i s16[2][PK_TILE_R][PK_TILE_V];
+    for (int g = 0; g < R; g++)
+        for (int j = 0; j < V; j++) s16[0][g][j] = s16[1][g][j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) {
-            const int c = s / 2, half = s % 2;
-            const __m256i sv = _mm256_shuffle_epi8(s < 4 ? sc_lo : sc_hi, sel_sc[s % 4]);
-            __m256i s16[2][PK_TILE_V]; /* Q4_K: all in [0]; Q5_K: groups 0-3 in [0], 4-7 in [1] */
-            for (int j = 0; j < V; j++) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m256i w = _mm256_loadu_si256((const __m256i *)(b + K4_QS(five) + 256 * c + 32 * k));
-                __m256i q = half ? _mm256_and_si256(_mm256_srli_epi16(w, 4), m4) : _mm256_and_si256(w, m4);
-                if (five) { /* bit s of the fifth-bit bytes -> 16 */
-                    const __m256i h = _mm256_loadu_si256((const __m256i *)(b + Q5K_QH + 32 * k));
-                    const __m256i h4 = s <= 4 ? _mm256_slli_epi16(h, 4 - s) : _mm256_srli_epi16(h, s - 4);
-                    q = _mm256_or_si256(q, _mm256_and_si256(h4, m10));
-                }
-                const int part = five && k >= 4;
-                for (int j = 0; j < V; j++)
-                    s16[part][j] = _mm256_add_epi16(s16[part][j], _mm256_maddubs_epi16(q, bcast4(yb[j]->qs + 32 * s + 4 * k)));
-            }
-            for (int j = 0; j < V; j++) {
-                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[0][j], sv));
-                if (five) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[1][j], sv));
+    for (int k = 0; k < 8; k++) {
+        __m256i q[PK_TILE_R];
+        for (int g = 0; g < R; g++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(b[g] + K4_QS(five) + 256 * c + 32 * k));
+            q[g] = half ? _mm256_and_si256(_mm256_srli_epi16(w, 4), m4) : _mm256_and_si256(w, m4);
+            if (five) { /* bit s of the fifth-bit bytes -> 16 */
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(b[g] + Q5K_QH + 32 * k));
+                __m256i h4; /* bit s at bit 4 */
+                if (__builtin_constant_p(s)) h4 = s <= 4 ? _mm256_slli_epi16(h, 4 - s) : _mm256_srli_epi16(h, s - 4);
+                else h4 = _mm256_slli_epi16(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c)), 4 - half);
+                q[g] = _mm256_or_si256(q[g], _mm256_and_si256(h4, m10));
             }
         }
-        /* mins x activation sums of 32: pair p = sub-blocks 2p, 2p + 1 */
+        const int part = five ? k >= 4 : split ? k % 2 : 0;
+        for (int j = 0; j < V; j++) {
+            const __m256i a = bcast4(yb[j]->qs + 32 * s + 4 * k);
+            for (int g = 0; g < R; g++) s16[part][g][j] = _mm256_add_epi16(s16[part][g][j], _mm256_maddubs_epi16(q[g], a));
+        }
+    }
+    for (int g = 0; g < R; g++)
+        for (int j = 0; j < V; j++) {
+            __m256i t = _mm256_madd_epi16(split ? _mm256_add_epi16(s16[0][g][j], s16[1][g][j]) : s16[0][g][j], sv[g]);
+            if (five) t = _mm256_add_epi32(t, _mm256_madd_epi16(s16[1][g][j], sv[g]));
+            isum[g * PK_TILE_V + j] = _mm256_add_epi32(isum[g * PK_TILE_V + j], t);
+        }
+}
+
+/* Q4_K (five = 0) or Q5_K (five = 1): super-blocks [0, nb) of R groups (pg + g * gs)
+ * against V activation rows (x + j * xs), the 8 outputs of group g and activation row j
+ * to y + j * ys + 8g. Q5_K's values reach 31, so its 8 vectors of a sub-block go through
+ * int16 in two halves of 4 (8 products of <= 31 x 128 each) and two madds.
+ * Registers (16 ymm): the hot loop holds the R x V int16 sums, R weight vectors, one
+ * activation broadcast (shared by the R groups) and the nibble mask; the sub-block scales
+ * and min pairs are decoded once per super-block to the stack, the int32 sums live there
+ * too (one madd, add and store per sub-block) and the float accumulators in y. */
+AVX2_TARGET __attribute__((always_inline)) static inline void tile_k4(int64_t nb, const uint8_t *pg, size_t gs,
+                                                                       const uint8_t *x, size_t xs, float *y, size_t ys,
+                                                                       const int R, const int V, const int five) {
+    const int sbytes = K4_SB(five);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3), m30 = _mm256_set1_epi8(0x30);
+    const int in_mem = R * V > 2; /* a decode tile keeps everything in registers */
+    if (in_mem)
+        for (int j = 0; j < V; j++)
+            for (int g = 0; g < R; g++) _mm256_storeu_ps(y + (size_t)j * ys + PK_ROWS * g, _mm256_setzero_ps());
+    /* the int32 sums, in memory: the pointer goes through an empty asm so the compiler
+     * cannot keep them in registers (it would spill the int16 sums instead) */
+    __m256i isum_mem[PK_TILE_R * PK_TILE_V], scale_mem[PK_TILE_R * 12];
+    __m256i *isum = isum_mem, *scm = scale_mem;
+    if (in_mem) __asm__("" : "+r"(isum), "+r"(scm));
+    __m256 acc[PK_TILE_R * PK_TILE_V];
+    for (int i = 0; i < R * V; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b[PK_TILE_R];
+        for (int g = 0; g < R; g++) b[g] = pg + (size_t)g * gs + (size_t)ib * (size_t)sbytes;
+        if (V == 1)
+            for (int g = 0; g < R; g++)
+                for (int o = 0; o < sbytes; o += 64) _mm_prefetch((const char *)((uintptr_t)b[g] + (size_t)(PK_PF_SB * sbytes + o)), _MM_HINT_T0); /* never faults */
+        const slm_block_q8_k *yb[PK_TILE_V];
+        for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
+        for (int g = 0; g < R; g++)
+            for (int j = 0; j < V; j++) isum[g * PK_TILE_V + j] = _mm256_setzero_si256();
+        /* scb[g]: the 6-bit scales of sub-blocks 0-3, 4-7 and mins 0-3, 4-7 as bytes (byte
+         * 16h + 4rl + jj, row 4h + rl). A prompt tile expands them once to scm: at 12g + s
+         * the scales of sub-block s (int16 lanes 2r, 2r + 1 = row r), at 12g + 8 + p the
+         * min pair (2p, 2p + 1); a decode tile expands them where they are used. */
+        __m256i scb[PK_TILE_R][4];
+        for (int g = 0; g < R; g++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b[g] + Q4K_L0));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b[g] + Q4K_L1));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(b[g] + Q4K_H));
+            /* the 6-bit values as bytes: scales of sub-blocks 0-3, 4-7, mins 0-3, 4-7 (byte 16h + 4rl + jj) */
+            const __m256i sc_lo = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                                  _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            const __m256i mn_lo = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(hb, m30));
+            const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                                  _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            scb[g][0] = sc_lo, scb[g][1] = sc_hi, scb[g][2] = mn_lo, scb[g][3] = mn_hi;
+            if (in_mem)
+#pragma GCC unroll 12
+                for (int i = 0; i < 12; i++) scm[12 * g + i] = k4_expand(scb[g], i);
+        }
+#define K4_SCALE(g, i) (in_mem ? scm[12 * (g) + (i)] : k4_expand(scb[g], i))
+        /* sub-block s = 2c + half: low (half 0) or high nibbles of chunk c. A prompt tile
+         * keeps the chunk loop a loop (unrolled, GCC spreads the int16 sums over the stack). */
+        if (in_mem) {
+#pragma GCC unroll 1
+            for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    __m256i sv[PK_TILE_R];
+                    for (int g = 0; g < R; g++) sv[g] = K4_SCALE(g, 2 * c + half);
+                    k4_subblock(b, yb, sv, isum, c, half, R, V, five);
+                    __asm__ volatile("" ::: "memory"); /* one sub-block's registers are dead here */
+                }
+        } else {
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    __m256i sv[PK_TILE_R];
+                    for (int g = 0; g < R; g++) sv[g] = K4_SCALE(g, 2 * c + half);
+                    k4_subblock(b, yb, sv, isum, c, half, R, V, five);
+                }
+        }
+        /* mins x activation sums of 32 (pair p = sub-blocks 2p, 2p + 1), then vec_dot's
+         * float step per lane */
         for (int j = 0; j < V; j++) {
             const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[j]->bsums);
             const __m256i b32 = _mm256_hadd_epi16(bs, bs); /* 32-bit element 0,1 | 4,5 = pairs 0,1 | 2,3 */
-            summ[j] = _mm256_setzero_si256();
-            for (int p = 0; p < 4; p++) {
-                const __m256i mv = _mm256_shuffle_epi8(p < 2 ? mn_lo : mn_hi, sel_mn[p % 2]);
-                const __m256i bp = _mm256_permutevar8x32_epi32(b32, _mm256_set1_epi32(p < 2 ? p : p + 2));
-                summ[j] = _mm256_add_epi32(summ[j], _mm256_madd_epi16(mv, bp));
+            __m256i bp[4];
+            for (int p = 0; p < 4; p++) bp[p] = _mm256_permutevar8x32_epi32(b32, _mm256_set1_epi32(p < 2 ? p : p + 2));
+            const __m256 dy = _mm256_set1_ps(yb[j]->d);
+            for (int g = 0; g < R; g++) {
+                __m256i summ = _mm256_madd_epi16(K4_SCALE(g, 8), bp[0]);
+                for (int p = 1; p < 4; p++) summ = _mm256_add_epi32(summ, _mm256_madd_epi16(K4_SCALE(g, 8 + p), bp[p]));
+                const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b[g]));
+                const __m256 dmx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b[g] + 16)));
+                const __m256 d = _mm256_mul_ps(dx, dy), dmin = _mm256_mul_ps(dmx, dy);
+                const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[g * PK_TILE_V + j]));
+                const __m256 t2 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ));
+                float *yj = y + (size_t)j * ys + PK_ROWS * g;
+                if (in_mem) _mm256_storeu_ps(yj, _mm256_add_ps(_mm256_loadu_ps(yj), _mm256_sub_ps(t1, t2)));
+                else acc[g * V + j] = _mm256_add_ps(acc[g * V + j], _mm256_sub_ps(t1, t2));
             }
         }
-        /* vec_dot's float step per lane */
-        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
-        const __m256 dmx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16)));
-        for (int j = 0; j < V; j++) {
-            const __m256 dy = _mm256_set1_ps(yb[j]->d);
-            const __m256 d = _mm256_mul_ps(dx, dy), dmin = _mm256_mul_ps(dmx, dy);
-            const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[j]));
-            const __m256 t2 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ[j]));
-            acc[j] = _mm256_add_ps(acc[j], _mm256_sub_ps(t1, t2));
-        }
     }
-    for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
+    if (!in_mem)
+        for (int j = 0; j < V; j++)
+            for (int g = 0; g < R; g++) _mm256_storeu_ps(y + (size_t)j * ys + PK_ROWS * g, acc[g * V + j]);
+#undef K4_SCALE
 }
 
 /* Q6_K: as tile_k4. */
@@ -412,8 +493,18 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q6k(int64_t n
 
 enum { PK_Q4K = 0, PK_Q5K = 1, PK_Q6K = 2 };
 
-/* Groups [g0, g1) x all activation rows: activations in chunks of about PK_ACT_BYTES (L1),
- * each chunk against every group in tiles of PK_TILE_V, then 2, then 1 activation rows. */
+/* R groups from g at pg (stride gbytes) x activation rows [v, v1) in tiles of V, then 2,
+ * then 1 activation rows. */
+#define PK_ROWS_OF(R_, V_)                                                                                             \
+    do {                                                                                                               \
+        for (; v + (V_) <= v1; v += (V_)) PK_TILE_AT(0, R_, V_);                                                       \
+        for (; v + 2 <= v1; v += 2) PK_TILE_AT(0, R_, 2);                                                              \
+        if (v < v1)                                                                                                    \
+            for (int gg = 0; gg < (R_); gg++) PK_TILE_AT(gg, 1, 1); /* decode: one group at a time (one stream) */       \
+    } while (0)
+
+/* Groups [g0, g1) x all activation rows: activations in chunks of about PK_ACT_BYTES,
+ * each chunk against every group (Q4_K/Q5_K: pairs of groups, then a last single one). */
 AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_k(int64_t n, const void *P, size_t row_bytes,
                                                                              int64_t g0, int64_t g1, const void *xq,
                                                                              size_t xs, int64_t n_vec, float *y,
@@ -421,23 +512,30 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_k(int6
     const int64_t nb = n / SLM_QK_K;
     const uint8_t *pm = P, *xm = xq;
     const size_t gbytes = (size_t)PK_ROWS * row_bytes;
+    const int R = kt == PK_Q6K ? 1 : PK_TILE_R;
     int64_t chunk = (int64_t)(PK_ACT_BYTES / (xs ? xs : 1));
     if (chunk < PK_TILE_V) chunk = PK_TILE_V;
     chunk -= chunk % PK_TILE_V;
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
-        for (int64_t g = g0; g < g1; g++) {
+        for (int64_t g = g0; g < g1;) {
             const uint8_t *pg = pm + (size_t)g * gbytes;
             int64_t v = v0;
-#define PK_TILE(V_)                                                                                                    \
+#define PK_TILE_AT(G_, R_, V_)                                                                                         \
     do {                                                                                                               \
-        if (kt == PK_Q6K) tile_q6k(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_); \
-        else tile_k4(nb, pg, xm + (size_t)v * xs, xs, y + (size_t)v * ys + (size_t)(PK_ROWS * g), ys, V_, kt == PK_Q5K); \
+        const uint8_t *xv = xm + (size_t)v * xs;                                                                       \
+        float *yv = y + (size_t)v * ys + (size_t)(PK_ROWS * (g + (G_)));                                               \
+        if (kt == PK_Q6K) tile_q6k(nb, pg + (size_t)(G_) * gbytes, xv, xs, yv, ys, V_);                                \
+        else tile_k4(nb, pg + (size_t)(G_) * gbytes, gbytes, xv, xs, yv, ys, R_, V_, kt == PK_Q5K);                    \
     } while (0)
-            for (; v + PK_TILE_V <= v1; v += PK_TILE_V) PK_TILE(PK_TILE_V);
-            for (; v + 2 <= v1; v += 2) PK_TILE(2);
-            if (v < v1) PK_TILE(1);
-#undef PK_TILE
+            if (R == 2 && g + 2 <= g1) {
+                PK_ROWS_OF(2, PK_TILE_V);
+                g += 2;
+            } else {
+                PK_ROWS_OF(1, PK_TILE_V);
+                g++;
+            }
+#undef PK_TILE_AT
         }
     }
 }
