@@ -51,10 +51,10 @@ enum { FILL_RANDOM = 0, FILL_MAX = 1 };
 
 /* Weight rows: arbitrary bytes (or all ones: quants 15 / 63, scales 63 / -1) with finite
  * f16 scales so no NaN enters the comparison. */
-static void fill_weights(const kind *k, uint8_t *w, int fill) {
+static void fill_weights(const kind *k, uint8_t *w, int rows, int fill) {
     const size_t rb = k->block_bytes * NB;
-    for (size_t i = 0; i < rb * ROWS; i++) w[i] = fill == FILL_MAX ? 0xFF : (uint8_t)rng_u32();
-    for (int r = 0; r < ROWS; r++)
+    for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = fill == FILL_MAX ? 0xFF : (uint8_t)rng_u32();
+    for (int r = 0; r < rows; r++)
         for (int b = 0; b < NB; b++) {
             uint8_t *blk = w + (size_t)r * rb + (size_t)b * k->block_bytes + k->d_offset;
             const uint16_t d = slm_quant_f2h(rng_uniform(1e-4f, 1e-2f)), dmin = slm_quant_f2h(rng_uniform(1e-4f, 1e-2f));
@@ -62,7 +62,7 @@ static void fill_weights(const kind *k, uint8_t *w, int fill) {
             if (k->type != SLM_TYPE_Q6_K) memcpy(blk + 2, &dmin, 2);
         }
     if (fill == FILL_MAX && k->type == SLM_TYPE_Q6_K) /* scales -128: the largest products */
-        for (int r = 0; r < ROWS; r++)
+        for (int r = 0; r < rows; r++)
             for (int b = 0; b < NB; b++) {
                 slm_block_q6_k *blk = (slm_block_q6_k *)(w + (size_t)r * rb) + b;
                 memset(blk->scales, 0x80, sizeof blk->scales);
@@ -103,7 +103,7 @@ static void check_products(const slm_quant_kernel_set *ks, const kind *k, int wf
     uint8_t *w = malloc(rb * ROWS), *p = malloc(rb * ROWS), *x = malloc(xs * MAX_VEC);
     float *y = malloc(sizeof(float) * ys * MAX_VEC);
     assert_non_null(w), assert_non_null(p), assert_non_null(x), assert_non_null(y);
-    fill_weights(k, w, wfill);
+    fill_weights(k, w, ROWS, wfill);
     fill_acts(x, MAX_VEC, act_q);
     for (int g = 0; g < GROUPS; g++) k->pack(w + (size_t)g * 8 * rb, rb, COLS, p + (size_t)g * 8 * rb);
     const int64_t ranges[][2] = {{0, GROUPS}, {1, GROUPS}, {1, 2}, {2, 2}};
@@ -141,10 +141,41 @@ static void test_products(void **state) {
     }
 }
 
+/* A product large enough for several blocks of groups and chunks of activation rows
+ * (PK_W_BYTES and PK_ACT_BYTES in pack_avx2_k.c, 256 and 16 KiB: here 2 blocks and 2
+ * chunks), from an odd group to an odd group count: every output equals vec_dot. */
+#define BIG_GROUPS 81
+#define BIG_VEC 23
+static void test_blocking(void **state) {
+    (void)state;
+    const slm_quant_kernel_set *ks = slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2);
+    if (!ks) return;
+    for (const kind *k = kinds; k->pack; k++) {
+        const int rows = 8 * BIG_GROUPS;
+        const size_t rb = k->block_bytes * NB, xs = NB * sizeof(slm_block_q8_k);
+        uint8_t *w = malloc(rb * rows), *p = malloc(rb * rows), *x = malloc(xs * BIG_VEC);
+        float *y = malloc(sizeof(float) * rows * BIG_VEC);
+        assert_non_null(w), assert_non_null(p), assert_non_null(x), assert_non_null(y);
+        fill_weights(k, w, rows, FILL_RANDOM);
+        fill_acts(x, BIG_VEC, 0);
+        for (int g = 0; g < BIG_GROUPS; g++) k->pack(w + (size_t)g * 8 * rb, rb, COLS, p + (size_t)g * 8 * rb);
+        k->gemm(COLS, p, rb, 1, BIG_GROUPS, x, xs, BIG_VEC, y, (size_t)rows);
+        for (int v = 0; v < BIG_VEC; v++)
+            for (int r = 8; r < rows; r++) {
+                const float got = y[(size_t)v * rows + r];
+                const float want = ks->vec_dot[k->type](COLS, w + (size_t)r * rb, x + (size_t)v * xs);
+                if (f2u(got) != f2u(want))
+                    fail_msg("%s row %d vec %d: packed %.9g vec_dot %.9g", slm_type_name(k->type), r, v, got, want);
+            }
+        free(w), free(p), free(x), free(y);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_products),
+        cmocka_unit_test(test_blocking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
