@@ -412,13 +412,13 @@ AVX2_TARGET static inline int block_sum_i8(const int8_t *p) {
 }
 
 AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb,
-                                           float *pd, float *ps) {
+                                           float *pd, float *ps, float off) {
     const size_t pstride = (size_t)(v1 - v0);
     for (int64_t v = v0; v < v1; v++) {
         const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xq + (size_t)v * xs);
         for (int64_t ib = 0; ib < nb; ib++) {
             pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
-            if (ps) ps[(size_t)ib * pstride + (size_t)(v - v0)] = (float)block_sum_i8(yb[ib].qs);
+            if (ps) ps[(size_t)ib * pstride + (size_t)(v - v0)] = off * (float)block_sum_i8(yb[ib].qs);
         }
     }
 }
@@ -493,7 +493,7 @@ AVX2_TARGET static inline __m256i reduce8_i32(const __m256i p[8]) {
 /* One R x V tile (V = 1, 2 or 4): weight rows w + i * wrb against activation rows
  * x + j * xs, output (i, j) to y[j * ys + i]. pd/ps: the chunk's scale and sum table at
  * this tile's first activation row (entry of block ib, row j at [ib * pstride + j]; the
- * sums as floats, exact).
+ * sums times the weight type's offset, as floats, exact).
  * Output (i, j) is lane k of group g where i * V + j = 8 * g + k. R, V, wk, off_shift and
  * fo are constants at every call, so everything unrolls into registers. */
 AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
@@ -502,7 +502,6 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
     const int off_shift, const int fo) {
     enum { MAXG = TILE_MAX_OUT / 8 };
     const int npairs = R * V, ngroups = (npairs + 7) / 8;
-    const __m256 offv = _mm256_set1_ps((float)(1 << off_shift)); /* exact: 8 or 16 */
     __m256 acc[MAXG];
     for (int g = 0; g < ngroups; g++) acc[g] = _mm256_setzero_ps();
     /* lane k of group g reads row (8g + k) / V of the row scales */
@@ -530,8 +529,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
         const __m256 dx = _mm256_cvtph_ps(dh);
         const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
         /* offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 * 127) */
-        const __m256 corr = wk == WK_OFFSET ? _mm256_mul_ps(rep_load_ps(ps + (size_t)ib * pstride, V), offv)
-                                            : _mm256_setzero_ps();
+        const __m256 corr = wk == WK_OFFSET ? rep_load_ps(ps + (size_t)ib * pstride, V) : _mm256_setzero_ps();
         __m256i qy[GEMM_VECS], xw[TILE_ROWS_TG], axw[TILE_ROWS_TG];
         for (int j = 0; j < V; j++) qy[j] = _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)(x + (size_t)j * xs) + ib)->qs);
         for (int i = 0; i < R; i++) {
@@ -615,7 +613,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, wk == WK_OFFSET ? ps : NULL);
+        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, wk == WK_OFFSET ? ps : NULL, (float)(1 << off_shift));
         const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
         int64_t r = r0;
         if (R == TILE_ROWS_TG) {
