@@ -49,12 +49,14 @@
  * us) than a second copy of a row of n_embd or n_ff values (0.3-1 us). */
 #define REPL_MAX_TOKENS 4
 
-/* Above REPL_MAX_TOKENS a product's 8-row units are cut into this many chunks per thread,
- * which the threads claim in turn (mm_rows): a step then ends when the work ends, not when
- * the slower thread's fixed half does. A chunk of a prompt product is 0.1-5 ms, so a claim
- * (one atomic add) costs nothing; 8 keeps the last chunk's wait within a few percent. For
- * decoding, fixed halves measured better (claiming lost on the quiet machine). */
-#define CLAIM_CHUNKS_PER_THREAD 8
+/* Above REPL_MAX_TOKENS each thread first takes a fixed share of 3/4 of a product's 8-row
+ * units (one kernel call: the packed kernels fill an activation table per call, which costs
+ * ~3% of a prompt when a product is cut into 16 calls), then the last quarter is cut into
+ * 4 chunks per thread that the threads claim in turn (mm_rows): a step ends when the work
+ * ends, not when the slower thread's fixed half does, within 1/32 of the product. A claim is
+ * one atomic add against 0.1-5 ms of work. For decoding, fixed halves measured better. */
+#define CLAIM_FIXED_QUARTERS 3
+#define CLAIM_CHUNKS_PER_THREAD 4
 
 /* Products per layer that claim chunks (q k v, Wo, gate up, Wdown), plus the logits. */
 #define CLAIMS_PER_LAYER 4
@@ -316,20 +318,21 @@ static void mm_units(const mm_step *s, int32_t n, int64_t u0, int64_t u1) {
 
 /* This thread's share of the output rows of all the step's matrices, in units of 8 rows so
  * that every share starts on a group. claim NULL: a fixed share (both threads the same
- * count whatever the shapes); else chunks claimed from *claim, which starts at 0. */
+ * count whatever the shapes); else a fixed share of the first CLAIM_FIXED_QUARTERS and
+ * chunks of the rest claimed from *claim, which starts at 0. */
 static void mm_rows(const mm_step *s, int32_t n, int ith, int nth, atomic_int *claim) {
     const int64_t U = SLM_QUANT_PACK_ROWS;
     int64_t total = 0;
     for (int i = 0; i < s->count; i++) total += (s->w[i]->n_out + U - 1) / U;
-    if (!claim) {
-        int64_t u0, u1;
-        slm_pool_range(total, ith, nth, &u0, &u1);
-        mm_units(s, n, u0, u1);
-        return;
-    }
-    const int64_t chunks = total < (int64_t)nth * CLAIM_CHUNKS_PER_THREAD ? total : (int64_t)nth * CLAIM_CHUNKS_PER_THREAD;
+    const int64_t fixed = claim ? total * CLAIM_FIXED_QUARTERS / 4 : total;
+    int64_t u0, u1;
+    slm_pool_range(fixed, ith, nth, &u0, &u1);
+    mm_units(s, n, u0, u1);
+    if (!claim) return;
+    const int64_t rest = total - fixed, max_chunks = (int64_t)nth * CLAIM_CHUNKS_PER_THREAD;
+    const int64_t chunks = rest < max_chunks ? rest : max_chunks;
     for (int64_t c; (c = atomic_fetch_add_explicit(claim, 1, memory_order_relaxed)) < chunks;)
-        mm_units(s, n, c * total / chunks, (c + 1) * total / chunks);
+        mm_units(s, n, fixed + c * rest / chunks, fixed + (c + 1) * rest / chunks);
 }
 
 /* The claim counter of product k (0..CLAIMS_PER_LAYER - 1) of layer il (n_layer: the

@@ -411,10 +411,36 @@ AVX2_TARGET static inline int block_sum_i8(const int8_t *p) {
     return _mm_cvtsi128_si32(t) - 32 * 128;
 }
 
+/* The table of 8 activation rows (rows x + r * xs) for block ib, at pd / ps + ib * pstride:
+ * scales by one vcvtph2ps; each row's 32 quants summed exactly by maddubs with ones (pairs:
+ * no saturation) and madd, then the 8 rows' 8 partial sums folded by hadd into one vector. */
+AVX2_TARGET static inline void table8(const uint8_t *x, size_t xs, int64_t ib, size_t pstride, float *pd, float *ps,
+                                      float off) {
+    const slm_block_q8_0 *b[8];
+    for (int r = 0; r < 8; r++) b[r] = (const slm_block_q8_0 *)(x + (size_t)r * xs) + ib;
+    const __m128i dh = _mm_setr_epi16((short)b[0]->d, (short)b[1]->d, (short)b[2]->d, (short)b[3]->d, (short)b[4]->d,
+                                      (short)b[5]->d, (short)b[6]->d, (short)b[7]->d);
+    _mm256_storeu_ps(pd + (size_t)ib * pstride, _mm256_cvtph_ps(dh));
+    if (!ps) return;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256i t[8];
+    for (int r = 0; r < 8; r++)
+        t[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)b[r]->qs)), ones16);
+    /* per 128-bit lane: rows 0..3, then 4..7; the two lanes' halves added at the end */
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[4], t[5]), _mm256_hadd_epi32(t[6], t[7]));
+    const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+    _mm256_storeu_ps(ps + (size_t)ib * pstride, _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(off)));
+}
+
 AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb,
                                            float *pd, float *ps, float off) {
     const size_t pstride = (size_t)(v1 - v0);
-    for (int64_t v = v0; v < v1; v++) {
+    int64_t v = v0;
+    for (; v + 8 <= v1; v += 8) /* 8 rows at once: one vector store per block */
+        for (int64_t ib = 0; ib < nb; ib++)
+            table8(xq + (size_t)v * xs, xs, ib, pstride, pd + (v - v0), ps ? ps + (v - v0) : NULL, off);
+    for (; v < v1; v++) {
         const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xq + (size_t)v * xs);
         for (int64_t ib = 0; ib < nb; ib++) {
             pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
