@@ -997,6 +997,60 @@ AVX2_TARGET static void act_q8_1(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Q8_K (the K types' activations) as slm_quant_q8_k_from_float (quant_k.c) writes it, byte
+ * for byte: per 256 values max = the first value of the largest |x| (NaNs never win: max_ps
+ * returns its second operand, the running maximum, when the first is NaN), iscale = -127 /
+ * max, q = nearest_int(iscale * x) by the same magic-number addition, at most 127, stored
+ * truncated to 8 bits as the C cast does (packs would saturate the values that
+ * non-finite input produces), bsums of 16 from the stored bytes, d = 1 / iscale. */
+AVX2_TARGET static void act_q8_k(const float *x, void *dst, int64_t n) {
+    slm_block_q8_k *y = dst; /* [n / 256] super-blocks */
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / SLM_QK_K; i++, x += SLM_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < SLM_QK_K / 8; k++) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)), m);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = amax;
+        for (int k = 0; k < SLM_QK_K / 8; k++) { /* the first element of that magnitude */
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (hit) {
+                max = x[8 * k + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 is = _mm256_set1_ps(iscale), magic = _mm256_set1_ps(12582912.f);
+        const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+        const __m256i top = _mm256_set1_epi32(127), low8 = _mm256_set1_epi32(0xff);
+        for (int k = 0; k < SLM_QK_K / 32; k++) {
+            __m256i v[4];
+            for (int j = 0; j < 4; j++) {
+                const __m256 f = _mm256_add_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + 32 * k + 8 * j)), magic);
+                const __m256i r = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(f), mant), half);
+                v[j] = _mm256_and_si256(_mm256_min_epi32(r, top), low8); /* the int8 cast's byte */
+            }
+            /* 0..255 packs unchanged; packs work per 128-bit lane: one permute restores order */
+            const __m256i w = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
+            const __m256i q = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * k), q);
+            /* sums of 16: psadbw of the bytes + 128, 8 per 64-bit lane */
+            const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+            const __m256i s2 = _mm256_add_epi64(sad, _mm256_shuffle_epi32(sad, 0x4E));
+            y[i].bsums[2 * k] = (int16_t)(_mm256_extract_epi32(s2, 0) - 16 * 128);
+            y[i].bsums[2 * k + 1] = (int16_t)(_mm256_extract_epi32(s2, 4) - 16 * 128);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -1035,6 +1089,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
     .act = {
         [SLM_TYPE_Q8_0] = act_q8_0,
         [SLM_TYPE_Q8_1] = act_q8_1,
+        [SLM_TYPE_Q8_K] = act_q8_k,
     },
     .pack = {
         [SLM_TYPE_Q8_0] = slm_quant_pack_q8_0_avx2,
