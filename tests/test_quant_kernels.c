@@ -354,6 +354,38 @@ static void test_act_convert(void **state) {
     free(x), free(want), free(got);
 }
 
+/* F16 from_float of every set against the scalar one on what rounding and the special
+ * values make hard: ties to even, overflow to infinity, subnormals, NaNs with payloads. */
+static void test_f16_from_float(void **state) {
+    (void)state;
+    enum { N = 64 + 5 }; /* a tail after whole vectors */
+    static const uint32_t bits[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000,
+                                    0x7f800001, 0xff812345, 0x7fc12345, 0x477fefff, 0x477ff000, 0x477fffff,
+                                    0x47800000, 0x33800000, 0x33000000, 0x33000001, 0x387fc000, 0x38800000,
+                                    0x3f801000, 0x3f803000, 0x3f802fff, 0x00000001, 0xc77ff000, 0xb3800001};
+    const size_t nb = sizeof bits / sizeof bits[0];
+    float x[N];
+    uint16_t want[N], got[N];
+    for (int i = 0; i < N; i++) {
+        if ((size_t)i < nb)
+            memcpy(&x[i], &bits[i], sizeof x[i]);
+        else
+            x[i] = rng_act() * (float)(1 << (i % 20)) * 1e-4f;
+    }
+    x[N - 1] = NAN, x[N - 2] = 65520.0f; /* in the scalar tail too */
+    const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
+    sc->from_float[SLM_TYPE_F16](x, want, N);
+    for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
+        const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
+        if (!k) continue;
+        memset(got, 0xAB, sizeof got);
+        k->from_float[SLM_TYPE_F16](x, got, N);
+        assert_memory_equal(want, got, sizeof want);
+    }
+    assert_int_equal(want[4], 0x7E00);  /* NaN as specified */
+    assert_int_equal(want[11], 0x7C00); /* 65535.99 rounds up to infinity */
+}
+
 int main(void) {
     /* before the first use of the kernel table: selection happens once */
     setenv("SLMESH_KERNELS", "scalar", 1);
@@ -366,6 +398,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_matvec_bad_args),
         cmocka_unit_test(test_act_convert),
+        cmocka_unit_test(test_f16_from_float),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

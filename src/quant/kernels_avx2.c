@@ -1051,6 +1051,23 @@ AVX2_TARGET static void act_q8_k(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* F16 rows (the KV cache's stores): vcvtps2ph rounding to nearest even, as slm_quant_f2h;
+ * NaNs then become 0x7E00 with their sign, as there (the instruction keeps payload bits). */
+AVX2_TARGET static void from_float_f16(const float *x, void *dst, int64_t n) {
+    uint16_t *y = dst; /* [n] binary16 bits */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+        const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_castps_si256(nan)),
+                                              _mm256_extracti128_si256(_mm256_castps_si256(nan), 1));
+        const __m128i fixed = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16((short)0x8000)), _mm_set1_epi16(0x7E00));
+        _mm_storeu_si128((__m128i *)(y + i), _mm_blendv_epi8(h, fixed, nan16));
+    }
+    for (; i < n; i++) y[i] = slm_quant_f2h(x[i]);
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -1085,6 +1102,9 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
         [SLM_TYPE_F16] = axpy_f16,
+    },
+    .from_float = {
+        [SLM_TYPE_F16] = from_float_f16,
     },
     .act = {
         [SLM_TYPE_Q8_0] = act_q8_0,
