@@ -445,8 +445,10 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     slm_pool_barrier(p->pool);
     mm_step down = {.count = 1, .w = {&L->down}, .out = {f->y}};
     mm_plan(f, r, &down, r->g);
-    slm_ops_silu_mul(r->g + t0 * ff, f->g + t0 * ff, f->u + t0 * ff, (t1 - t0) * ff);
-    mm_convert(&down, r->g, t0, t1);
+    for (int64_t t = t0; t < t1; t++) { /* a row at a time: it is converted while in L1/L2 */
+        slm_ops_silu_mul(r->g + t * ff, f->g + t * ff, f->u + t * ff, ff);
+        mm_convert(&down, r->g, t, t + 1);
+    }
     if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&down, p->n, ith, nth, claim_of(p, repl, il, 3));
     slm_pool_barrier(p->pool);
