@@ -350,11 +350,11 @@ static void add_bias(float *x, const float *b, int64_t width) {
 static void norm_convert(const pass *p, const fwd_rows *r, bool add, const float *w, const mm_step *s, int64_t t0,
                          int64_t t1) {
     const int64_t e = p->m->hp.n_embd;
-    for (int64_t t = t0; t < t1; t++) {
+    for (int64_t t = t0; t < t1; t++) { /* a row at a time: converted while in L1 */
         if (add) slm_ops_add(r->x + t * e, p->f->y + t * e, e);
         slm_ops_rmsnorm(r->h + t * e, r->x + t * e, w, e, p->m->hp.rms_eps);
+        mm_convert(s, r->h, t, t + 1);
     }
-    mm_convert(s, r->h, t0, t1);
 }
 
 /* Head i of token t after q, k, v (the items of a token: its n_head query heads, then its
