@@ -30,7 +30,10 @@
  * grows with the tile index, so alternating keeps the threads even); with few (decode,
  * small batches), the (tile, KV head, query head) rows are cut into contiguous ranges.
  * Scratch per thread: one block of K and V in f32, the tile's scaled queries, accumulators,
- * maxima and sums, and the tile's cell list.
+ * maxima and sums, the scores of a block for every row of the tile, and the tile's cell
+ * list. Per block, the kernels take a run of rows at a time (scores for all, then pv for
+ * all), so that the AVX2 set can block rows in registers and only one of K and V is being
+ * read at a time (a block's K and V for head_dim 64 are 16 KiB each, an L1 is 32 KiB).
  * Thread-safety: thread ith uses only scratch ith. Non-goals: splitting one row's cells
  * across threads (flash-decoding), which would change a row's arithmetic with the split.
  */
@@ -63,11 +66,13 @@ typedef struct attn_ws {  /* one thread's scratch, all inside slm_attn.mem */
     uint64_t *list;       /* [n_cells] the cells a tile's tokens see: position << 32 | cell */
     float *kt;            /* [head_dim][BLOCK] K of a block, transposed */
     float *vt;            /* [BLOCK][head_dim] V of a block */
-    float *s;             /* [BLOCK] one row's scores, then weights */
+    float *s;             /* [tile rows][BLOCK] the rows' scores of a block, then weights */
     float *row;           /* [head_dim] a non-F16 row converted to f32 */
     float *qs;            /* [tile rows][head_dim] scaled queries */
     float *acc;           /* [tile rows][head_dim] weighted sums */
     float *m, *l;         /* [tile rows] running maxima and sums */
+    float *bmax, *alpha;  /* [tile rows] a block's maxima and rescaling factors */
+    uint64_t *vis;        /* [tile rows] the cells of a block each row sees */
 } attn_ws;
 
 struct slm_attn {
@@ -98,12 +103,15 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
     a->head_dim = hd;
     a->tile_tokens = group >= TILE_ROWS ? 1 : (int32_t)(TILE_ROWS / group);
     a->tile_rows = a->tile_tokens * group;
-    /* floats per thread: list (8 bytes an entry: 2 floats), kt, vt, s, row, qs, acc, m, l */
-    size_t blk, tile, per, total, bytes;
-    if (!slm_mul_size((size_t)hd, SLM_ATTN_BLOCK, &blk) || !slm_mul_size((size_t)a->tile_rows, (size_t)hd, &tile))
+    /* floats per thread: list and vis (8 bytes an entry: 2 floats), kt, vt, s, row, qs, acc,
+     * m, l, bmax, alpha */
+    size_t blk, tile, srows, per, total, bytes;
+    if (!slm_mul_size((size_t)hd, SLM_ATTN_BLOCK, &blk) || !slm_mul_size((size_t)a->tile_rows, (size_t)hd, &tile) ||
+        !slm_mul_size((size_t)a->tile_rows, SLM_ATTN_BLOCK, &srows))
         goto fail;
-    per = 2 * blk + SLM_ATTN_BLOCK + (size_t)hd + 2 * (size_t)a->tile_rows;
-    if (!slm_add_size(per, 2 * tile, &per) || !slm_add_size(per, 2 * (size_t)n_cells + PER_THREAD_ALIGN - 1, &per) ||
+    per = 2 * blk + (size_t)hd + 6 * (size_t)a->tile_rows;
+    if (!slm_add_size(per, 2 * tile, &per) || !slm_add_size(per, srows, &per) ||
+        !slm_add_size(per, 2 * (size_t)n_cells + PER_THREAD_ALIGN - 1, &per) ||
         !slm_mul_size(per, (size_t)n_threads, &total) || !slm_mul_size(total, sizeof(float), &bytes))
         goto fail;
     per -= per % PER_THREAD_ALIGN;
@@ -115,14 +123,18 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
         float *p = a->mem + (size_t)i * per;
         w->list = (uint64_t *)(void *)p; /* first: 64-byte aligned as each thread's part */
         p += 2 * n_cells;
+        w->vis = (uint64_t *)(void *)p; /* 8-byte aligned: after list's 8-byte entries */
+        p += 2 * a->tile_rows;
         w->kt = p, p += blk;
         w->vt = p, p += blk;
-        w->s = p, p += SLM_ATTN_BLOCK;
+        w->s = p, p += srows;
         w->row = p, p += hd;
         w->qs = p, p += tile;
         w->acc = p, p += tile;
         w->m = p, p += a->tile_rows;
-        w->l = p;
+        w->l = p, p += a->tile_rows;
+        w->bmax = p, p += a->tile_rows;
+        w->alpha = p;
     }
     a->bytes = bytes + (size_t)n_threads * sizeof *a->ws;
     *out = a;
@@ -257,16 +269,28 @@ static void run_tile(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws 
     }
     for (int64_t c0 = 0; c0 < n_cells; c0 += SLM_ATTN_BLOCK) {
         load_block(g, kern, w->list + c0, n_cells - c0 < SLM_ATTN_BLOCK ? n_cells - c0 : SLM_ATTN_BLOCK, hkv, w);
-        for (int32_t r = 0; r < nt * nh; r++) {
-            const int64_t nseen = cnt[r / nh] - c0; /* the token sees the first nseen cells of the block */
-            if (nseen <= 0) continue;
-            const uint64_t seen = nseen >= SLM_ATTN_BLOCK ? ~(uint64_t)0 : ((uint64_t)1 << nseen) - 1;
-            const float bmax = kern->scores(hd, w->qs + r * hd, w->kt, seen, w->s);
-            const float m = w->m[r] > bmax ? w->m[r] : bmax;
-            const float alpha = w->m[r] == m ? 1.0f : slm_vexp(w->m[r] - m); /* -inf - m: 0 */
-            w->l[r] = w->l[r] * alpha + kern->exp_sum(w->s, m);
-            kern->pv(hd, w->s, w->vt, alpha, w->acc + r * hd);
-            w->m[r] = m;
+        for (int32_t r0 = 0, r1; r0 < nt * nh; r0 = r1) {
+            /* rows [r0, r1): a run of rows whose token sees some cell of the block, one call
+             * of each kernel (scores, then exp_sum row by row, then pv) */
+            for (r1 = r0; r1 < nt * nh && cnt[r1 / nh] > c0; r1++) {
+                const int64_t nseen = cnt[r1 / nh] - c0; /* the token sees the first nseen cells */
+                w->vis[r1] = nseen >= SLM_ATTN_BLOCK ? ~(uint64_t)0 : ((uint64_t)1 << nseen) - 1;
+            }
+            if (r1 == r0) {
+                r1++; /* a row that sees nothing here */
+                continue;
+            }
+            const int nr = (int)(r1 - r0);
+            float *s = w->s + r0 * SLM_ATTN_BLOCK;
+            kern->scores(nr, hd, w->qs + r0 * hd, w->kt, w->vis + r0, s, w->bmax + r0);
+            for (int32_t r = r0; r < r1; r++) {
+                const float m = w->m[r] > w->bmax[r] ? w->m[r] : w->bmax[r];
+                const float alpha = w->m[r] == m ? 1.0f : slm_vexp(w->m[r] - m); /* -inf - m: 0 */
+                w->l[r] = w->l[r] * alpha + kern->exp_sum(w->s + r * SLM_ATTN_BLOCK, m);
+                w->alpha[r] = alpha;
+                w->m[r] = m;
+            }
+            kern->pv(nr, hd, s, w->vt, w->alpha + r0, w->acc + r0 * hd);
         }
     }
     for (int32_t r = 0; r < nt * nh; r++) {
