@@ -49,10 +49,13 @@
 #include "quant/kernels.h"
 
 /* Query rows per tile (tokens x heads of a KV head): enough that converting a block is
- * small next to the rows' work on it (one conversion per ~30 rows), few enough that the
- * rows' accumulators (30 x head_dim floats) stay in L1/L2 with the block. At most 32
- * tokens (a token set is a uint32_t). */
-#define TILE_ROWS 32
+ * small next to the rows' work on it (one conversion per ~60 rows), few enough that the
+ * rows' queries, scores and accumulators (60 x (2 head_dim + 64) floats) stay in L2 while
+ * the block stays in L1 (the kernels read one of K and V at a time, 16 KiB for head_dim
+ * 64). */
+#define TILE_ROWS 64
+/* Tokens per tile at most (a token set is a uint32_t). */
+#define TILE_TOKENS_MAX 32
 /* Tiles per thread below which rows are split instead of whole tiles. */
 #define MIN_TILES_PER_THREAD 2
 /* Cells a block is converted in (the kernels' vector width): a partly used block converts
@@ -102,6 +105,7 @@ slm_status slm_attn_create(const slm_hparams *hp, int64_t n_cells, slm_type kv_t
     a->n_cells = n_cells;
     a->head_dim = hd;
     a->tile_tokens = group >= TILE_ROWS ? 1 : (int32_t)(TILE_ROWS / group);
+    if (a->tile_tokens > TILE_TOKENS_MAX) a->tile_tokens = TILE_TOKENS_MAX;
     a->tile_rows = a->tile_tokens * group;
     /* floats per thread: list and vis (8 bytes an entry: 2 floats), kt, vt, s, row, qs, acc,
      * m, l, bmax, alpha */
@@ -191,7 +195,7 @@ static bool tile_list(const slm_attn_args *g, int32_t t0, int32_t nt, uint64_t *
     const uint64_t *masks = slm_kv_masks(g->kv);
     const int32_t *cpos = slm_kv_positions(g->kv);
     const int64_t used_end = slm_kv_used_end(g->kv);
-    bool gap[TILE_ROWS]; /* token i has missed an entry of the list: it may see no later one */
+    bool gap[TILE_TOKENS_MAX]; /* token i has missed an entry of the list: it may see no later one */
     bool prefix = true, sorted = true;
     for (int32_t i = 0; i < nt; i++) cnt[i] = 0, gap[i] = false;
     int64_t n = 0;
@@ -316,7 +320,7 @@ static void run_heads(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws
  * not prefixes of one. */
 static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_ws *w, int32_t t0, int32_t nt,
                        int32_t r0, int32_t r1) {
-    int64_t cnt[TILE_ROWS], n_cells;
+    int64_t cnt[TILE_TOKENS_MAX], n_cells;
     for (int32_t a = t0, b; a < t0 + nt; a = b) {
         for (b = a + 1; b < t0 + nt && g->seq[b] == g->seq[a]; b++) {}
         if (tile_list(g, a, b - a, w->list, &n_cells, cnt)) {

@@ -20,6 +20,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "model/vexp.h"
@@ -27,6 +28,8 @@
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define LANES 8
 #define BLOCK_VECS (SLM_ATTN_BLOCK / LANES) /* 8 vectors of cells per block */
+#define HALF (SLM_ATTN_BLOCK / 2)              /* cells per pass of dots2/3_half */
+#define HALF_BITS 0xFFFFFFFFu                  /* a half's bits of a block's mask */
 
 /* ---- loading a block ---------------------------------------------------------------------- */
 
@@ -176,15 +179,16 @@ AVX2_TARGET static void scores(int nr, int64_t hd, const float *q, const float *
         n = rows_in_pass(nr - i);
         const float *qi = q + i * hd;
         float *si = s + i * SLM_ATTN_BLOCK;
-        if (n == 3) {
-            dots3_half(hd, qi, kt, si);
-            dots3_half(hd, qi, kt + SLM_ATTN_BLOCK / 2, si + SLM_ATTN_BLOCK / 2);
-        } else if (n == 2) {
-            dots2_half(hd, qi, kt, si);
-            dots2_half(hd, qi, kt + SLM_ATTN_BLOCK / 2, si + SLM_ATTN_BLOCK / 2);
-        } else {
-            dots1(hd, qi, kt, si);
+        uint64_t seen = 0; /* a half no row of the pass sees is not computed: mask_max fills it */
+        for (int j = 0; j < n; j++) seen |= vis[i + j];
+        for (int h = 0; h < 2 && n > 1; h++) {
+            if (!(seen >> (h * HALF) & HALF_BITS)) continue;
+            if (n == 3)
+                dots3_half(hd, qi, kt + h * HALF, si + h * HALF);
+            else
+                dots2_half(hd, qi, kt + h * HALF, si + h * HALF);
         }
+        if (n == 1) dots1(hd, qi, kt, si);
     }
     for (int i = 0; i < nr; i++) max[i] = mask_max(s + i * SLM_ATTN_BLOCK, vis[i]);
 }
@@ -192,10 +196,18 @@ AVX2_TARGET static void scores(int nr, int64_t hd, const float *q, const float *
 /* ---- exp ------------------------------------------------------------------------------------------ */
 
 AVX2_TARGET static float exp_sum(float *s, float m) {
-    const __m256 mv = _mm256_set1_ps(m);
+    /* a vector of -inf (cells no row sees) gives zeros without its exp, unless m is -inf
+     * too (then s - m is NaN, as in the scalar set) */
+    const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(-INFINITY);
+    const bool finite_m = m > -INFINITY;
     __m256 sum = _mm256_setzero_ps();
     for (int i = 0; i < BLOCK_VECS; i++) {
-        const __m256 e = slm_vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + i * LANES), mv));
+        const __m256 x = _mm256_loadu_ps(s + i * LANES);
+        if (finite_m && _mm256_movemask_ps(_mm256_cmp_ps(x, ninf, _CMP_EQ_OQ)) == 0xFF) {
+            _mm256_storeu_ps(s + i * LANES, _mm256_setzero_ps()); /* sum + 0 = sum */
+            continue;
+        }
+        const __m256 e = slm_vexp8(_mm256_sub_ps(x, mv));
         _mm256_storeu_ps(s + i * LANES, e);
         sum = _mm256_add_ps(sum, e);
     }
