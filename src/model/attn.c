@@ -198,27 +198,43 @@ static bool tile_list(const slm_attn_args *g, int32_t t0, int32_t nt, uint64_t *
     const uint64_t *masks = slm_kv_masks(g->kv);
     const int32_t *cpos = slm_kv_positions(g->kv);
     const int64_t used_end = slm_kv_used_end(g->kv);
-    bool gap[TILE_TOKENS_MAX]; /* token i has missed an entry of the list: it may see no later one */
+    const uint32_t all = nt == 32 ? ~0u : (1u << nt) - 1; /* bit i: token t0 + i */
+    /* one sequence (as run_tokens calls it): a cell of that sequence is seen by every token
+     * at or after its position: by all of them below the smallest, by none above the largest */
+    bool one_seq = true;
+    int32_t pmin = g->pos[t0], pmax = g->pos[t0];
+    for (int32_t i = 1; i < nt; i++) {
+        one_seq &= g->seq[t0 + i] == g->seq[t0];
+        pmin = g->pos[t0 + i] < pmin ? g->pos[t0 + i] : pmin;
+        pmax = g->pos[t0 + i] > pmax ? g->pos[t0 + i] : pmax;
+    }
+    uint32_t gap = 0;     /* bit i: token t0 + i has missed an entry of the list: it may see no later one */
+    int64_t n_all = 0;    /* entries every token sees (added to cnt at the end) */
     bool prefix = true, sorted = true;
-    for (int32_t i = 0; i < nt; i++) cnt[i] = 0, gap[i] = false;
+    for (int32_t i = 0; i < nt; i++) cnt[i] = 0;
     int64_t n = 0;
     for (int64_t c = 0; c < used_end; c++) { /* cell order, then sorted if need be */
         uint32_t seen = 0;                   /* bit i: token t0 + i sees c */
-        for (int32_t i = 0; i < nt; i++)
-            seen |= (uint32_t)slm_kv_visible(masks, cpos, c, g->seq[t0 + i], g->pos[t0 + i]) << i;
-        if (!seen) continue;
-        for (int32_t i = 0; i < nt; i++) {
-            if (!(seen >> i & 1)) {
-                gap[i] = true;
-                continue;
-            }
-            if (gap[i]) prefix = false;
-            cnt[i]++;
+        if (one_seq && (!(masks[c] >> g->seq[t0] & 1) || cpos[c] > pmax)) continue;
+        if (one_seq && cpos[c] <= pmin) {
+            seen = all;
+        } else {
+            for (int32_t i = 0; i < nt; i++)
+                seen |= (uint32_t)slm_kv_visible(masks, cpos, c, g->seq[t0 + i], g->pos[t0 + i]) << i;
+            if (!seen) continue;
+        }
+        if (seen & gap) prefix = false;
+        gap |= all & ~seen;
+        if (seen == all) {
+            n_all++;
+        } else {
+            for (int32_t i = 0; i < nt; i++) cnt[i] += seen >> i & 1;
         }
         list[n] = (uint64_t)(uint32_t)cpos[c] << 32 | (uint64_t)c; /* visible cells have pos >= 0 */
         if (n > 0 && list[n] < list[n - 1]) sorted = false;
         n++;
     }
+    for (int32_t i = 0; i < nt; i++) cnt[i] += n_all;
     *n_list = n;
     if (sorted) return prefix;
     qsort(list, (size_t)n, sizeof *list, cmp_u64);
