@@ -295,7 +295,7 @@ static void test_matvec_bad_args(void **state) {
  * must round to 2 and 3.5 to 4, half to even). */
 static void test_act_convert(void **state) {
     (void)state;
-    enum { N = 32 * 40 };
+    enum { N = 32 * 48 }; /* 6 super-blocks of 256 */
     float *x = malloc(N * sizeof(float));
     uint8_t *want = malloc(N * 2), *got = malloc(N * 2); /* >= 36 / 32 bytes per element */
     assert_non_null(x);
@@ -316,11 +316,11 @@ static void test_act_convert(void **state) {
     }
     assert_int_equal(q2[0], -4); /* -3.5 -> -4 (even) */
     assert_int_equal(q2[1], -2); /* -2.5 -> -2 */
-    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q8_1};
+    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q8_1, SLM_TYPE_Q8_K};
     for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
         const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
         if (!k) continue;
-        for (size_t t = 0; t < 2; t++) {
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
             size_t bytes;
             assert_true(slm_type_row_bytes(types[t], N, &bytes));
             memset(want, 0xAB, bytes);
@@ -329,6 +329,27 @@ static void test_act_convert(void **state) {
             k->act[types[t]](x, got, N);
             assert_memory_equal(want, got, bytes);
         }
+    }
+    /* Q8_K's super-blocks of 256 on what only it handles specially: the sign of the FIRST
+     * largest |x| sets the scale (ties of both signs), NaNs (never the maximum), an
+     * infinity, a denormal maximum (iscale overflows), an all-zero block */
+    for (int i = 0; i < N; i++) x[i] = rng_act() * 0.01f;
+    x[256 + 7] = -2.0f, x[256 + 100] = 2.0f;                       /* tie: -2 first */
+    x[512 + 3] = 3.0f, x[512 + 200] = -3.0f;                       /* tie: +3 first */
+    x[768 + 1] = NAN, x[768 + 50] = -NAN, x[768 + 255] = 0.5f;     /* NaNs */
+    x[1024 + 9] = INFINITY;                                        /* d = -inf, q from 0 * inf */
+    for (int i = 0; i < 256; i++) x[i] = (i % 3) * 1e-45f;         /* denormal maximum */
+    memset(x + 1280, 0, 256 * sizeof(float));                      /* zeros */
+    for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
+        const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
+        if (!k) continue;
+        size_t bytes;
+        assert_true(slm_type_row_bytes(SLM_TYPE_Q8_K, N, &bytes));
+        memset(want, 0xAB, bytes);
+        memset(got, 0xCD, bytes);
+        sc->act[SLM_TYPE_Q8_K](x, want, N);
+        k->act[SLM_TYPE_Q8_K](x, got, N);
+        assert_memory_equal(want, got, bytes);
     }
     free(x), free(want), free(got);
 }
