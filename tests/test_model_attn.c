@@ -330,6 +330,7 @@ static const attn_case cases[] = {
     {6, 2, 64, SLM_TYPE_Q8_0},
     {4, 4, 40, SLM_TYPE_F16},  /* no GQA; a head size that is not a block */
     {8, 1, 128, SLM_TYPE_F16}, /* GQA 8, two 64-chunks per head */
+    {14, 2, 64, SLM_TYPE_F16}, /* GQA 7 (Qwen2.5-0.5B): runs of rows blocked 3 + 2 + 2 and ragged */
     {3, 1, 20, SLM_TYPE_F32},  /* not a multiple of 8: the scalar kernels on every ISA */
 };
 
