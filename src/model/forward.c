@@ -58,8 +58,9 @@
 #define CLAIM_FIXED_QUARTERS 3
 #define CLAIM_CHUNKS_PER_THREAD 4
 
-/* Products per layer that claim chunks (q k v, Wo, gate up, Wdown), plus the logits. */
-#define CLAIMS_PER_LAYER 4
+/* Steps per layer that claim work (products q k v, Wo, gate up, Wdown; attention's tiles),
+ * plus the logits. */
+#define CLAIMS_PER_LAYER 5
 
 /* ---- scratch ---------------------------------------------------------------------------- */
 
@@ -335,7 +336,7 @@ static void mm_rows(const mm_step *s, int32_t n, int ith, int nth, atomic_int *c
         mm_units(s, n, fixed + c * rest / chunks, fixed + (c + 1) * rest / chunks);
 }
 
-/* The claim counter of product k (0..CLAIMS_PER_LAYER - 1) of layer il (n_layer: the
+/* The claim counter of step k (0..CLAIMS_PER_LAYER - 1) of layer il (n_layer: the
  * logits), or NULL for a fixed share (replicated decode steps). */
 static atomic_int *claim_of(const pass *p, bool repl, int32_t il, int k) {
     return repl ? NULL : &p->f->claims[(size_t)il * CLAIMS_PER_LAYER + (size_t)k];
@@ -415,7 +416,8 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
     int64_t h0, h1;
     slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
-    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
+    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q,
+                                .out = f->att, .claim = claim_of(p, repl, il, 4)};
     if (p->n <= REPL_MAX_TOKENS) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
