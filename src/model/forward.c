@@ -98,7 +98,7 @@ struct slm_fwd {
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
     int n_threads;       /* threads the scratch is sized for */
     fwd_rows *own;       /* [n_threads] each thread's replicated rows, owned (thread 0: g only) */
-    atomic_int *claims;  /* [n_layer * CLAIMS_PER_LAYER + 1] next chunk of each product, owned */
+    atomic_int *claims;  /* [n_layer * CLAIMS_PER_LAYER + 1] next chunk / tile of each claimed step, owned */
     size_t bytes;        /* total of the buffers above */
 };
 
@@ -482,7 +482,7 @@ static void pass_run(void *arg, int ith, int nth) {
     slm_pool_range(p->n, ith, nth, &s0, &s1);
     const int64_t t0 = repl ? 0 : s0, t1 = repl ? p->n : s1;
 
-    /* the products' claim counters start at 0: thread 0 resets them before the barrier that
+    /* the steps' claim counters start at 0: thread 0 resets them before the barrier that
      * precedes the first product (the pool's job start orders them after the last pass) */
     if (!repl && ith == 0)
         for (size_t i = 0; i <= (size_t)hp->n_layer * CLAIMS_PER_LAYER; i++)
