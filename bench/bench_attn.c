@@ -5,7 +5,7 @@
  * (prefill), "tg" is one more token attending to all n_ctx cells (decode).
  *
  * Values are normal(0, 1) from a fixed seed, so runs are comparable. Prints one line per
- * case: thread-CPU microseconds per call (median of REPS) and the kernel set. Not a test:
+ * case: thread-CPU microseconds per call (median and fastest of REPS) and the kernel set. Not a test:
  * run by hand (see docs/benchmarks.md).
  *   usage: bench_attn [n_ctx] [reps] [pp|tg]   (both by default; SLMESH_KERNELS=scalar|avx2
  *   picks the kernels; one case alone is for profiling)
@@ -46,8 +46,9 @@ static void die(const char *what, const char *err) {
     exit(1);
 }
 
-/* Median microseconds of reps calls of slm_attn_run over args. */
-static double time_calls(slm_attn *a, const slm_attn_args *args, int reps) {
+/* Median microseconds of reps calls of slm_attn_run over args; *min the fastest call (on
+ * the shared machine the least disturbed one). */
+static double time_calls(slm_attn *a, const slm_attn_args *args, int reps, double *min) {
     double t[MAX_REPS];
     slm_attn_run(a, args, 0, 1); /* warm-up */
     for (int r = 0; r < reps; r++) {
@@ -56,6 +57,7 @@ static double time_calls(slm_attn *a, const slm_attn_args *args, int reps) {
         t[r] = bench_cpu_us() - t0;
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    *min = t[0];
     return t[reps / 2];
 }
 
@@ -87,10 +89,11 @@ static void run_shape(const shape *s, int32_t n_ctx, int reps, const char *only)
     const slm_attn_args pp = {.hp = &hp, .kv = kv, .il = 0, .n = n_ctx, .pos = pos, .seq = seq, .q = q, .out = out};
     const slm_attn_args tg = {.hp = &hp, .kv = kv, .il = 0, .n = 1, .pos = pos + n_ctx, .seq = seq,
                               .q = q + (size_t)n_ctx * (size_t)nq, .out = out};
-    const double t_pp = strcmp(only, "tg") ? time_calls(a, &pp, reps) : 0;
-    const double t_tg = strcmp(only, "pp") ? time_calls(a, &tg, reps) : 0;
-    printf("%-13s %-6s pp%-5d %9.0f us/layer   tg@%-5d %7.1f us/layer\n", s->name, slm_quant_kernels()->name,
-           n_ctx, t_pp, n_ctx, t_tg);
+    double min_pp = 0, min_tg = 0;
+    const double t_pp = strcmp(only, "tg") ? time_calls(a, &pp, reps, &min_pp) : 0;
+    const double t_tg = strcmp(only, "pp") ? time_calls(a, &tg, reps, &min_tg) : 0;
+    printf("%-13s %-6s pp%-5d %9.0f us/layer (min %6.0f)   tg@%-5d %7.1f us/layer (min %6.1f)\n", s->name,
+           slm_quant_kernels()->name, n_ctx, t_pp, min_pp, n_ctx, t_tg, min_tg);
     free(pos), free(seq), free(cells), free(k), free(v), free(q), free(out);
     slm_attn_destroy(a);
     slm_kv_destroy(kv);

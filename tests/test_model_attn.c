@@ -2,7 +2,8 @@
  * tests/test_model_attn.c: the tiled attention (model/attn.c) and its kernels
  * (model/attn_kern.h, model/vexp.h):
  *   - the polynomial exp against libm, its edges, and the AVX2 lanes equal to the scalar one;
- *   - the AVX2 block kernels against the scalar specification;
+ *   - the AVX2 block kernels against the scalar specification, and a row's results the same
+ *     bits whatever other rows a kernel call blocks it with;
  *   - attention against a plain double-precision softmax(q K^T / sqrt(d)) V over the cells
  *     each token sees, for F16, F32 and Q8_0 caches, several head shapes (GQA, head sizes
  *     that are and are not multiples of 8), two sequences and a cache whose positions are
@@ -122,10 +123,11 @@ static void test_kernels_avx2_vs_scalar(void **state) {
     assert_memory_equal(v_s, v_a, sizeof v_s);
     assert_true(kt_s[5 * SLM_ATTN_BLOCK + 9] == slm_f16_to_f32(rows_k[9][5]) && kt_s[2 * SLM_ATTN_BLOCK + 3] == 0.0f);
 
-    float q[HD], s_s[SLM_ATTN_BLOCK], s_a[SLM_ATTN_BLOCK], acc_s[HD], acc_a[HD];
+    float q[HD], s_s[SLM_ATTN_BLOCK], s_a[SLM_ATTN_BLOCK], acc_s[HD], acc_a[HD], max_s, max_a;
     for (int d = 0; d < HD; d++) q[d] = uniform_pm1() * 0.3f, acc_s[d] = acc_a[d] = uniform_pm1();
     const uint64_t vis = 0xF0F0FFFF0000FFF7ull;
-    const float max_s = sc->scores(HD, q, kt_s, vis, s_s), max_a = av->scores(HD, q, kt_s, vis, s_a);
+    sc->scores(1, HD, q, kt_s, &vis, s_s, &max_s);
+    av->scores(1, HD, q, kt_s, &vis, s_a, &max_a);
     for (int c = 0; c < SLM_ATTN_BLOCK; c++) {
         const bool seen = vis >> c & 1;
         assert_true(seen ? fabsf(s_s[c] - s_a[c]) < KERN_TOL : (s_s[c] == -INFINITY && s_a[c] == -INFINITY));
@@ -137,12 +139,73 @@ static void test_kernels_avx2_vs_scalar(void **state) {
     assert_true(fabsf(sum_s - sum_a) < KERN_TOL);
     for (int c = 0; c < SLM_ATTN_BLOCK; c++) assert_true((vis >> c & 1) ? s_s[c] > 0.0f : s_s[c] == 0.0f);
     for (float alpha = 1.0f; alpha > 0.2f; alpha -= 0.35f) {
-        sc->pv(HD, s_s, v_s, alpha, acc_s);
-        av->pv(HD, s_s, v_s, alpha, acc_a);
+        sc->pv(1, HD, s_s, v_s, &alpha, acc_s);
+        av->pv(1, HD, s_s, v_s, &alpha, acc_a);
         for (int d = 0; d < HD; d++) assert_true(fabsf(acc_s[d] - acc_a[d]) < KERN_TOL);
     }
     assert_true(slm_attn_kern_pick(SLM_QUANT_ISA_AVX2, 60) == sc && slm_attn_kern_pick(SLM_QUANT_ISA_AVX2, 64) == av);
     assert_true(slm_attn_kern_pick(SLM_QUANT_ISA_SCALAR, 64) == sc);
+}
+
+/* A row's scores and weighted sums are the same bits whether a kernel call takes it alone
+ * or with 1..6 partners (the AVX2 set blocks rows 3 or 2 at a time in registers), for head
+ * sizes with and without a 32-dimension tail, with weights that are zero on prefixes and
+ * tails (causal masks) and at scattered cells (exp underflow) that differ between rows;
+ * and both sets agree within KERN_TOL. */
+static void test_kernels_blocked_rows(void **state) {
+    (void)state;
+    enum { MAX_ROWS = 7, MAX_HD = 128 };
+    static float kt[MAX_HD * SLM_ATTN_BLOCK], v[SLM_ATTN_BLOCK * MAX_HD];
+    static float q[MAX_ROWS * MAX_HD], s_all[MAX_ROWS * SLM_ATTN_BLOCK], s_one[SLM_ATTN_BLOCK];
+    static float s_ref[MAX_ROWS * SLM_ATTN_BLOCK], acc0[MAX_ROWS * MAX_HD], acc_all[MAX_ROWS * MAX_HD];
+    static float acc_one[MAX_HD], acc_ref[MAX_ROWS * MAX_HD];
+    const int64_t hds[] = {64, 40, 96, 128, 8};
+    const slm_attn_kern *sets[] = {&slm_attn_kern_scalar, slm_attn_kern_avx2()};
+    for (size_t si = 0; si < 2; si++) {
+        const slm_attn_kern *k = sets[si];
+        if (si == 1 && !have_avx2()) break;
+        for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++) {
+            const int64_t hd = hds[hi];
+            for (int64_t i = 0; i < hd * SLM_ATTN_BLOCK; i++) kt[i] = uniform_pm1(), v[i] = uniform_pm1();
+            for (int nr = 1; nr <= MAX_ROWS; nr++) {
+                uint64_t vis[MAX_ROWS];
+                float max_all[MAX_ROWS], max_one, max_ref[MAX_ROWS], alpha[MAX_ROWS];
+                for (int r = 0; r < nr; r++) {
+                    const int n = (int)((rng >> 7) % SLM_ATTN_BLOCK) + 1; /* a causal prefix */
+                    uniform_pm1();
+                    vis[r] = n == SLM_ATTN_BLOCK ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+                    if (r % 3 == 2) vis[r] &= 0xF7FFFFFFFFFF7FF7ull; /* holes: the mixed cells are not a tail */
+                    alpha[r] = r % 2 ? 1.0f : 0.25f + 0.5f * (float)r / MAX_ROWS;
+                    for (int64_t d = 0; d < hd; d++) q[r * hd + d] = uniform_pm1() * 0.5f;
+                    for (int64_t d = 0; d < hd; d++) acc0[r * hd + d] = uniform_pm1();
+                }
+                k->scores(nr, hd, q, kt, vis, s_all, max_all);
+                for (int r = 0; r < nr; r++) {
+                    k->scores(1, hd, q + r * hd, kt, &vis[r], s_one, &max_one);
+                    assert_memory_equal(s_one, s_all + r * SLM_ATTN_BLOCK, sizeof s_one);
+                    assert_memory_equal(&max_one, &max_all[r], sizeof max_one);
+                }
+                slm_attn_kern_scalar.scores(nr, hd, q, kt, vis, s_ref, max_ref);
+                for (int i = 0; i < nr * SLM_ATTN_BLOCK; i++)
+                    assert_true(s_ref[i] == s_all[i] || fabsf(s_ref[i] - s_all[i]) < KERN_TOL);
+                for (int r = 0; r < nr; r++) {
+                    float *p = s_all + r * SLM_ATTN_BLOCK;
+                    k->exp_sum(p, max_all[r]);
+                    if (r % 4 == 1) p[5] = p[6] = 0.0f; /* underflowed weights inside the prefix */
+                }
+                memcpy(acc_all, acc0, sizeof acc_all);
+                memcpy(acc_ref, acc0, sizeof acc_ref);
+                k->pv(nr, hd, s_all, v, alpha, acc_all);
+                slm_attn_kern_scalar.pv(nr, hd, s_all, v, alpha, acc_ref);
+                for (int r = 0; r < nr; r++) {
+                    memcpy(acc_one, acc0 + r * hd, (size_t)hd * sizeof *acc_one);
+                    k->pv(1, hd, s_all + r * SLM_ATTN_BLOCK, v, &alpha[r], acc_one);
+                    assert_memory_equal(acc_one, acc_all + r * hd, (size_t)hd * sizeof *acc_one);
+                    for (int64_t d = 0; d < hd; d++) assert_true(fabsf(acc_ref[r * hd + d] - acc_one[d]) < KERN_TOL);
+                }
+            }
+        }
+    }
 }
 
 /* ---- attention -------------------------------------------------------------------------------- */
@@ -267,6 +330,7 @@ static const attn_case cases[] = {
     {6, 2, 64, SLM_TYPE_Q8_0},
     {4, 4, 40, SLM_TYPE_F16},  /* no GQA; a head size that is not a block */
     {8, 1, 128, SLM_TYPE_F16}, /* GQA 8, two 64-chunks per head */
+    {14, 2, 64, SLM_TYPE_F16}, /* GQA 7 (Qwen2.5-0.5B): runs of rows blocked 3 + 2 + 2 and ragged */
     {3, 1, 20, SLM_TYPE_F32},  /* not a multiple of 8: the scalar kernels on every ISA */
 };
 
@@ -400,6 +464,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vexp),
         cmocka_unit_test(test_kernels_avx2_vs_scalar),
+        cmocka_unit_test(test_kernels_blocked_rows),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_layout),
         cmocka_unit_test(test_attention_edges),

@@ -295,7 +295,7 @@ static void test_matvec_bad_args(void **state) {
  * must round to 2 and 3.5 to 4, half to even). */
 static void test_act_convert(void **state) {
     (void)state;
-    enum { N = 32 * 40 };
+    enum { N = 32 * 48 }; /* 6 super-blocks of 256 */
     float *x = malloc(N * sizeof(float));
     uint8_t *want = malloc(N * 2), *got = malloc(N * 2); /* >= 36 / 32 bytes per element */
     assert_non_null(x);
@@ -316,11 +316,11 @@ static void test_act_convert(void **state) {
     }
     assert_int_equal(q2[0], -4); /* -3.5 -> -4 (even) */
     assert_int_equal(q2[1], -2); /* -2.5 -> -2 */
-    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q8_1};
+    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q8_1, SLM_TYPE_Q8_K};
     for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
         const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
         if (!k) continue;
-        for (size_t t = 0; t < 2; t++) {
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
             size_t bytes;
             assert_true(slm_type_row_bytes(types[t], N, &bytes));
             memset(want, 0xAB, bytes);
@@ -330,7 +330,60 @@ static void test_act_convert(void **state) {
             assert_memory_equal(want, got, bytes);
         }
     }
+    /* Q8_K's super-blocks of 256 on what only it handles specially: the sign of the FIRST
+     * largest |x| sets the scale (ties of both signs), NaNs (never the maximum), an
+     * infinity, a denormal maximum (iscale overflows), an all-zero block */
+    for (int i = 0; i < N; i++) x[i] = rng_act() * 0.01f;
+    x[256 + 7] = -2.0f, x[256 + 100] = 2.0f;                       /* tie: -2 first */
+    x[512 + 3] = 3.0f, x[512 + 200] = -3.0f;                       /* tie: +3 first */
+    x[768 + 1] = NAN, x[768 + 50] = -NAN, x[768 + 255] = 0.5f;     /* NaNs */
+    x[1024 + 9] = INFINITY;                                        /* d = -inf, q from 0 * inf */
+    for (int i = 0; i < 256; i++) x[i] = (i % 3) * 1e-45f;         /* denormal maximum */
+    memset(x + 1280, 0, 256 * sizeof(float));                      /* zeros */
+    for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
+        const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
+        if (!k) continue;
+        size_t bytes;
+        assert_true(slm_type_row_bytes(SLM_TYPE_Q8_K, N, &bytes));
+        memset(want, 0xAB, bytes);
+        memset(got, 0xCD, bytes);
+        sc->act[SLM_TYPE_Q8_K](x, want, N);
+        k->act[SLM_TYPE_Q8_K](x, got, N);
+        assert_memory_equal(want, got, bytes);
+    }
     free(x), free(want), free(got);
+}
+
+/* F16 from_float of every set against the scalar one on what rounding and the special
+ * values make hard: ties to even, overflow to infinity, subnormals, NaNs with payloads. */
+static void test_f16_from_float(void **state) {
+    (void)state;
+    enum { N = 64 + 5 }; /* a tail after whole vectors */
+    static const uint32_t bits[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000,
+                                    0x7f800001, 0xff812345, 0x7fc12345, 0x477fefff, 0x477ff000, 0x477fffff,
+                                    0x47800000, 0x33800000, 0x33000000, 0x33000001, 0x387fc000, 0x38800000,
+                                    0x3f801000, 0x3f803000, 0x3f802fff, 0x00000001, 0xc77ff000, 0xb3800001};
+    const size_t nb = sizeof bits / sizeof bits[0];
+    float x[N];
+    uint16_t want[N], got[N];
+    for (int i = 0; i < N; i++) {
+        if ((size_t)i < nb)
+            memcpy(&x[i], &bits[i], sizeof x[i]);
+        else
+            x[i] = rng_act() * (float)(1 << (i % 20)) * 1e-4f;
+    }
+    x[N - 1] = NAN, x[N - 2] = 65520.0f; /* in the scalar tail too */
+    const slm_quant_kernel_set *sc = slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR);
+    sc->from_float[SLM_TYPE_F16](x, want, N);
+    for (int isa = 0; isa < SLM_QUANT_ISA_COUNT; isa++) {
+        const slm_quant_kernel_set *k = slm_quant_kernels_isa((slm_quant_isa)isa);
+        if (!k) continue;
+        memset(got, 0xAB, sizeof got);
+        k->from_float[SLM_TYPE_F16](x, got, N);
+        assert_memory_equal(want, got, sizeof want);
+    }
+    assert_int_equal(want[4], 0x7E00);  /* NaN as specified */
+    assert_int_equal(want[11], 0x7C00); /* 65535.99 rounds up to infinity */
 }
 
 int main(void) {
@@ -345,6 +398,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_matvec_bad_args),
         cmocka_unit_test(test_act_convert),
+        cmocka_unit_test(test_f16_from_float),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

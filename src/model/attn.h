@@ -15,6 +15,7 @@
 #ifndef SLMESH_MODEL_ATTN_H
 #define SLMESH_MODEL_ATTN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,8 @@ typedef struct slm_attn_args {
     const int32_t *seq;  /* [n] sequence ids */
     const float *q;      /* [n][n_head * head_dim] rotated queries */
     float *out;          /* [n][n_head * head_dim] attention output */
+    atomic_int *claim;   /* NULL, or a counter at 0 that the call's threads share: whole tiles
+                            are then claimed from it (longest first) instead of assigned */
 } slm_attn_args;
 
 /* Scratch for n_threads threads over caches of up to n_cells cells of kv_type. *out is

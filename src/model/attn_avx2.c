@@ -5,6 +5,11 @@
  * Layout: a block is 64 cells = 8 vectors of 8 lanes, so one query row's scores are 8
  * accumulators that each take one FMA per dimension (kt is transposed for that), and its
  * weighted sum of V keeps 64 output dimensions in 8 accumulators over the block's cells.
+ * Register blocking: the rows of a call are taken 3 (or 2) at a time, with 4 vectors each
+ * (half the block's cells in scores, 32 dimensions in pv), so that each K or V vector
+ * loaded feeds 3 (2) FMAs instead of 1 (the single-row loops are bound by loads, not by
+ * FMAs). Every lane still takes the same operations in the same order, whatever the
+ * grouping, so a row's bits do not depend on its partners.
  * K rows are converted from F16 with vcvtph2ps (exact) and transposed 8x8 in registers.
  * Requires head_dim % 8 == 0 (slm_attn_kern_pick). Compiled with per-function target
  * attributes; chosen only when the quant module chose AVX2 (the CPU has AVX2, FMA, F16C).
@@ -15,6 +20,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "model/vexp.h"
@@ -22,6 +28,8 @@
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define LANES 8
 #define BLOCK_VECS (SLM_ATTN_BLOCK / LANES) /* 8 vectors of cells per block */
+#define HALF (SLM_ATTN_BLOCK / 2)              /* cells per pass of dots2/3_half */
+#define HALF_BITS 0xFFFFFFFFu                  /* a half's bits of a block's mask */
 
 /* ---- loading a block ---------------------------------------------------------------------- */
 
@@ -66,11 +74,17 @@ AVX2_TARGET static void load_v_f16(const uint16_t *const *rows, int nc, int64_t 
         for (int64_t d = 0; d < hd; d += LANES) _mm256_storeu_ps(v + c * hd + d, load_h8(rows[c], d));
 }
 
-/* ---- one query row against a block ----------------------------------------------------------- */
+/* ---- scores: query rows against a block's K ---------------------------------------------------- */
 
-AVX2_TARGET static float scores(int64_t hd, const float *q, const float *kt, uint64_t vis, float *s) {
-    /* s[64] = q[hd] . kt[hd][64]: 8 accumulators of 8 cells, one FMA each per dimension
-     * (named, not an array: GCC keeps an array of vectors in memory) */
+/* Which rows a pass takes together: runs of 3 (12 accumulators: 4 vectors of cells x 3
+ * rows, each K vector loaded once for 3 FMAs), 2 + 2 for 4 (so no row is left alone), 2,
+ * and 1 (8 accumulators over the whole block, one FMA per K load). */
+static inline int rows_in_pass(int left) { return left == 4 || left == 2 ? 2 : left == 1 ? 1 : 3; }
+
+/* Raw scores of one row for the whole block: s[c] = q . kt[][c], 8 accumulators of 8
+ * cells, one FMA each per dimension (named, not an array: GCC keeps an array of vectors
+ * in memory). */
+AVX2_TARGET static inline void dots1(int64_t hd, const float *q, const float *kt, float *s) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int64_t d = 0; d < hd; d++) {
         const __m256 qd = _mm256_broadcast_ss(q + d);
@@ -84,15 +98,71 @@ AVX2_TARGET static float scores(int64_t hd, const float *q, const float *kt, uin
         a6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 6 * LANES), a6);
         a7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 7 * LANES), a7);
     }
-    const __m256 a[BLOCK_VECS] = {a0, a1, a2, a3, a4, a5, a6, a7};
-    /* mask: lane j of vector i is cell 8i + j, bit 8i + j of vis */
+    _mm256_storeu_ps(s + 0 * LANES, a0), _mm256_storeu_ps(s + 1 * LANES, a1);
+    _mm256_storeu_ps(s + 2 * LANES, a2), _mm256_storeu_ps(s + 3 * LANES, a3);
+    _mm256_storeu_ps(s + 4 * LANES, a4), _mm256_storeu_ps(s + 5 * LANES, a5);
+    _mm256_storeu_ps(s + 6 * LANES, a6), _mm256_storeu_ps(s + 7 * LANES, a7);
+}
+
+/* Raw scores of 2 rows (q rows hd apart, s rows BLOCK apart) for the 32 cells of kt's
+ * half that kt points at: 8 accumulators, each K vector loaded once for 2 FMAs. A lane
+ * takes the same FMAs in the same order as in dots1. */
+AVX2_TARGET static inline void dots2_half(int64_t hd, const float *q, const float *kt, float *s) {
+    const float *q0 = q, *q1 = q + hd;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    for (int64_t d = 0; d < hd; d++) {
+        const __m256 b0 = _mm256_broadcast_ss(q0 + d), b1 = _mm256_broadcast_ss(q1 + d);
+        const float *k = kt + d * SLM_ATTN_BLOCK;
+        const __m256 k0 = _mm256_loadu_ps(k + 0 * LANES), k1 = _mm256_loadu_ps(k + 1 * LANES);
+        const __m256 k2 = _mm256_loadu_ps(k + 2 * LANES), k3 = _mm256_loadu_ps(k + 3 * LANES);
+        a00 = _mm256_fmadd_ps(b0, k0, a00), a10 = _mm256_fmadd_ps(b1, k0, a10);
+        a01 = _mm256_fmadd_ps(b0, k1, a01), a11 = _mm256_fmadd_ps(b1, k1, a11);
+        a02 = _mm256_fmadd_ps(b0, k2, a02), a12 = _mm256_fmadd_ps(b1, k2, a12);
+        a03 = _mm256_fmadd_ps(b0, k3, a03), a13 = _mm256_fmadd_ps(b1, k3, a13);
+    }
+    float *s0 = s, *s1 = s + SLM_ATTN_BLOCK;
+    _mm256_storeu_ps(s0 + 0 * LANES, a00), _mm256_storeu_ps(s0 + 1 * LANES, a01);
+    _mm256_storeu_ps(s0 + 2 * LANES, a02), _mm256_storeu_ps(s0 + 3 * LANES, a03);
+    _mm256_storeu_ps(s1 + 0 * LANES, a10), _mm256_storeu_ps(s1 + 1 * LANES, a11);
+    _mm256_storeu_ps(s1 + 2 * LANES, a12), _mm256_storeu_ps(s1 + 3 * LANES, a13);
+}
+
+/* The same for 3 rows: 12 accumulators + 3 broadcasts + the K vector = the 16 registers. */
+AVX2_TARGET static inline void dots3_half(int64_t hd, const float *q, const float *kt, float *s) {
+    const float *q0 = q, *q1 = q + hd, *q2 = q + 2 * hd;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m256 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+    for (int64_t d = 0; d < hd; d++) {
+        const __m256 b0 = _mm256_broadcast_ss(q0 + d), b1 = _mm256_broadcast_ss(q1 + d), b2 = _mm256_broadcast_ss(q2 + d);
+        const float *k = kt + d * SLM_ATTN_BLOCK;
+        __m256 kv = _mm256_loadu_ps(k + 0 * LANES);
+        a00 = _mm256_fmadd_ps(b0, kv, a00), a10 = _mm256_fmadd_ps(b1, kv, a10), a20 = _mm256_fmadd_ps(b2, kv, a20);
+        kv = _mm256_loadu_ps(k + 1 * LANES);
+        a01 = _mm256_fmadd_ps(b0, kv, a01), a11 = _mm256_fmadd_ps(b1, kv, a11), a21 = _mm256_fmadd_ps(b2, kv, a21);
+        kv = _mm256_loadu_ps(k + 2 * LANES);
+        a02 = _mm256_fmadd_ps(b0, kv, a02), a12 = _mm256_fmadd_ps(b1, kv, a12), a22 = _mm256_fmadd_ps(b2, kv, a22);
+        kv = _mm256_loadu_ps(k + 3 * LANES);
+        a03 = _mm256_fmadd_ps(b0, kv, a03), a13 = _mm256_fmadd_ps(b1, kv, a13), a23 = _mm256_fmadd_ps(b2, kv, a23);
+    }
+    float *s0 = s, *s1 = s + SLM_ATTN_BLOCK, *s2 = s + 2 * SLM_ATTN_BLOCK;
+    _mm256_storeu_ps(s0 + 0 * LANES, a00), _mm256_storeu_ps(s0 + 1 * LANES, a01);
+    _mm256_storeu_ps(s0 + 2 * LANES, a02), _mm256_storeu_ps(s0 + 3 * LANES, a03);
+    _mm256_storeu_ps(s1 + 0 * LANES, a10), _mm256_storeu_ps(s1 + 1 * LANES, a11);
+    _mm256_storeu_ps(s1 + 2 * LANES, a12), _mm256_storeu_ps(s1 + 3 * LANES, a13);
+    _mm256_storeu_ps(s2 + 0 * LANES, a20), _mm256_storeu_ps(s2 + 1 * LANES, a21);
+    _mm256_storeu_ps(s2 + 2 * LANES, a22), _mm256_storeu_ps(s2 + 3 * LANES, a23);
+}
+
+/* s[c] = -inf where bit c of vis is clear; returns the largest s[c]. */
+AVX2_TARGET static inline float mask_max(float *s, uint64_t vis) {
+    /* lane j of vector i is cell 8i + j, bit 8i + j of vis */
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 max = ninf;
     for (int i = 0; i < BLOCK_VECS; i++) {
         const __m256i byte = _mm256_set1_epi32((int)(vis >> (LANES * i) & 0xFF));
         const __m256i seen = _mm256_cmpeq_epi32(_mm256_and_si256(byte, bit), bit);
-        const __m256 si = _mm256_blendv_ps(ninf, a[i], _mm256_castsi256_ps(seen));
+        const __m256 si = _mm256_blendv_ps(ninf, _mm256_loadu_ps(s + i * LANES), _mm256_castsi256_ps(seen));
         max = _mm256_max_ps(max, si);
         _mm256_storeu_ps(s + i * LANES, si);
     }
@@ -102,11 +172,42 @@ AVX2_TARGET static float scores(int64_t hd, const float *q, const float *kt, uin
     return _mm_cvtss_f32(r);
 }
 
+AVX2_TARGET static void scores(int nr, int64_t hd, const float *q, const float *kt, const uint64_t *vis, float *s,
+                               float *max) {
+    /* passes of 3, 2 or 1 rows over kt (a half of the block at a time for 2 and 3 rows) */
+    for (int i = 0, n; i < nr; i += n) {
+        n = rows_in_pass(nr - i);
+        const float *qi = q + i * hd;
+        float *si = s + i * SLM_ATTN_BLOCK;
+        uint64_t seen = 0; /* a half no row of the pass sees is not computed: mask_max fills it */
+        for (int j = 0; j < n; j++) seen |= vis[i + j];
+        for (int h = 0; h < 2 && n > 1; h++) {
+            if (!(seen >> (h * HALF) & HALF_BITS)) continue;
+            if (n == 3)
+                dots3_half(hd, qi, kt + h * HALF, si + h * HALF);
+            else
+                dots2_half(hd, qi, kt + h * HALF, si + h * HALF);
+        }
+        if (n == 1) dots1(hd, qi, kt, si);
+    }
+    for (int i = 0; i < nr; i++) max[i] = mask_max(s + i * SLM_ATTN_BLOCK, vis[i]);
+}
+
+/* ---- exp ------------------------------------------------------------------------------------------ */
+
 AVX2_TARGET static float exp_sum(float *s, float m) {
-    const __m256 mv = _mm256_set1_ps(m);
+    /* a vector of -inf (cells no row sees) gives zeros without its exp, unless m is -inf
+     * too (then s - m is NaN, as in the scalar set) */
+    const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(-INFINITY);
+    const bool finite_m = m > -INFINITY;
     __m256 sum = _mm256_setzero_ps();
     for (int i = 0; i < BLOCK_VECS; i++) {
-        const __m256 e = slm_vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + i * LANES), mv));
+        const __m256 x = _mm256_loadu_ps(s + i * LANES);
+        if (finite_m && _mm256_movemask_ps(_mm256_cmp_ps(x, ninf, _CMP_EQ_OQ)) == 0xFF) {
+            _mm256_storeu_ps(s + i * LANES, _mm256_setzero_ps()); /* sum + 0 = sum */
+            continue;
+        }
+        const __m256 e = slm_vexp8(_mm256_sub_ps(x, mv));
         _mm256_storeu_ps(s + i * LANES, e);
         sum = _mm256_add_ps(sum, e);
     }
@@ -116,9 +217,11 @@ AVX2_TARGET static float exp_sum(float *s, float m) {
     return _mm_cvtss_f32(r);
 }
 
-/* acc[64] = acc * alpha + sum of p[c] * v[c][0..64) over the block, v rows hd apart: the
- * 8 accumulators stay in registers over the cells (named, as in scores). */
-AVX2_TARGET static inline void pv_chunk64(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
+/* ---- pv: weighted sums of a block's V ------------------------------------------------------------ */
+
+/* One row, acc[64] = acc * alpha + sum of p[c] * v[c][0..64) over the block, v rows hd
+ * apart: the 8 accumulators stay in registers over the cells (named, as in dots1). */
+AVX2_TARGET static inline void pv1_chunk64(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
     __m256 a0 = _mm256_loadu_ps(acc + 0 * LANES), a1 = _mm256_loadu_ps(acc + 1 * LANES);
     __m256 a2 = _mm256_loadu_ps(acc + 2 * LANES), a3 = _mm256_loadu_ps(acc + 3 * LANES);
     __m256 a4 = _mm256_loadu_ps(acc + 4 * LANES), a5 = _mm256_loadu_ps(acc + 5 * LANES);
@@ -148,8 +251,8 @@ AVX2_TARGET static inline void pv_chunk64(int64_t hd, const float *p, const floa
     _mm256_storeu_ps(acc + 6 * LANES, a6), _mm256_storeu_ps(acc + 7 * LANES, a7);
 }
 
-/* The same for 8 dimensions (head sizes that are not multiples of 64). */
-AVX2_TARGET static inline void pv_chunk8(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
+/* The same for 8 dimensions (one row; the dimensions a 64 or 32 chunk leaves). */
+AVX2_TARGET static inline void pv1_chunk8(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
     __m256 a = _mm256_loadu_ps(acc);
     if (alpha != 1.0f) a = _mm256_mul_ps(a, _mm256_set1_ps(alpha));
     for (int c = 0; c < SLM_ATTN_BLOCK; c++)
@@ -157,10 +260,153 @@ AVX2_TARGET static inline void pv_chunk8(int64_t hd, const float *p, const float
     _mm256_storeu_ps(acc, a);
 }
 
-AVX2_TARGET static void pv(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
+/* Bit c set where p[c] != 0 (NaN included, as the scalar test p[c] == 0 skips only zeros):
+ * the cells a row reads. */
+AVX2_TARGET static inline uint64_t nonzero_cells(const float *p) {
+    uint64_t bits = 0;
+    for (int i = 0; i < BLOCK_VECS; i++) {
+        const __m256 nz = _mm256_cmp_ps(_mm256_loadu_ps(p + i * LANES), _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        bits |= (uint64_t)(uint32_t)_mm256_movemask_ps(nz) << (LANES * i);
+    }
+    return bits;
+}
+
+/* The cells below the first that some but not all of the rows read (every cell when there
+ * is none): there, every cell is read by all the rows or by none. With causal masks the
+ * rows' cells are prefixes of the block, so this is usually the shortest prefix, and the
+ * cells past it are the tail that the rows finish one by one (each row's FMAs stay in
+ * increasing cell order). */
+static inline uint64_t lead_cells(const uint64_t *nz, int n) {
+    uint64_t all = nz[0], any = nz[0];
+    for (int j = 1; j < n; j++) all &= nz[j], any |= nz[j];
+    const uint64_t mixed = any & ~all;
+    return mixed ? (((uint64_t)1 << __builtin_ctzll(mixed)) - 1) : ~(uint64_t)0;
+}
+
+/* acc[32] += p[c] times V row c's 32 dimensions (v + c * hd, acc and v at the chunk), for
+ * the cells c of bits in increasing order: one row's tail after the lead cells. */
+AVX2_TARGET static inline void pv1_tail32(int64_t hd, const float *p, uint64_t bits, const float *v, float *acc) {
+    if (!bits) return;
+    __m256 x0 = _mm256_loadu_ps(acc + 0 * LANES), x1 = _mm256_loadu_ps(acc + 1 * LANES);
+    __m256 x2 = _mm256_loadu_ps(acc + 2 * LANES), x3 = _mm256_loadu_ps(acc + 3 * LANES);
+    for (; bits; bits &= bits - 1) {
+        const int c = __builtin_ctzll(bits);
+        const float *vr = v + c * hd;
+        const __m256 pb = _mm256_set1_ps(p[c]);
+        x0 = _mm256_fmadd_ps(pb, _mm256_loadu_ps(vr + 0 * LANES), x0);
+        x1 = _mm256_fmadd_ps(pb, _mm256_loadu_ps(vr + 1 * LANES), x1);
+        x2 = _mm256_fmadd_ps(pb, _mm256_loadu_ps(vr + 2 * LANES), x2);
+        x3 = _mm256_fmadd_ps(pb, _mm256_loadu_ps(vr + 3 * LANES), x3);
+    }
+    _mm256_storeu_ps(acc + 0 * LANES, x0), _mm256_storeu_ps(acc + 1 * LANES, x1);
+    _mm256_storeu_ps(acc + 2 * LANES, x2), _mm256_storeu_ps(acc + 3 * LANES, x3);
+}
+
+/* Accumulators of one row for 32 dimensions: loaded and scaled by alpha (not when it is 1). */
+#define ACC4_LOAD(acc, al, x0, x1, x2, x3)                                                                       \
+    do {                                                                                                       \
+        x0 = _mm256_loadu_ps((acc) + 0 * LANES), x1 = _mm256_loadu_ps((acc) + 1 * LANES);                      \
+        x2 = _mm256_loadu_ps((acc) + 2 * LANES), x3 = _mm256_loadu_ps((acc) + 3 * LANES);                      \
+        if ((al) != 1.0f) {                                                                                    \
+            const __m256 alv = _mm256_set1_ps(al);                                                             \
+            x0 = _mm256_mul_ps(x0, alv), x1 = _mm256_mul_ps(x1, alv);                                          \
+            x2 = _mm256_mul_ps(x2, alv), x3 = _mm256_mul_ps(x3, alv);                                          \
+        }                                                                                                      \
+    } while (0)
+
+#define ACC4_STORE(acc, x0, x1, x2, x3)                                                                          \
+    do {                                                                                                       \
+        _mm256_storeu_ps((acc) + 0 * LANES, x0), _mm256_storeu_ps((acc) + 1 * LANES, x1);                      \
+        _mm256_storeu_ps((acc) + 2 * LANES, x2), _mm256_storeu_ps((acc) + 3 * LANES, x3);                      \
+    } while (0)
+
+/* 2 rows, 32 dimensions (v and acc point at the chunk's first dimension): 8 accumulators,
+ * each V vector loaded once for both rows over the lead cells (lead_cells), then each row's
+ * tail. nz: nonzero_cells of each row. A lane takes the same FMAs in the same order as in
+ * pv1_chunk64. */
+AVX2_TARGET static inline void pv2_chunk32(int64_t hd, const float *p, const uint64_t *nz, const float *v,
+                                           const float *alpha, float *acc) {
+    const float *p0 = p, *p1 = p + SLM_ATTN_BLOCK;
+    __m256 a00, a01, a02, a03, a10, a11, a12, a13;
+    ACC4_LOAD(acc, alpha[0], a00, a01, a02, a03);
+    ACC4_LOAD(acc + hd, alpha[1], a10, a11, a12, a13);
+    const uint64_t all = nz[0] & nz[1], lead = lead_cells(nz, 2);
+    for (uint64_t rest = all & lead; rest; rest &= rest - 1) { /* increasing c */
+        const int c = __builtin_ctzll(rest);
+        const float *vr = v + c * hd;
+        const __m256 b0 = _mm256_set1_ps(p0[c]), b1 = _mm256_set1_ps(p1[c]);
+        const __m256 k0 = _mm256_loadu_ps(vr + 0 * LANES), k1 = _mm256_loadu_ps(vr + 1 * LANES);
+        const __m256 k2 = _mm256_loadu_ps(vr + 2 * LANES), k3 = _mm256_loadu_ps(vr + 3 * LANES);
+        a00 = _mm256_fmadd_ps(b0, k0, a00), a10 = _mm256_fmadd_ps(b1, k0, a10);
+        a01 = _mm256_fmadd_ps(b0, k1, a01), a11 = _mm256_fmadd_ps(b1, k1, a11);
+        a02 = _mm256_fmadd_ps(b0, k2, a02), a12 = _mm256_fmadd_ps(b1, k2, a12);
+        a03 = _mm256_fmadd_ps(b0, k3, a03), a13 = _mm256_fmadd_ps(b1, k3, a13);
+    }
+    ACC4_STORE(acc, a00, a01, a02, a03);
+    ACC4_STORE(acc + hd, a10, a11, a12, a13);
+    for (int j = 0; j < 2; j++) pv1_tail32(hd, p + j * SLM_ATTN_BLOCK, nz[j] & ~lead, v, acc + j * hd);
+}
+
+/* The same for 3 rows: 12 accumulators + 3 broadcasts + the V vector = the 16 registers. */
+AVX2_TARGET static inline void pv3_chunk32(int64_t hd, const float *p, const uint64_t *nz, const float *v,
+                                           const float *alpha, float *acc) {
+    const float *p0 = p, *p1 = p + SLM_ATTN_BLOCK, *p2 = p + 2 * SLM_ATTN_BLOCK;
+    __m256 a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23;
+    ACC4_LOAD(acc, alpha[0], a00, a01, a02, a03);
+    ACC4_LOAD(acc + hd, alpha[1], a10, a11, a12, a13);
+    ACC4_LOAD(acc + 2 * hd, alpha[2], a20, a21, a22, a23);
+    const uint64_t all = nz[0] & nz[1] & nz[2], lead = lead_cells(nz, 3);
+    for (uint64_t rest = all & lead; rest; rest &= rest - 1) { /* increasing c */
+        const int c = __builtin_ctzll(rest);
+        const float *vr = v + c * hd;
+        const __m256 b0 = _mm256_set1_ps(p0[c]), b1 = _mm256_set1_ps(p1[c]), b2 = _mm256_set1_ps(p2[c]);
+        __m256 vv = _mm256_loadu_ps(vr + 0 * LANES);
+        a00 = _mm256_fmadd_ps(b0, vv, a00), a10 = _mm256_fmadd_ps(b1, vv, a10), a20 = _mm256_fmadd_ps(b2, vv, a20);
+        vv = _mm256_loadu_ps(vr + 1 * LANES);
+        a01 = _mm256_fmadd_ps(b0, vv, a01), a11 = _mm256_fmadd_ps(b1, vv, a11), a21 = _mm256_fmadd_ps(b2, vv, a21);
+        vv = _mm256_loadu_ps(vr + 2 * LANES);
+        a02 = _mm256_fmadd_ps(b0, vv, a02), a12 = _mm256_fmadd_ps(b1, vv, a12), a22 = _mm256_fmadd_ps(b2, vv, a22);
+        vv = _mm256_loadu_ps(vr + 3 * LANES);
+        a03 = _mm256_fmadd_ps(b0, vv, a03), a13 = _mm256_fmadd_ps(b1, vv, a13), a23 = _mm256_fmadd_ps(b2, vv, a23);
+    }
+    ACC4_STORE(acc, a00, a01, a02, a03);
+    ACC4_STORE(acc + hd, a10, a11, a12, a13);
+    ACC4_STORE(acc + 2 * hd, a20, a21, a22, a23);
+    for (int j = 0; j < 3; j++) pv1_tail32(hd, p + j * SLM_ATTN_BLOCK, nz[j] & ~lead, v, acc + j * hd);
+}
+
+/* One row over all its dimensions: 64 at a time, then 8. */
+AVX2_TARGET static inline void pv1(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
     int64_t d = 0;
-    for (; d + SLM_ATTN_BLOCK <= hd; d += SLM_ATTN_BLOCK) pv_chunk64(hd, p, v + d, alpha, acc + d);
-    for (; d < hd; d += LANES) pv_chunk8(hd, p, v + d, alpha, acc + d);
+    for (; d + SLM_ATTN_BLOCK <= hd; d += SLM_ATTN_BLOCK) pv1_chunk64(hd, p, v + d, alpha, acc + d);
+    for (; d < hd; d += LANES) pv1_chunk8(hd, p, v + d, alpha, acc + d);
+}
+
+#define PV_CHUNK 32 /* dimensions pv2/pv3 keep in registers */
+
+AVX2_TARGET static void pv(int nr, int64_t hd, const float *p, const float *v, const float *alpha, float *acc) {
+    /* passes of 3, 2 or 1 rows over v, as in scores; 2 and 3 rows 32 dimensions at a time,
+     * the dimensions past the last multiple of 32 row by row */
+    for (int i = 0, n; i < nr; i += n) {
+        n = rows_in_pass(nr - i);
+        const float *pi = p + i * SLM_ATTN_BLOCK;
+        float *ai = acc + i * hd;
+        if (n == 1) {
+            pv1(hd, pi, v, alpha[i], ai);
+            continue;
+        }
+        uint64_t nz[3];
+        for (int j = 0; j < n; j++) nz[j] = nonzero_cells(pi + j * SLM_ATTN_BLOCK);
+        int64_t d = 0;
+        for (; d + PV_CHUNK <= hd; d += PV_CHUNK) {
+            if (n == 3)
+                pv3_chunk32(hd, pi, nz, v + d, alpha + i, ai + d);
+            else
+                pv2_chunk32(hd, pi, nz, v + d, alpha + i, ai + d);
+        }
+        for (; d < hd; d += LANES)
+            for (int j = 0; j < n; j++) pv1_chunk8(hd, pi + j * SLM_ATTN_BLOCK, v + d, alpha[i + j], ai + j * hd + d);
+    }
 }
 
 static const slm_attn_kern kern_avx2 = {

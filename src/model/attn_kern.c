@@ -27,9 +27,9 @@ static void load_v_f16(const uint16_t *const *rows, int nc, int64_t hd, float *v
         for (int64_t d = 0; d < hd; d++) v[c * hd + d] = rows[c] ? slm_f16_to_f32(rows[c][d]) : 0.0f;
 }
 
-/* ---- one query row against a block ----------------------------------------------------------- */
+/* ---- query rows against a block (one by one: the specification) --------------------------------- */
 
-static float scores(int64_t hd, const float *q, const float *kt, uint64_t vis, float *s) {
+static float scores_row(int64_t hd, const float *q, const float *kt, uint64_t vis, float *s) {
     /* s[BLOCK] = q[hd] . kt[hd][BLOCK], -inf where vis has no bit */
     for (int c = 0; c < SLM_ATTN_BLOCK; c++) s[c] = 0.0f;
     for (int64_t d = 0; d < hd; d++)
@@ -42,6 +42,11 @@ static float scores(int64_t hd, const float *q, const float *kt, uint64_t vis, f
     return max;
 }
 
+static void scores(int nr, int64_t hd, const float *q, const float *kt, const uint64_t *vis, float *s, float *max) {
+    /* rows one by one */
+    for (int i = 0; i < nr; i++) max[i] = scores_row(hd, q + i * hd, kt, vis[i], s + i * SLM_ATTN_BLOCK);
+}
+
 static float exp_sum(float *s, float m) {
     float sum = 0.0f;
     for (int c = 0; c < SLM_ATTN_BLOCK; c++) {
@@ -51,7 +56,7 @@ static float exp_sum(float *s, float m) {
     return sum;
 }
 
-static void pv(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
+static void pv_row(int64_t hd, const float *p, const float *v, float alpha, float *acc) {
     /* acc[hd] = acc * alpha + p[BLOCK] . v[BLOCK][hd] */
     if (alpha != 1.0f)
         for (int64_t d = 0; d < hd; d++) acc[d] *= alpha;
@@ -59,6 +64,10 @@ static void pv(int64_t hd, const float *p, const float *v, float alpha, float *a
         if (p[c] == 0.0f) continue;
         for (int64_t d = 0; d < hd; d++) acc[d] += p[c] * v[c * hd + d];
     }
+}
+
+static void pv(int nr, int64_t hd, const float *p, const float *v, const float *alpha, float *acc) {
+    for (int i = 0; i < nr; i++) pv_row(hd, p + i * SLM_ATTN_BLOCK, v, alpha[i], acc + i * hd);
 }
 
 const slm_attn_kern slm_attn_kern_scalar = {

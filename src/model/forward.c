@@ -27,6 +27,7 @@
  * within a named tolerance of the scalar specification, bit-identical conversions).
  * Thread-safety: a slm_fwd belongs to one context. Non-goals: graph scheduling.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -47,6 +48,19 @@
  * a decode step a barrier and a thread left idle while the other converts cost more (1-4
  * us) than a second copy of a row of n_embd or n_ff values (0.3-1 us). */
 #define REPL_MAX_TOKENS 4
+
+/* Above REPL_MAX_TOKENS each thread first takes a fixed share of 3/4 of a product's 8-row
+ * units (one kernel call: the packed kernels fill an activation table per call, which costs
+ * ~3% of a prompt when a product is cut into 16 calls), then the last quarter is cut into
+ * 4 chunks per thread that the threads claim in turn (mm_rows): a step ends when the work
+ * ends, not when the slower thread's fixed half does, within 1/32 of the product. A claim is
+ * one atomic add against 0.1-5 ms of work. For decoding, fixed halves measured better. */
+#define CLAIM_FIXED_QUARTERS 3
+#define CLAIM_CHUNKS_PER_THREAD 4
+
+/* Steps per layer that claim work (products q k v, Wo, gate up, Wdown; attention's tiles),
+ * plus the logits. */
+#define CLAIMS_PER_LAYER 5
 
 /* ---- scratch ---------------------------------------------------------------------------- */
 
@@ -84,6 +98,7 @@ struct slm_fwd {
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
     int n_threads;       /* threads the scratch is sized for */
     fwd_rows *own;       /* [n_threads] each thread's replicated rows, owned (thread 0: g only) */
+    atomic_int *claims;  /* [n_layer * CLAIMS_PER_LAYER + 1] next chunk / tile of each claimed step, owned */
     size_t bytes;        /* total of the buffers above */
 };
 
@@ -147,6 +162,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     f->emb_stride = m->tok_embd.packed ? SLM_QUANT_PACK_ROWS * m->tok_embd.row_bytes : 0;
     f->emb = f->emb_stride ? alloc_array((size_t)n_threads, f->emb_stride, 1) : NULL;
     f->own = slm_calloc((size_t)n_threads, sizeof *f->own);
+    f->claims = alloc_array((size_t)hp->n_layer * CLAIMS_PER_LAYER + 1, 1, sizeof *f->claims);
     bool own_ok = f->own != NULL;
     for (int i = 0; own_ok && i < n_threads; i++) {
         fwd_rows *r = &f->own[i];
@@ -160,7 +176,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         own_ok = r->g && (i == 0 || (r->x && r->h && r->act));
     }
     if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act ||
-        !own_ok || (f->emb_stride && !f->emb)) {
+        !f->claims || !own_ok || (f->emb_stride && !f->emb)) {
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
@@ -187,6 +203,7 @@ void slm_fwd_destroy(slm_fwd *f) {
     for (int i = 0; f->own && i < f->n_threads; i++)
         slm_free(f->own[i].x), slm_free(f->own[i].h), slm_free(f->own[i].g), slm_free(f->own[i].act);
     slm_free(f->own);
+    slm_free(f->claims);
     slm_attn_destroy(f->attn);
     slm_free(f);
 }
@@ -279,15 +296,11 @@ static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1)
     }
 }
 
-/* This thread's share of the output rows of all the step's matrices, taken as one list of
- * units of 8 rows (a packed group; a matrix's last unit may be short), so both threads get
- * the same count whatever the shapes and every share starts on a group. */
-static void mm_rows(const mm_step *s, int32_t n, int ith, int nth) {
+/* Units [u0, u1) of the step's list of units of 8 output rows (a packed group; a
+ * matrix's last unit may be short), all its matrices' units one after the other. */
+static void mm_units(const mm_step *s, int32_t n, int64_t u0, int64_t u1) {
     const int64_t U = SLM_QUANT_PACK_ROWS;
-    int64_t total = 0;
-    for (int i = 0; i < s->count; i++) total += (s->w[i]->n_out + U - 1) / U;
-    int64_t u0, u1, base = 0;
-    slm_pool_range(total, ith, nth, &u0, &u1);
+    int64_t base = 0;
     for (int i = 0; i < s->count; i++) {
         const slm_mat *w = s->w[i];
         const int64_t units = (w->n_out + U - 1) / U;
@@ -304,6 +317,31 @@ static void mm_rows(const mm_step *s, int32_t n, int ith, int nth) {
     }
 }
 
+/* This thread's share of the output rows of all the step's matrices, in units of 8 rows so
+ * that every share starts on a group. claim NULL: a fixed share (both threads the same
+ * count whatever the shapes); else a fixed share of the first CLAIM_FIXED_QUARTERS and
+ * chunks of the rest claimed from *claim, which starts at 0. */
+static void mm_rows(const mm_step *s, int32_t n, int ith, int nth, atomic_int *claim) {
+    const int64_t U = SLM_QUANT_PACK_ROWS;
+    int64_t total = 0;
+    for (int i = 0; i < s->count; i++) total += (s->w[i]->n_out + U - 1) / U;
+    const int64_t fixed = claim ? total * CLAIM_FIXED_QUARTERS / 4 : total;
+    int64_t u0, u1;
+    slm_pool_range(fixed, ith, nth, &u0, &u1);
+    mm_units(s, n, u0, u1);
+    if (!claim) return;
+    const int64_t rest = total - fixed, max_chunks = (int64_t)nth * CLAIM_CHUNKS_PER_THREAD;
+    const int64_t chunks = rest < max_chunks ? rest : max_chunks;
+    for (int64_t c; (c = atomic_fetch_add_explicit(claim, 1, memory_order_relaxed)) < chunks;)
+        mm_units(s, n, fixed + c * rest / chunks, fixed + (c + 1) * rest / chunks);
+}
+
+/* The claim counter of step k (0..CLAIMS_PER_LAYER - 1) of layer il (n_layer: the
+ * logits), or NULL for a fixed share (replicated decode steps). */
+static atomic_int *claim_of(const pass *p, bool repl, int32_t il, int k) {
+    return repl ? NULL : &p->f->claims[(size_t)il * CLAIMS_PER_LAYER + (size_t)k];
+}
+
 static void add_bias(float *x, const float *b, int64_t width) {
     if (b) slm_ops_add(x, b, width);
 }
@@ -313,11 +351,11 @@ static void add_bias(float *x, const float *b, int64_t width) {
 static void norm_convert(const pass *p, const fwd_rows *r, bool add, const float *w, const mm_step *s, int64_t t0,
                          int64_t t1) {
     const int64_t e = p->m->hp.n_embd;
-    for (int64_t t = t0; t < t1; t++) {
+    for (int64_t t = t0; t < t1; t++) { /* a row at a time: converted while in L1 */
         if (add) slm_ops_add(r->x + t * e, p->f->y + t * e, e);
         slm_ops_rmsnorm(r->h + t * e, r->x + t * e, w, e, p->m->hp.rms_eps);
+        mm_convert(s, r->h, t, t + 1);
     }
-    mm_convert(s, r->h, t0, t1);
 }
 
 /* Head i of token t after q, k, v (the items of a token: its n_head query heads, then its
@@ -378,7 +416,8 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     const int64_t heads = (int64_t)hp->n_head + hp->n_head_kv; /* qkv_finish's items per token */
     int64_t h0, h1;
     slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
-    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q, .out = f->att};
+    const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q,
+                                .out = f->att, .claim = claim_of(p, repl, il, 4)};
     if (p->n <= REPL_MAX_TOKENS) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
@@ -386,7 +425,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &qkv, r->h);
     norm_convert(p, r, il > 0, L->attn_norm, &qkv, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&qkv, p->n, ith, nth);
+    mm_rows(&qkv, p->n, ith, nth, claim_of(p, repl, il, 0));
     slm_pool_barrier(p->pool);
     for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
     slm_pool_barrier(p->pool);
@@ -396,7 +435,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &wo, f->att);
     mm_convert(&wo, f->att, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&wo, p->n, ith, nth);
+    mm_rows(&wo, p->n, ith, nth, claim_of(p, repl, il, 1));
     slm_pool_barrier(p->pool);
 
     /* feed-forward block: x += y; h = rmsnorm(x) * ffn_norm; y = (silu(h Wgate) * (h Wup)) Wdown */
@@ -404,14 +443,16 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &gu, r->h);
     norm_convert(p, r, true, L->ffn_norm, &gu, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&gu, p->n, ith, nth);
+    mm_rows(&gu, p->n, ith, nth, claim_of(p, repl, il, 2));
     slm_pool_barrier(p->pool);
     mm_step down = {.count = 1, .w = {&L->down}, .out = {f->y}};
     mm_plan(f, r, &down, r->g);
-    slm_ops_silu_mul(r->g + t0 * ff, f->g + t0 * ff, f->u + t0 * ff, (t1 - t0) * ff);
-    mm_convert(&down, r->g, t0, t1);
+    for (int64_t t = t0; t < t1; t++) { /* a row at a time: it is converted while in L1/L2 */
+        slm_ops_silu_mul(r->g + t * ff, f->g + t * ff, f->u + t * ff, ff);
+        mm_convert(&down, r->g, t, t + 1);
+    }
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&down, p->n, ith, nth);
+    mm_rows(&down, p->n, ith, nth, claim_of(p, repl, il, 3));
     slm_pool_barrier(p->pool);
 }
 
@@ -441,6 +482,12 @@ static void pass_run(void *arg, int ith, int nth) {
     slm_pool_range(p->n, ith, nth, &s0, &s1);
     const int64_t t0 = repl ? 0 : s0, t1 = repl ? p->n : s1;
 
+    /* the steps' claim counters start at 0: thread 0 resets them before the barrier that
+     * precedes the first product (the pool's job start orders them after the last pass) */
+    if (!repl && ith == 0)
+        for (size_t i = 0; i <= (size_t)hp->n_layer * CLAIMS_PER_LAYER; i++)
+            atomic_store_explicit(&f->claims[i], 0, memory_order_relaxed);
+
     /* x = embedding rows (of the tokens this thread normalises next: no barrier); the RoPE
      * tables of every token (read after the q k v barrier) */
     for (int64_t t = t0; t < t1; t++) embed_row(p->m, f, ith, p->tokens[t], r.x + t * e);
@@ -462,7 +509,7 @@ static void pass_run(void *arg, int ith, int nth) {
         slm_ops_rmsnorm(r.h + i * e, r.x + (size_t)p->out_idx[i] * (size_t)e, p->m->out_norm, e, hp->rms_eps);
     if (p->logits) mm_convert(&out, r.h, i0, i1);
     if (!repl) slm_pool_barrier(p->pool);
-    if (p->logits) mm_rows(&out, p->n_out, ith, nth);
+    if (p->logits) mm_rows(&out, p->n_out, ith, nth, claim_of(p, repl, hp->n_layer, 0));
 }
 
 slm_status slm_model_forward(const slm_model *m, slm_fwd *f, slm_kv *kv, slm_pool *pool, int32_t n,

@@ -411,14 +411,40 @@ AVX2_TARGET static inline int block_sum_i8(const int8_t *p) {
     return _mm_cvtsi128_si32(t) - 32 * 128;
 }
 
+/* The table of 8 activation rows (rows x + r * xs) for block ib, at pd / ps + ib * pstride:
+ * scales by one vcvtph2ps; each row's 32 quants summed exactly by maddubs with ones (pairs:
+ * no saturation) and madd, then the 8 rows' 8 partial sums folded by hadd into one vector. */
+AVX2_TARGET static inline void table8(const uint8_t *x, size_t xs, int64_t ib, size_t pstride, float *pd, float *ps,
+                                      float off) {
+    const slm_block_q8_0 *b[8];
+    for (int r = 0; r < 8; r++) b[r] = (const slm_block_q8_0 *)(x + (size_t)r * xs) + ib;
+    const __m128i dh = _mm_setr_epi16((short)b[0]->d, (short)b[1]->d, (short)b[2]->d, (short)b[3]->d, (short)b[4]->d,
+                                      (short)b[5]->d, (short)b[6]->d, (short)b[7]->d);
+    _mm256_storeu_ps(pd + (size_t)ib * pstride, _mm256_cvtph_ps(dh));
+    if (!ps) return;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256i t[8];
+    for (int r = 0; r < 8; r++)
+        t[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)b[r]->qs)), ones16);
+    /* per 128-bit lane: rows 0..3, then 4..7; the two lanes' halves added at the end */
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[4], t[5]), _mm256_hadd_epi32(t[6], t[7]));
+    const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+    _mm256_storeu_ps(ps + (size_t)ib * pstride, _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(off)));
+}
+
 AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb,
-                                           float *pd, float *ps) {
+                                           float *pd, float *ps, float off) {
     const size_t pstride = (size_t)(v1 - v0);
-    for (int64_t v = v0; v < v1; v++) {
+    int64_t v = v0;
+    for (; v + 8 <= v1; v += 8) /* 8 rows at once: one vector store per block */
+        for (int64_t ib = 0; ib < nb; ib++)
+            table8(xq + (size_t)v * xs, xs, ib, pstride, pd + (v - v0), ps ? ps + (v - v0) : NULL, off);
+    for (; v < v1; v++) {
         const slm_block_q8_0 *yb = (const slm_block_q8_0 *)(xq + (size_t)v * xs);
         for (int64_t ib = 0; ib < nb; ib++) {
             pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
-            if (ps) ps[(size_t)ib * pstride + (size_t)(v - v0)] = (float)block_sum_i8(yb[ib].qs);
+            if (ps) ps[(size_t)ib * pstride + (size_t)(v - v0)] = off * (float)block_sum_i8(yb[ib].qs);
         }
     }
 }
@@ -493,7 +519,7 @@ AVX2_TARGET static inline __m256i reduce8_i32(const __m256i p[8]) {
 /* One R x V tile (V = 1, 2 or 4): weight rows w + i * wrb against activation rows
  * x + j * xs, output (i, j) to y[j * ys + i]. pd/ps: the chunk's scale and sum table at
  * this tile's first activation row (entry of block ib, row j at [ib * pstride + j]; the
- * sums as floats, exact).
+ * sums times the weight type's offset, as floats, exact).
  * Output (i, j) is lane k of group g where i * V + j = 8 * g + k. R, V, wk, off_shift and
  * fo are constants at every call, so everything unrolls into registers. */
 AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
@@ -502,7 +528,6 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
     const int off_shift, const int fo) {
     enum { MAXG = TILE_MAX_OUT / 8 };
     const int npairs = R * V, ngroups = (npairs + 7) / 8;
-    const __m256 offv = _mm256_set1_ps((float)(1 << off_shift)); /* exact: 8 or 16 */
     __m256 acc[MAXG];
     for (int g = 0; g < ngroups; g++) acc[g] = _mm256_setzero_ps();
     /* lane k of group g reads row (8g + k) / V of the row scales */
@@ -530,8 +555,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
         const __m256 dx = _mm256_cvtph_ps(dh);
         const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
         /* offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 * 127) */
-        const __m256 corr = wk == WK_OFFSET ? _mm256_mul_ps(rep_load_ps(ps + (size_t)ib * pstride, V), offv)
-                                            : _mm256_setzero_ps();
+        const __m256 corr = wk == WK_OFFSET ? rep_load_ps(ps + (size_t)ib * pstride, V) : _mm256_setzero_ps();
         __m256i qy[GEMM_VECS], xw[TILE_ROWS_TG], axw[TILE_ROWS_TG];
         for (int j = 0; j < V; j++) qy[j] = _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)(x + (size_t)j * xs) + ib)->qs);
         for (int i = 0; i < R; i++) {
@@ -615,7 +639,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, wk == WK_OFFSET ? ps : NULL);
+        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, wk == WK_OFFSET ? ps : NULL, (float)(1 << off_shift));
         const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
         int64_t r = r0;
         if (R == TILE_ROWS_TG) {
@@ -973,6 +997,77 @@ AVX2_TARGET static void act_q8_1(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Q8_K (the K types' activations) as slm_quant_q8_k_from_float (quant_k.c) writes it, byte
+ * for byte: per 256 values max = the first value of the largest |x| (NaNs never win: max_ps
+ * returns its second operand, the running maximum, when the first is NaN), iscale = -127 /
+ * max, q = nearest_int(iscale * x) by the same magic-number addition, at most 127, stored
+ * truncated to 8 bits as the C cast does (packs would saturate the values that
+ * non-finite input produces), bsums of 16 from the stored bytes, d = 1 / iscale. */
+AVX2_TARGET static void act_q8_k(const float *x, void *dst, int64_t n) {
+    slm_block_q8_k *y = dst; /* [n / 256] super-blocks */
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / SLM_QK_K; i++, x += SLM_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < SLM_QK_K / 8; k++) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)), m);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = amax;
+        for (int k = 0; k < SLM_QK_K / 8; k++) { /* the first element of that magnitude */
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (hit) {
+                max = x[8 * k + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 is = _mm256_set1_ps(iscale), magic = _mm256_set1_ps(12582912.f);
+        const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+        const __m256i top = _mm256_set1_epi32(127), low8 = _mm256_set1_epi32(0xff);
+        for (int k = 0; k < SLM_QK_K / 32; k++) {
+            __m256i v[4];
+            for (int j = 0; j < 4; j++) {
+                const __m256 f = _mm256_add_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + 32 * k + 8 * j)), magic);
+                const __m256i r = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(f), mant), half);
+                v[j] = _mm256_and_si256(_mm256_min_epi32(r, top), low8); /* the int8 cast's byte */
+            }
+            /* 0..255 packs unchanged; packs work per 128-bit lane: one permute restores order */
+            const __m256i w = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
+            const __m256i q = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * k), q);
+            /* sums of 16: psadbw of the bytes + 128, 8 per 64-bit lane */
+            const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+            const __m256i s2 = _mm256_add_epi64(sad, _mm256_shuffle_epi32(sad, 0x4E));
+            y[i].bsums[2 * k] = (int16_t)(_mm256_extract_epi32(s2, 0) - 16 * 128);
+            y[i].bsums[2 * k + 1] = (int16_t)(_mm256_extract_epi32(s2, 4) - 16 * 128);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* F16 rows (the KV cache's stores): vcvtps2ph rounding to nearest even, as slm_quant_f2h;
+ * NaNs then become 0x7E00 with their sign, as there (the instruction keeps payload bits). */
+AVX2_TARGET static void from_float_f16(const float *x, void *dst, int64_t n) {
+    uint16_t *y = dst; /* [n] binary16 bits */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+        const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_castps_si256(nan)),
+                                              _mm256_extracti128_si256(_mm256_castps_si256(nan), 1));
+        const __m128i fixed = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16((short)0x8000)), _mm_set1_epi16(0x7E00));
+        _mm_storeu_si128((__m128i *)(y + i), _mm_blendv_epi8(h, fixed, nan16));
+    }
+    for (; i < n; i++) y[i] = slm_quant_f2h(x[i]);
+}
+
 /* ---- the set ------------------------------------------------------------------------------- */
 
 const slm_quant_kernel_set slm_quant_kernels_avx2 = {
@@ -1008,9 +1103,13 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_F32] = axpy_f32,
         [SLM_TYPE_F16] = axpy_f16,
     },
+    .from_float = {
+        [SLM_TYPE_F16] = from_float_f16,
+    },
     .act = {
         [SLM_TYPE_Q8_0] = act_q8_0,
         [SLM_TYPE_Q8_1] = act_q8_1,
+        [SLM_TYPE_Q8_K] = act_q8_k,
     },
     .pack = {
         [SLM_TYPE_Q8_0] = slm_quant_pack_q8_0_avx2,

@@ -26,9 +26,10 @@ extern const slm_quant_kernel_set slm_quant_kernels_avx2;
 /* The per-chunk activation table of the Q8_0-activation tiles (kernels_avx2.c, shared with
  * pack_avx2.c): for rows v in [v0, v1) of xq (row v at xq + v * xs, Q8_0 blocks) and blocks
  * b < nb, entry b * (v1 - v0) + (v - v0) of pd is the block's scale as a float and, when ps
- * is not NULL, that of ps the exact sum of its 32 quants. */
+ * is not NULL, that of ps the exact sum of its 32 quants times off (a weight type's offset,
+ * 8 or 16: a power of two, so the product is exact and the tiles subtract it as it is). */
 void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb, float *pd,
-                               float *ps);
+                               float *ps, float off);
 
 /* The packed layouts of the AVX2 set (pack_avx2.c, pack_avx2_k.c), one line per kernel. */
 #define SLM_QUANT_PACKED_DECL(name)                                                                    \

@@ -25,9 +25,13 @@
  * Tiles: 8 rows x 4 activation rows for prompts (then 2 and 1), 8 x 1 for decoding; the
  * group's blocks are one linear stream, prefetched PACK_PF blocks ahead. Activation scales
  * and block sums are converted once per chunk of activation rows into a table.
- * Q5_0's 4 bytes of high bits are piece 0 of its block (each row's in one dword), its
- * nibbles pieces 1..4; values 0..31 (offset 16) let int16 hold 4 vectors' sums, so it
- * takes two madds per block.
+ * Q5_0's 4 bytes of fifth bits are piece 0 of its block, regrouped so that byte t of a
+ * row's dword holds in bit k the bit of element 4k + t (q5_bits): quant vector k's fifth
+ * bits are then one shift and one mask away; its nibbles are pieces 1..4. Values 0..31
+ * (offset 16) let int16 hold 4 vectors' sums, so it takes two madds per block.
+ * The tiles loop over the block's pieces outside and the activation rows inside, so the
+ * int16 sums, int32 sums and float accumulators of 4 rows stay in the 16 registers (with
+ * the 8 decoded vectors held instead, GCC spilled the accumulators).
  * Thread-safety: pure functions. Non-goals: Q4_1/Q5_1 (Q8_1 activations, rare in current
  * files); K types are pack_avx2_k.c.
  */
@@ -36,6 +40,7 @@
 #if SLM_QUANT_HAVE_AVX2
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -60,8 +65,25 @@
 
 /* ---- layout ---------------------------------------------------------------------------- */
 
-/* Pack / unpack the groups of a type whose block is an f16 scale then bs - 2 quant bytes. */
-static void pack_dq(const void *rows, size_t row_bytes, int64_t n, void *group, size_t bs) {
+/* Q5_0's 32 fifth bits of one row (bit j = element j, little-endian) regrouped for the tile:
+ * byte t, bit k = element 4k + t, so that bit k of every byte lane belongs to quant vector k
+ * (q5_high). to_lanes and from_lanes are inverse permutations of the 32 bits. */
+static void q5_bits(const uint8_t in[4], uint8_t out[4], bool to_lanes) {
+    uint32_t v = (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24, o = 0;
+    for (int t = 0; t < 4; t++)
+        for (int k = 0; k < 8; k++) {
+            const int lane_bit = 8 * t + k, elem_bit = 4 * k + t;
+            if (to_lanes)
+                o |= (v >> elem_bit & 1u) << lane_bit;
+            else
+                o |= (v >> lane_bit & 1u) << elem_bit;
+        }
+    for (int i = 0; i < 4; i++) out[i] = (uint8_t)(o >> 8 * i);
+}
+
+/* Pack / unpack the groups of a type whose block is an f16 scale then bs - 2 quant bytes
+ * (for Q5_0, q5 is set: the first piece, its fifth bits, is regrouped by q5_bits). */
+static void pack_dq(const void *rows, size_t row_bytes, int64_t n, void *group, size_t bs, bool q5) {
     const int64_t nb = n / SLM_QK8_0;
     const size_t nq = bs - sizeof(uint16_t);
     for (int64_t b = 0; b < nb; b++) {
@@ -71,11 +93,12 @@ static void pack_dq(const void *rows, size_t row_bytes, int64_t n, void *group, 
             memcpy(o + 2 * r, blk, 2);
             for (size_t c = 0; c < nq / PACK_PIECE; c++)
                 memcpy(o + PACK_SCALES + 32 * c + PACK_PIECE * (size_t)r, blk + 2 + PACK_PIECE * c, PACK_PIECE);
+            if (q5) q5_bits(blk + 2, o + PACK_SCALES + PACK_PIECE * (size_t)r, true);
         }
     }
 }
 
-static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes, size_t bs) {
+static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes, size_t bs, bool q5) {
     const int64_t nb = n / SLM_QK8_0;
     const size_t nq = bs - sizeof(uint16_t);
     for (int64_t b = 0; b < nb; b++) {
@@ -85,6 +108,7 @@ static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes
             memcpy(blk, o + 2 * r, 2);
             for (size_t c = 0; c < nq / PACK_PIECE; c++)
                 memcpy(blk + 2 + PACK_PIECE * c, o + PACK_SCALES + 32 * c + PACK_PIECE * (size_t)r, PACK_PIECE);
+            if (q5) q5_bits(o + PACK_SCALES + PACK_PIECE * (size_t)r, blk + 2, false);
         }
     }
 }
@@ -93,17 +117,12 @@ static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes
 
 enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2, PK_Q5_0 = 3 };
 
-/* Q5_0's fifth bits of elements e .. e + 3 (e a multiple of 4) of the 8 rows as 0x10 in the
- * bytes of a quant vector: qh holds row r's 32 bits in dword r; byte e / 8 of each dword is
- * spread over the dword's 4 bytes, and byte t keeps bit e % 8 + t. */
-AVX2_TARGET static inline __m256i q5_high(__m256i qh, int e) {
-    const int k = e / 8;
-    const __m256i spread = _mm256_setr_epi8(k, k, k, k, 4 + k, 4 + k, 4 + k, 4 + k, 8 + k, 8 + k, 8 + k, 8 + k, 12 + k,
-                                            12 + k, 12 + k, 12 + k, k, k, k, k, 4 + k, 4 + k, 4 + k, 4 + k, 8 + k, 8 + k,
-                                            8 + k, 8 + k, 12 + k, 12 + k, 12 + k, 12 + k);
-    const __m256i bits = e % 8 ? _mm256_set1_epi32(0x80402010) : _mm256_set1_epi32(0x08040201);
-    const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread), bits);
-    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bits), _mm256_set1_epi8(0x10));
+/* Q5_0's fifth bits of vector k (elements 4k .. 4k + 3 of the 8 rows) as 0x10 in each byte:
+ * bit k of byte lane i of the group's high-bit piece (see pack_q5_0) moved to bit 4. A 16-bit
+ * shift is enough: the bits it carries across a byte boundary land below or above bit 4. */
+AVX2_TARGET static inline __m256i q5_high(__m256i qh, int k) {
+    const __m256i hb = k < 4 ? _mm256_slli_epi16(qh, 4 - k) : k > 4 ? _mm256_srli_epi16(qh, k - 4) : qh;
+    return _mm256_and_si256(hb, _mm256_set1_epi8(0x10));
 }
 
 /* The 4 activation bytes at p in every lane. */
@@ -142,34 +161,35 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
         const int8_t *a[PACK_V];
         for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
         __m256i tot[PACK_V];
-        if (kind == PK_Q4_0) { /* the 8 vectors once, then one activation row at a time (no spills) */
-            __m256i w[8];
+        if (kind == PK_Q4_0) { /* piece c: low nibbles = elements 4c.., high = 16 + 4c.., of all 8 rows */
+            __m256i s16[PACK_V];
             for (int c = 0; c < 4; c++) {
                 const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
-                w[c] = _mm256_and_si256(raw, m4);
-                w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                for (int j = 0; j < V; j++) {
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a[j] + 4 * c)),
+                                                       _mm256_maddubs_epi16(hi, bcast4(a[j] + 16 + 4 * c)));
+                    s16[j] = c == 0 ? p : _mm256_add_epi16(s16[j], p);
+                }
             }
-            for (int j = 0; j < V; j++) {
-                __m256i s16 = _mm256_maddubs_epi16(w[0], bcast4(a[j]));
-                for (int k = 1; k < 8; k++) /* element offset of vector k: 4k, then 16 + 4(k - 4) = 4k */
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[k], bcast4(a[j] + 4 * k)));
-                tot[j] = _mm256_madd_epi16(s16, ones);
-            }
-        } else if (kind == PK_Q5_0) { /* piece 0 is qh; values 0..31: int16 holds 4 vectors' sums */
+            for (int j = 0; j < V; j++) tot[j] = _mm256_madd_epi16(s16[j], ones);
+        } else if (kind == PK_Q5_0) { /* values 0..31: int16 holds 4 vectors' sums, so a madd per 2 pieces */
             const __m256i qh = _mm256_loadu_si256((const __m256i *)q);
-            __m256i w[8];
+            __m256i s16[PACK_V];
             for (int c = 0; c < 4; c++) {
                 const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 + 32 * c));
-                w[c] = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, 4 * c));
-                w[c + 4] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, 16 + 4 * c));
-            }
-            for (int j = 0; j < V; j++) {
-                __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(a[j])), hi = _mm256_maddubs_epi16(w[4], bcast4(a[j] + 16));
-                for (int k = 1; k < 4; k++) {
-                    lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(a[j] + 4 * k)));
-                    hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k + 4], bcast4(a[j] + 16 + 4 * k)));
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, c));
+                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, c + 4));
+                for (int j = 0; j < V; j++) {
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a[j] + 4 * c)),
+                                                       _mm256_maddubs_epi16(hi, bcast4(a[j] + 16 + 4 * c)));
+                    if (c % 2 == 0) {
+                        s16[j] = p;
+                    } else {
+                        const __m256i m = _mm256_madd_epi16(_mm256_add_epi16(s16[j], p), ones);
+                        tot[j] = c == 1 ? m : _mm256_add_epi32(tot[j], m);
+                    }
                 }
-                tot[j] = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
             }
         } else {
             for (int j = 0; j < V; j++) tot[j] = _mm256_setzero_si256();
@@ -190,13 +210,13 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
             }
         }
         for (int j = 0; j < V; j++) {
-            const __m256 dy = _mm256_set1_ps(pd[(size_t)b * pstride + (size_t)j]);
+            const __m256 dy = _mm256_broadcast_ss(pd + (size_t)b * pstride + (size_t)j);
             __m256 c = _mm256_cvtepi32_ps(tot[j]), t;
-            if (kind == PK_Q4_0) { /* exact: |8 x sum| <= 8 x 32 x 127; then (sum * dx) * dy */
-                c = _mm256_sub_ps(c, _mm256_set1_ps(8.0f * ps[(size_t)b * pstride + (size_t)j]));
+            if (kind == PK_Q4_0) { /* ps holds 8 x the sum, exact (<= 8 x 32 x 127); then (sum * dx) * dy */
+                c = _mm256_sub_ps(c, _mm256_broadcast_ss(ps + (size_t)b * pstride + (size_t)j));
                 t = _mm256_mul_ps(_mm256_mul_ps(c, dx), dy);
-            } else if (kind == PK_Q5_0) { /* offset 16, then sum * (dx * dy) */
-                c = _mm256_sub_ps(c, _mm256_set1_ps(16.0f * ps[(size_t)b * pstride + (size_t)j]));
+            } else if (kind == PK_Q5_0) { /* ps holds 16 x the sum; then sum * (dx * dy) */
+                c = _mm256_sub_ps(c, _mm256_broadcast_ss(ps + (size_t)b * pstride + (size_t)j));
                 t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
             } else { /* sum * (dx * dy) */
                 t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
@@ -221,7 +241,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(i
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, kind == PK_Q4_0 || kind == PK_Q5_0 ? ps : NULL);
+        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, kind == PK_Q4_0 || kind == PK_Q5_0 ? ps : NULL,
+                                  kind == PK_Q4_0 ? 8.0f : 16.0f);
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
             float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
@@ -240,10 +261,10 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(i
 
 #define PACKED_KERNELS(name, blk, kind)                                                                            \
     void slm_quant_pack_##name##_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {                \
-        pack_dq(rows, row_bytes, n, group, sizeof(blk));                                                           \
+        pack_dq(rows, row_bytes, n, group, sizeof(blk), kind == PK_Q5_0);                                                           \
     }                                                                                                              \
     void slm_quant_unpack_##name##_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {              \
-        unpack_dq(group, n, rows, row_bytes, sizeof(blk));                                                         \
+        unpack_dq(group, n, rows, row_bytes, sizeof(blk), kind == PK_Q5_0);                                                         \
     }                                                                                                              \
     AVX2_TARGET void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
                                                          int64_t g1, const void *xq, size_t xs, int64_t n_vec,     \
