@@ -7,8 +7,9 @@
 # JSON object; an output cut by max_tokens is "length"; an unsupported schema keyword and a
 # malformed response_format are 400s in OpenAI's shape with param "response_format". The
 # "grammar" (GBNF) and "regex" fields constrain chat and completions the same way (outputs
-# that ended "stop" match them); syntax errors, unsupported constructs and combined
-# constraints are 400s naming the field.
+# that ended "stop" match them), as do llama-server's top-level "json_schema" and vLLM's
+# "guided_json" (object or text) and "guided_regex"; syntax errors, unsupported constructs,
+# combined constraints and vLLM's guided_choice are 400s naming the field.
 set -euo pipefail
 source "$(dirname "$0")/server_common.bash"
 SRC=${SLMESH_SOURCE_DIR:-$(dirname "$0")/..}
@@ -58,6 +59,20 @@ for seed in 1 2 3; do
     [ "$st" = 200 ] || fail "completions json_schema: $st $(head -c 300 "$WORK/out")"
     record "$WORK/s2.json"
 done
+
+# ---- llama-server's top-level json_schema, vLLM's guided_json (object or JSON text) ----
+for field in json_schema guided_json guided_json_text; do
+    case $field in
+    guided_json_text) kv="\"guided_json\":$(jq -Rn --arg s "$SCHEMA" '$s')" ;;
+    *) kv="\"$field\":$SCHEMA" ;;
+    esac
+    st=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"A person\"}],$kv,\"temperature\":1.5,\"seed\":5,\"n\":2,\"max_tokens\":96}")
+    [ "$st" = 200 ] || fail "chat $field: $st $(head -c 300 "$WORK/out")"
+    record "$WORK/s1.json"
+done
+st=$(post /v1/completions '{"prompt":"x","guided_regex":"(yes|no)!","temperature":1.5,"seed":2,"max_tokens":8}')
+[ "$st" = 200 ] || fail "guided_regex: $st $(head -c 300 "$WORK/out")"
+jq -je '.choices[0].text' "$WORK/out" | grep -Eqx '(yes|no)!' || fail "guided_regex output: $(cat "$WORK/out")"
 
 # ---- streaming gives the same content and finish_reason as the same seed without it ----
 body="{\"messages\":[{\"role\":\"user\",\"content\":\"JSON\"}],\"response_format\":$RF1,\"temperature\":1.5,\"seed\":4,\"max_tokens\":96}"
@@ -139,6 +154,11 @@ expect_400 "{$M,\"grammar\":7}" "'grammar' must be a string" grammar
 expect_400 "{$M,\"regex\":\"(?!x)a\"}" "regex" regex
 expect_400 "{$M,\"regex\":\"a\",\"grammar\":\"root ::= \\\"a\\\"\"}" "'regex' cannot be combined with 'grammar'" regex
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"regex\":\"a\"}" "cannot be combined with 'response_format'" regex
+expect_400 "{$M,\"json_schema\":$SCHEMA,\"regex\":\"a\"}" "'json_schema' cannot be combined with 'regex'" json_schema
+expect_400 "{$M,\"json_schema\":\"{}\"}" "must be a JSON Schema object" json_schema
+expect_400 "{$M,\"guided_json\":\"{not json\"}" "guided_json: schema JSON" guided_json
+expect_400 "{$M,\"guided_json\":{\"allOf\":[]}}" "'allOf'" guided_json
+expect_400 "{$M,\"guided_choice\":[\"a\",\"b\"]}" "'guided_choice' is not supported" guided_choice
 [ "$(post /v1/completions '{"prompt":"x","grammar":"","regex":null,"max_tokens":2}')" = 200 ] || fail "empty grammar is none"
 [ "$(post /v1/completions "{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"not\":{}}}}}")" = 400 ] ||
     fail "completions: unsupported keyword accepted"

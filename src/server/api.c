@@ -3,8 +3,9 @@
  * /v1/completions and /v1/embeddings. Each handler validates every field it reads (type,
  * range, named limits) and answers 400 naming the parameter; fields that would change the
  * meaning of a request and that slmesh does not implement (tools, logit_bias, ...) are
- * refused rather than ignored. response_format json_object / json_schema, or a "grammar"
- * (GBNF) or "regex" field, becomes a grammar (compiled once per distinct text in the
+ * refused rather than ignored. response_format json_object / json_schema, or one of the
+ * llama-server / vLLM fields ("grammar", "regex", "json_schema", "guided_regex",
+ * "guided_json"), becomes a grammar (compiled once per distinct text in the
  * server's grammar cache; a schema keyword the grammar module cannot enforce, or a syntax
  * error, is a 400 naming it) that every choice's scheduler request carries. Then it holds
  * the model, tokenizes, submits one scheduler request per choice and either waits (JSON) or
@@ -142,8 +143,9 @@ typedef struct gen_opts {
 
 /* Fields that change what a request means and that slmesh does not do. */
 static bool refuse_unsupported(json_t *body, slm_server_reply *rep) {
-    static const char *const fields[] = {"tools", "tool_choice", "functions", "function_call", "logit_bias",
-                                         "suffix", "audio", "prediction"};
+    static const char *const fields[] = {"tools",      "tool_choice", "functions",     "function_call",
+                                         "logit_bias", "suffix",      "audio",         "prediction",
+                                         "guided_choice", "guided_grammar"}; /* vLLM's: use regex / grammar */
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) { /* null, [] and {} mean "none" */
         json_t *v = json_object_get(body, fields[i]);
         if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0) &&
@@ -201,24 +203,49 @@ static bool parse_response_format(slm_grammar_cache *gc, json_t *body, gen_opts 
     return true;
 }
 
-/* llama-server's "grammar" (GBNF text) and "regex" (the whole output must match; vLLM's
- * guided_regex), compiled through the same cache as response_format and exclusive with it
- * and with each other. null or "" means none (llama-server's default grammar is ""). */
+/* The other ways clients ask for a grammar, compiled through the same cache as
+ * response_format and exclusive with it and with each other: llama-server's "grammar"
+ * (GBNF text), "regex" (the whole output must match) and top-level "json_schema" (a schema
+ * object); vLLM's "guided_regex" and "guided_json" (a schema object or its JSON text).
+ * null and "" mean none (llama-server's default grammar is ""). */
 static bool parse_grammar_fields(slm_grammar_cache *gc, json_t *body, gen_opts *o, slm_server_reply *rep) {
     static const struct {
         const char *field;
         slm_grammar_kind kind;
-    } f[] = {{"grammar", SLM_GRAMMAR_GBNF}, {"regex", SLM_GRAMMAR_REGEX}};
+    } f[] = {{"grammar", SLM_GRAMMAR_GBNF},
+             {"regex", SLM_GRAMMAR_REGEX},
+             {"guided_regex", SLM_GRAMMAR_REGEX},
+             {"json_schema", SLM_GRAMMAR_JSON_SCHEMA},
+             {"guided_json", SLM_GRAMMAR_JSON_SCHEMA}};
     const char *by = o->gen.grammar ? RF : NULL; /* the field that set the grammar */
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         json_t *v = json_object_get(body, f[i].field);
         if (!v || json_is_null(v)) continue;
-        if (!json_is_string(v)) return BAD(rep, f[i].field, "'%s' must be a string", f[i].field), false;
-        if (json_string_length(v) == 0) continue;
-        if (by) return BAD(rep, f[i].field, "'%s' cannot be combined with '%s'", f[i].field, by), false;
+        const bool schema = f[i].kind == SLM_GRAMMAR_JSON_SCHEMA;
+        char *dumped = NULL; /* owned: a schema object's compact text (member order kept) */
+        const char *text;
+        size_t len;
+        if (json_is_string(v)) {
+            text = json_string_value(v), len = json_string_length(v);
+            if (len == 0) continue;
+            if (!strcmp(f[i].field, "json_schema"))
+                return BAD(rep, f[i].field, "'json_schema' must be a JSON Schema object"), false;
+        } else if (schema && json_is_object(v)) {
+            if (!(dumped = json_dumps(v, JSON_COMPACT)))
+                return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
+            text = dumped, len = strlen(dumped);
+        } else {
+            return BAD(rep, f[i].field, "'%s' must be %s", f[i].field,
+                       schema ? "a JSON Schema object" : "a string"),
+                   false;
+        }
+        if (by) {
+            free(dumped);
+            return BAD(rep, f[i].field, "'%s' cannot be combined with '%s'", f[i].field, by), false;
+        }
         char err[SLM_ERR_LEN] = "";
-        slm_status st = slm_grammar_cache_get(gc, f[i].kind, json_string_value(v), json_string_length(v), &o->gen.grammar,
-                                              NULL, err);
+        slm_status st = slm_grammar_cache_get(gc, f[i].kind, text, len, &o->gen.grammar, NULL, err);
+        free(dumped);
         if (st == SLM_ERR_NOMEM) return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
         if (st) return BAD(rep, f[i].field, "%s: %s", f[i].field, err), false;
         by = f[i].field;
