@@ -26,15 +26,13 @@
  * weights are not rounded to F16 before multiplying V; both only add precision (the
  * reference's F32-KV variant is within the acceptance tolerances, and so is this).
  *
- * Work split: with enough tiles, whole tiles go to the threads longest first (from the last
- * tile, whose tokens see the most cells): claimed from the caller's counter when it passes
- * one (forward.c does: a thread takes the next tile when it is free, so the step ends
- * together even when the estimate or the cores disagree: the wait after attention in a
- * SmolLM2 prompt was ~2% of the time with the estimate), else each to the thread with the least
- * estimated work so far: for 2 threads, a 512-token prompt in 21-token tiles is split
- * 50.1/49.9 instead of round-robin's 50.5/49.5, a 100-token one 51/49 instead of 56/44;
- * with few tiles (decode, small batches), the (tile, KV head, query head) rows are cut into
- * contiguous ranges.
+ * Work split: with enough tiles, whole tiles. The forward pass passes a counter: the tiles
+ * are claimed from it longest first (from the last tile, whose tokens see the most cells),
+ * a thread taking the next one when it is free, so the step ends together whatever the
+ * cores do (a split of estimated work left ~2% of a SmolLM2 prompt waiting after
+ * attention). Without one (tests, benchmarks), tiles go round-robin. With few tiles
+ * (decode, small batches), the (tile, KV head, query head) rows are cut into contiguous
+ * ranges.
  * Scratch per thread: one block of K and V in f32, the tile's scaled queries, accumulators,
  * maxima and sums, the scores of a block for every row of the tile, and the tile's cell
  * list. Per block, the kernels take a run of rows at a time (scores for all, then pv for
@@ -359,14 +357,6 @@ static void run_tokens(const slm_attn_args *g, const slm_attn_kern *kern, attn_w
 
 /* ---- the work split -------------------------------------------------------------------------- */
 
-/* The work of tokens [t0, t0 + nt) estimated as the cells they see if each sees its
- * position + 1 (a causal prompt's rows cost more the later they come). */
-static int64_t tile_cost(const slm_attn_args *g, int32_t t0, int32_t nt) {
-    int64_t cost = 0;
-    for (int32_t i = t0; i < t0 + nt; i++) cost += (int64_t)(g->pos[i] > 0 ? g->pos[i] : 0) + 1;
-    return cost;
-}
-
 /* Rows (tile, query head) are split across threads when there are fewer tiles than this. */
 static bool rows_split(const slm_attn *a, const slm_attn_args *g, int nth) {
     const int32_t n_tiles = (g->n + a->tile_tokens - 1) / a->tile_tokens;
@@ -410,13 +400,6 @@ void slm_attn_run_isa(slm_attn *a, const slm_attn_args *g, slm_quant_isa isa, in
     const int32_t tt = a->tile_tokens, n_kv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
     const int32_t n_tiles = (g->n + tt - 1) / tt;
     if (!rows_split(a, g, nth)) {
-        if (nth > SLM_POOL_MAX_THREADS) { /* not from a pool: round-robin */
-            for (int32_t ti = ith; ti < n_tiles; ti += nth) {
-                const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
-                run_tokens(g, kern, w, t0, nt, 0, n_kv * group);
-            }
-            return;
-        }
         if (g->claim) { /* longest first, each tile to whichever thread is free first */
             for (int32_t c; (c = atomic_fetch_add_explicit(g->claim, 1, memory_order_relaxed)) < n_tiles;) {
                 const int32_t ti = n_tiles - 1 - c, t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
@@ -424,16 +407,9 @@ void slm_attn_run_isa(slm_attn *a, const slm_attn_args *g, slm_quant_isa isa, in
             }
             return;
         }
-        /* longest first: tiles from the last to the first, each to the thread with the least
-         * work so far (lowest index on ties); every thread computes the same assignment */
-        int64_t work[SLM_POOL_MAX_THREADS] = {0};
-        for (int32_t ti = n_tiles - 1; ti >= 0; ti--) {
+        for (int32_t ti = ith; ti < n_tiles; ti += nth) { /* round-robin */
             const int32_t t0 = ti * tt, nt = g->n - t0 < tt ? g->n - t0 : tt;
-            int best = 0;
-            for (int i = 1; i < nth; i++)
-                if (work[i] < work[best]) best = i;
-            work[best] += tile_cost(g, t0, nt);
-            if (best == ith) run_tokens(g, kern, w, t0, nt, 0, n_kv * group);
+            run_tokens(g, kern, w, t0, nt, 0, n_kv * group);
         }
         return;
     }
