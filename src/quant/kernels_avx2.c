@@ -41,6 +41,15 @@
 
 AVX2_TARGET static inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); } /* exact, as slm_quant_h2f */
 
+/* The largest of the 8 lanes (maxps order: low half first, as the activation quantizers
+ * have always reduced, so NaN lanes resolve as before). */
+AVX2_TARGET static inline float hmax_f32_8(__m256 x) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
 AVX2_TARGET static inline float hsum_f32_8(__m256 x) {
     __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
@@ -958,12 +967,9 @@ AVX2_TARGET static inline int act_block(const float *x, int8_t q[32], float *d_o
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4];
     for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                   _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    const float amax = hmax_f32_8(m);
     *d_out = amax / 127.f;
     const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
     __m256i i32[4];
@@ -1009,10 +1015,7 @@ AVX2_TARGET static void act_q8_k(const float *x, void *dst, int64_t n) {
     for (int64_t i = 0; i < n / SLM_QK_K; i++, x += SLM_QK_K) {
         __m256 m = _mm256_setzero_ps();
         for (int k = 0; k < SLM_QK_K / 8; k++) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)), m);
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4);
+        const float amax = hmax_f32_8(m);
         if (amax == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
