@@ -118,7 +118,7 @@ static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes
 enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2, PK_Q5_0 = 3 };
 
 /* Q5_0's fifth bits of vector k (elements 4k .. 4k + 3 of the 8 rows) as 0x10 in each byte:
- * bit k of byte lane i of the group's high-bit piece (see pack_q5_0) moved to bit 4. A 16-bit
+ * bit k of byte lane i of the group's high-bit piece (see q5_bits) moved to bit 4. A 16-bit
  * shift is enough: the bits it carries across a byte boundary land below or above bit 4. */
 AVX2_TARGET static inline __m256i q5_high(__m256i qh, int k) {
     const __m256i hb = k < 4 ? _mm256_slli_epi16(qh, 4 - k) : k > 4 ? _mm256_srli_epi16(qh, k - 4) : qh;
@@ -130,6 +130,14 @@ AVX2_TARGET static inline __m256i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
     return _mm256_set1_epi32(v);
+}
+
+/* The int16 pair sums of piece c of a 32-block (lanes 2r, 2r + 1 for row r): lo holds its
+ * elements 4c .. 4c + 3, hi elements 16 + 4c .. of the 8 rows, as unsigned values, against
+ * the activation block a. */
+AVX2_TARGET static inline __m256i piece_sums(__m256i lo, __m256i hi, const int8_t *a, int c) {
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a + 4 * c)),
+                            _mm256_maddubs_epi16(hi, bcast4(a + 16 + 4 * c)));
 }
 
 /* s += the 8 x 2 partial sums (lanes 2r, 2r+1 for row r) of signed weights w against a. */
@@ -167,8 +175,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
                 const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
                 const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                 for (int j = 0; j < V; j++) {
-                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a[j] + 4 * c)),
-                                                       _mm256_maddubs_epi16(hi, bcast4(a[j] + 16 + 4 * c)));
+                    const __m256i p = piece_sums(lo, hi, a[j], c);
                     s16[j] = c == 0 ? p : _mm256_add_epi16(s16[j], p);
                 }
             }
@@ -181,8 +188,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
                 const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, c));
                 const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, c + 4));
                 for (int j = 0; j < V; j++) {
-                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a[j] + 4 * c)),
-                                                       _mm256_maddubs_epi16(hi, bcast4(a[j] + 16 + 4 * c)));
+                    const __m256i p = piece_sums(lo, hi, a[j], c);
                     if (c % 2 == 0) {
                         s16[j] = p;
                     } else {
@@ -261,10 +267,10 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(i
 
 #define PACKED_KERNELS(name, blk, kind)                                                                            \
     void slm_quant_pack_##name##_avx2(const void *rows, size_t row_bytes, int64_t n, void *group) {                \
-        pack_dq(rows, row_bytes, n, group, sizeof(blk), kind == PK_Q5_0);                                                           \
+        pack_dq(rows, row_bytes, n, group, sizeof(blk), kind == PK_Q5_0);                                          \
     }                                                                                                              \
     void slm_quant_unpack_##name##_avx2(const void *group, int64_t n, void *rows, size_t row_bytes) {              \
-        unpack_dq(group, n, rows, row_bytes, sizeof(blk), kind == PK_Q5_0);                                                         \
+        unpack_dq(group, n, rows, row_bytes, sizeof(blk), kind == PK_Q5_0);                                        \
     }                                                                                                              \
     AVX2_TARGET void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
                                                          int64_t g1, const void *xq, size_t xs, int64_t n_vec,     \
