@@ -212,37 +212,26 @@ static bool parse_grammar_fields(slm_grammar_cache *gc, json_t *body, gen_opts *
     static const struct {
         const char *field;
         slm_grammar_kind kind;
-    } f[] = {{"grammar", SLM_GRAMMAR_GBNF},
-             {"regex", SLM_GRAMMAR_REGEX},
-             {"guided_regex", SLM_GRAMMAR_REGEX},
-             {"json_schema", SLM_GRAMMAR_JSON_SCHEMA},
-             {"guided_json", SLM_GRAMMAR_JSON_SCHEMA}};
+        bool text, object; /* the value may be the grammar's text / a JSON Schema object */
+    } f[] = {{"grammar", SLM_GRAMMAR_GBNF, true, false},
+             {"regex", SLM_GRAMMAR_REGEX, true, false},
+             {"guided_regex", SLM_GRAMMAR_REGEX, true, false},
+             {"json_schema", SLM_GRAMMAR_JSON_SCHEMA, false, true},
+             {"guided_json", SLM_GRAMMAR_JSON_SCHEMA, true, true}};
     const char *by = o->gen.grammar ? RF : NULL; /* the field that set the grammar */
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         json_t *v = json_object_get(body, f[i].field);
-        if (!v || json_is_null(v)) continue;
-        const bool schema = f[i].kind == SLM_GRAMMAR_JSON_SCHEMA;
-        char *dumped = NULL; /* owned: a schema object's compact text (member order kept) */
-        const char *text;
-        size_t len;
-        if (json_is_string(v)) {
-            text = json_string_value(v), len = json_string_length(v);
-            if (len == 0) continue;
-            if (!strcmp(f[i].field, "json_schema"))
-                return BAD(rep, f[i].field, "'json_schema' must be a JSON Schema object"), false;
-        } else if (schema && json_is_object(v)) {
-            if (!(dumped = json_dumps(v, JSON_COMPACT)))
-                return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
-            text = dumped, len = strlen(dumped);
-        } else {
-            return BAD(rep, f[i].field, "'%s' must be %s", f[i].field,
-                       schema ? "a JSON Schema object" : "a string"),
+        if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) continue;
+        const bool object = f[i].object && json_is_object(v);
+        if (!object && !(f[i].text && json_is_string(v)))
+            return BAD(rep, f[i].field, "'%s' must be %s", f[i].field, f[i].object ? "a JSON Schema object" : "a string"),
                    false;
-        }
-        if (by) {
-            free(dumped);
-            return BAD(rep, f[i].field, "'%s' cannot be combined with '%s'", f[i].field, by), false;
-        }
+        if (by) return BAD(rep, f[i].field, "'%s' cannot be combined with '%s'", f[i].field, by), false;
+        /* an object's compact text (member order kept: it orders the output), owned */
+        char *dumped = object ? json_dumps(v, JSON_COMPACT) : NULL;
+        if (object && !dumped) return slm_server_api_error(rep, 500, "server_error", NULL, NULL, "out of memory"), false;
+        const char *text = object ? dumped : json_string_value(v);
+        const size_t len = object ? strlen(dumped) : json_string_length(v); /* a string may hold NULs */
         char err[SLM_ERR_LEN] = "";
         slm_status st = slm_grammar_cache_get(gc, f[i].kind, text, len, &o->gen.grammar, NULL, err);
         free(dumped);
