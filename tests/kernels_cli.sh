@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/kernels_cli.sh: `slmesh kernels`: usage errors exit 2; a small run lists the chosen
 # set, one line per runnable set and path for the type, and every set agrees with scalar
-# (the tiled and packed paths exactly, several activation rows); the SLMESH_KERNELS
+# (the tiled and packed paths exactly, several activation rows; Q8_0 and F16 too); the SLMESH_KERNELS
 # override is reported.
 set -euo pipefail
 bin=${SLMESH_BIN:?SLMESH_BIN not set}
@@ -30,6 +30,14 @@ if echo "$out" | grep -q '^q4_0    avx2'; then
         echo "$out" | grep -Eq "^q4_0 +avx2 +$path .* 0\.00e\+00$" || fail "avx2 $path missing or not exact: $out"
     done
 fi
+
+# types that are their own activation type (Q8_0, F16) take converted rows too: every set
+# agrees with scalar (a tool that fed them the floats' raw bytes disagreed by 25%)
+for t in q8_0 f16; do
+    out=$("$bin" kernels --type $t --rows 64 --cols 256 --vectors 3 --ms 1)
+    echo "$out" | awk '/vs scalar/ { n++; if ($NF + 0 > 1e-4) bad = 1 } END { exit bad || n < 1 }' ||
+        fail "$t: a set disagrees: $out"
+done
 
 out=$(SLMESH_KERNELS=scalar "$bin" kernels --type q8_0 --rows 4 --cols 256 --ms 1)
 echo "$out" | grep -q '^kernel set: scalar (SLMESH_KERNELS=scalar)' || fail "override not used: $out"

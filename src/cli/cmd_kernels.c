@@ -108,7 +108,6 @@ static void time_path(const slm_quant_kernel_set *k, const kbench *b, int path) 
 /* Times one type over every runnable set and path. */
 static int bench_type(slm_type t, int64_t rows, int64_t cols, int64_t nv, double ms) {
     const slm_type_traits *tr = slm_type_traits_of(t);
-    const slm_type_traits *vt = slm_type_traits_of(tr->vec_dot_type);
     kbench b = {.t = t, .rows = rows, .cols = cols, .nv = nv, .ms = ms};
     float *wf = NULL, *x = NULL, *y = NULL, *y0 = NULL; /* owned */
     void *w = NULL, *wp = NULL, *xq = NULL;             /* owned */
@@ -132,7 +131,9 @@ static int bench_type(slm_type t, int64_t rows, int64_t cols, int64_t nv, double
     }
     for (int64_t v = 0; v < nv; v++) {
         for (int64_t c = 0; c < cols; c++) x[c] = rand_unit(&seed);
-        if (vt == tr) memcpy((char *)xq + (size_t)v * b.xq_bytes, x, b.xq_bytes); /* F32 rows */
+        /* Only F32 rows are used as they are; Q8_0 and F16 are their own vec_dot_type but
+         * still take converted rows (copying the floats' bytes made garbage blocks). */
+        if (tr->vec_dot_type == SLM_TYPE_F32) memcpy((char *)xq + (size_t)v * b.xq_bytes, x, b.xq_bytes);
         else slm_quant_act_convert(tr->vec_dot_type, x, (char *)xq + (size_t)v * b.xq_bytes, cols);
     }
     b.w = w, b.xq = xq, b.y = y, b.y0 = y0;
