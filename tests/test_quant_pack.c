@@ -5,7 +5,9 @@
  *  - gemm_packed equals the same set's vec_dot on the original rows bit for bit, for group
  *    ranges that start and end anywhere, activation counts that leave partial tiles and
  *    span several chunks, rows from one block to SLM_QUANT_PACK_MAX_COLS; outputs outside
- *    the groups are untouched;
+ *    the groups are untouched; the same with the caller's activation table
+ *    (slm_quant_pack_table, filled in two row ranges) for the types with Q8_0 activations,
+ *    whose table equals the scalar set's;
  *  - slm_quant_matmul_packed_rows over a matrix packed in place (whole groups, then tail
  *    rows in the file's layout) equals the vec_dot loop, row ranges included.
  * The packing is forced by a different set than the process one only through the set's
@@ -57,12 +59,26 @@ static void check_type(const slm_quant_kernel_set *ks, slm_type t, int64_t cols,
         for (int64_t r = 0; r < ROWS; r++)
             want[(size_t)v * ys + (size_t)r] = ks->vec_dot[t](cols, w + (size_t)r * rb, x + (size_t)v * xrb);
     const int64_t granges[][2] = {{0, GROUPS}, {1, GROUPS}, {1, 2}, {2, 2}};
+    const bool tabled = vt == SLM_TYPE_Q8_0; /* the 32-block types also take a caller's table */
+    float *tab = tabled ? malloc(SLM_QUANT_PACK_TABLE_FLOATS(max_nv, cols) * sizeof(float)) : NULL;
+    float *tab0 = tabled ? malloc(SLM_QUANT_PACK_TABLE_FLOATS(max_nv, cols) * sizeof(float)) : NULL;
     for (size_t k = 0; k < n_nv; k++) {
         const int64_t n_vec = n_vecs[k];
-        for (size_t gr = 0; gr < sizeof granges / sizeof granges[0]; gr++) {
+        if (tabled) { /* the set's table, filled in two ranges, equals the portable one */
+            const size_t nf = SLM_QUANT_PACK_TABLE_FLOATS(n_vec, cols);
+            assert_non_null(tab);
+            assert_non_null(tab0);
+            ks->pack_table(x, xrb, 0, n_vec / 2, n_vec, cols, tab);
+            ks->pack_table(x, xrb, n_vec / 2, n_vec, n_vec, cols, tab);
+            slm_quant_kernels_isa(SLM_QUANT_ISA_SCALAR)->pack_table(x, xrb, 0, n_vec, n_vec, cols, tab0);
+            assert_memory_equal(tab, tab0, nf * sizeof(float));
+        }
+        for (size_t run = 0; run < (tabled ? 2u : 1u) * (sizeof granges / sizeof granges[0]); run++) {
+            const size_t gr = run % (sizeof granges / sizeof granges[0]);
             const int64_t g0 = granges[gr][0], g1 = granges[gr][1];
             for (size_t i = 0; i < ys * (size_t)n_vec; i++) y[i] = UNTOUCHED;
-            ks->gemm_packed[t](cols, p, rb, g0, g1, x, xrb, n_vec, y, ys);
+            ks->gemm_packed[t](cols, p, rb, g0, g1, x, xrb, n_vec, y, ys,
+                               run >= sizeof granges / sizeof granges[0] ? tab : NULL);
             for (int64_t v = 0; v < n_vec; v++) {
                 for (int64_t r = 0; r < (int64_t)ys; r++) {
                     const float got = y[(size_t)v * ys + (size_t)r];
@@ -86,7 +102,8 @@ static void check_type(const slm_quant_kernel_set *ks, slm_type t, int64_t cols,
         for (size_t rr = 0; rr < sizeof rranges / sizeof rranges[0]; rr++) {
             const int64_t r0 = rranges[rr][0], r1 = rranges[rr][1];
             for (size_t i = 0; i < ys * (size_t)n_vec; i++) y[i] = UNTOUCHED;
-            slm_quant_matmul_packed_rows(t, p, cols, ROWS, x, xrb, n_vec, r0, r1, y, ys);
+            if (tabled) slm_quant_pack_table(x, xrb, 0, n_vec, n_vec, cols, tab);
+            slm_quant_matmul_packed_rows(t, p, cols, ROWS, x, xrb, n_vec, r0, r1, y, ys, rr % 2 ? tab : NULL);
             for (int64_t v = 0; v < n_vec; v++)
                 for (int64_t r = 0; r < (int64_t)ys; r++) {
                     const float got = y[(size_t)v * ys + (size_t)r];
@@ -100,6 +117,8 @@ static void check_type(const slm_quant_kernel_set *ks, slm_type t, int64_t cols,
     free(x);
     free(y);
     free(want);
+    free(tab);
+    free(tab0);
 }
 
 static void test_packed_equals_vec_dot(void **state) {

@@ -112,7 +112,7 @@ static void check_products(const slm_quant_kernel_set *ks, const kind *k, int wf
         for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
             const int64_t g0 = ranges[ri][0], g1 = ranges[ri][1], n_vec = counts[ci];
             for (size_t i = 0; i < ys * MAX_VEC; i++) y[i] = -12345.0f;
-            k->gemm(COLS, p, rb, g0, g1, x, xs, n_vec, y, ys);
+            k->gemm(COLS, p, rb, g0, g1, x, xs, n_vec, y, ys, NULL);
             for (int64_t v = 0; v < MAX_VEC; v++)
                 for (int64_t r = 0; r < (int64_t)ys; r++) {
                     const float got = y[(size_t)v * ys + (size_t)r];
@@ -159,7 +159,7 @@ static void test_blocking(void **state) {
         fill_weights(k, w, rows, FILL_RANDOM);
         fill_acts(x, BIG_VEC, 0);
         for (int g = 0; g < BIG_GROUPS; g++) k->pack(w + (size_t)g * 8 * rb, rb, COLS, p + (size_t)g * 8 * rb);
-        k->gemm(COLS, p, rb, 1, BIG_GROUPS, x, xs, BIG_VEC, y, (size_t)rows);
+        k->gemm(COLS, p, rb, 1, BIG_GROUPS, x, xs, BIG_VEC, y, (size_t)rows, NULL);
         for (int v = 0; v < BIG_VEC; v++)
             for (int r = 8; r < rows; r++) {
                 const float got = y[(size_t)v * rows + r];

@@ -74,7 +74,7 @@ static void run_path(const slm_quant_kernel_set *k, const kbench *b, int path) {
         k->gemm[b->t](b->cols, b->w, b->row_bytes, 0, b->rows, b->xq, b->xq_bytes, b->nv, b->y, (size_t)b->rows);
     } else if (path == PATH_PACKED) {
         k->gemm_packed[b->t](b->cols, b->wp, b->row_bytes, 0, b->rows / SLM_QUANT_PACK_ROWS, b->xq, b->xq_bytes, b->nv,
-                             b->y, (size_t)b->rows);
+                             b->y, (size_t)b->rows, NULL);
     } else {
         for (int64_t v = 0; v < b->nv; v++)
             for (int64_t r = 0; r < b->rows; r++)

@@ -93,6 +93,8 @@ struct slm_fwd {
     float *u;            /* [n_batch][n_ff] up */
     float *rope;         /* [n_batch][n_rot] cos/sin per token */
     uint8_t *act;        /* [ACT_SLOTS][n_batch][act_stride] activations in vec_dot_types */
+    float *tab;          /* [ACT_SLOTS][tab_slot] the packed products' tables of act (prompts), or NULL */
+    size_t tab_slot;     /* floats per slot: SLM_QUANT_PACK_TABLE_FLOATS(n_batch, widest input read with one) */
     uint8_t *emb;        /* [n_threads][8 rows of token_embd] when it is packed (repack.c), else NULL */
     size_t emb_stride;   /* bytes per thread of emb */
     size_t act_stride;   /* bytes per activation row (largest over matrices) */
@@ -108,6 +110,23 @@ static size_t dot_row_bytes(slm_type t, int64_t n) {
     size_t b = 0;
     if (!tr || !slm_type_row_bytes(tr->vec_dot_type, n, &b)) return (size_t)n * sizeof(float);
     return b > (size_t)n * sizeof(float) ? b : (size_t)n * sizeof(float);
+}
+
+/* The widest input of a matrix whose packed product reads a table of its activations
+ * (slm_quant_pack_uses_table), or 0. */
+static int64_t tabled_input(const slm_mat *w) {
+    return w->packed && slm_quant_pack_uses_table(w->type) ? w->n_in : 0;
+}
+
+static int64_t max_tabled_input(const slm_model *m) {
+    int64_t best = tabled_input(&m->output);
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        const slm_layer *L = &m->layers[il];
+        const slm_mat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if (tabled_input(mats[i]) > best) best = tabled_input(mats[i]);
+    }
+    return best;
 }
 
 static size_t max_act_row(const slm_model *m) {
@@ -158,6 +177,8 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     f->u = alloc_array(nb, ff, sizeof(float));
     f->rope = alloc_array(nb, (size_t)hp->n_rot, sizeof(float));
     f->act = alloc_array(nb * ACT_SLOTS, f->act_stride, 1);
+    f->tab_slot = SLM_QUANT_PACK_TABLE_FLOATS(nb, max_tabled_input(m));
+    f->tab = f->tab_slot ? alloc_array(ACT_SLOTS, f->tab_slot, sizeof(float)) : NULL;
     f->n_threads = n_threads;
     f->emb_stride = m->tok_embd.packed ? SLM_QUANT_PACK_ROWS * m->tok_embd.row_bytes : 0;
     f->emb = f->emb_stride ? alloc_array((size_t)n_threads, f->emb_stride, 1) : NULL;
@@ -176,7 +197,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         own_ok = r->g && (i == 0 || (r->x && r->h && r->act));
     }
     if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act ||
-        !f->claims || !own_ok || (f->emb_stride && !f->emb)) {
+        !f->claims || !own_ok || (f->emb_stride && !f->emb) || (f->tab_slot && !f->tab)) {
         slm_fwd_destroy(f);
         return slm_errf(err, SLM_ERR_NOMEM, "forward scratch for %d tokens", n_batch);
     }
@@ -189,6 +210,7 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         return st;
     }
     f->bytes = per_token * nb * sizeof(float) + ACT_SLOTS * nb * f->act_stride + (size_t)n_threads * f->emb_stride +
+               ACT_SLOTS * f->tab_slot * sizeof(float) +
                slm_attn_bytes(f->attn) + own_bytes;
     *out = f;
     return SLM_OK;
@@ -203,6 +225,7 @@ void slm_fwd_destroy(slm_fwd *f) {
     for (int i = 0; f->own && i < f->n_threads; i++)
         slm_free(f->own[i].x), slm_free(f->own[i].h), slm_free(f->own[i].g), slm_free(f->own[i].act);
     slm_free(f->own);
+    slm_free(f->tab);
     slm_free(f->claims);
     slm_attn_destroy(f->attn);
     slm_free(f);
@@ -256,18 +279,26 @@ typedef struct mm_step {
     float *out[ACT_SLOTS];
     const uint8_t *act[ACT_SLOTS]; /* input rows in w[i]'s vec_dot_type */
     size_t stride[ACT_SLOTS];      /* bytes between them */
+    float *tab[ACT_SLOTS];         /* their table for w[i]'s packed product (slm_quant_pack_table), or NULL */
+    int64_t n_vec;                 /* input rows (the tables' row count) */
     int n_conv;                    /* buffers to fill: one per distinct vec_dot_type but F32 */
     int conv[ACT_SLOTS];           /* for each, the first matrix that reads it */
+    float *conv_tab[ACT_SLOTS];    /* for each, the table to fill with it, or NULL */
 } mm_step;
 
 /* Point each matrix at an activation buffer of its vec_dot_type (slot k of r's act for the
- * k-th distinct type; F32 reads x itself). Same result on every thread. */
-static void mm_plan(const slm_fwd *f, const fwd_rows *r, mm_step *s, const float *x) {
+ * k-th distinct type; F32 reads x itself) for n_vec rows, and, when tabled (the buffers are
+ * shared by the threads), a packed product that reads a table at slot k's table, which the
+ * conversion then fills (the step's products and chunks share it instead of each making its
+ * own). Same result on every thread. */
+static void mm_plan(const slm_fwd *f, const fwd_rows *r, mm_step *s, const float *x, int64_t n_vec, bool tabled) {
     slm_type seen[ACT_SLOTS];
     int n_seen = 0;
     s->n_conv = 0;
+    s->n_vec = n_vec;
     for (int i = 0; i < s->count; i++) {
         const slm_type vt = slm_type_traits_of(s->w[i]->type)->vec_dot_type;
+        s->tab[i] = NULL;
         if (vt == SLM_TYPE_F32) {
             s->act[i] = (const uint8_t *)x;
             s->stride[i] = (size_t)s->w[i]->n_in * sizeof(float);
@@ -277,10 +308,13 @@ static void mm_plan(const slm_fwd *f, const fwd_rows *r, mm_step *s, const float
         while (k < n_seen && seen[k] != vt) k++;
         if (k == n_seen) {
             seen[n_seen++] = vt;
+            s->conv_tab[s->n_conv] = NULL;
             s->conv[s->n_conv++] = i;
         }
         s->act[i] = r->act + (size_t)k * r->act_slot;
         s->stride[i] = f->act_stride;
+        if (tabled && f->tab && tabled_input(s->w[i]) > 0)
+            s->tab[i] = s->conv_tab[k] = f->tab + (size_t)k * f->tab_slot;
     }
 }
 
@@ -293,6 +327,7 @@ static void mm_convert(const mm_step *s, const float *x, int64_t t0, int64_t t1)
         const int64_t n_in = s->w[i]->n_in;
         for (int64_t t = t0; t < t1; t++)
             slm_quant_act_convert(vt, x + (size_t)t * (size_t)n_in, (uint8_t *)s->act[i] + (size_t)t * s->stride[i], n_in);
+        if (s->conv_tab[c]) slm_quant_pack_table(s->act[i], s->stride[i], t0, t1, s->n_vec, n_in, s->conv_tab[c]);
     }
 }
 
@@ -310,7 +345,7 @@ static void mm_units(const mm_step *s, int32_t n, int64_t u0, int64_t u1) {
         const int64_t r0 = a * U, r1 = b * U < w->n_out ? b * U : w->n_out;
         if (w->packed)
             slm_quant_matmul_packed_rows(w->type, w->data, w->n_in, w->n_out, s->act[i], s->stride[i], n, r0, r1,
-                                         s->out[i], (size_t)w->n_out);
+                                         s->out[i], (size_t)w->n_out, s->tab[i]);
         else
             slm_quant_matmul_rows(w->type, w->data, w->n_in, s->act[i], s->stride[i], n, r0, r1, s->out[i],
                                   (size_t)w->n_out);
@@ -422,7 +457,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
     mm_step qkv = {.count = 3, .w = {&L->wq, &L->wk, &L->wv}, .out = {f->q, f->k, f->v}};
-    mm_plan(f, r, &qkv, r->h);
+    mm_plan(f, r, &qkv, r->h, p->n, !repl);
     norm_convert(p, r, il > 0, L->attn_norm, &qkv, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&qkv, p->n, ith, nth, claim_of(p, repl, il, 0));
@@ -432,7 +467,7 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     slm_attn_run(f->attn, &args, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step wo = {.count = 1, .w = {&L->wo}, .out = {f->y}};
-    mm_plan(f, r, &wo, f->att);
+    mm_plan(f, r, &wo, f->att, p->n, !repl);
     mm_convert(&wo, f->att, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&wo, p->n, ith, nth, claim_of(p, repl, il, 1));
@@ -440,13 +475,13 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
 
     /* feed-forward block: x += y; h = rmsnorm(x) * ffn_norm; y = (silu(h Wgate) * (h Wup)) Wdown */
     mm_step gu = {.count = 2, .w = {&L->gate, &L->up}, .out = {f->g, f->u}};
-    mm_plan(f, r, &gu, r->h);
+    mm_plan(f, r, &gu, r->h, p->n, !repl);
     norm_convert(p, r, true, L->ffn_norm, &gu, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
     mm_rows(&gu, p->n, ith, nth, claim_of(p, repl, il, 2));
     slm_pool_barrier(p->pool);
     mm_step down = {.count = 1, .w = {&L->down}, .out = {f->y}};
-    mm_plan(f, r, &down, r->g);
+    mm_plan(f, r, &down, r->g, p->n, !repl);
     for (int64_t t = t0; t < t1; t++) { /* a row at a time: it is converted while in L1/L2 */
         slm_ops_silu_mul(r->g + t * ff, f->g + t * ff, f->u + t * ff, ff);
         mm_convert(&down, r->g, t, t + 1);
@@ -502,7 +537,7 @@ static void pass_run(void *arg, int ith, int nth) {
     if (!repl) slm_pool_barrier(p->pool);
     if (p->n_out == 0) return;
     mm_step out = {.count = 1, .w = {&p->m->output}, .out = {p->logits}};
-    mm_plan(f, &r, &out, r.h);
+    mm_plan(f, &r, &out, r.h, p->n_out, !repl);
     int64_t i0 = 0, i1 = p->n_out;
     if (!repl) slm_pool_range(p->n_out, ith, nth, &i0, &i1);
     for (int64_t i = i0; i < i1; i++)

@@ -17,6 +17,7 @@
 
 #include "core/core.h"
 #include "quant/act.h"
+#include "quant/blocks.h"
 #include "quant/kernels_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -35,6 +36,22 @@ static const char *const isa_names[SLM_QUANT_ISA_COUNT] = {"scalar", "avx2", "av
 static void axpy_f32(int64_t n, float a, const void *x, float *y) {
     const float *xf = x;
     for (int64_t i = 0; i < n; i++) y[i] += a * xf[i];
+}
+
+/* The packed kernels' activation table in portable C (the specification of
+ * slm_pack_table_fn). */
+static void pack_table_scalar(const void *xq, size_t xs, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
+                              float *tab) {
+    const int64_t nb = n / SLM_QK8_0;
+    for (int64_t v = v0; v < v1; v++) {
+        const slm_block_q8_0 *x = (const slm_block_q8_0 *)((const uint8_t *)xq + (size_t)v * xs);
+        for (int64_t b = 0; b < nb; b++) {
+            int sum = 0;
+            for (int i = 0; i < SLM_QK8_0; i++) sum += x[b].qs[i];
+            tab[(size_t)v * (size_t)nb + (size_t)b] = slm_quant_h2f(x[b].d);
+            tab[(size_t)(n_vec + v) * (size_t)nb + (size_t)b] = 8.0f * (float)sum;
+        }
+    }
 }
 
 static void axpy_f16(int64_t n, float a, const void *x, float *y) {
@@ -110,6 +127,7 @@ static void select_once(void) {
         s->act[SLM_TYPE_Q8_1] = slm_quant_act_q8_1;
         s->axpy[SLM_TYPE_F32] = axpy_f32;
         s->axpy[SLM_TYPE_F16] = axpy_f16;
+        s->pack_table = pack_table_scalar;
         for (int j = 1; j <= i; j++) {
             const slm_quant_kernel_set *o = isa_overrides((slm_quant_isa)j);
             if (!o) continue;
@@ -120,6 +138,7 @@ static void select_once(void) {
                 if (o->gemm[t]) s->gemm[t] = o->gemm[t];
                 if (o->axpy[t]) s->axpy[t] = o->axpy[t];
                 if (o->act[t]) s->act[t] = o->act[t];
+                if (o->pack_table) s->pack_table = o->pack_table;
                 if (o->pack[t] && o->unpack[t] && o->gemm_packed[t]) {
                     s->pack[t] = o->pack[t];
                     s->unpack[t] = o->unpack[t];
@@ -214,7 +233,7 @@ void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const voi
 
 void slm_quant_matmul_packed_rows(slm_type type, const void *W, int64_t cols, int64_t rows, const void *xq,
                                   size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
-                                  float *y, size_t y_stride) {
+                                  float *y, size_t y_stride, const float *tab) {
     const slm_quant_kernel_set *ks = slm_quant_kernels();
     const int64_t packed_end = rows - rows % SLM_QUANT_PACK_ROWS; /* rows in whole groups */
     size_t row_bytes = 0;
@@ -222,9 +241,19 @@ void slm_quant_matmul_packed_rows(slm_type type, const void *W, int64_t cols, in
     const int64_t g_end = row_end < packed_end ? row_end : packed_end;
     if (row_begin < g_end)
         ks->gemm_packed[type](cols, W, row_bytes, row_begin / SLM_QUANT_PACK_ROWS, g_end / SLM_QUANT_PACK_ROWS, xq,
-                              xq_stride, n_vec, y, y_stride);
+                              xq_stride, n_vec, y, y_stride, tab);
     const int64_t tail = row_begin > packed_end ? row_begin : packed_end;
     if (tail < row_end) slm_quant_matmul_rows(type, W, cols, xq, xq_stride, n_vec, tail, row_end, y, y_stride);
+}
+
+bool slm_quant_pack_uses_table(slm_type type) {
+    const slm_type_traits *tr = slm_type_traits_of(type);
+    return tr && tr->vec_dot_type == SLM_TYPE_Q8_0 && slm_quant_kernels()->gemm_packed[type] != NULL;
+}
+
+void slm_quant_pack_table(const void *xq, size_t xq_stride, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
+                          float *tab) {
+    slm_quant_kernels()->pack_table(xq, xq_stride, v0, v1, n_vec, n, tab);
 }
 
 slm_status slm_quant_matvec(slm_type type, const void *W, int64_t rows, int64_t cols,

@@ -23,6 +23,7 @@
 #ifndef SLMESH_QUANT_KERNELS_H
 #define SLMESH_QUANT_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,9 +74,23 @@ typedef void (*slm_unpack_fn)(const void *group, int64_t n, void *rows, size_t r
 /* Groups [g0, g1) of a packed matrix (group g at P + g * 8 * row_bytes) against activation
  * rows v < n_vec (row v at xq + v * xq_stride, in the type's vec_dot_type):
  * y[v * y_stride + 8 g + i] = vec_dot(n, original row 8 g + i, activation row v), bit for
- * bit. All buffers borrowed. */
+ * bit. tab: the rows' table (slm_quant_pack_table) for the types whose activations are
+ * Q8_0, so that the products of one step share it, or NULL: the kernel makes its own per
+ * chunk of rows (the K types always ignore it). All buffers borrowed. */
 typedef void (*slm_gemm_packed_fn)(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
-                                   const void *xq, size_t xq_stride, int64_t n_vec, float *y, size_t y_stride);
+                                   const void *xq, size_t xq_stride, int64_t n_vec, float *y, size_t y_stride,
+                                   const float *tab);
+
+/* Fill rows [v0, v1) of the table of n_vec Q8_0 activation rows of n values (row v at
+ * xq + v * xq_stride) that the packed kernels read: with nb = n / 32, tab[v * nb + b] is
+ * block b's scale as a float and tab[(n_vec + v) * nb + b] 8 x the sum of its 32 quants
+ * (exact; the offsets of Q4_0 and Q5_0, 8 and 16, come off as one or two subtractions).
+ * Row-major: a row's entries are its own cache lines (a stride of 2^k rows would put a
+ * tile's reads in a few L1 sets). SLM_QUANT_PACK_TABLE_FLOATS(n_vec, n) floats; threads
+ * may fill disjoint row ranges. */
+typedef void (*slm_pack_table_fn)(const void *xq, size_t xq_stride, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
+                                  float *tab);
+#define SLM_QUANT_PACK_TABLE_FLOATS(n_vec, n) (2 * (size_t)(n_vec) * (size_t)((n) / 32))
 
 /* The kernels of one ISA, indexed by type id. A NULL entry means slmesh has no such kernel
  * for that type at all (same as the type table). */
@@ -91,6 +106,7 @@ typedef struct slm_quant_kernel_set {
     slm_pack_fn pack[SLM_TYPE_COUNT];           /* packed layout: all three set, or all NULL */
     slm_unpack_fn unpack[SLM_TYPE_COUNT];
     slm_gemm_packed_fn gemm_packed[SLM_TYPE_COUNT];
+    slm_pack_table_fn pack_table;               /* the packed kernels' activation table; NULL: portable C */
 } slm_quant_kernel_set;
 
 /* The set chosen for this process (CPU features and SLMESH_KERNELS, decided at first use).
@@ -149,7 +165,16 @@ void slm_quant_matmul_rows(slm_type type, const void *W, int64_t cols, const voi
  * `rows`. Same values as slm_quant_matmul_rows on the unpacked matrix. */
 void slm_quant_matmul_packed_rows(slm_type type, const void *W, int64_t cols, int64_t rows, const void *xq,
                                   size_t xq_stride, int64_t n_vec, int64_t row_begin, int64_t row_end,
-                                  float *y, size_t y_stride);
+                                  float *y, size_t y_stride, const float *tab);
+
+/* Whether type's packed kernel reads a table (slm_quant_pack_table): its activations are
+ * Q8_0 and this process's set packs it. */
+bool slm_quant_pack_uses_table(slm_type type);
+
+/* The table of slm_gemm_packed_fn for rows [v0, v1) of n_vec (see slm_pack_table_fn), by
+ * this process's set. Buffers borrowed. */
+void slm_quant_pack_table(const void *xq, size_t xq_stride, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
+                          float *tab);
 
 /* prepare + rows over all rows: the single-threaded matrix-vector product. */
 slm_status slm_quant_matvec(slm_type type, const void *W, int64_t rows, int64_t cols,

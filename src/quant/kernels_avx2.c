@@ -443,8 +443,7 @@ AVX2_TARGET static inline void table8(const uint8_t *x, size_t xs, int64_t ib, s
 }
 
 AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb,
-                                           float *pd, float *ps, float off) {
-    const size_t pstride = (size_t)(v1 - v0);
+                                           size_t pstride, float *pd, float *ps, float off) {
     int64_t v = v0;
     for (; v + 8 <= v1; v += 8) /* 8 rows at once: one vector store per block */
         for (int64_t ib = 0; ib < nb; ib++)
@@ -455,6 +454,25 @@ AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t
             pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
             if (ps) ps[(size_t)ib * pstride + (size_t)(v - v0)] = off * (float)block_sum_i8(yb[ib].qs);
         }
+    }
+}
+
+/* A row at a time (its entries are contiguous): 8 scales by one vcvtph2ps, sums by
+ * block_sum_i8. */
+AVX2_TARGET void slm_quant_pack_table_avx2(const void *xq, size_t xs, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
+                                           float *tab) {
+    const int64_t nb = n / SLM_QK8_0;
+    for (int64_t v = v0; v < v1; v++) {
+        const slm_block_q8_0 *x = (const slm_block_q8_0 *)((const uint8_t *)xq + (size_t)v * xs);
+        float *pd = tab + (size_t)v * (size_t)nb, *ps = tab + (size_t)(n_vec + v) * (size_t)nb;
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            const __m128i dh = _mm_setr_epi16((short)x[b].d, (short)x[b + 1].d, (short)x[b + 2].d, (short)x[b + 3].d,
+                                              (short)x[b + 4].d, (short)x[b + 5].d, (short)x[b + 6].d, (short)x[b + 7].d);
+            _mm256_storeu_ps(pd + b, _mm256_cvtph_ps(dh));
+        }
+        for (; b < nb; b++) pd[b] = f16_to_f32(x[b].d);
+        for (b = 0; b < nb; b++) ps[b] = 8.0f * (float)block_sum_i8(x[b].qs);
     }
 }
 
@@ -648,7 +666,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, wk == WK_OFFSET ? ps : NULL, (float)(1 << off_shift));
+        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, (size_t)(v1 - v0), pd, wk == WK_OFFSET ? ps : NULL,
+                                  (float)(1 << off_shift));
         const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
         int64_t r = r0;
         if (R == TILE_ROWS_TG) {
@@ -1141,6 +1160,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q5_K] = slm_quant_gemm_packed_q5_k_avx2,
         [SLM_TYPE_Q6_K] = slm_quant_gemm_packed_q6_k_avx2,
     },
+    .pack_table = slm_quant_pack_table_avx2,
 };
 
 #else

@@ -23,13 +23,18 @@
 #if SLM_QUANT_HAVE_AVX2
 extern const slm_quant_kernel_set slm_quant_kernels_avx2;
 
-/* The per-chunk activation table of the Q8_0-activation tiles (kernels_avx2.c, shared with
+/* The activation table of the Q8_0-activation tiles (kernels_avx2.c, shared with
  * pack_avx2.c): for rows v in [v0, v1) of xq (row v at xq + v * xs, Q8_0 blocks) and blocks
- * b < nb, entry b * (v1 - v0) + (v - v0) of pd is the block's scale as a float and, when ps
- * is not NULL, that of ps the exact sum of its 32 quants times off (a weight type's offset,
- * 8 or 16: a power of two, so the product is exact and the tiles subtract it as it is). */
-void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb, float *pd,
-                               float *ps, float off);
+ * b < nb, entry b * pstride + (v - v0) of pd is the block's scale as a float and, when ps
+ * is not NULL, that of ps the exact sum of its 32 quants times off (a power of two, so the
+ * product is exact: 8 for the packed tiles, a type's offset 8 or 16 for the gemm tiles).
+ * pstride >= v1 - v0. */
+void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb, size_t pstride,
+                               float *pd, float *ps, float off);
+
+/* slm_pack_table_fn of the AVX2 set (kernels.h gives the layout). */
+void slm_quant_pack_table_avx2(const void *xq, size_t xs, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
+                               float *tab);
 
 /* The packed layouts of the AVX2 set (pack_avx2.c, pack_avx2_k.c), one line per kernel. */
 #define SLM_QUANT_PACKED_DECL(name)                                                                    \
@@ -37,7 +42,7 @@ void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t v0, int64_t
     void slm_quant_unpack_##name##_avx2(const void *group, int64_t n, void *rows, size_t row_bytes);   \
     void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
                                              int64_t g1, const void *xq, size_t xq_stride, int64_t n_vec, \
-                                             float *y, size_t y_stride);
+                                             float *y, size_t y_stride, const float *tab);
 SLM_QUANT_PACKED_DECL(q8_0)
 SLM_QUANT_PACKED_DECL(q4_0)
 SLM_QUANT_PACKED_DECL(iq4_nl)

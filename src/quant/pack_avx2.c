@@ -24,7 +24,8 @@
  *
  * Tiles: 8 rows x 4 activation rows for prompts (then 2 and 1), 8 x 1 for decoding; the
  * group's blocks are one linear stream, prefetched PACK_PF blocks ahead. Activation scales
- * and block sums are converted once per chunk of activation rows into a table.
+ * and block sums come from the caller's table (slm_quant_pack_table: once per step's input
+ * for all its products and chunks), or are converted once per chunk of activation rows.
  * Q5_0's 4 bytes of fifth bits are piece 0 of its block, regrouped so that byte t of a
  * row's dword holds in bit k the bit of element 4k + t (q5_bits): quant vector k's fifth
  * bits are then one shift and one mask away; its nibbles are pieces 1..4. Values 0..31
@@ -147,10 +148,11 @@ AVX2_TARGET static inline __m256i acc_signed(__m256i s, __m256i w, __m256i aw, _
 }
 
 /* One 8 x V tile: group blocks at grp (nb blocks), activation rows x + j * xs (Q8_0 blocks),
- * table entries pd/ps[b * pstride + j]; output (r, j) to y[j * ys + r]. */
+ * table entries pd/ps[b * bstride + j * rstride]; output (r, j) to y[j * ys + r]. */
 AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, const uint8_t *grp, const uint8_t *x,
                                                                      size_t xs, const float *pd, const float *ps,
-                                                                     size_t pstride, float *y, size_t ys, const int V,
+                                                                     size_t bstride, size_t rstride, float *y, size_t ys,
+                                                                     const int V,
                                                                      const int kind) {
     const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
                                                                                    : sizeof(slm_block_q4_0);
@@ -216,13 +218,16 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
             }
         }
         for (int j = 0; j < V; j++) {
-            const __m256 dy = _mm256_broadcast_ss(pd + (size_t)b * pstride + (size_t)j);
+            const __m256 dy = _mm256_broadcast_ss(pd + (size_t)b * bstride + (size_t)j * rstride);
             __m256 c = _mm256_cvtepi32_ps(tot[j]), t;
-            if (kind == PK_Q4_0) { /* ps holds 8 x the sum, exact (<= 8 x 32 x 127); then (sum * dx) * dy */
-                c = _mm256_sub_ps(c, _mm256_broadcast_ss(ps + (size_t)b * pstride + (size_t)j));
+            /* ps holds 8 x the block's sum: c less it once (Q4_0) or twice (Q5_0) is exact (every
+             * step an integer below 2^24), the sum of the signed products */
+            if (kind == PK_Q4_0) { /* then (sum * dx) * dy */
+                c = _mm256_sub_ps(c, _mm256_broadcast_ss(ps + (size_t)b * bstride + (size_t)j * rstride));
                 t = _mm256_mul_ps(_mm256_mul_ps(c, dx), dy);
-            } else if (kind == PK_Q5_0) { /* ps holds 16 x the sum; then sum * (dx * dy) */
-                c = _mm256_sub_ps(c, _mm256_broadcast_ss(ps + (size_t)b * pstride + (size_t)j));
+            } else if (kind == PK_Q5_0) { /* then sum * (dx * dy) */
+                const __m256 s8 = _mm256_broadcast_ss(ps + (size_t)b * bstride + (size_t)j * rstride);
+                c = _mm256_sub_ps(_mm256_sub_ps(c, s8), s8);
                 t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
             } else { /* sum * (dx * dy) */
                 t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
@@ -233,28 +238,37 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
     for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
 }
 
-/* Groups [g0, g1) x all activation rows for one kind. */
+/* Groups [g0, g1) x all activation rows for one kind; tab as in slm_gemm_packed_fn. */
 AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(int64_t n, const void *P, size_t row_bytes,
                                                                                 int64_t g0, int64_t g1, const void *xq,
                                                                                 size_t xs, int64_t n_vec, float *y,
-                                                                                size_t ys, const int kind) {
+                                                                                size_t ys, const float *tab,
+                                                                                const int kind) {
     const int64_t nb = n / SLM_QK8_0;
     if (nb <= 0 || nb > PACK_TABLE) return; /* the model packs only rows of 1..SLM_QUANT_PACK_MAX_COLS */
     const size_t group_bytes = SLM_QUANT_PACK_ROWS * row_bytes;
     const uint8_t *xm = xq;
     int64_t chunk = PACK_TABLE / nb < PACK_CHUNK_ROWS ? PACK_TABLE / nb : PACK_CHUNK_ROWS;
-    float pd[PACK_TABLE], ps[PACK_TABLE]; /* per chunk: activation scale and block sum, [block][row] */
+    float cd[PACK_TABLE], cs[PACK_TABLE]; /* without tab, per chunk: activation scale and block sum, [block][row] */
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
-        const size_t pstride = (size_t)(v1 - v0);
-        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pd, kind == PK_Q4_0 || kind == PK_Q5_0 ? ps : NULL,
-                                  kind == PK_Q4_0 ? 8.0f : 16.0f);
+        /* entry (block b, row v) at pd / ps[b * bstride + (v - vb) * rstride] */
+        const float *pd = cd, *ps = cs;
+        size_t bstride = (size_t)(v1 - v0), rstride = 1;
+        int64_t vb = v0;
+        if (tab) {
+            pd = tab, ps = tab + (size_t)nb * (size_t)n_vec, bstride = 1, rstride = (size_t)nb, vb = 0;
+        } else {
+            slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, bstride, cd, kind == PK_Q4_0 || kind == PK_Q5_0 ? cs : NULL,
+                                      8.0f);
+        }
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
             float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
             int64_t v = v0;
 #define PTILE(V_) \
-    ptile(nb, grp, xm + (size_t)v * xs, xs, pd + (v - v0), ps + (v - v0), pstride, yg + (size_t)v * ys, ys, V_, kind)
+    ptile(nb, grp, xm + (size_t)v * xs, xs, pd + (size_t)(v - vb) * rstride, ps + (size_t)(v - vb) * rstride, bstride, \
+          rstride, yg + (size_t)v * ys, ys, V_, kind)
             for (; v + PACK_V <= v1; v += PACK_V) PTILE(PACK_V);
             for (; v + 2 <= v1; v += 2) PTILE(2);
             if (v < v1) PTILE(1);
@@ -274,8 +288,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(i
     }                                                                                                              \
     AVX2_TARGET void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
                                                          int64_t g1, const void *xq, size_t xs, int64_t n_vec,     \
-                                                         float *y, size_t ys) {                                    \
-        gemm_packed_kind(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, kind);                                     \
+                                                         float *y, size_t ys, const float *tab) {                  \
+        gemm_packed_kind(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, tab, kind);                                \
     }
 
 PACKED_KERNELS(q8_0, slm_block_q8_0, PK_Q8_0)

@@ -553,17 +553,23 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_k(int6
 }
 
 AVX2_TARGET void slm_quant_gemm_packed_q4_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
-                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
+                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys,
+                                                 const float *tab) {
+    (void)tab; /* Q8_K rows carry their scales and block sums */
     gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q4K);
 }
 
 AVX2_TARGET void slm_quant_gemm_packed_q5_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
-                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
+                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys,
+                                                 const float *tab) {
+    (void)tab; /* Q8_K rows carry their scales and block sums */
     gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q5K);
 }
 
 AVX2_TARGET void slm_quant_gemm_packed_q6_k_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0, int64_t g1,
-                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {
+                                                 const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys,
+                                                 const float *tab) {
+    (void)tab; /* Q8_K rows carry their scales and block sums */
     gemm_packed_k(n, P, row_bytes, g0, g1, xq, xs, n_vec, y, ys, PK_Q6K);
 }
 
