@@ -196,20 +196,19 @@ AVX2_TARGET static void scores(int nr, int64_t hd, const float *q, const float *
 /* ---- exp ------------------------------------------------------------------------------------------ */
 
 AVX2_TARGET static float exp_sum(float *s, float m) {
-    /* a vector of -inf (cells no row sees) gives zeros without its exp, unless m is -inf
-     * too (then s - m is NaN, as in the scalar set) */
-    const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(-INFINITY);
-    const bool finite_m = m > -INFINITY;
+    /* every vector's exp, without a test: a cell no row sees (-inf) gets e^-inf = 0, or NaN
+     * when m is -inf too, as in the scalar set; so the block's 8 exps are independent
+     * chains the core interleaves (one at a time, each ~20 dependent steps, waited on its
+     * latency) */
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 e[BLOCK_VECS];
+#pragma GCC unroll 8
+    for (int i = 0; i < BLOCK_VECS; i++) e[i] = slm_vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + i * LANES), mv));
     __m256 sum = _mm256_setzero_ps();
+#pragma GCC unroll 8
     for (int i = 0; i < BLOCK_VECS; i++) {
-        const __m256 x = _mm256_loadu_ps(s + i * LANES);
-        if (finite_m && _mm256_movemask_ps(_mm256_cmp_ps(x, ninf, _CMP_EQ_OQ)) == 0xFF) {
-            _mm256_storeu_ps(s + i * LANES, _mm256_setzero_ps()); /* sum + 0 = sum */
-            continue;
-        }
-        const __m256 e = slm_vexp8(_mm256_sub_ps(x, mv));
-        _mm256_storeu_ps(s + i * LANES, e);
-        sum = _mm256_add_ps(sum, e);
+        _mm256_storeu_ps(s + i * LANES, e[i]);
+        sum = _mm256_add_ps(sum, e[i]);
     }
     __m128 r = _mm_add_ps(_mm256_extractf128_ps(sum, 1), _mm256_castps256_ps128(sum));
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
