@@ -9,6 +9,8 @@ fail() { echo "kernels_cli: FAIL: $*" >&2; exit 1; }
 
 set +e
 "$bin" kernels --cols 100 >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --cols: want exit 2"
+"$bin" kernels --cols 576 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--cols 576 without --type (K types need 256): want exit 2"
+"$bin" kernels --type q4_k --cols 576 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--cols 576 for q4_k: want exit 2"
 "$bin" kernels --type iq2_xxs >/dev/null 2>&1; [ $? -eq 2 ] || fail "type without kernels: want exit 2"
 "$bin" kernels --rows 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --rows: want exit 2"
 "$bin" kernels --bogus 1 >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option: want exit 2"
@@ -30,6 +32,10 @@ if echo "$out" | grep -q '^q4_0    avx2'; then
         echo "$out" | grep -Eq "^q4_0 +avx2 +$path .* 0\.00e\+00$" || fail "avx2 $path missing or not exact: $out"
     done
 fi
+
+# a 32-block type takes any whole number of its blocks (SmolLM2's 576-wide rows)
+out=$("$bin" kernels --type q4_0 --rows 16 --cols 576 --vectors 5 --ms 1)
+echo "$out" | awk '/vs scalar/ { n++; if ($NF + 0 > 0) bad = 1 } END { exit bad || n < 2 }' || fail "q4_0 x 576: $out"
 
 # types that are their own activation type (Q8_0, F16) take converted rows too: every set
 # agrees with scalar (a tool that fed them the floats' raw bytes disagreed by 25%)

@@ -35,7 +35,7 @@ static const char kernels_usage[] =
     "usage: slmesh kernels [--type T] [--rows N] [--cols N] [--vectors N] [--ms MS]\n"
     "  --type T      one weight type (q4_k, q8_0, f16, ...); default: the common ones\n"
     "  --rows N      matrix rows (default 1024)\n"
-    "  --cols N      matrix columns, a multiple of 256 (default 1024)\n"
+    "  --cols N      matrix columns, whole blocks of the type (any type: a multiple of 256; default 1024)\n"
     "  --vectors N   activation rows per product (default 1: decoding; e.g. 64: a prompt)\n"
     "  --ms MS       time spent per type, kernel set and path (default 200)\n"
     "The set used by slmesh is chosen from the CPU; SLMESH_KERNELS=scalar|avx2|avx512 overrides.\n";
@@ -178,9 +178,8 @@ int cmd_kernels(int argc, char **argv) {
             if (!cli_parse_long(v, 1, KERNELS_MAX_DIM, &rows))
                 return cli_usage("kernels", kernels_usage, "--rows: '%s' is not in 1..%d", v, KERNELS_MAX_DIM);
         } else if (!strcmp(o, "--cols")) {
-            if (!cli_parse_long(v, SLM_QK_K, KERNELS_MAX_DIM, &cols) || cols % SLM_QK_K)
-                return cli_usage("kernels", kernels_usage, "--cols: '%s' is not a multiple of %d up to %d", v, SLM_QK_K,
-                                 KERNELS_MAX_DIM);
+            if (!cli_parse_long(v, 1, KERNELS_MAX_DIM, &cols))
+                return cli_usage("kernels", kernels_usage, "--cols: '%s' is not in 1..%d", v, KERNELS_MAX_DIM);
         } else if (!strcmp(o, "--vectors")) {
             if (!cli_parse_long(v, 1, KERNELS_MAX_VECTORS, &nv))
                 return cli_usage("kernels", kernels_usage, "--vectors: '%s' is not in 1..%d", v, KERNELS_MAX_VECTORS);
@@ -195,6 +194,12 @@ int cmd_kernels(int argc, char **argv) {
             return cli_usage("kernels", kernels_usage, "unknown option '%s'", o);
         }
     }
+    /* whole blocks of the type (and of its activation type, which has the same block or a
+     * divisor of it), or of every default type */
+    const int64_t block = one != SLM_TYPE_COUNT ? slm_type_traits_of(one)->block_size : SLM_QK_K;
+    if (cols % block)
+        return cli_usage("kernels", kernels_usage, "--cols: %ld is not a multiple of %lld (%s)", cols, (long long)block,
+                         one != SLM_TYPE_COUNT ? "the type's block" : "a K type's block; --type allows others");
     if ((int64_t)rows * cols > KERNELS_MAX_ELEMS)
         return cli_usage("kernels", kernels_usage, "--rows x --cols exceeds %lld elements", (long long)KERNELS_MAX_ELEMS);
     const char *env = getenv("SLMESH_KERNELS");
