@@ -703,16 +703,17 @@ Q8ACT_KERNELS(iq4_nl, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
 
 /* ---- tiled products for K super-blocks (Q8_K activations) -------------------------------- */
 
-/* Q4_K, Q5_K and Q6_K weights against Q8_K activation rows, with the lanes-as-outputs
+/* Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights against Q8_K activation rows, with the lanes-as-outputs
  * layout of the 32-block tiles: a tile is R rows x V activation rows with R * V = 8
  * (decode 8 x 1 and 4 x 2, prompt 2 x 4). Per super-block each row's quants are unpacked
  * once and multiplied with the V activation rows into one int32 vector per output (the
  * vec_dot's sub-block scales applied by madd, so the lanes hold exact partial sums); the 8
  * vectors are reduced to one vector of 8 exact super-block sums, and the correction term
- * (Q4_K/Q5_K: mins x bsums; Q6_K: scales x bsums) likewise. The float step is then
+ * (Q2_K/Q4_K/Q5_K: mins x bsums; Q3_K/Q6_K: scales x bsums, for their offsets 4 and 32)
+ * likewise. The float step is then
  * vec_dot's exactly (per lane: d = dx * dy, the same products, difference and sum), so
  * every output equals vec_dot's bit for bit. */
-enum { KT_Q4 = 0, KT_Q5 = 1, KT_Q6 = 2 };
+enum { KT_Q4 = 0, KT_Q5 = 1, KT_Q6 = 2, KT_Q2 = 3, KT_Q3 = 4 };
 
 /* The 8 scales and 8 mins of a Q4_K/Q5_K super-block (6 bits each, packed in 12 bytes), as
  * slm_quant_scale_min_k4 unpacks them, by 32-bit word operations: sc[0..7], mn[0..7]. */
@@ -741,7 +742,11 @@ AVX2_TARGET static inline __m256i dup8_i16(const uint8_t v[8]) {
 AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb, const uint8_t *w, size_t wrb,
                                                                       const uint8_t *x, size_t xs, float *y, size_t ys,
                                                                       const int R, const int V, const int kt) {
-    const size_t bs = kt == KT_Q6 ? sizeof(slm_block_q6_k) : kt == KT_Q5 ? sizeof(slm_block_q5_k) : sizeof(slm_block_q4_k);
+    const size_t bs = kt == KT_Q6   ? sizeof(slm_block_q6_k)
+                      : kt == KT_Q5 ? sizeof(slm_block_q5_k)
+                      : kt == KT_Q2 ? sizeof(slm_block_q2_k)
+                      : kt == KT_Q3 ? sizeof(slm_block_q3_k)
+                                    : sizeof(slm_block_q4_k);
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
     const __m256i dx_idx = _mm256_setr_epi32(0 / V, 1 / V, 2 / V, 3 / V, 4 / V, 5 / V, 6 / V, 7 / V);
@@ -781,6 +786,54 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                             const __m256i yk = _mm256_loadu_si256((const __m256i *)(yb[j]->qs + 128 * h + 32 * k));
                             sumi[i * V + j] =
                                 _mm256_add_epi32(sumi[i * V + j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
+                        }
+                    }
+                }
+            } else if (kt == KT_Q2 || kt == KT_Q3) { /* 2-bit quants, 4 shifts of 32 bytes per half */
+                const uint8_t *qs;
+                int8_t sc[16]; /* Q2_K: the 4-bit scales; Q3_K: the 6-bit scales less 32 */
+                __m256i q3high = _mm256_setzero_si256();
+                if (kt == KT_Q2) {
+                    const slm_block_q2_k *b = (const slm_block_q2_k *)blk;
+                    dh[i] = b->d;
+                    dmh[i] = b->dmin;
+                    qs = b->qs;
+                    const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+                    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0xF)));
+                    for (int j = 0; j < V; j++) /* mins x bsums */
+                        corr[i * V + j] = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
+                    for (int g = 0; g < 16; g++) sc[g] = (int8_t)(b->scales[g] & 0xF);
+                } else {
+                    const slm_block_q3_k *b = (const slm_block_q3_k *)blk;
+                    dh[i] = b->d;
+                    qs = b->qs;
+                    slm_quant_q3_k_scales(b->scales, sc);
+                    for (int g = 0; g < 16; g++) sc[g] = (int8_t)(sc[g] - 32);
+                    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+                    for (int j = 0; j < V; j++) /* scales x bsums, to be taken 4 times off the sum */
+                        corr[i * V + j] = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
+                    q3high = _mm256_loadu_si256((const __m256i *)b->hmask);
+                }
+                /* the scales as int16, even 16-groups in the low lane and odd in the high one, so
+                 * that pair k's (groups 2k, 2k + 1) is one in-lane shuffle away */
+                const __m128i evens_odds = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)sc),
+                                                            _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+                const __m256i sc_eo = _mm256_cvtepi8_epi16(evens_odds);
+                const __m256i m3 = _mm256_set1_epi8(3);
+                for (int h = 0; h < 2; h++) {
+                    const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+                    for (int s2 = 0; s2 < 4; s2++) { /* elements 128 h + 32 s2 .. : 16-groups 2k, 2k + 1 */
+                        const int k = 4 * h + s2;
+                        __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * s2), m3);
+                        if (kt == KT_Q3) { /* + 4 where bit k of the high-bit mask is set: 0..7 */
+                            const __m256i hk = k >= 2 ? _mm256_srli_epi16(q3high, k - 2) : _mm256_slli_epi16(q3high, 2 - k);
+                            q = _mm256_or_si256(q, _mm256_and_si256(hk, _mm256_set1_epi8(4)));
+                        }
+                        const __m256i sv = _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16((short)(0x0100 + 0x0202 * k)));
+                        for (int j = 0; j < V; j++) {
+                            const __m256i yk = _mm256_loadu_si256((const __m256i *)(yb[j]->qs + 128 * h + 32 * s2));
+                            sumi[i * V + j] =
+                                _mm256_add_epi32(sumi[i * V + j], _mm256_madd_epi16(_mm256_maddubs_epi16(q, yk), sv));
                         }
                     }
                 }
@@ -831,8 +884,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
         const __m256i isum = reduce8_i32(sumi), csum = reduce8_i32(corr);
         const __m256 d = _mm256_mul_ps(dx, dy);
         __m256 t;
-        if (kt == KT_Q6) {
-            t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(csum, 5))));
+        if (kt == KT_Q6 || kt == KT_Q3) { /* offset 32 (4) x scales x bsums */
+            t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(csum, kt == KT_Q6 ? 5 : 2))));
         } else {
             const __m256 dmin = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmh)), dx_idx), dy);
             const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
@@ -897,6 +950,16 @@ AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int
 AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                        size_t xs, int64_t n_vec, float *y, size_t ys) {
     gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q6_k_q8_k, KT_Q6);
+}
+
+AVX2_TARGET static void gemm_q2_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q2_k_q8_k, KT_Q2);
+}
+
+AVX2_TARGET static void gemm_q3_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q3_k_q8_k, KT_Q3);
 }
 
 /* ---- plain float types ------------------------------------------------------------------- */
@@ -1120,6 +1183,8 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q4_K] = gemm_q4_k_q8_k,
         [SLM_TYPE_Q5_K] = gemm_q5_k_q8_k,
         [SLM_TYPE_Q6_K] = gemm_q6_k_q8_k,
+        [SLM_TYPE_Q2_K] = gemm_q2_k_q8_k,
+        [SLM_TYPE_Q3_K] = gemm_q3_k_q8_k,
     },
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
