@@ -703,17 +703,17 @@ Q8ACT_KERNELS(iq4_nl, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
 
 /* ---- tiled products for K super-blocks (Q8_K activations) -------------------------------- */
 
-/* Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights against Q8_K activation rows, with the lanes-as-outputs
+/* Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights against Q8_K activation rows, with the lanes-as-outputs
  * layout of the 32-block tiles: a tile is R rows x V activation rows with R * V = 8
  * (decode 8 x 1 and 4 x 2, prompt 2 x 4). Per super-block each row's quants are unpacked
  * once and multiplied with the V activation rows into one int32 vector per output (the
  * vec_dot's sub-block scales applied by madd, so the lanes hold exact partial sums); the 8
  * vectors are reduced to one vector of 8 exact super-block sums, and the correction term
- * (Q2_K/Q4_K/Q5_K: mins x bsums; Q3_K/Q6_K: scales x bsums, for their offsets 4 and 32)
- * likewise. The float step is then
+ * (Q2_K/Q4_K/Q5_K: mins x bsums; Q3_K/Q6_K: scales x bsums, for their offsets 4 and 32;
+ * IQ4_XS: none, its levels are signed) likewise. The float step is then
  * vec_dot's exactly (per lane: d = dx * dy, the same products, difference and sum), so
  * every output equals vec_dot's bit for bit. */
-enum { KT_Q4 = 0, KT_Q5 = 1, KT_Q6 = 2, KT_Q2 = 3, KT_Q3 = 4 };
+enum { KT_Q4 = 0, KT_Q5 = 1, KT_Q6 = 2, KT_Q2 = 3, KT_Q3 = 4, KT_IQ4XS = 5 };
 
 /* The 8 scales and 8 mins of a Q4_K/Q5_K super-block (6 bits each, packed in 12 bytes), as
  * slm_quant_scale_min_k4 unpacks them, by 32-bit word operations: sc[0..7], mn[0..7]. */
@@ -746,6 +746,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                       : kt == KT_Q5 ? sizeof(slm_block_q5_k)
                       : kt == KT_Q2 ? sizeof(slm_block_q2_k)
                       : kt == KT_Q3 ? sizeof(slm_block_q3_k)
+                      : kt == KT_IQ4XS ? sizeof(slm_block_iq4_xs)
                                     : sizeof(slm_block_q4_k);
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
@@ -787,6 +788,21 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                             sumi[i * V + j] =
                                 _mm256_add_epi32(sumi[i * V + j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv));
                         }
+                    }
+                }
+            } else if (kt == KT_IQ4XS) { /* 8 sub-blocks of 32: nibbles -> signed levels, 6-bit scales */
+                const slm_block_iq4_xs *b = (const slm_block_iq4_xs *)blk;
+                dh[i] = b->d;
+                for (int j = 0; j < V; j++) corr[i * V + j] = _mm256_setzero_si256();
+                const __m256i levels = iq4_levels();
+                for (int sb = 0; sb < SLM_QK_K / 32; sb++) {
+                    const int ls = ((b->scales_l[sb / 2] >> 4 * (sb % 2)) & 0xf) | (((b->scales_h >> 2 * sb) & 3) << 4);
+                    const __m256i qx = _mm256_shuffle_epi8(levels, unpack_nibbles_32(b->qs + 16 * sb));
+                    const __m256i ax = _mm256_sign_epi8(qx, qx), sv = _mm256_set1_epi16((short)(ls - 32));
+                    for (int j = 0; j < V; j++) { /* |qx| . sign(y, qx), pairs times the scale */
+                        const __m256i yk = _mm256_loadu_si256((const __m256i *)(yb[j]->qs + 32 * sb));
+                        const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(yk, qx));
+                        sumi[i * V + j] = _mm256_add_epi32(sumi[i * V + j], _mm256_madd_epi16(p16, sv));
                     }
                 }
             } else if (kt == KT_Q2 || kt == KT_Q3) { /* 2-bit quants, 4 shifts of 32 bytes per half */
@@ -886,6 +902,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
         __m256 t;
         if (kt == KT_Q6 || kt == KT_Q3) { /* offset 32 (4) x scales x bsums */
             t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(csum, kt == KT_Q6 ? 5 : 2))));
+        } else if (kt == KT_IQ4XS) {
+            t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
         } else {
             const __m256 dmin = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmh)), dx_idx), dy);
             const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
@@ -950,6 +968,11 @@ AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int
 AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
                                        size_t xs, int64_t n_vec, float *y, size_t ys) {
     gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q6_k_q8_k, KT_Q6);
+}
+
+AVX2_TARGET static void gemm_iq4_xs_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
+                                         size_t xs, int64_t n_vec, float *y, size_t ys) {
+    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_iq4_xs_q8_k, KT_IQ4XS);
 }
 
 AVX2_TARGET static void gemm_q2_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
@@ -1185,6 +1208,7 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q6_K] = gemm_q6_k_q8_k,
         [SLM_TYPE_Q2_K] = gemm_q2_k_q8_k,
         [SLM_TYPE_Q3_K] = gemm_q3_k_q8_k,
+        [SLM_TYPE_IQ4_XS] = gemm_iq4_xs_q8_k,
     },
     .axpy = {
         [SLM_TYPE_F32] = axpy_f32,
