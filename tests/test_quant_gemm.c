@@ -6,7 +6,7 @@
  *    several activation chunks; outputs outside the range are untouched;
  *  - slm_quant_matmul_rows (which picks the gemm) equals the vec_dot loop bit for bit;
  *  - axpy of every set equals the scalar one bit for bit (F32, F16), tails included;
- *  - the AVX2 Q8_0, Q4_0, Q5_0 and IQ4_NL kernels (vec_dot, and so their tiles) equal the
+ *  - the AVX2 Q8_0, Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 kernels (vec_dot, and so their tiles) equal the
  *    scalar ones bit for bit (they keep the scalar float order; kernels_avx2.c).
  */
 #include "testutil.h"
@@ -130,7 +130,7 @@ static void test_avx2_exact_types(void **state) {
         printf("avx2 not runnable here: skipped\n");
         return;
     }
-    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q5_0, SLM_TYPE_IQ4_NL};
+    const slm_type types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q5_0, SLM_TYPE_IQ4_NL, SLM_TYPE_Q4_1, SLM_TYPE_Q5_1};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const slm_type t = types[k], vt = slm_type_traits_of(t)->vec_dot_type;
         enum { N_ROWS = 64 };

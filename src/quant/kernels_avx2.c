@@ -101,41 +101,6 @@ AVX2_TARGET static inline __m256i iq4_levels(void) {
     return _mm256_set_m128i(v, v);
 }
 
-/* ---- legacy 32-blocks --------------------------------------------------------------------- */
-
-AVX2_TARGET static float vec_dot_q4_1_q8_1(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q4_1 *x = vx;
-    const slm_block_q8_1 *y = vy;
-    const int64_t nb = n / SLM_QK8_1;
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f; /* sum of the min terms m * s */
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        summs += f16_to_f32(x[ib].m) * f16_to_f32(y[ib].s);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(unpack_nibbles_32(x[ib].qs), qy)), acc);
-    }
-    return hsum_f32_8(acc) + summs;
-}
-
-AVX2_TARGET static float vec_dot_q5_1_q8_1(int64_t n, const void *vx, const void *vy) {
-    const slm_block_q5_1 *x = vx;
-    const slm_block_q8_1 *y = vy;
-    const int64_t nb = n / SLM_QK8_1;
-    const __m256i b4 = _mm256_set1_epi8(0x10);
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[ib].d) * f16_to_f32(y[ib].d));
-        summs += f16_to_f32(x[ib].m) * f16_to_f32(y[ib].s);
-        const __m256i hi = _mm256_and_si256(expand_bits_32(x[ib].qh), b4);
-        const __m256i qx = _mm256_or_si256(unpack_nibbles_32(x[ib].qs), hi); /* 0..31 */
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_32(qx, qy)), acc);
-    }
-    return hsum_f32_8(acc) + summs;
-}
-
 /* ---- K super-blocks ----------------------------------------------------------------------- */
 
 /* Q4_K and Q5_K: the integer sum of one super-block, sum over sub-blocks of scale * (q . y),
@@ -334,13 +299,14 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
     return sumf;
 }
 
-/* ---- 32-blocks against Q8_0 activations: Q8_0, Q4_0, Q5_0, IQ4_NL ------------------------- */
+/* ---- 32-blocks against Q8_0 (Q8_1) activations: Q8_0, Q4_0, Q5_0, IQ4_NL (Q4_1, Q5_1) ------ */
 
 /* These kernels give the scalar kernels' results bit for bit. The integer sum of each block
  * (weight x activation, 32 products) is exact whatever the order; the float side is then
  * done per output in the scalar kernel's order: one block after the other, the block's
  * float term formed exactly as the scalar source writes it (Q8_0, Q5_0, IQ4_NL:
- * isum * (dx * dy); Q4_0: (isum * dx) * dy), then added to the running sum (no FMA). So
+ * isum * (dx * dy); Q4_0: (isum * dx) * dy; Q4_1, Q5_1: (dx * dy) * isum + mx * sy), then
+ * added to the running sum (no FMA). So
  * vec_dot, the decode tiles and the prompt tiles agree with each other and with the
  * specification, whatever the tiling, the thread count or the ISA.
  *
@@ -353,7 +319,9 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
  *    offset (8, 16): maddubs(unsigned weight, signed activation) needs no sign fix-up, and
  *    the offset comes off the block total as offset * (sum of the activation block), a
  *    number computed once per activation block; their small products also let the tree
- *    start in 16-bit lanes (reduce8_i16). Q8_0 and IQ4_NL weights are signed:
+ *    start in 16-bit lanes (reduce8_i16). Q4_1 and Q5_1 (WK_MIN) are the same unsigned
+ *    values without an offset, against Q8_1 activations: their minimum comes in as
+ *    m x (the activation block's s). Q8_0 and IQ4_NL weights are signed:
  *    |w| . sign(a, w) as in dot_i8_32.
  *  - Activation scales (f16) and block sums are converted once per activation chunk into a
  *    small table laid out block-major, so a tile loads the V values of one block as one
@@ -376,7 +344,7 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
 #define TILE_PF 2
 
 /* Integer kinds and float orders (see above). */
-enum { WK_SIGNED = 0, WK_OFFSET = 1 };
+enum { WK_SIGNED = 0, WK_OFFSET = 1, WK_MIN = 2 };
 enum { FO_SCALE_FIRST = 0, FO_LEFT_TO_RIGHT = 1 };
 
 /* One 32-element weight block's values: signed (WK_SIGNED) or unsigned before the offset
@@ -401,6 +369,14 @@ AVX2_TARGET static inline __m256i wvals_q5_0(const uint8_t *blk) {
     const __m256i hi = _mm256_and_si256(expand_bits_32(b->qh), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(nibbles_32(b->qs), hi); /* 0..31, offset 16 */
 }
+AVX2_TARGET static inline __m256i wvals_q4_1(const uint8_t *blk) {
+    return nibbles_32(((const slm_block_q4_1 *)blk)->qs); /* 0..15 */
+}
+AVX2_TARGET static inline __m256i wvals_q5_1(const uint8_t *blk) {
+    const slm_block_q5_1 *b = (const slm_block_q5_1 *)blk;
+    const __m256i hi = _mm256_and_si256(expand_bits_32(b->qh), _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(nibbles_32(b->qs), hi); /* 0..31 */
+}
 AVX2_TARGET static inline __m256i wvals_iq4_nl(const uint8_t *blk) {
     return _mm256_shuffle_epi8(iq4_levels(), nibbles_32(((const slm_block_iq4_nl *)blk)->qs)); /* -127..113 */
 }
@@ -409,6 +385,27 @@ AVX2_TARGET static inline uint16_t block_d(const uint8_t *blk) {
     uint16_t h;
     memcpy(&h, blk, sizeof h);
     return h;
+}
+
+/* The minimum of a Q4_1 / Q5_1 block: the f16 after its scale. */
+AVX2_TARGET static inline uint16_t block_m(const uint8_t *blk) { return block_d(blk + sizeof(uint16_t)); }
+
+/* The 32 quants of activation block ib of the row at x: Q8_1 blocks for WK_MIN, else Q8_0. */
+AVX2_TARGET static inline const int8_t *act_qs(const uint8_t *x, int64_t ib, int wk) {
+    return wk == WK_MIN ? ((const slm_block_q8_1 *)x)[ib].qs : ((const slm_block_q8_0 *)x)[ib].qs;
+}
+
+/* The WK_MIN kinds' chunk table: Q8_1 rows [v0, v1)'s scales d (pd) and s (ps) as floats,
+ * entry (block b, row v) at b * pstride + v - v0. */
+AVX2_TARGET static void q8_1_table(const uint8_t *xq, size_t xs, int64_t v0, int64_t v1, int64_t nb, size_t pstride,
+                                   float *pd, float *ps) {
+    for (int64_t v = v0; v < v1; v++) {
+        const slm_block_q8_1 *yb = (const slm_block_q8_1 *)(xq + (size_t)v * xs);
+        for (int64_t ib = 0; ib < nb; ib++) {
+            pd[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].d);
+            ps[(size_t)ib * pstride + (size_t)(v - v0)] = f16_to_f32(yb[ib].s);
+        }
+    }
 }
 
 /* Sum of the 32 signed bytes at p (exact): psadbw of the bytes + 128 against zero. */
@@ -493,21 +490,30 @@ AVX2_TARGET static inline __m256i pair_sums(__m256i w, __m256i aw, __m256i y) {
 AVX2_TARGET __attribute__((always_inline)) static inline float dot_q8act(int64_t n, const uint8_t *x, const void *vy,
                                                                           size_t bs, wvals_fn wvals, int wk, int off_shift,
                                                                           int fo) {
-    const slm_block_q8_0 *y = vy;
+    const uint8_t *y = vy;
     const int64_t nb = n / SLM_QK8_0;
     float sumf = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += bs) {
         const __m256i w = wvals(x);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)act_qs(y, ib, wk));
         int isum;
         if (wk == WK_OFFSET) {
             const __m256i ws = _mm256_sub_epi8(w, _mm256_set1_epi8((char)(1 << off_shift)));
             isum = hsum_i32_8(dot_i8_32(ws, qy));
+        } else if (wk == WK_MIN) {
+            isum = hsum_i32_8(dot_u8_32(w, qy));
         } else {
             isum = hsum_i32_8(dot_i8_32(w, qy));
         }
-        const float t = block_term(isum, f16_to_f32(block_d(x)), f16_to_f32(y[ib].d), fo);
-        sumf += t;
+        if (wk == WK_MIN) { /* the scalar kernel's (dx * dy) * isum + mx * sy */
+            const slm_block_q8_1 *yb = (const slm_block_q8_1 *)y + ib;
+            const float t1 = (f16_to_f32(block_d(x)) * f16_to_f32(yb->d)) * (float)isum;
+            const float t2 = f16_to_f32(block_m(x)) * f16_to_f32(yb->s);
+            sumf += t1 + t2;
+        } else {
+            const float t = block_term(isum, f16_to_f32(block_d(x)), f16_to_f32(((const slm_block_q8_0 *)y)[ib].d), fo);
+            sumf += t;
+        }
     }
     return sumf;
 }
@@ -580,11 +586,18 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
         if (R > 6) dh = _mm_insert_epi16(dh, block_d(wb + 6 * wrb), 6);
         if (R > 7) dh = _mm_insert_epi16(dh, block_d(wb + 7 * wrb), 7);
         const __m256 dx = _mm256_cvtph_ps(dh);
+        __m256 mx = _mm256_setzero_ps(); /* WK_MIN: the R row minimums, likewise */
+        if (wk == WK_MIN) {
+            __m128i mh = _mm_setzero_si128();
+            for (int i = 0; i < R; i++) mh = _mm_insert_epi16(mh, block_m(wb + (size_t)i * wrb), i);
+            mx = _mm256_cvtph_ps(mh);
+        }
         const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
-        /* offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 * 127) */
-        const __m256 corr = wk == WK_OFFSET ? rep_load_ps(ps + (size_t)ib * pstride, V) : _mm256_setzero_ps();
+        /* WK_OFFSET: offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 *
+         * 127); WK_MIN: the activation block's s */
+        const __m256 corr = wk != WK_SIGNED ? rep_load_ps(ps + (size_t)ib * pstride, V) : _mm256_setzero_ps();
         __m256i qy[GEMM_VECS], xw[TILE_ROWS_TG], axw[TILE_ROWS_TG];
-        for (int j = 0; j < V; j++) qy[j] = _mm256_loadu_si256((const __m256i *)((const slm_block_q8_0 *)(x + (size_t)j * xs) + ib)->qs);
+        for (int j = 0; j < V; j++) qy[j] = _mm256_loadu_si256((const __m256i *)act_qs(x + (size_t)j * xs, ib, wk));
         for (int i = 0; i < R; i++) {
             xw[i] = wvals(wb + (size_t)i * wrb);
             axw[i] = wk == WK_SIGNED ? _mm256_sign_epi8(xw[i], xw[i]) : xw[i];
@@ -597,15 +610,18 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
                     p[k] = _mm256_setzero_si256();
                     continue;
                 }
-                p[k] = wk == WK_OFFSET ? _mm256_maddubs_epi16(xw[pi / V], qy[pi % V])
+                p[k] = wk != WK_SIGNED ? _mm256_maddubs_epi16(xw[pi / V], qy[pi % V])
                                        : pair_sums(xw[pi / V], axw[pi / V], qy[pi % V]);
             }
             /* the exact block sums as floats (exact: |sum| < 2^24), the offset taken off */
-            const __m256i tot = wk == WK_OFFSET ? reduce8_i16(p) : reduce8_i32(p);
-            const __m256 c = _mm256_sub_ps(_mm256_cvtepi32_ps(tot), corr);
+            const __m256i tot = wk != WK_SIGNED ? reduce8_i16(p) : reduce8_i32(p);
+            const __m256 c = wk == WK_MIN ? _mm256_cvtepi32_ps(tot) : _mm256_sub_ps(_mm256_cvtepi32_ps(tot), corr);
             const __m256 dxg = V == 1 && g == 0 ? dx : _mm256_permutevar8x32_ps(dx, dx_idx[g]);
             __m256 t;
-            if (fo == FO_LEFT_TO_RIGHT) {
+            if (wk == WK_MIN) {
+                const __m256 mxg = V == 1 && g == 0 ? mx : _mm256_permutevar8x32_ps(mx, dx_idx[g]);
+                t = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(dxg, dy), c), _mm256_mul_ps(mxg, corr));
+            } else if (fo == FO_LEFT_TO_RIGHT) {
                 t = _mm256_mul_ps(c, dxg);
                 t = _mm256_mul_ps(t, dy);
             } else {
@@ -666,8 +682,11 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t
     for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
         const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
         const size_t pstride = (size_t)(v1 - v0);
-        slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, (size_t)(v1 - v0), pd, wk == WK_OFFSET ? ps : NULL,
-                                  (float)(1 << off_shift));
+        if (wk == WK_MIN)
+            q8_1_table(xm, xs, v0, v1, nb, pstride, pd, ps);
+        else
+            slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, pstride, pd, wk == WK_OFFSET ? ps : NULL,
+                                      (float)(1 << off_shift));
         const int R = v1 - v0 <= DECODE_VECS ? TILE_ROWS_TG : TILE_ROWS_PP;
         int64_t r = r0;
         if (R == TILE_ROWS_TG) {
@@ -685,21 +704,23 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_q8act(int64_t
     }
 }
 
-/* Each type: its vec_dot and its gemm, from the same parts. */
-#define Q8ACT_KERNELS(name, blk, wk, off_shift, fo)                                                                  \
-    AVX2_TARGET static float vec_dot_##name##_q8_0(int64_t n, const void *vx, const void *vy) {                      \
+/* Each type: its vec_dot and its gemm, from the same parts (act: its activation type). */
+#define Q8ACT_KERNELS(name, act, blk, wk, off_shift, fo)                                                             \
+    AVX2_TARGET static float vec_dot_##name##_##act(int64_t n, const void *vx, const void *vy) {                     \
         return dot_q8act(n, vx, vy, sizeof(blk), wvals_##name, wk, off_shift, fo);                                   \
     }                                                                                                                \
-    AVX2_TARGET static void gemm_##name##_q8_0(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1,         \
-                                               const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {      \
-        gemm_q8act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, sizeof(blk), wvals_##name, vec_dot_##name##_q8_0, wk,     \
+    AVX2_TARGET static void gemm_##name##_##act(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1,        \
+                                                const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {     \
+        gemm_q8act(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, sizeof(blk), wvals_##name, vec_dot_##name##_##act, wk,    \
                    off_shift, fo);                                                                                   \
     }
 
-Q8ACT_KERNELS(q8_0, slm_block_q8_0, WK_SIGNED, 0, FO_SCALE_FIRST)
-Q8ACT_KERNELS(q4_0, slm_block_q4_0, WK_OFFSET, 3, FO_LEFT_TO_RIGHT)
-Q8ACT_KERNELS(q5_0, slm_block_q5_0, WK_OFFSET, 4, FO_SCALE_FIRST)
-Q8ACT_KERNELS(iq4_nl, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
+Q8ACT_KERNELS(q8_0, q8_0, slm_block_q8_0, WK_SIGNED, 0, FO_SCALE_FIRST)
+Q8ACT_KERNELS(q4_0, q8_0, slm_block_q4_0, WK_OFFSET, 3, FO_LEFT_TO_RIGHT)
+Q8ACT_KERNELS(q5_0, q8_0, slm_block_q5_0, WK_OFFSET, 4, FO_SCALE_FIRST)
+Q8ACT_KERNELS(iq4_nl, q8_0, slm_block_iq4_nl, WK_SIGNED, 0, FO_SCALE_FIRST)
+Q8ACT_KERNELS(q4_1, q8_1, slm_block_q4_1, WK_MIN, 0, FO_SCALE_FIRST)
+Q8ACT_KERNELS(q5_1, q8_1, slm_block_q5_1, WK_MIN, 0, FO_SCALE_FIRST)
 
 /* ---- tiled products for K super-blocks (Q8_K activations) -------------------------------- */
 
@@ -1203,6 +1224,8 @@ const slm_quant_kernel_set slm_quant_kernels_avx2 = {
         [SLM_TYPE_Q4_0] = gemm_q4_0_q8_0,
         [SLM_TYPE_Q5_0] = gemm_q5_0_q8_0,
         [SLM_TYPE_IQ4_NL] = gemm_iq4_nl_q8_0,
+        [SLM_TYPE_Q4_1] = gemm_q4_1_q8_1,
+        [SLM_TYPE_Q5_1] = gemm_q5_1_q8_1,
         [SLM_TYPE_Q4_K] = gemm_q4_k_q8_k,
         [SLM_TYPE_Q5_K] = gemm_q5_k_q8_k,
         [SLM_TYPE_Q6_K] = gemm_q6_k_q8_k,
