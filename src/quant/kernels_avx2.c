@@ -588,9 +588,9 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
         const __m256 dx = _mm256_cvtph_ps(dh);
         __m256 mx = _mm256_setzero_ps(); /* WK_MIN: the R row minimums, likewise */
         if (wk == WK_MIN) {
-            __m128i mh = _mm_setzero_si128();
-            for (int i = 0; i < R; i++) mh = _mm_insert_epi16(mh, block_m(wb + (size_t)i * wrb), i);
-            mx = _mm256_cvtph_ps(mh);
+            uint16_t mh[8] = {0};
+            for (int i = 0; i < R; i++) mh[i] = block_m(wb + (size_t)i * wrb);
+            mx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)mh));
         }
         const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
         /* WK_OFFSET: offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 *
