@@ -976,35 +976,19 @@ AVX2_TARGET __attribute__((always_inline)) static inline void gemm_k(int64_t n, 
     }
 }
 
-AVX2_TARGET static void gemm_q4_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q4_k_q8_k, KT_Q4);
-}
+/* Each K type's gemm: gemm_k with its vec_dot for the rows that fill no tile. */
+#define K_GEMM(name, kt)                                                                                           \
+    AVX2_TARGET static void gemm_##name##_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1,       \
+                                               const void *xq, size_t xs, int64_t n_vec, float *y, size_t ys) {    \
+        gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_##name##_q8_k, kt);                                \
+    }
 
-AVX2_TARGET static void gemm_q5_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q5_k_q8_k, KT_Q5);
-}
-
-AVX2_TARGET static void gemm_q6_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q6_k_q8_k, KT_Q6);
-}
-
-AVX2_TARGET static void gemm_iq4_xs_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                         size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_iq4_xs_q8_k, KT_IQ4XS);
-}
-
-AVX2_TARGET static void gemm_q2_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q2_k_q8_k, KT_Q2);
-}
-
-AVX2_TARGET static void gemm_q3_k_q8_k(int64_t n, const void *W, size_t wrb, int64_t r0, int64_t r1, const void *xq,
-                                       size_t xs, int64_t n_vec, float *y, size_t ys) {
-    gemm_k(n, W, wrb, r0, r1, xq, xs, n_vec, y, ys, vec_dot_q3_k_q8_k, KT_Q3);
-}
+K_GEMM(q2_k, KT_Q2)
+K_GEMM(q3_k, KT_Q3)
+K_GEMM(q4_k, KT_Q4)
+K_GEMM(q5_k, KT_Q5)
+K_GEMM(q6_k, KT_Q6)
+K_GEMM(iq4_xs, KT_IQ4XS)
 
 /* ---- plain float types ------------------------------------------------------------------- */
 
