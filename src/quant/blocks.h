@@ -242,8 +242,20 @@ static inline void slm_quant_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, 
     }
 }
 
-/* Q3_K: the 16 6-bit sub-block scales (still biased by 32) unpacked from the 12 bytes. */
-void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]);
+/* Q3_K: the 16 6-bit sub-block scales (still biased by 32) unpacked from the 12 bytes: low
+ * 4 bits in bytes 0..7 (two per byte), high 2 bits in bytes 8..11, by 32-bit word
+ * operations. Inline: the AVX2 tiles call it per row and super-block. */
+static inline void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4];
+    memcpy(aux, packed, SLM_K_SCALE_SIZE);
+    const uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    memcpy(out, aux, 16);
+}
 
 /* ---- scalar kernels (the specification; see quant.h for the contracts) ------------------- */
 

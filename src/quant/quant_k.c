@@ -22,21 +22,7 @@
 
 #include "quant/blocks.h"
 
-/* ---- packed 6-bit scales ---------------------------------------------------------------- */
-
-/* Q3_K (declared in blocks.h): unpack the 16 6-bit scales (biased by 32) from 12 bytes into
- * 16. Bytes 0..7 hold the low nibbles of scales 0..7 and 8..15; bytes 8..11 the high bits. */
-void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    uint32_t aux[4];
-    memcpy(aux, packed, SLM_K_SCALE_SIZE);
-    const uint32_t tmp = aux[2];
-    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-    memcpy(out, aux, 16);
-}
+/* (Q3_K's packed 6-bit scales: slm_quant_q3_k_scales, inline in blocks.h.) */
 
 /* ---- dequantization ------------------------------------------------------------------------ */
 
