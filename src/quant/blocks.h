@@ -244,17 +244,23 @@ static inline void slm_quant_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, 
 
 /* Q3_K: the 16 6-bit sub-block scales (still biased by 32) unpacked from the 12 bytes: low
  * 4 bits in bytes 0..7 (two per byte), high 2 bits in bytes 8..11, by 32-bit word
- * operations. Inline: the AVX2 tiles call it per row and super-block. */
-static inline void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
+ * operations; words[k] holds scales 4k..4k+3, little-endian. Inline: the AVX2 tiles call it
+ * per row and super-block and keep the words in registers. */
+static inline void slm_quant_q3_k_scale_words(const uint8_t packed[SLM_K_SCALE_SIZE], uint32_t words[4]) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    uint32_t aux[4];
-    memcpy(aux, packed, SLM_K_SCALE_SIZE);
-    const uint32_t tmp = aux[2];
-    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-    memcpy(out, aux, 16);
+    uint32_t a[3];
+    memcpy(a, packed, SLM_K_SCALE_SIZE);
+    words[0] = (a[0] & kmask2) | (((a[2] >> 0) & kmask1) << 4);
+    words[1] = (a[1] & kmask2) | (((a[2] >> 2) & kmask1) << 4);
+    words[2] = ((a[0] >> 4) & kmask2) | (((a[2] >> 4) & kmask1) << 4);
+    words[3] = ((a[1] >> 4) & kmask2) | (((a[2] >> 6) & kmask1) << 4);
+}
+
+/* The same as 16 bytes. */
+static inline void slm_quant_q3_k_scales(const uint8_t packed[SLM_K_SCALE_SIZE], int8_t out[16]) {
+    uint32_t words[4];
+    slm_quant_q3_k_scale_words(packed, words);
+    memcpy(out, words, 16);
 }
 
 /* ---- scalar kernels (the specification; see quant.h for the contracts) ------------------- */
