@@ -381,6 +381,22 @@ AVX2_TARGET static inline __m256i wvals_iq4_nl(const uint8_t *blk) {
     return _mm256_shuffle_epi8(iq4_levels(), nibbles_32(((const slm_block_iq4_nl *)blk)->qs)); /* -127..113 */
 }
 
+/* Up to 8 f16 values (lane i < 8) gathered into two words in registers, then converted to
+ * floats: an array stored value by value and reloaded as one vector stalls the reload on
+ * store forwarding (as long as a K super-block's integer work in a decode tile). */
+typedef struct f16_lanes {
+    uint64_t lo, hi; /* lanes 0..3, 4..7: 16 bits each */
+} f16_lanes;
+
+static inline void f16_lanes_put(f16_lanes *l, int i, uint16_t h) {
+    if (i < 4) l->lo |= (uint64_t)h << (16 * i);
+    else l->hi |= (uint64_t)h << (16 * (i - 4));
+}
+
+AVX2_TARGET static inline __m256 f16_lanes_ps(f16_lanes l) {
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)l.hi, (long long)l.lo));
+}
+
 AVX2_TARGET static inline uint16_t block_d(const uint8_t *blk) {
     uint16_t h;
     memcpy(&h, blk, sizeof h);
@@ -588,9 +604,9 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_q8act(
         const __m256 dx = _mm256_cvtph_ps(dh);
         __m256 mx = _mm256_setzero_ps(); /* WK_MIN: the R row minimums, likewise */
         if (wk == WK_MIN) {
-            uint16_t mh[8] = {0};
-            for (int i = 0; i < R; i++) mh[i] = block_m(wb + (size_t)i * wrb);
-            mx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)mh));
+            f16_lanes mh = {0, 0};
+            for (int i = 0; i < R; i++) f16_lanes_put(&mh, i, block_m(wb + (size_t)i * wrb));
+            mx = f16_lanes_ps(mh);
         }
         const __m256 dy = rep_load_ps(pd + (size_t)ib * pstride, V);
         /* WK_OFFSET: offset * (activation block sum) per lane, exact in float (|.| <= 16 * 32 *
@@ -779,13 +795,13 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
         const slm_block_q8_k *yb[GEMM_VECS];
         for (int j = 0; j < V; j++) yb[j] = (const slm_block_q8_k *)(x + (size_t)j * xs) + ib;
         __m256i sumi[8], corr[8];
-        uint16_t dh[8] = {0}, dmh[8] = {0}; /* row scales and mins scales, f16 */
+        f16_lanes dh = {0, 0}, dmh = {0, 0}; /* row scales and mins scales, f16 */
         for (int i = 0; i < R; i++) {
             const uint8_t *blk = w + (size_t)i * wrb + (size_t)ib * bs;
             for (int j = 0; j < V; j++) sumi[i * V + j] = _mm256_setzero_si256();
             if (kt == KT_Q6) {
                 const slm_block_q6_k *b = (const slm_block_q6_k *)blk;
-                dh[i] = b->d;
+                f16_lanes_put(&dh, i, b->d);
                 const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
                 for (int j = 0; j < V; j++) /* scales x bsums, to be taken 32 times off the sum */
                     corr[i * V + j] = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)yb[j]->bsums));
@@ -813,7 +829,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                 }
             } else if (kt == KT_IQ4XS) { /* 8 sub-blocks of 32: nibbles -> signed levels, 6-bit scales */
                 const slm_block_iq4_xs *b = (const slm_block_iq4_xs *)blk;
-                dh[i] = b->d;
+                f16_lanes_put(&dh, i, b->d);
                 for (int j = 0; j < V; j++) corr[i * V + j] = _mm256_setzero_si256();
                 const __m256i levels = iq4_levels();
                 for (int sb = 0; sb < SLM_QK_K / 32; sb++) {
@@ -832,8 +848,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                 __m256i q3high = _mm256_setzero_si256();
                 if (kt == KT_Q2) {
                     const slm_block_q2_k *b = (const slm_block_q2_k *)blk;
-                    dh[i] = b->d;
-                    dmh[i] = b->dmin;
+                    f16_lanes_put(&dh, i, b->d);
+                    f16_lanes_put(&dmh, i, b->dmin);
                     qs = b->qs;
                     const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
                     const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0xF)));
@@ -842,7 +858,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                     sc8 = _mm_and_si128(s8, _mm_set1_epi8(0xF));
                 } else {
                     const slm_block_q3_k *b = (const slm_block_q3_k *)blk;
-                    dh[i] = b->d;
+                    f16_lanes_put(&dh, i, b->d);
                     qs = b->qs;
                     /* in registers: stored and reloaded as 16 bytes, the words stalled the
                      * load on store forwarding (40% of a decode tile) */
@@ -887,8 +903,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
                     const slm_block_q4_k *b = (const slm_block_q4_k *)blk;
                     q4 = b->qs, packed = b->scales, d = b->d, dmin = b->dmin;
                 }
-                dh[i] = d;
-                dmh[i] = dmin;
+                f16_lanes_put(&dh, i, d);
+                f16_lanes_put(&dmh, i, dmin);
                 uint8_t sc[8], mn[8];
                 k4_scales(packed, sc, mn);
                 const __m256i mins = dup8_i16(mn);
@@ -917,10 +933,9 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
             }
         }
         /* per lane: vec_dot's float step */
-        float dyv[8];
-        for (int k = 0; k < 8; k++) dyv[k] = yb[k % V]->d;
-        const __m256 dy = _mm256_loadu_ps(dyv);
-        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dx_idx);
+        const __m256 dy = _mm256_setr_ps(yb[0]->d, yb[1 % V]->d, yb[2 % V]->d, yb[3 % V]->d, yb[4 % V]->d, yb[5 % V]->d,
+                                         yb[6 % V]->d, yb[7 % V]->d); /* lane k: activation row k % V */
+        const __m256 dx = _mm256_permutevar8x32_ps(f16_lanes_ps(dh), dx_idx);
         const __m256i isum = reduce8_i32(sumi), csum = reduce8_i32(corr);
         const __m256 d = _mm256_mul_ps(dx, dy);
         __m256 t;
@@ -929,7 +944,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k(int64_t nb,
         } else if (kt == KT_IQ4XS) {
             t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
         } else {
-            const __m256 dmin = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmh)), dx_idx), dy);
+            const __m256 dmin = _mm256_mul_ps(_mm256_permutevar8x32_ps(f16_lanes_ps(dmh), dx_idx), dy);
             const __m256 t1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum));
             const __m256 t2 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(csum));
             t = _mm256_sub_ps(t1, t2);
