@@ -388,6 +388,14 @@ void slm_attn_prefetch(const slm_attn *a, const slm_attn_args *g, int ith, int n
     }
 }
 
+bool slm_attn_token_heads(const slm_attn *a, const slm_attn_args *g, int ith, int nth, int32_t *h0, int32_t *h1) {
+    if (g->n != 1 || !rows_split(a, g, nth)) return false;
+    int64_t r0, r1; /* slm_attn_run_isa's rows of one tile: its query heads */
+    slm_pool_range(g->hp->n_head, ith, nth, &r0, &r1);
+    *h0 = (int32_t)r0, *h1 = (int32_t)r1;
+    return true;
+}
+
 void slm_attn_run(slm_attn *a, const slm_attn_args *g, int ith, int nth) {
     slm_attn_run_isa(a, g, slm_quant_kernels()->isa, ith, nth);
 }

@@ -16,6 +16,7 @@
 #define SLMESH_MODEL_ATTN_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,11 @@ int64_t slm_attn_work(const slm_attn_args *args);
  * no effect on results. */
 #define SLM_ATTN_PREFETCH_CELLS 1024 /* 2 x 1024 x 128 bytes per KV head of 64: a few L2s */
 void slm_attn_prefetch(const slm_attn *a, const slm_attn_args *args, int ith, int nth);
+
+/* For a call of one token whose rows are split across threads (decoding one token): thread
+ * ith's query heads [*h0, *h1) in slm_attn_run with the same args and nth, and true; else
+ * false. Lets the caller give each thread the q k v rows of the heads it then attends with. */
+bool slm_attn_token_heads(const slm_attn *a, const slm_attn_args *args, int ith, int nth, int32_t *h0, int32_t *h1);
 
 /* Thread ith of nth: its share of the (token, head) pairs. Every thread of the job must
  * call it with the same args; nth must not exceed the n_threads of slm_attn_create. */

@@ -73,6 +73,8 @@ typedef struct fwd_rows {
     float *x;        /* [tokens][n_embd] residual stream */
     float *h;        /* [tokens][n_embd] normalised input of a block; final rows */
     float *g;        /* [tokens][n_ff] silu(gate) * up */
+    float *rope;     /* [tokens][n_rot] cos/sin per token (each thread its own when replicating,
+                      * so that no barrier stands between the pass's start and RoPE) */
     uint8_t *act;    /* [ACT_SLOTS][tokens][act_stride] activations in vec_dot_types */
     size_t act_slot; /* bytes from one slot of act to the next */
 } fwd_rows;
@@ -192,9 +194,10 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
         if (i > 0) {
             r->x = alloc_array(REPL_MAX_TOKENS, e, sizeof(float));
             r->h = alloc_array(REPL_MAX_TOKENS, e, sizeof(float));
+            r->rope = alloc_array(REPL_MAX_TOKENS, (size_t)hp->n_rot, sizeof(float));
             r->act = alloc_array(ACT_SLOTS * REPL_MAX_TOKENS, f->act_stride, 1);
         }
-        own_ok = r->g && (i == 0 || (r->x && r->h && r->act));
+        own_ok = r->g && (i == 0 || (r->x && r->h && r->rope && r->act));
     }
     if (!f->x || !f->h || !f->y || !f->q || !f->att || !f->k || !f->v || !f->g || !f->u || !f->rope || !f->act ||
         !f->claims || !own_ok || (f->emb_stride && !f->emb) || (f->tab_slot && !f->tab)) {
@@ -203,7 +206,8 @@ slm_status slm_fwd_create(const slm_model *m, int32_t n_batch, int64_t n_cells, 
     }
     const size_t per_token = 3 * e + 2 * nq + 2 * nkv + 2 * ff + (size_t)hp->n_rot;      /* floats */
     const size_t own_bytes = REPL_MAX_TOKENS * (ff * sizeof(float) * (size_t)n_threads +
-                                                (2 * e * sizeof(float) + ACT_SLOTS * f->act_stride) * (size_t)(n_threads - 1));
+                                                ((2 * e + (size_t)hp->n_rot) * sizeof(float) + ACT_SLOTS * f->act_stride) *
+                                                    (size_t)(n_threads - 1));
     slm_status st = slm_attn_create(hp, n_cells, kv_type, n_threads, &f->attn, err);
     if (st != SLM_OK) {
         slm_fwd_destroy(f);
@@ -223,7 +227,8 @@ void slm_fwd_destroy(slm_fwd *f) {
     void *bufs[] = {f->x, f->h, f->y, f->q, f->att, f->k, f->v, f->g, f->u, f->rope, f->act, f->emb};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) slm_free(bufs[i]);
     for (int i = 0; f->own && i < f->n_threads; i++)
-        slm_free(f->own[i].x), slm_free(f->own[i].h), slm_free(f->own[i].g), slm_free(f->own[i].act);
+        slm_free(f->own[i].x), slm_free(f->own[i].h), slm_free(f->own[i].g), slm_free(f->own[i].rope),
+            slm_free(f->own[i].act);
     slm_free(f->own);
     slm_free(f->tab);
     slm_free(f->claims);
@@ -246,6 +251,8 @@ void slm_fwd_destroy(slm_fwd *f) {
  * thread computes them for every token into its own rows and starts its share of the next
  * product without a barrier, so 6 barriers per layer, and none between the last Wdown and
  * the logits (the embedding never needs one: a thread embeds the rows it then normalises).
+ * One token whose attention rows split along whole KV-head groups (own_heads) takes 4: a
+ * thread computes the q k v rows of its own heads, finishes and attends with them.
  */
 
 typedef struct pass {
@@ -266,9 +273,9 @@ typedef struct pass {
 /* The rows thread ith works on: the shared buffers, or its own when replicating. */
 static fwd_rows rows_of(const slm_fwd *f, bool repl, int ith) {
     const size_t shared_slot = (size_t)f->n_batch * f->act_stride;
-    if (!repl) return (fwd_rows){.x = f->x, .h = f->h, .g = f->g, .act = f->act, .act_slot = shared_slot};
+    if (!repl) return (fwd_rows){.x = f->x, .h = f->h, .g = f->g, .rope = f->rope, .act = f->act, .act_slot = shared_slot};
     fwd_rows r = f->own[ith];
-    if (ith == 0) r.x = f->x, r.h = f->h, r.act = f->act, r.act_slot = shared_slot;
+    if (ith == 0) r.x = f->x, r.h = f->h, r.rope = f->rope, r.act = f->act, r.act_slot = shared_slot;
     return r;
 }
 
@@ -398,11 +405,11 @@ static void norm_convert(const pass *p, const fwd_rows *r, bool add, const float
  * gets its bias, qwen3's norm and RoPE; a KV head the same for its key, the bias for its
  * value, and both go into the cache (a head is whole blocks of the cache type:
  * slm_fwd_create checks). Per head exactly what the whole rows would get. */
-static void qkv_finish(const pass *p, const slm_layer *L, int32_t il, int64_t t, int32_t i) {
+static void qkv_finish(const pass *p, const fwd_rows *r, const slm_layer *L, int32_t il, int64_t t, int32_t i) {
     const slm_hparams *hp = &p->m->hp;
     slm_fwd *f = p->f;
     const int64_t hd = hp->head_dim, nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd;
-    const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
+    const float *cs = r->rope + (size_t)t * (size_t)hp->n_rot;
     if (i < hp->n_head) {
         float *q = f->q + t * nq + i * hd;
         add_bias(q, L->bq ? L->bq + i * hd : NULL, hd);
@@ -438,6 +445,24 @@ static void kv_prefetch(const pass *p, int32_t il, int64_t i0, int64_t i1) {
     }
 }
 
+/* Decoding one token with attention's rows split by query heads along whole KV-head groups
+ * (every thread's range starts and ends on a group, e.g. Qwen2.5's 14 heads of 2 groups or
+ * Llama-3.2's 32 of 8 on 2 threads): each thread computes the q k v rows of its own heads,
+ * finishes them (RoPE, cache store) and attends with them, so the two barriers between
+ * those steps go. Needs head_dim in whole 8-row units. [*q0, *q1): this thread's query
+ * heads. The same rows get the same arithmetic, only on a known thread. */
+static bool own_heads(const pass *p, const slm_attn_args *args, int ith, int nth, int32_t *q0, int32_t *q1) {
+    const slm_hparams *hp = &p->m->hp;
+    const int32_t group = hp->n_head / hp->n_head_kv;
+    if (hp->head_dim % SLM_QUANT_PACK_ROWS) return false;
+    for (int t = 0; t < nth; t++) {
+        int32_t a, b;
+        if (!slm_attn_token_heads(p->f->attn, args, t, nth, &a, &b) || a % group || b % group) return false;
+        if (t == ith) *q0 = a, *q1 = b;
+    }
+    return true;
+}
+
 /* One layer. [t0, t1): this thread's tokens of the per-token steps (all of them when repl);
  * [s0, s1): its tokens of the steps that are always split. */
 static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il, int ith, int nth) {
@@ -453,6 +478,10 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     slm_pool_range(p->n * heads, ith, nth, &h0, &h1);
     const slm_attn_args args = {.hp = hp, .kv = p->kv, .il = il, .n = p->n, .pos = p->pos, .seq = p->seq, .q = f->q,
                                 .out = f->att, .claim = claim_of(p, repl, il, 4)};
+    int32_t q0 = 0, q1 = 0; /* own heads: query heads [q0, q1), KV heads [k0, k1) */
+    const bool own = repl && own_heads(p, &args, ith, nth, &q0, &q1);
+    const int32_t group = hp->n_head / hp->n_head_kv, k0 = q0 / group, k1 = q1 / group;
+    if (own) h0 = hp->n_head + k0, h1 = hp->n_head + k1; /* its items that store, for kv_prefetch */
     if (p->n <= REPL_MAX_TOKENS) kv_prefetch(p, il, h0, h1), slm_attn_prefetch(f->attn, &args, ith, nth);
 
     /* attention block: x += y (the previous layer's Wdown); h = rmsnorm(x) * attn_norm */
@@ -460,10 +489,19 @@ static void layer_steps(const pass *p, const fwd_rows *r, bool repl, int32_t il,
     mm_plan(f, r, &qkv, r->h, p->n, !repl);
     norm_convert(p, r, il > 0, L->attn_norm, &qkv, t0, t1);
     if (!repl) slm_pool_barrier(p->pool);
-    mm_rows(&qkv, p->n, ith, nth, claim_of(p, repl, il, 0));
-    slm_pool_barrier(p->pool);
-    for (int64_t i = h0; i < h1; i++) qkv_finish(p, L, il, i / heads, (int32_t)(i % heads));
-    slm_pool_barrier(p->pool);
+    if (own) { /* q rows of its heads, then k and v rows of its KV heads (units of 8 rows) */
+        const int64_t hu = hp->head_dim / SLM_QUANT_PACK_ROWS, qu = hp->n_head * hu, kvu = hp->n_head_kv * hu;
+        mm_units(&qkv, p->n, q0 * hu, q1 * hu);
+        mm_units(&qkv, p->n, qu + k0 * hu, qu + k1 * hu);
+        mm_units(&qkv, p->n, qu + kvu + k0 * hu, qu + kvu + k1 * hu);
+        for (int32_t i = q0; i < q1; i++) qkv_finish(p, r, L, il, 0, i);
+        for (int32_t k = k0; k < k1; k++) qkv_finish(p, r, L, il, 0, hp->n_head + k);
+    } else {
+        mm_rows(&qkv, p->n, ith, nth, claim_of(p, repl, il, 0));
+        slm_pool_barrier(p->pool);
+        for (int64_t i = h0; i < h1; i++) qkv_finish(p, r, L, il, i / heads, (int32_t)(i % heads));
+        slm_pool_barrier(p->pool);
+    }
     slm_attn_run(f->attn, &args, ith, nth);
     slm_pool_barrier(p->pool);
     mm_step wo = {.count = 1, .w = {&L->wo}, .out = {f->y}};
@@ -524,10 +562,11 @@ static void pass_run(void *arg, int ith, int nth) {
             atomic_store_explicit(&f->claims[i], 0, memory_order_relaxed);
 
     /* x = embedding rows (of the tokens this thread normalises next: no barrier); the RoPE
-     * tables of every token (read after the q k v barrier) */
+     * tables: split when shared (read after the q k v barrier), all of its own when
+     * replicating (a thread may RoPE its heads right after its part of q k v) */
     for (int64_t t = t0; t < t1; t++) embed_row(p->m, f, ith, p->tokens[t], r.x + t * e);
-    for (int64_t t = s0; t < s1; t++)
-        slm_ops_rope_cache(f->rope + (size_t)t * (size_t)hp->n_rot, hp->n_rot, p->pos[t], hp->rope_base,
+    for (int64_t t = t0; t < t1; t++)
+        slm_ops_rope_cache(r.rope + (size_t)t * (size_t)hp->n_rot, hp->n_rot, p->pos[t], hp->rope_base,
                            hp->rope_freq_scale, p->m->rope_freqs);
     for (int32_t il = 0; il < hp->n_layer; il++) layer_steps(p, &r, repl, il, ith, nth);
 
