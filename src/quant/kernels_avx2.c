@@ -6,11 +6,12 @@
  *
  * Every function computes what its scalar twin in quant_legacy.c / quant_k.c computes: the
  * per-block integer sums are exact (int8 x int8 products through maddubs/madd, no
- * saturation for the value ranges the quantizers produce: |q8| <= 127). Q8_0, Q4_0, Q5_0
- * and IQ4_NL (the 32-block types against Q8_0 activations, the bulk of a quantized model's
- * work) also do the float side in the scalar kernel's order, so they equal it bit for bit,
- * and their tiled products (decode and prompt tiles) equal it too; see their section. The
- * others differ from scalar only on the float side (8 lanes, FMA); the F32 and F16 kernels
+ * saturation for the value ranges the quantizers produce: |q8| <= 127). The 32-block types
+ * (Q8_0, Q4_0, Q5_0, IQ4_NL against Q8_0 activations, the bulk of a quantized model's work;
+ * Q4_1, Q5_1 against Q8_1) also do the float side in the scalar kernel's order, so they
+ * equal it bit for bit, and their tiled products (decode and prompt tiles) equal it too;
+ * see their section. The K types' tiles (every one of them has one) equal their AVX2
+ * vec_dot. The others differ from scalar only on the float side (8 lanes, FMA); the F32 and F16 kernels
  * are laid out after the reference's own AVX2 code (same lanes, FMA order and reductions),
  * and the float types accumulate in float there, where the scalar kernels accumulate in
  * double.
@@ -347,8 +348,9 @@ AVX2_TARGET static float vec_dot_iq4_xs_q8_k(int64_t n, const void *vx, const vo
 enum { WK_SIGNED = 0, WK_OFFSET = 1, WK_MIN = 2 };
 enum { FO_SCALE_FIRST = 0, FO_LEFT_TO_RIGHT = 1 };
 
-/* One 32-element weight block's values: signed (WK_SIGNED) or unsigned before the offset
- * (WK_OFFSET). Every block of these types starts with its f16 scale. */
+/* One 32-element weight block's values: signed (WK_SIGNED), unsigned before the offset
+ * (WK_OFFSET) or unsigned above the minimum (WK_MIN). Every block of these types starts
+ * with its f16 scale. */
 typedef __m256i (*wvals_fn)(const uint8_t *block);
 
 /* 16 bytes of nibbles -> 32 bytes (low nibbles then high), by one broadcast load and a
