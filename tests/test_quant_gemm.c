@@ -1,6 +1,7 @@
 /*
  * tests/test_quant_gemm.c: the tiled matrix-matrix kernels (slm_gemm_fn) and the axpy
  * kernels of every runnable ISA set.
+ *  - the AVX2 set has a gemm for every quantized weight type;
  *  - gemm equals the same set's vec_dot bit for bit for every (row, activation row), over
  *    row ranges with odd ends and activation counts that leave partial tiles and span
  *    several activation chunks; outputs outside the range are untouched;
@@ -69,6 +70,14 @@ static void test_gemm_equals_vec_dot(void **state) {
         }
     }
     printf("gemm kernels checked: %d\n", checked);
+    /* the AVX2 set tiles every quantized weight type (a type left to its vec_dot loop runs
+     * 3-5x slower in decode and prompts alike) */
+    const slm_quant_kernel_set *avx2 = slm_quant_kernels_isa(SLM_QUANT_ISA_AVX2);
+    const slm_type quantized[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q4_1, SLM_TYPE_Q5_0, SLM_TYPE_Q5_1, SLM_TYPE_Q8_0,
+                                  SLM_TYPE_IQ4_NL, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K, SLM_TYPE_Q4_K, SLM_TYPE_Q5_K,
+                                  SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
+    for (size_t k = 0; avx2 && k < sizeof quantized / sizeof quantized[0]; k++)
+        if (!avx2->gemm[quantized[k]]) fail_msg("avx2 has no gemm for %s", slm_type_name(quantized[k]));
 }
 
 /* slm_quant_matmul_rows (gemm when the set has one) against a plain vec_dot loop. */
