@@ -127,6 +127,17 @@ AVX2_TARGET static inline void dots2_half(int64_t hd, const float *q, const floa
     _mm256_storeu_ps(s1 + 2 * LANES, a12), _mm256_storeu_ps(s1 + 3 * LANES, a13);
 }
 
+/* Vector i of 3 rows' 4 accumulator columns a0i, a1i, a2i: src + 8 i loaded once for the 3
+ * FMAs with the rows' broadcasts b0, b1, b2 (scores: K cells against 3 queries; pv: V
+ * dimensions against 3 weights). A macro over the callers' named accumulators: an array of
+ * vectors would live in memory (see dots1). */
+#define FMA3_VEC(src, i)                                                                        \
+    do {                                                                                        \
+        const __m256 v3_ = _mm256_loadu_ps((src) + (i) * LANES);                                \
+        a0##i = _mm256_fmadd_ps(b0, v3_, a0##i), a1##i = _mm256_fmadd_ps(b1, v3_, a1##i);       \
+        a2##i = _mm256_fmadd_ps(b2, v3_, a2##i);                                                \
+    } while (0)
+
 /* The same for 3 rows: 12 accumulators + 3 broadcasts + the K vector = the 16 registers. */
 AVX2_TARGET static inline void dots3_half(int64_t hd, const float *q, const float *kt, float *s) {
     const float *q0 = q, *q1 = q + hd, *q2 = q + 2 * hd;
@@ -135,14 +146,10 @@ AVX2_TARGET static inline void dots3_half(int64_t hd, const float *q, const floa
     for (int64_t d = 0; d < hd; d++) {
         const __m256 b0 = _mm256_broadcast_ss(q0 + d), b1 = _mm256_broadcast_ss(q1 + d), b2 = _mm256_broadcast_ss(q2 + d);
         const float *k = kt + d * SLM_ATTN_BLOCK;
-        __m256 kv = _mm256_loadu_ps(k + 0 * LANES);
-        a00 = _mm256_fmadd_ps(b0, kv, a00), a10 = _mm256_fmadd_ps(b1, kv, a10), a20 = _mm256_fmadd_ps(b2, kv, a20);
-        kv = _mm256_loadu_ps(k + 1 * LANES);
-        a01 = _mm256_fmadd_ps(b0, kv, a01), a11 = _mm256_fmadd_ps(b1, kv, a11), a21 = _mm256_fmadd_ps(b2, kv, a21);
-        kv = _mm256_loadu_ps(k + 2 * LANES);
-        a02 = _mm256_fmadd_ps(b0, kv, a02), a12 = _mm256_fmadd_ps(b1, kv, a12), a22 = _mm256_fmadd_ps(b2, kv, a22);
-        kv = _mm256_loadu_ps(k + 3 * LANES);
-        a03 = _mm256_fmadd_ps(b0, kv, a03), a13 = _mm256_fmadd_ps(b1, kv, a13), a23 = _mm256_fmadd_ps(b2, kv, a23);
+        FMA3_VEC(k, 0);
+        FMA3_VEC(k, 1);
+        FMA3_VEC(k, 2);
+        FMA3_VEC(k, 3);
     }
     float *s0 = s, *s1 = s + SLM_ATTN_BLOCK, *s2 = s + 2 * SLM_ATTN_BLOCK;
     _mm256_storeu_ps(s0 + 0 * LANES, a00), _mm256_storeu_ps(s0 + 1 * LANES, a01);
@@ -359,14 +366,10 @@ AVX2_TARGET static inline void pv3_chunk32(int64_t hd, const float *p, const uin
         const int c = __builtin_ctzll(rest);
         const float *vr = v + c * hd;
         const __m256 b0 = _mm256_set1_ps(p0[c]), b1 = _mm256_set1_ps(p1[c]), b2 = _mm256_set1_ps(p2[c]);
-        __m256 vv = _mm256_loadu_ps(vr + 0 * LANES);
-        a00 = _mm256_fmadd_ps(b0, vv, a00), a10 = _mm256_fmadd_ps(b1, vv, a10), a20 = _mm256_fmadd_ps(b2, vv, a20);
-        vv = _mm256_loadu_ps(vr + 1 * LANES);
-        a01 = _mm256_fmadd_ps(b0, vv, a01), a11 = _mm256_fmadd_ps(b1, vv, a11), a21 = _mm256_fmadd_ps(b2, vv, a21);
-        vv = _mm256_loadu_ps(vr + 2 * LANES);
-        a02 = _mm256_fmadd_ps(b0, vv, a02), a12 = _mm256_fmadd_ps(b1, vv, a12), a22 = _mm256_fmadd_ps(b2, vv, a22);
-        vv = _mm256_loadu_ps(vr + 3 * LANES);
-        a03 = _mm256_fmadd_ps(b0, vv, a03), a13 = _mm256_fmadd_ps(b1, vv, a13), a23 = _mm256_fmadd_ps(b2, vv, a23);
+        FMA3_VEC(vr, 0);
+        FMA3_VEC(vr, 1);
+        FMA3_VEC(vr, 2);
+        FMA3_VEC(vr, 3);
     }
     ACC4_STORE(acc, a00, a01, a02, a03);
     ACC4_STORE(acc + hd, a10, a11, a12, a13);
