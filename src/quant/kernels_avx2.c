@@ -472,23 +472,14 @@ AVX2_TARGET void slm_quant_q8_0_table_avx2(const uint8_t *xq, size_t xs, int64_t
     }
 }
 
-/* A row at a time (its entries are contiguous): 8 scales by one vcvtph2ps, sums by
- * block_sum_i8. */
+/* A row at a time: the chunk table of that one row, whose entries (stride 1) are then the
+ * row's own run of the table. */
 AVX2_TARGET void slm_quant_pack_table_avx2(const void *xq, size_t xs, int64_t v0, int64_t v1, int64_t n_vec, int64_t n,
                                            float *tab) {
     const int64_t nb = n / SLM_QK8_0;
-    for (int64_t v = v0; v < v1; v++) {
-        const slm_block_q8_0 *x = (const slm_block_q8_0 *)((const uint8_t *)xq + (size_t)v * xs);
-        float *pd = tab + (size_t)v * (size_t)nb, *ps = tab + (size_t)(n_vec + v) * (size_t)nb;
-        int64_t b = 0;
-        for (; b + 8 <= nb; b += 8) {
-            const __m128i dh = _mm_setr_epi16((short)x[b].d, (short)x[b + 1].d, (short)x[b + 2].d, (short)x[b + 3].d,
-                                              (short)x[b + 4].d, (short)x[b + 5].d, (short)x[b + 6].d, (short)x[b + 7].d);
-            _mm256_storeu_ps(pd + b, _mm256_cvtph_ps(dh));
-        }
-        for (; b < nb; b++) pd[b] = f16_to_f32(x[b].d);
-        for (b = 0; b < nb; b++) ps[b] = 8.0f * (float)block_sum_i8(x[b].qs);
-    }
+    for (int64_t v = v0; v < v1; v++)
+        slm_quant_q8_0_table_avx2(xq, xs, v, v + 1, nb, 1, tab + (size_t)v * (size_t)nb,
+                                  tab + (size_t)(n_vec + v) * (size_t)nb, 8.0f);
 }
 
 /* The block's float term from its exact integer sum, in the scalar kernel's order. */
