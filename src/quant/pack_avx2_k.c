@@ -376,27 +376,25 @@ AVX2_TARGET __attribute__((always_inline)) static inline void tile_k4(int64_t nb
         }
 #define K4_SCALE(g, i) (in_mem ? scm[12 * (g) + (i)] : k4_expand(scb[g], i))
         /* sub-block s = 2c + half: low (half 0) or high nibbles of chunk c. A prompt tile
-         * keeps the chunk loop a loop (unrolled, GCC spreads the int16 sums over the stack). */
-        if (in_mem) {
-#pragma GCC unroll 1
-            for (int c = 0; c < 4; c++)
-#pragma GCC unroll 2
-                for (int half = 0; half < 2; half++) {
-                    __m256i sv[PK_TILE_R];
-                    for (int g = 0; g < R; g++) sv[g] = K4_SCALE(g, 2 * c + half);
-                    k4_subblock(b, yb, sv, isum, c, half, R, V, five);
-                    __asm__ volatile("" ::: "memory"); /* one sub-block's registers are dead here */
-                }
-        } else {
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++)
-#pragma GCC unroll 2
-                for (int half = 0; half < 2; half++) {
-                    __m256i sv[PK_TILE_R];
-                    for (int g = 0; g < R; g++) sv[g] = K4_SCALE(g, 2 * c + half);
-                    k4_subblock(b, yb, sv, isum, c, half, R, V, five);
-                }
-        }
+         * keeps the chunk loop a loop (unrolled, GCC spreads the int16 sums over the stack)
+         * and tells GCC one sub-block's registers are dead after it; a decode tile unrolls. */
+#define PK_PRAGMA(x) _Pragma(#x)
+#define K4_SUBBLOCKS(unroll_c, after)                                                                                  \
+    do {                                                                                                               \
+        PK_PRAGMA(GCC unroll unroll_c)                                                                                 \
+        for (int c = 0; c < 4; c++)                                                                                    \
+            PK_PRAGMA(GCC unroll 2)                                                                                    \
+            for (int half = 0; half < 2; half++) {                                                                     \
+                __m256i sv[PK_TILE_R];                                                                                 \
+                for (int g = 0; g < R; g++) sv[g] = K4_SCALE(g, 2 * c + half);                                        \
+                k4_subblock(b, yb, sv, isum, c, half, R, V, five);                                                     \
+                after;                                                                                                 \
+            }                                                                                                          \
+    } while (0)
+        if (in_mem) K4_SUBBLOCKS(1, __asm__ volatile("" ::: "memory"));
+        else K4_SUBBLOCKS(4, (void)0);
+#undef K4_SUBBLOCKS
+#undef PK_PRAGMA
         /* mins x activation sums of 32 (pair p = sub-blocks 2p, 2p + 1), then vec_dot's
          * float step per lane */
         for (int j = 0; j < V; j++) {
