@@ -51,13 +51,6 @@ AVX2_TARGET static inline float hmax_f32_8(__m256 x) {
     return _mm_cvtss_f32(m);
 }
 
-AVX2_TARGET static inline float hsum_f32_8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
 AVX2_TARGET static inline int hsum_i32_8(__m256i x) {
     __m128i r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
     r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(1, 0, 3, 2)));
