@@ -14,6 +14,7 @@ PKGS="$PKGS libpcre2-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-
 PKGS="$PKGS libcurl4-openssl-dev libpq-dev"
 # Test-only: unit test framework, real clients and servers used by integration tests.
 PKGS="$PKGS libcmocka-dev curl postgresql"
+PKGS="$PKGS libsimde-dev"  # portable x86 intrinsics: the AVX-512 kernels checked on machines without it (CMakeLists.txt)
 PKGS="$PKGS jq"  # integration tests read reference JSON (tests/cli_run.sh, cli_score.sh)
 PKGS="$PKGS time"  # GNU time: peak RSS of `slmesh run` (tests/run_memory.sh)
 

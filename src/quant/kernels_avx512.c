@@ -1,17 +1,15 @@
 /*
- * quant/kernels_avx512.c: the AVX-512 (F/BW/VL/VNNI) kernel set. For now it holds no
- * kernels of its own: it inherits every AVX2 kernel (kernels.c completes a set from the
- * lower ISAs), so it gives exactly the AVX2 results.
+ * quant/kernels_avx512.c: the AVX-512 (F/BW/VL/VNNI) kernel set. It inherits every AVX2
+ * kernel (kernels.c completes a set from the lower ISAs) and replaces the packed products
+ * of the 32-block types (Q8_0, Q4_0, Q5_0, IQ4_NL: the prompt tiles and the decode tile)
+ * with pack_vnni.c's, which use vpdpbusd on 256-bit vectors over the same packed layout
+ * (so packing is AVX2's) and give exactly the AVX2 results, bit for bit.
  *
- * Its earlier VNNI vec_dot for Q8_0 and Q4_0 reproduced the AVX2 kernels' old float order
- * (8 lanes, FMA per block); the AVX2 kernels of those types now keep the scalar order and
- * their tiles (gemm) must equal the set's vec_dot bit for bit, so a VNNI kernel here has to
- * be written the same way: vpdpbusd in place of maddubs + madd in the lanes-as-outputs
- * tiles of kernels_avx2.c, one exact integer sum per block, the scalar float step. That
- * needs AVX-512 hardware to verify (the development machine and CI have none), as does
- * raising AUTO_CAP in kernels.c: the set stays opt-in (SLMESH_KERNELS=avx512).
- * Thread-safety: immutable data. Non-goals: 512-bit-wide loops (the 32-element blocks and
- * the memory bandwidth leave little to gain).
+ * Neither the development machine nor CI has AVX-512: the tests run this set on SIMDe's
+ * portable definitions of the intrinsics (SLM_QUANT_EMULATE_VNNI, see pack_vnni.c), which
+ * checks its values; its speed has not been measured on hardware.
+ * Thread-safety: immutable data. Non-goals: VNNI versions of the K types' tiles and of the
+ * unpacked vec_dot kernels (decode reads packed rows; the K tiles are next).
  */
 #include "quant/kernels_isa.h"
 
@@ -20,6 +18,24 @@
 const slm_quant_kernel_set slm_quant_kernels_avx512 = {
     .isa = SLM_QUANT_ISA_AVX512,
     .name = "avx512",
+    .pack = {
+        [SLM_TYPE_Q8_0] = slm_quant_pack_q8_0_avx2,
+        [SLM_TYPE_Q4_0] = slm_quant_pack_q4_0_avx2,
+        [SLM_TYPE_IQ4_NL] = slm_quant_pack_iq4_nl_avx2,
+        [SLM_TYPE_Q5_0] = slm_quant_pack_q5_0_avx2,
+    },
+    .unpack = {
+        [SLM_TYPE_Q8_0] = slm_quant_unpack_q8_0_avx2,
+        [SLM_TYPE_Q4_0] = slm_quant_unpack_q4_0_avx2,
+        [SLM_TYPE_IQ4_NL] = slm_quant_unpack_iq4_nl_avx2,
+        [SLM_TYPE_Q5_0] = slm_quant_unpack_q5_0_avx2,
+    },
+    .gemm_packed = {
+        [SLM_TYPE_Q8_0] = slm_quant_gemm_packed_q8_0_vnni,
+        [SLM_TYPE_Q4_0] = slm_quant_gemm_packed_q4_0_vnni,
+        [SLM_TYPE_IQ4_NL] = slm_quant_gemm_packed_iq4_nl_vnni,
+        [SLM_TYPE_Q5_0] = slm_quant_gemm_packed_q5_0_vnni,
+    },
 };
 
 #else

@@ -53,6 +53,16 @@ SLM_QUANT_PACKED_DECL(q6_k)
 #endif
 #if SLM_QUANT_HAVE_AVX512
 extern const slm_quant_kernel_set slm_quant_kernels_avx512;
+
+/* The packed 32-block products of the avx512 set (pack_vnni.c; the layout is AVX2's). */
+#define SLM_QUANT_VNNI_DECL(name)                                                                      \
+    void slm_quant_gemm_packed_##name##_vnni(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
+                                             int64_t g1, const void *xq, size_t xq_stride, int64_t n_vec, \
+                                             float *y, size_t y_stride, const float *tab);
+SLM_QUANT_VNNI_DECL(q8_0)
+SLM_QUANT_VNNI_DECL(q4_0)
+SLM_QUANT_VNNI_DECL(iq4_nl)
+SLM_QUANT_VNNI_DECL(q5_0)
 #endif
 
 #endif /* SLMESH_QUANT_KERNELS_ISA_H */

@@ -40,13 +40,8 @@
 
 #if SLM_QUANT_HAVE_AVX2
 
-#include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
-
-#include "quant/blocks.h"
-
-#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* the float steps are the scalar kernel's, operation by operation */
@@ -57,12 +52,10 @@
 #pragma GCC optimize("no-tree-ter")
 #endif
 
-#define PACK_V 4             /* activation rows per prompt tile */
-#define PACK_CHUNK_ROWS 64   /* activation rows per chunk (their table and rows stay in L1/L2) */
-#define PACK_PF 8            /* prefetch distance in blocks of the group (2 KiB for Q8_0, 1 KiB for Q4_0) */
-#define PACK_SCALES 16       /* bytes of the 8 f16 scales at the head of a group's block */
-#define PACK_PIECE 4         /* quant bytes of one row side by side with the other rows' */
-#define PACK_TABLE (SLM_QUANT_PACK_MAX_COLS / SLM_QK8_0) /* table entries: chunk rows x blocks */
+#define PD_TARGET AVX2_TARGET
+#define PD_TILE ptile
+#define PD_SUMS(kind) ((kind) == PK_Q4_0 || (kind) == PK_Q5_0) /* the signed kinds need no offset */
+#include "quant/pack_tile.h"
 
 /* ---- layout ---------------------------------------------------------------------------- */
 
@@ -115,23 +108,6 @@ static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes
 }
 
 /* ---- tiles ----------------------------------------------------------------------------- */
-
-enum { PK_Q8_0 = 0, PK_Q4_0 = 1, PK_IQ4_NL = 2, PK_Q5_0 = 3 };
-
-/* Q5_0's fifth bits of vector k (elements 4k .. 4k + 3 of the 8 rows) as 0x10 in each byte:
- * bit k of byte lane i of the group's high-bit piece (see q5_bits) moved to bit 4. A 16-bit
- * shift is enough: the bits it carries across a byte boundary land below or above bit 4. */
-AVX2_TARGET static inline __m256i q5_high(__m256i qh, int k) {
-    const __m256i hb = k < 4 ? _mm256_slli_epi16(qh, 4 - k) : k > 4 ? _mm256_srli_epi16(qh, k - 4) : qh;
-    return _mm256_and_si256(hb, _mm256_set1_epi8(0x10));
-}
-
-/* The 4 activation bytes at p in every lane. */
-AVX2_TARGET static inline __m256i bcast4(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return _mm256_set1_epi32(v);
-}
 
 /* The int16 pair sums of piece c of a 32-block (lanes 2r, 2r + 1 for row r): lo holds its
  * elements 4c .. 4c + 3, hi elements 16 + 4c .. of the 8 rows, as unsigned values, against
@@ -236,45 +212,6 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
         }
     }
     for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
-}
-
-/* Groups [g0, g1) x all activation rows for one kind; tab as in slm_gemm_packed_fn. */
-AVX2_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(int64_t n, const void *P, size_t row_bytes,
-                                                                                int64_t g0, int64_t g1, const void *xq,
-                                                                                size_t xs, int64_t n_vec, float *y,
-                                                                                size_t ys, const float *tab,
-                                                                                const int kind) {
-    const int64_t nb = n / SLM_QK8_0;
-    if (nb <= 0 || nb > PACK_TABLE) return; /* the model packs only rows of 1..SLM_QUANT_PACK_MAX_COLS */
-    const size_t group_bytes = SLM_QUANT_PACK_ROWS * row_bytes;
-    const uint8_t *xm = xq;
-    int64_t chunk = PACK_TABLE / nb < PACK_CHUNK_ROWS ? PACK_TABLE / nb : PACK_CHUNK_ROWS;
-    float cd[PACK_TABLE], cs[PACK_TABLE]; /* without tab, per chunk: activation scale and block sum, [block][row] */
-    for (int64_t v0 = 0; v0 < n_vec; v0 += chunk) {
-        const int64_t v1 = v0 + chunk < n_vec ? v0 + chunk : n_vec;
-        /* entry (block b, row v) at pd / ps[b * bstride + (v - vb) * rstride] */
-        const float *pd = cd, *ps = cs;
-        size_t bstride = (size_t)(v1 - v0), rstride = 1;
-        int64_t vb = v0;
-        if (tab) {
-            pd = tab, ps = tab + (size_t)nb * (size_t)n_vec, bstride = 1, rstride = (size_t)nb, vb = 0;
-        } else {
-            slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, bstride, cd, kind == PK_Q4_0 || kind == PK_Q5_0 ? cs : NULL,
-                                      8.0f);
-        }
-        for (int64_t g = g0; g < g1; g++) {
-            const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
-            float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
-            int64_t v = v0;
-#define PTILE(V_) \
-    ptile(nb, grp, xm + (size_t)v * xs, xs, pd + (size_t)(v - vb) * rstride, ps + (size_t)(v - vb) * rstride, bstride, \
-          rstride, yg + (size_t)v * ys, ys, V_, kind)
-            for (; v + PACK_V <= v1; v += PACK_V) PTILE(PACK_V);
-            for (; v + 2 <= v1; v += 2) PTILE(2);
-            if (v < v1) PTILE(1);
-#undef PTILE
-        }
-    }
 }
 
 /* ---- the kernels of each type --------------------------------------------------------------- */
