@@ -8,7 +8,8 @@
  * slm_quant_kernels() is chosen at first use from the CPU's features (__builtin_cpu_supports)
  * and the environment variable SLMESH_KERNELS=scalar|avx2|avx512 (read once; a set the CPU
  * or the build cannot run falls back to the best one below it; anything else means "auto").
- * "auto" stops at avx2 for now: the avx512 set is opt-in until verified on such hardware.
+ * "auto" is the best set the CPU runs (the avx512 set's own kernels are checked on SIMDe's
+ * emulation by the tests and not yet timed on hardware; SLMESH_KERNELS=avx2 opts out).
  *
  * Callers that want the fast kernels use slm_quant_kernels()->vec_dot[type] (or the
  * matvec helpers below) instead of slm_type_traits_of(type)->vec_dot (always scalar).
