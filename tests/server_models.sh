@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/server_models.sh: several models from a JSON config (docs/server.md): names and
 # aliases in /v1/models, loading on first use, LRU eviction under a memory budget that holds
-# one model, defaults from the config, 503 for a model that cannot load, a bad config
-# refused with exit 1, bad usage exit 2.
+# one model, defaults from the config, 503 for a model that cannot load, use_mmap / --no-mmap
+# (the weights read, not mapped), a bad config refused with exit 1, bad usage exit 2.
 set -euo pipefail
 source "$(dirname "$0")/server_common.bash"
 
@@ -49,7 +49,28 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/completions" -d '{"model
 [ "$code" = 404 ] || fail "unknown model: $code"
 stop_server
 
+# use_mmap false (config) and --no-mmap: the weights are read, so the file is not among the
+# server's mappings; a model left as it is stays mapped
+cat >"$WORK/mmap.json" <<EOF
+{"models": [{"name": "read", "path": "$MODEL", "use_mmap": false, "use_mlock": true},
+            {"name": "mapped", "path": "$TINY"}]}
+EOF
+start_server --config "$WORK/mmap.json" -t 1
+curl -s "$BASE/v1/completions" -d '{"model":"mapped","prompt":"Once","max_tokens":2}' | jq -e .choices >/dev/null || fail "mapped"
+curl -s "$BASE/v1/completions" -d '{"model":"read","prompt":"Once","max_tokens":2}' | jq -e .choices >/dev/null || fail "read"
+grep -qF "$(realpath "$TINY")" "/proc/$SRV_PID/maps" || fail "the default (use_mmap) model is not mapped"
+grep -qF "$(realpath "$MODEL")" "/proc/$SRV_PID/maps" && fail "use_mmap false: $MODEL is mapped"
+stop_server
+start_server -m "$MODEL" --no-mmap -t 1
+curl -s "$BASE/v1/completions" -d '{"prompt":"Once","max_tokens":2}' | jq -e .choices >/dev/null || fail "--no-mmap"
+grep -qF "$(realpath "$MODEL")" "/proc/$SRV_PID/maps" && fail "--no-mmap: $MODEL is mapped"
+stop_server
+
 # bad config: exit 1 with a message; bad usage: exit 2
+echo "{\"models\": [{\"path\": \"$MODEL\", \"use_mmap\": \"no\"}]}" >"$WORK/bad_mmap.json"
+rc=0
+"$SLMESH_BIN" serve --config "$WORK/bad_mmap.json" 2>"$WORK/err3" || rc=$?
+[ "$rc" = 1 ] && grep -q use_mmap "$WORK/err3" || fail "bad use_mmap: rc $rc $(cat "$WORK/err3")"
 echo '{"models": [{"name": "x"}]}' >"$WORK/bad.json"
 rc=0
 "$SLMESH_BIN" serve --config "$WORK/bad.json" 2>"$WORK/err2" || rc=$?

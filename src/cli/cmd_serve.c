@@ -27,6 +27,8 @@ static const char serve_usage[] =
     "  --queue N               requests waiting for a slot before 429 (default 64)\n"
     "  --ctx N                 KV cells shared by the slots (default: parallel x min(4096, model context))\n"
     "  -t N                    threads (default: physical cores)\n"
+    "  --no-mmap               read the model files into memory instead of mapping them\n"
+    "  --mlock                 lock the models' weights in memory (best effort)\n"
     "  --chat-template NAME    template family instead of the model's\n"
     "  --cache-tokens N        prefix-cache budget in tokens (default: the KV size)\n"
     "  --timeout S             per-request deadline in seconds (default 600; 0 = none)\n"
@@ -70,6 +72,7 @@ int cmd_serve(int argc, char **argv) {
     slm_sched_params sp = {0};
     const char *model = NULL, *config = NULL, *key_file = NULL, *tpl = NULL;
     long ctx = 0;
+    slm_model_params load = {0}; /* --no-mmap, --mlock: every model (a config may also set them per model) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         long n;
@@ -107,6 +110,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-prompt-tokens")) { LONG_OPT(1, CLI_MAX_CTX); cfg.max_prompt_tokens = (int32_t)n; }
         else if (!strcmp(a, "--memory-budget")) { LONG_OPT(0, 1L << 30); cfg.memory_budget = (size_t)n << 20; }
         else if (!strcmp(a, "--log-prompts")) cfg.log_prompts = true;
+        else if (!strcmp(a, "--no-mmap")) load.no_mmap = true;
+        else if (!strcmp(a, "--mlock")) load.mlock = true;
         else return cli_usage("serve", serve_usage, "unknown option %s", a);
 #undef NEED_VALUE
 #undef LONG_OPT
@@ -126,7 +131,7 @@ int cmd_serve(int argc, char **argv) {
     if (model) {
         if (ctx == 0) {
             slm_model *m;
-            if ((st = slm_model_open(model, NULL, &m, err))) {
+            if ((st = slm_model_open(model, &load, &m, err))) {
                 slm_free(key);
                 return cli_fail("serve", st, err);
             }
@@ -154,6 +159,10 @@ int cmd_serve(int argc, char **argv) {
     if (st) {
         slm_free(key);
         return cli_fail("serve", st, err);
+    }
+    for (int32_t i = 0; i < cfg.n_models; i++) {
+        cfg.models[i].load.no_mmap |= load.no_mmap;
+        cfg.models[i].load.mlock |= load.mlock;
     }
     /* every thread created from here on inherits the blocked signals; sigwait takes them */
     sigset_t set;

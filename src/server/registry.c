@@ -92,6 +92,12 @@ static slm_status parse_model(json_t *o, int idx, slm_server_model_cfg *m, char 
         if (slm_chat_template_from_name(tpl, &t, err) != SLM_OK) return SLM_ERR_INVALID_ARG;
         if (!(m->chat_template = slm_strdup(tpl))) return slm_errf(err, SLM_ERR_NOMEM, "config");
     }
+    /* Ollama's and llama-cpp-python's names: use_mmap (default true), use_mlock (false) */
+    const json_t *mm = json_object_get(o, "use_mmap"), *ml = json_object_get(o, "use_mlock");
+    if ((mm && !json_is_boolean(mm)) || (ml && !json_is_boolean(ml)))
+        return slm_errf(err, SLM_ERR_INVALID_ARG, "%s: \"use_mmap\" and \"use_mlock\" must be true or false", where);
+    m->load.no_mmap = mm && json_is_false(mm);
+    m->load.mlock = ml && json_is_true(ml);
     double ctx = 0, par = 0, queue = 0, threads = 0, keep = 0, cache = 0;
     if (!get_num(o, "ctx_size", 0, 1 << 22, &ctx, err, where) || !get_num(o, "parallel", 0, SLM_SCHED_MAX_PARALLEL, &par, err, where) ||
         !get_num(o, "cache_tokens", 0, 1 << 22, &cache, err, where) ||
@@ -251,7 +257,7 @@ static slm_chat_template pick_template(const slm_server_model_cfg *c, const slm_
 
 static slm_status load(rmodel *m, char *err) {
     const slm_server_model_cfg *c = m->pub.cfg;
-    slm_status st = slm_model_open(c->path, NULL, &m->pub.m, err);
+    slm_status st = slm_model_open(c->path, &c->load, &m->pub.m, err);
     if (st == SLM_OK) st = slm_sched_create(m->pub.m, &c->sched, &m->pub.sched, err);
     if (st == SLM_OK) {
         atomic_store(&m->stop, false);

@@ -56,6 +56,7 @@ typedef struct slm_server_model_cfg {
     slm_sched_params sched;                /* ctx size, parallel slots, queue, threads */
     slm_sampling sampling;                 /* defaults for fields a request leaves out */
     double keep_alive_s;                   /* unload after this long unused; 0 = never */
+    slm_model_params load;                 /* mapped or read into memory, locked or not */
 } slm_server_model_cfg;
 
 typedef struct slm_server_config {
