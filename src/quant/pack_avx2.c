@@ -55,6 +55,9 @@
 #define PD_TARGET AVX2_TARGET
 #define PD_TILE ptile
 #define PD_SUMS(kind) ((kind) == PK_Q4_0 || (kind) == PK_Q5_0) /* the signed kinds need no offset */
+/* Q4_0 only: pairs of groups measured +20-26% for it (pp-sized products, per core), and
+ * slower for Q8_0, IQ4_NL and Q5_0, whose extra weight registers then spill (docs/quant.md) */
+#define PD_PAIRS(kind) ((kind) == PK_Q4_0)
 #include "quant/pack_tile.h"
 
 /* ---- layout ---------------------------------------------------------------------------- */
@@ -109,12 +112,10 @@ static void unpack_dq(const void *group, int64_t n, void *rows, size_t row_bytes
 
 /* ---- tiles ----------------------------------------------------------------------------- */
 
-/* The int16 pair sums of piece c of a 32-block (lanes 2r, 2r + 1 for row r): lo holds its
- * elements 4c .. 4c + 3, hi elements 16 + 4c .. of the 8 rows, as unsigned values, against
- * the activation block a. */
-AVX2_TARGET static inline __m256i piece_sums(__m256i lo, __m256i hi, const int8_t *a, int c) {
-    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a + 4 * c)),
-                            _mm256_maddubs_epi16(hi, bcast4(a + 16 + 4 * c)));
+/* The int16 pair sums (lanes 2r, 2r + 1 for row r) of lo against the activation bytes bl
+ * and hi against bh: one piece of a 32-block, unsigned values against signed. */
+AVX2_TARGET static inline __m256i piece_sums(__m256i lo, __m256i hi, __m256i bl, __m256i bh) {
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, bl), _mm256_maddubs_epi16(hi, bh));
 }
 
 /* s += the 8 x 2 partial sums (lanes 2r, 2r+1 for row r) of signed weights w against a. */
@@ -123,12 +124,15 @@ AVX2_TARGET static inline __m256i acc_signed(__m256i s, __m256i w, __m256i aw, _
     return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/* One 8 x V tile: group blocks at grp (nb blocks), activation rows x + j * xs (Q8_0 blocks),
- * table entries pd/ps[b * bstride + j * rstride]; output (r, j) to y[j * ys + r]. */
-AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, const uint8_t *grp, const uint8_t *x,
-                                                                     size_t xs, const float *pd, const float *ps,
-                                                                     size_t bstride, size_t rstride, float *y, size_t ys,
-                                                                     const int V,
+/* One 8G x V tile: G consecutive groups (group g's blocks at grp + g * group_bytes, nb
+ * blocks), activation rows x + j * xs (Q8_0 blocks), table entries pd/ps[b * bstride + j *
+ * rstride]; output (row r of group g, j) to y[j * ys + 8 g + r]. With G = 2 every activation
+ * broadcast feeds both groups' products (half the broadcast loads per product); the sums of
+ * an output are the same operations in the same order for any G. */
+AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, const uint8_t *grp, size_t group_bytes,
+                                                                     const uint8_t *x, size_t xs, const float *pd,
+                                                                     const float *ps, size_t bstride, size_t rstride,
+                                                                     float *y, size_t ys, const int G, const int V,
                                                                      const int kind) {
     const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
                                                                                    : sizeof(slm_block_q4_0);
@@ -136,82 +140,106 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m128i lv = _mm_loadu_si128((const __m128i *)slm_quant_kvalues_iq4nl);
     const __m256i levels = _mm256_set_m128i(lv, lv);
-    __m256 acc[PACK_V];
-    for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
+    __m256 acc[PACK_G][PACK_V];
+    for (int g = 0; g < G; g++)
+        for (int j = 0; j < V; j++) acc[g][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = grp + (size_t)b * gbs;
-        for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
-            _mm_prefetch((const char *)blk + PACK_PF * gbs + o, _MM_HINT_T0);
-        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-        const uint8_t *q = blk + PACK_SCALES;
+        const uint8_t *blk[PACK_G], *q[PACK_G];
+        for (int g = 0; g < G; g++) {
+            blk[g] = grp + (size_t)g * group_bytes + (size_t)b * gbs;
+            q[g] = blk[g] + PACK_SCALES;
+            for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
+                _mm_prefetch((const char *)blk[g] + PACK_PF * gbs + o, _MM_HINT_T0);
+        }
         const int8_t *a[PACK_V];
         for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
-        __m256i tot[PACK_V];
+        __m256i tot[PACK_G][PACK_V], s16[PACK_G][PACK_V]; /* zeroed only for GCC's flow analysis: */
+        for (int g = 0; g < G; g++)                          /* each is set before use (dead stores) */
+            for (int j = 0; j < V; j++) tot[g][j] = s16[g][j] = _mm256_setzero_si256();
         if (kind == PK_Q4_0) { /* piece c: low nibbles = elements 4c.., high = 16 + 4c.., of all 8 rows */
-            __m256i s16[PACK_V];
             for (int c = 0; c < 4; c++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
-                const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                __m256i lo[PACK_G], hi[PACK_G];
+                for (int g = 0; g < G; g++) {
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(q[g] + 32 * c));
+                    lo[g] = _mm256_and_si256(raw, m4), hi[g] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                }
                 for (int j = 0; j < V; j++) {
-                    const __m256i p = piece_sums(lo, hi, a[j], c);
-                    s16[j] = c == 0 ? p : _mm256_add_epi16(s16[j], p);
+                    const __m256i bl = bcast4(a[j] + 4 * c), bh = bcast4(a[j] + 16 + 4 * c);
+                    for (int g = 0; g < G; g++) {
+                        const __m256i p = piece_sums(lo[g], hi[g], bl, bh);
+                        s16[g][j] = c == 0 ? p : _mm256_add_epi16(s16[g][j], p);
+                    }
                 }
             }
-            for (int j = 0; j < V; j++) tot[j] = _mm256_madd_epi16(s16[j], ones);
+            for (int g = 0; g < G; g++)
+                for (int j = 0; j < V; j++) tot[g][j] = _mm256_madd_epi16(s16[g][j], ones);
         } else if (kind == PK_Q5_0) { /* values 0..31: int16 holds 4 vectors' sums, so a madd per 2 pieces */
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)q);
-            __m256i s16[PACK_V];
             for (int c = 0; c < 4; c++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 + 32 * c));
-                const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, c));
-                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, c + 4));
+                __m256i lo[PACK_G], hi[PACK_G];
+                for (int g = 0; g < G; g++) {
+                    const __m256i qh = _mm256_loadu_si256((const __m256i *)q[g]);
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(q[g] + 32 + 32 * c));
+                    lo[g] = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, c));
+                    hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, c + 4));
+                }
                 for (int j = 0; j < V; j++) {
-                    const __m256i p = piece_sums(lo, hi, a[j], c);
-                    if (c % 2 == 0) {
-                        s16[j] = p;
-                    } else {
-                        const __m256i m = _mm256_madd_epi16(_mm256_add_epi16(s16[j], p), ones);
-                        tot[j] = c == 1 ? m : _mm256_add_epi32(tot[j], m);
+                    const __m256i bl = bcast4(a[j] + 4 * c), bh = bcast4(a[j] + 16 + 4 * c);
+                    for (int g = 0; g < G; g++) {
+                        const __m256i p = piece_sums(lo[g], hi[g], bl, bh);
+                        if (c % 2 == 0) {
+                            s16[g][j] = p;
+                        } else {
+                            const __m256i m = _mm256_madd_epi16(_mm256_add_epi16(s16[g][j], p), ones);
+                            tot[g][j] = c == 1 ? m : _mm256_add_epi32(tot[g][j], m);
+                        }
                     }
                 }
             }
         } else {
-            for (int j = 0; j < V; j++) tot[j] = _mm256_setzero_si256();
             for (int k = 0; k < 8; k++) { /* vector k: elements e(k) .. e(k) + 3 of every row */
-                __m256i w;
-                int e;
-                if (kind == PK_Q8_0) {
-                    w = _mm256_loadu_si256((const __m256i *)(q + 32 * k));
-                    e = 4 * k;
-                } else { /* IQ4_NL: nibble -> level; low nibbles of piece k % 4, then high */
-                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * (k % 4)));
-                    const __m256i nib = k < 4 ? _mm256_and_si256(raw, m4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                    w = _mm256_shuffle_epi8(levels, nib);
-                    e = k < 4 ? 4 * k : 16 + 4 * (k - 4);
+                __m256i w[PACK_G], aw[PACK_G];
+                const int e = kind == PK_Q8_0 || k < 4 ? 4 * k : 16 + 4 * (k - 4);
+                for (int g = 0; g < G; g++) {
+                    if (kind == PK_Q8_0) {
+                        w[g] = _mm256_loadu_si256((const __m256i *)(q[g] + 32 * k));
+                    } else { /* IQ4_NL: nibble -> level; low nibbles of piece k % 4, then high */
+                        const __m256i raw = _mm256_loadu_si256((const __m256i *)(q[g] + 32 * (k % 4)));
+                        const __m256i nib =
+                            k < 4 ? _mm256_and_si256(raw, m4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                        w[g] = _mm256_shuffle_epi8(levels, nib);
+                    }
+                    aw[g] = _mm256_sign_epi8(w[g], w[g]);
                 }
-                const __m256i aw = _mm256_sign_epi8(w, w);
-                for (int j = 0; j < V; j++) tot[j] = acc_signed(tot[j], w, aw, bcast4(a[j] + e));
+                for (int j = 0; j < V; j++) {
+                    const __m256i bj = bcast4(a[j] + e);
+                    for (int g = 0; g < G; g++) tot[g][j] = acc_signed(tot[g][j], w[g], aw[g], bj);
+                }
             }
         }
+        __m256 dx[PACK_G];
+        for (int g = 0; g < G; g++) dx[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk[g]));
         for (int j = 0; j < V; j++) {
             const __m256 dy = _mm256_broadcast_ss(pd + (size_t)b * bstride + (size_t)j * rstride);
-            __m256 c = _mm256_cvtepi32_ps(tot[j]), t;
-            /* ps holds 8 x the block's sum: c less it once (Q4_0) or twice (Q5_0) is exact (every
-             * step an integer below 2^24), the sum of the signed products */
-            if (kind == PK_Q4_0) { /* then (sum * dx) * dy */
-                c = _mm256_sub_ps(c, _mm256_broadcast_ss(ps + (size_t)b * bstride + (size_t)j * rstride));
-                t = _mm256_mul_ps(_mm256_mul_ps(c, dx), dy);
-            } else if (kind == PK_Q5_0) { /* then sum * (dx * dy) */
-                const __m256 s8 = _mm256_broadcast_ss(ps + (size_t)b * bstride + (size_t)j * rstride);
-                c = _mm256_sub_ps(_mm256_sub_ps(c, s8), s8);
-                t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
-            } else { /* sum * (dx * dy) */
-                t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
+            const __m256 s8 = _mm256_broadcast_ss(ps + (size_t)b * bstride + (size_t)j * rstride);
+            for (int g = 0; g < G; g++) {
+                __m256 c = _mm256_cvtepi32_ps(tot[g][j]), t;
+                /* ps holds 8 x the block's sum: c less it once (Q4_0) or twice (Q5_0) is exact (every
+                 * step an integer below 2^24), the sum of the signed products */
+                if (kind == PK_Q4_0) { /* then (sum * dx) * dy */
+                    c = _mm256_sub_ps(c, s8);
+                    t = _mm256_mul_ps(_mm256_mul_ps(c, dx[g]), dy);
+                } else if (kind == PK_Q5_0) { /* then sum * (dx * dy) */
+                    c = _mm256_sub_ps(_mm256_sub_ps(c, s8), s8);
+                    t = _mm256_mul_ps(c, _mm256_mul_ps(dx[g], dy));
+                } else { /* sum * (dx * dy) */
+                    t = _mm256_mul_ps(c, _mm256_mul_ps(dx[g], dy));
+                }
+                acc[g][j] = _mm256_add_ps(acc[g][j], t);
             }
-            acc[j] = _mm256_add_ps(acc[j], t);
         }
     }
-    for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
+    for (int g = 0; g < G; g++)
+        for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys + (size_t)g * SLM_QUANT_PACK_ROWS, acc[g][j]);
 }
 
 /* ---- the kernels of each type --------------------------------------------------------------- */

@@ -3,7 +3,7 @@
  * layout's constants (pack_avx2.c describes the layout), the kinds, two helpers that read a
  * group's pieces and the activation bytes, and the driver that cuts a product into chunks
  * of activation rows (their table entries and bytes stay in L1/L2 while every group passes
- * over them) and each chunk into tiles of PACK_V, then 2, then 1 rows. Included once by
+ * over them) and each chunk into tiles of PACK_V, then 2, then 1 rows, of one or two groups. Included once by
  * each file that has such a tile (pack_avx2.c, pack_vnni.c).
  *
  * The including file defines, before including it:
@@ -11,15 +11,16 @@
  *   PD_TILE         the name of its tile, declared here and defined by that file after the
  *                   include: PD_TILE(nb, grp, x, xs, pd, ps, bstride, rstride, y, ys, V, kind)
  *                   computes an 8 x V tile (see pack_avx2.c's ptile);
- *   PD_SUMS(kind)   whether that tile reads the activation blocks' sums for the kind.
+ *   PD_SUMS(kind)   whether that tile reads the activation blocks' sums for the kind;
+ *   PD_PAIRS(kind)  whether it takes the groups two at a time (G = 2) for the kind.
  * Invariant: the driver writes each tile's outputs and nothing else, so chunking never
  * changes a value. Non-goals: the tiles (their operations are their ISA's).
  */
 #ifndef SLMESH_QUANT_PACK_TILE_H
 #define SLMESH_QUANT_PACK_TILE_H
 
-#if !defined(PD_TARGET) || !defined(PD_TILE) || !defined(PD_SUMS)
-#error "pack_tile.h is included by a tile's file after it defines PD_TARGET, PD_TILE and PD_SUMS"
+#if !defined(PD_TARGET) || !defined(PD_TILE) || !defined(PD_SUMS) || !defined(PD_PAIRS)
+#error "pack_tile.h is included by a tile's file after it defines PD_TARGET, PD_TILE, PD_SUMS and PD_PAIRS"
 #endif
 
 #include <immintrin.h>
@@ -31,6 +32,7 @@
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 #define PACK_V 4             /* activation rows per prompt tile */
+#define PACK_G 2             /* groups per tile: they share the activation broadcasts */
 #define PACK_CHUNK_ROWS 64   /* activation rows per chunk (their table and rows stay in L1/L2) */
 #define PACK_PF 8            /* prefetch distance in blocks of the group (2 KiB for Q8_0, 1 KiB for Q4_0) */
 #define PACK_SCALES 16       /* bytes of the 8 f16 scales at the head of a group's block */
@@ -55,10 +57,11 @@ AVX2_TARGET static inline __m256i bcast4(const int8_t *p) {
 }
 
 /* The including file's tile (defined after this header). */
-PD_TARGET __attribute__((always_inline)) static inline void PD_TILE(int64_t nb, const uint8_t *grp, const uint8_t *x,
-                                                                    size_t xs, const float *pd, const float *ps,
-                                                                    size_t bstride, size_t rstride, float *y, size_t ys,
-                                                                    const int V, const int kind);
+PD_TARGET __attribute__((always_inline)) static inline void PD_TILE(int64_t nb, const uint8_t *grp, size_t group_bytes,
+                                                                    const uint8_t *x, size_t xs, const float *pd,
+                                                                    const float *ps, size_t bstride, size_t rstride,
+                                                                    float *y, size_t ys, const int G, const int V,
+                                                                    const int kind);
 
 /* Groups [g0, g1) x all activation rows for one kind; tab as in slm_gemm_packed_fn. */
 PD_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(int64_t n, const void *P, size_t row_bytes,
@@ -83,16 +86,26 @@ PD_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(int
         } else {
             slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, bstride, cd, PD_SUMS(kind) ? cs : NULL, 8.0f);
         }
-        for (int64_t g = g0; g < g1; g++) {
+        for (int64_t g = g0; g < g1;) {
+            const int G = PD_PAIRS(kind) && g + PACK_G <= g1 ? PACK_G : 1; /* pairs of groups, then the odd one */
             const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
             float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
             int64_t v = v0;
-#define PD_RUN(V_)                                                                                                  \
-    PD_TILE(nb, grp, xm + (size_t)v * xs, xs, pd + (size_t)(v - vb) * rstride, ps + (size_t)(v - vb) * rstride,    \
-            bstride, rstride, yg + (size_t)v * ys, ys, V_, kind)
-            for (; v + PACK_V <= v1; v += PACK_V) PD_RUN(PACK_V);
-            for (; v + 2 <= v1; v += 2) PD_RUN(2);
-            if (v < v1) PD_RUN(1);
+#define PD_RUN(G_, V_)                                                                                              \
+    PD_TILE(nb, grp, group_bytes, xm + (size_t)v * xs, xs, pd + (size_t)(v - vb) * rstride,                         \
+            ps + (size_t)(v - vb) * rstride, bstride, rstride, yg + (size_t)v * ys, ys, G_, V_, kind)
+#define PD_RUNS(G_)                                                 \
+    do {                                                            \
+        for (; v + PACK_V <= v1; v += PACK_V) PD_RUN(G_, PACK_V);   \
+        for (; v + 2 <= v1; v += 2) PD_RUN(G_, 2);                  \
+        if (v < v1) PD_RUN(G_, 1);                                  \
+    } while (0)
+            if (G == PACK_G)
+                PD_RUNS(PACK_G);
+            else
+                PD_RUNS(1);
+            g += G;
+#undef PD_RUNS
 #undef PD_RUN
         }
     }

@@ -13,8 +13,9 @@
  * (off = 8, 16 or 128): every quantity is an integer below 2^24 (at most 32 x 255 x 128),
  * so the result is exact, the sum of the signed products, and the float step after it is
  * the scalar kernel's, as in pack_avx2.c: every output equals the set's vec_dot bit for bit.
- * A row's block sum is split in two int32 accumulators (elements 0..15 and 16..31) so that
- * the chains of dependent vpdpbusd are 4 long, not 8.
+ * The tiles are 2 groups x 4 activation rows (then 1 group, and 2 or 1 rows): 8 chains of
+ * dependent vpdpbusd, and every activation broadcast feeds two of them; AVX-512VL's 32
+ * vector registers hold the 8 int32 sums, the 8 float accumulators and the weights.
  *
  * Verification: the development machine and CI have no AVX-512. With SLM_QUANT_EMULATE_VNNI
  * (CMake's slmesh_vnni_emu library, for tests only) this file is built against SIMDe's
@@ -45,17 +46,19 @@
 
 #define PD_TARGET VNNI_TARGET
 #define PD_TILE ptile_vnni
-#define PD_SUMS(kind) 1 /* every kind's weights are offset to unsigned bytes */
+#define PD_SUMS(kind) 1  /* every kind's weights are offset to unsigned bytes */
+#define PD_PAIRS(kind) 1 /* 32 registers hold two groups' sums for every kind */
 #include "quant/pack_tile.h"
 
-/* One 8 x V tile, as pack_avx2.c's ptile: group blocks at grp (nb blocks), activation rows
- * x + j * xs (Q8_0 blocks), table entries pd/ps[b * bstride + j * rstride]; output (r, j)
- * to y[j * ys + r]. */
+/* One 8G x V tile, as pack_avx2.c's ptile: G consecutive groups (group g's blocks at grp +
+ * g * group_bytes, nb blocks), activation rows x + j * xs (Q8_0 blocks), table entries
+ * pd/ps[b * bstride + j * rstride]; output (row r of group g, j) to y[j * ys + 8 g + r]. */
 VNNI_TARGET __attribute__((always_inline)) static inline void ptile_vnni(int64_t nb, const uint8_t *grp,
-                                                                         const uint8_t *x, size_t xs, const float *pd,
-                                                                         const float *ps, size_t bstride,
-                                                                         size_t rstride, float *y, size_t ys,
-                                                                         const int V, const int kind) {
+                                                                         size_t group_bytes, const uint8_t *x,
+                                                                         size_t xs, const float *pd, const float *ps,
+                                                                         size_t bstride, size_t rstride, float *y,
+                                                                         size_t ys, const int G, const int V,
+                                                                         const int kind) {
     const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
                                                                                    : sizeof(slm_block_q4_0);
     const size_t gbs = SLM_QUANT_PACK_ROWS * bs; /* bytes of one block index in the group */
@@ -65,63 +68,76 @@ VNNI_TARGET __attribute__((always_inline)) static inline void ptile_vnni(int64_t
     const __m256i levels = _mm256_set_m128i(lv, lv);
     /* off / 8: the multiple of the table's 8 x block sum that the unsigned weights added */
     const __m256 k_off = _mm256_set1_ps(kind == PK_Q4_0 ? 1.0f : kind == PK_Q5_0 ? 2.0f : 16.0f);
-    __m256 acc[PACK_V];
-    for (int j = 0; j < V; j++) acc[j] = _mm256_setzero_ps();
+    __m256 acc[PACK_G][PACK_V];
+    for (int g = 0; g < G; g++)
+        for (int j = 0; j < V; j++) acc[g][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = grp + (size_t)b * gbs;
-        for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
-            _mm_prefetch((const char *)blk + PACK_PF * gbs + o, _MM_HINT_T0);
-        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-        const uint8_t *q = blk + PACK_SCALES;
-        const int8_t *a[PACK_V];
-        __m256i lo_sum[PACK_V], hi_sum[PACK_V]; /* elements 0..15 and 16..31 of the block */
-        for (int j = 0; j < V; j++) {
-            a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
-            lo_sum[j] = hi_sum[j] = _mm256_setzero_si256();
+        const uint8_t *blk[PACK_G], *q[PACK_G];
+        for (int g = 0; g < G; g++) {
+            blk[g] = grp + (size_t)g * group_bytes + (size_t)b * gbs;
+            q[g] = blk[g] + PACK_SCALES;
+            for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
+                _mm_prefetch((const char *)blk[g] + PACK_PF * gbs + o, _MM_HINT_T0);
         }
+        const int8_t *a[PACK_V];
+        __m256i sum[PACK_G][PACK_V];
+        for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < V; j++) sum[g][j] = _mm256_setzero_si256();
         if (kind == PK_Q8_0) { /* piece c: elements 4c .. 4c + 3 of the 8 rows */
             for (int c = 0; c < 8; c++) {
-                const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 32 * c)), flip);
+                __m256i u[PACK_G];
+                for (int g = 0; g < G; g++)
+                    u[g] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q[g] + 32 * c)), flip);
                 for (int j = 0; j < V; j++) {
-                    if (c < 4)
-                        lo_sum[j] = _mm256_dpbusd_epi32(lo_sum[j], u, bcast4(a[j] + 4 * c));
-                    else
-                        hi_sum[j] = _mm256_dpbusd_epi32(hi_sum[j], u, bcast4(a[j] + 4 * c));
+                    const __m256i bj = bcast4(a[j] + 4 * c);
+                    for (int g = 0; g < G; g++) sum[g][j] = _mm256_dpbusd_epi32(sum[g][j], u[g], bj);
                 }
             }
         } else { /* piece c: low nibbles = elements 4c.., high = 16 + 4c.., of the 8 rows */
-            const __m256i qh = kind == PK_Q5_0 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_setzero_si256();
-            const uint8_t *nq = kind == PK_Q5_0 ? q + 32 : q; /* Q5_0: its fifth bits are piece 0 */
             for (int c = 0; c < 4; c++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(nq + 32 * c));
-                __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                if (kind == PK_Q5_0) {
-                    lo = _mm256_or_si256(lo, q5_high(qh, c));
-                    hi = _mm256_or_si256(hi, q5_high(qh, c + 4));
-                } else if (kind == PK_IQ4_NL) {
-                    lo = _mm256_shuffle_epi8(levels, lo);
-                    hi = _mm256_shuffle_epi8(levels, hi);
+                __m256i lo[PACK_G], hi[PACK_G];
+                for (int g = 0; g < G; g++) {
+                    const uint8_t *nq = kind == PK_Q5_0 ? q[g] + 32 : q[g]; /* Q5_0: its fifth bits are piece 0 */
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(nq + 32 * c));
+                    lo[g] = _mm256_and_si256(raw, m4), hi[g] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                    if (kind == PK_Q5_0) {
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)q[g]);
+                        lo[g] = _mm256_or_si256(lo[g], q5_high(qh, c));
+                        hi[g] = _mm256_or_si256(hi[g], q5_high(qh, c + 4));
+                    } else if (kind == PK_IQ4_NL) {
+                        lo[g] = _mm256_shuffle_epi8(levels, lo[g]);
+                        hi[g] = _mm256_shuffle_epi8(levels, hi[g]);
+                    }
                 }
                 for (int j = 0; j < V; j++) {
-                    lo_sum[j] = _mm256_dpbusd_epi32(lo_sum[j], lo, bcast4(a[j] + 4 * c));
-                    hi_sum[j] = _mm256_dpbusd_epi32(hi_sum[j], hi, bcast4(a[j] + 16 + 4 * c));
+                    const __m256i bl = bcast4(a[j] + 4 * c), bh = bcast4(a[j] + 16 + 4 * c);
+                    for (int g = 0; g < G; g++) {
+                        sum[g][j] = _mm256_dpbusd_epi32(sum[g][j], lo[g], bl);
+                        sum[g][j] = _mm256_dpbusd_epi32(sum[g][j], hi[g], bh);
+                    }
                 }
             }
         }
+        __m256 dx[PACK_G];
+        for (int g = 0; g < G; g++) dx[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk[g]));
         for (int j = 0; j < V; j++) {
             const __m256 dy = _mm256_broadcast_ss(pd + (size_t)b * bstride + (size_t)j * rstride);
             const __m256 s8 = _mm256_broadcast_ss(ps + (size_t)b * bstride + (size_t)j * rstride);
-            /* the sum of (w + off) * a less off x the block's sum: exact (see the top) */
-            const __m256 c = _mm256_fnmadd_ps(s8, k_off, _mm256_cvtepi32_ps(_mm256_add_epi32(lo_sum[j], hi_sum[j])));
-            __m256 t;
-            if (kind == PK_Q4_0) /* (sum * dx) * dy, as the scalar Q4_0 kernel */
-                t = _mm256_mul_ps(_mm256_mul_ps(c, dx), dy);
-            else /* sum * (dx * dy) */
-                t = _mm256_mul_ps(c, _mm256_mul_ps(dx, dy));
-            acc[j] = _mm256_add_ps(acc[j], t);
+            for (int g = 0; g < G; g++) {
+                /* the sum of (w + off) * a less off x the block's sum: exact (see the top) */
+                const __m256 c = _mm256_fnmadd_ps(s8, k_off, _mm256_cvtepi32_ps(sum[g][j]));
+                __m256 t;
+                if (kind == PK_Q4_0) /* (sum * dx) * dy, as the scalar Q4_0 kernel */
+                    t = _mm256_mul_ps(_mm256_mul_ps(c, dx[g]), dy);
+                else /* sum * (dx * dy) */
+                    t = _mm256_mul_ps(c, _mm256_mul_ps(dx[g], dy));
+                acc[g][j] = _mm256_add_ps(acc[g][j], t);
+            }
         }
     }
-    for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys, acc[j]);
+    for (int g = 0; g < G; g++)
+        for (int j = 0; j < V; j++) _mm256_storeu_ps(y + (size_t)j * ys + (size_t)g * SLM_QUANT_PACK_ROWS, acc[g][j]);
 }
 
 /* ---- the kernels of each type (packing is pack_avx2.c's: the same layout) -------------------- */
