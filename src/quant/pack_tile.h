@@ -33,6 +33,10 @@
 
 #define PACK_V 4             /* activation rows per prompt tile */
 #define PACK_G 2             /* groups per tile: they share the activation broadcasts */
+/* Fewest activation rows for which tiles take two groups: decoding (a few rows) is bound by
+ * memory, and two weight streams per thread measured slower there (Qwen2.5 q4_0 tg 65 ->
+ * 56 t/s on 2 threads) while prompts gain (docs/quant.md). */
+#define PACK_PAIR_MIN_VEC 8
 #define PACK_CHUNK_ROWS 64   /* activation rows per chunk (their table and rows stay in L1/L2) */
 #define PACK_PF 8            /* prefetch distance in blocks of the group (2 KiB for Q8_0, 1 KiB for Q4_0) */
 #define PACK_SCALES 16       /* bytes of the 8 f16 scales at the head of a group's block */
@@ -87,7 +91,8 @@ PD_TARGET __attribute__((always_inline)) static inline void gemm_packed_kind(int
             slm_quant_q8_0_table_avx2(xm, xs, v0, v1, nb, bstride, cd, PD_SUMS(kind) ? cs : NULL, 8.0f);
         }
         for (int64_t g = g0; g < g1;) {
-            const int G = PD_PAIRS(kind) && g + PACK_G <= g1 ? PACK_G : 1; /* pairs of groups, then the odd one */
+            /* pairs of groups, then the odd one */
+            const int G = PD_PAIRS(kind) && n_vec >= PACK_PAIR_MIN_VEC && g + PACK_G <= g1 ? PACK_G : 1;
             const uint8_t *grp = (const uint8_t *)P + (size_t)g * group_bytes;
             float *yg = y + (size_t)g * SLM_QUANT_PACK_ROWS;
             int64_t v = v0;
