@@ -19,9 +19,10 @@
  *
  * Verification: the development machine and CI have no AVX-512. With SLM_QUANT_EMULATE_VNNI
  * (CMake's slmesh_vnni_emu library, for tests only) this file is built against SIMDe's
- * portable definitions of the same intrinsics, and the packed-kernel, kernel and
- * reference-logit tests run with the avx512 set forced on it (tests/CMakeLists, "emulated
- * AVX-512"), so its bits are checked on every run; its speed is not measured here.
+ * portable definitions of the same intrinsics, and the packed-kernel, kernel, forward-pass
+ * and reference-logit tests run with the avx512 set forced on it (CMakeLists.txt, "Emulated
+ * AVX-512"), so its bits are checked on every run; its speed is not timed here
+ * (bench/tile_mca.sh gives llvm-mca's estimate).
  * Thread-safety: pure functions. Non-goals: 512-bit vectors (Zen 4 splits them into two
  * 256-bit halves, and a group is 8 rows); the K types (their tiles stay AVX2's).
  */
