@@ -37,12 +37,15 @@ void slm_quant_pack_table_avx2(const void *xq, size_t xs, int64_t v0, int64_t v1
                                float *tab);
 
 /* The packed layouts of the AVX2 set (pack_avx2.c, pack_avx2_k.c), one line per kernel. */
+/* slm_gemm_packed_fn slm_quant_gemm_packed_<name>_<isa> */
+#define SLM_QUANT_GEMM_PACKED_DECL(name, isa)                                                              \
+    void slm_quant_gemm_packed_##name##_##isa(int64_t n, const void *P, size_t row_bytes, int64_t g0,      \
+                                              int64_t g1, const void *xq, size_t xq_stride, int64_t n_vec, \
+                                              float *y, size_t y_stride, const float *tab);
 #define SLM_QUANT_PACKED_DECL(name)                                                                    \
     void slm_quant_pack_##name##_avx2(const void *rows, size_t row_bytes, int64_t n, void *group);     \
     void slm_quant_unpack_##name##_avx2(const void *group, int64_t n, void *rows, size_t row_bytes);   \
-    void slm_quant_gemm_packed_##name##_avx2(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
-                                             int64_t g1, const void *xq, size_t xq_stride, int64_t n_vec, \
-                                             float *y, size_t y_stride, const float *tab);
+    SLM_QUANT_GEMM_PACKED_DECL(name, avx2)
 SLM_QUANT_PACKED_DECL(q8_0)
 SLM_QUANT_PACKED_DECL(q4_0)
 SLM_QUANT_PACKED_DECL(iq4_nl)
@@ -55,14 +58,10 @@ SLM_QUANT_PACKED_DECL(q6_k)
 extern const slm_quant_kernel_set slm_quant_kernels_avx512;
 
 /* The packed 32-block products of the avx512 set (pack_vnni.c; the layout is AVX2's). */
-#define SLM_QUANT_VNNI_DECL(name)                                                                      \
-    void slm_quant_gemm_packed_##name##_vnni(int64_t n, const void *P, size_t row_bytes, int64_t g0,   \
-                                             int64_t g1, const void *xq, size_t xq_stride, int64_t n_vec, \
-                                             float *y, size_t y_stride, const float *tab);
-SLM_QUANT_VNNI_DECL(q8_0)
-SLM_QUANT_VNNI_DECL(q4_0)
-SLM_QUANT_VNNI_DECL(iq4_nl)
-SLM_QUANT_VNNI_DECL(q5_0)
+SLM_QUANT_GEMM_PACKED_DECL(q8_0, vnni)
+SLM_QUANT_GEMM_PACKED_DECL(q4_0, vnni)
+SLM_QUANT_GEMM_PACKED_DECL(iq4_nl, vnni)
+SLM_QUANT_GEMM_PACKED_DECL(q5_0, vnni)
 #endif
 
 #endif /* SLMESH_QUANT_KERNELS_ISA_H */

@@ -134,9 +134,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
                                                                      const float *ps, size_t bstride, size_t rstride,
                                                                      float *y, size_t ys, const int G, const int V,
                                                                      const int kind) {
-    const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
-                                                                                   : sizeof(slm_block_q4_0);
-    const size_t gbs = SLM_QUANT_PACK_ROWS * bs; /* bytes of one block index in the group */
+    const size_t gbs = pk_group_block_bytes(kind);
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m128i lv = _mm_loadu_si128((const __m128i *)slm_quant_kvalues_iq4nl);
     const __m256i levels = _mm256_set_m128i(lv, lv);
@@ -145,12 +143,8 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
         for (int j = 0; j < V; j++) acc[g][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk[PACK_G], *q[PACK_G];
-        for (int g = 0; g < G; g++) {
-            blk[g] = grp + (size_t)g * group_bytes + (size_t)b * gbs;
-            q[g] = blk[g] + PACK_SCALES;
-            for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
-                _mm_prefetch((const char *)blk[g] + PACK_PF * gbs + o, _MM_HINT_T0);
-        }
+        pk_blocks(grp, group_bytes, gbs, b, G, blk);
+        for (int g = 0; g < G; g++) q[g] = blk[g] + PACK_SCALES;
         const int8_t *a[PACK_V];
         for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
         __m256i tot[PACK_G][PACK_V], s16[PACK_G][PACK_V]; /* zeroed only for GCC's flow analysis: */

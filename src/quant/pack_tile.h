@@ -60,6 +60,24 @@ AVX2_TARGET static inline __m256i bcast4(const int8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
+/* Bytes of one block index of a group of the kind: 8 rows' blocks. */
+static inline size_t pk_group_block_bytes(int kind) {
+    const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
+                                                                                   : sizeof(slm_block_q4_0);
+    return SLM_QUANT_PACK_ROWS * bs;
+}
+
+/* blk[g] = block index b of the tile's group g (G groups from grp, group_bytes apart; gbs
+ * bytes a block index), each prefetched PACK_PF block indexes ahead. */
+static inline void pk_blocks(const uint8_t *grp, size_t group_bytes, size_t gbs, int64_t b, int G,
+                             const uint8_t *blk[PACK_G]) {
+    for (int g = 0; g < G; g++) {
+        blk[g] = grp + (size_t)g * group_bytes + (size_t)b * gbs;
+        for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
+            _mm_prefetch((const char *)blk[g] + PACK_PF * gbs + o, _MM_HINT_T0);
+    }
+}
+
 /* The including file's tile (defined after this header). */
 PD_TARGET __attribute__((always_inline)) static inline void PD_TILE(int64_t nb, const uint8_t *grp, size_t group_bytes,
                                                                     const uint8_t *x, size_t xs, const float *pd,

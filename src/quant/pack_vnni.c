@@ -60,9 +60,7 @@ VNNI_TARGET __attribute__((always_inline)) static inline void ptile_vnni(int64_t
                                                                          size_t bstride, size_t rstride, float *y,
                                                                          size_t ys, const int G, const int V,
                                                                          const int kind) {
-    const size_t bs = kind == PK_Q8_0 ? sizeof(slm_block_q8_0) : kind == PK_Q5_0 ? sizeof(slm_block_q5_0)
-                                                                                   : sizeof(slm_block_q4_0);
-    const size_t gbs = SLM_QUANT_PACK_ROWS * bs; /* bytes of one block index in the group */
+    const size_t gbs = pk_group_block_bytes(kind);
     const __m256i m4 = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
     const __m128i lv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)slm_quant_kvalues_iq4nl),
                                      _mm_set1_epi8((char)0x80)); /* IQ4_NL's levels + 128: 1..241 */
@@ -74,12 +72,8 @@ VNNI_TARGET __attribute__((always_inline)) static inline void ptile_vnni(int64_t
         for (int j = 0; j < V; j++) acc[g][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk[PACK_G], *q[PACK_G];
-        for (int g = 0; g < G; g++) {
-            blk[g] = grp + (size_t)g * group_bytes + (size_t)b * gbs;
-            q[g] = blk[g] + PACK_SCALES;
-            for (size_t o = 0; o < gbs; o += 64) /* an address only: prefetching never faults */
-                _mm_prefetch((const char *)blk[g] + PACK_PF * gbs + o, _MM_HINT_T0);
-        }
+        pk_blocks(grp, group_bytes, gbs, b, G, blk);
+        for (int g = 0; g < G; g++) q[g] = blk[g] + PACK_SCALES;
         const int8_t *a[PACK_V];
         __m256i sum[PACK_G][PACK_V];
         for (int j = 0; j < V; j++) a[j] = ((const slm_block_q8_0 *)(x + (size_t)j * xs))[b].qs;
