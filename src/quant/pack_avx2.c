@@ -22,8 +22,9 @@
  * scalar kernel's order per output (quant_legacy.c, and dot_q8act in kernels_avx2.c), so
  * every output equals the set's vec_dot bit for bit.
  *
- * Tiles: 8 rows x 4 activation rows for prompts (then 2 and 1), 8 x 1 for decoding; the
- * group's blocks are one linear stream, prefetched PACK_PF blocks ahead. Activation scales
+ * Tiles: 8 rows x 4 activation rows for prompts (then 2 and 1), 8 x 1 for decoding; Q4_0
+ * prompts take two groups per tile (16 x 4: each activation broadcast feeds both groups'
+ * maddubs). Each group's blocks are one linear stream, prefetched PACK_PF blocks ahead. Activation scales
  * and block sums come from the caller's table (slm_quant_pack_table: once per step's input
  * for all its products and chunks), or are converted once per chunk of activation rows.
  * Q5_0's 4 bytes of fifth bits are piece 0 of its block, regrouped so that byte t of a

@@ -1,16 +1,17 @@
 /*
  * quant/pack_tile.h (internal): what the packed 32-block tiles of every x86 ISA share: the
- * layout's constants (pack_avx2.c describes the layout), the kinds, two helpers that read a
- * group's pieces and the activation bytes, and the driver that cuts a product into chunks
- * of activation rows (their table entries and bytes stay in L1/L2 while every group passes
- * over them) and each chunk into tiles of PACK_V, then 2, then 1 rows, of one or two groups. Included once by
- * each file that has such a tile (pack_avx2.c, pack_vnni.c).
+ * layout's constants (pack_avx2.c describes the layout), the kinds, helpers that address a
+ * tile's blocks and read Q5_0's fifth bits and the activation bytes, and the driver that
+ * cuts a product into chunks of activation rows (their table entries and bytes stay in
+ * L1/L2 while every group passes over them), the groups into pairs (then an odd one), and
+ * each chunk into tiles of PACK_V, then 2, then 1 rows. Included once by each file that has
+ * such a tile (pack_avx2.c, pack_vnni.c).
  *
  * The including file defines, before including it:
  *   PD_TARGET       the function attribute of its tile's ISA (AVX2_TARGET or a superset);
  *   PD_TILE         the name of its tile, declared here and defined by that file after the
- *                   include: PD_TILE(nb, grp, x, xs, pd, ps, bstride, rstride, y, ys, V, kind)
- *                   computes an 8 x V tile (see pack_avx2.c's ptile);
+ *                   include: PD_TILE(nb, grp, group_bytes, x, xs, pd, ps, bstride, rstride,
+ *                   y, ys, G, V, kind) computes an 8G x V tile (see pack_avx2.c's ptile);
  *   PD_SUMS(kind)   whether that tile reads the activation blocks' sums for the kind;
  *   PD_PAIRS(kind)  whether it takes the groups two at a time (G = 2) for the kind.
  * Invariant: the driver writes each tile's outputs and nothing else, so chunking never
