@@ -224,7 +224,7 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
                     c = _mm256_sub_ps(c, s8);
                     t = _mm256_mul_ps(_mm256_mul_ps(c, dx[g]), dy);
                 } else if (kind == PK_Q5_0) { /* then sum * (dx * dy) */
-                    c = _mm256_sub_ps(_mm256_sub_ps(c, s8), s8);
+                    c = _mm256_fnmadd_ps(s8, _mm256_set1_ps(2.0f), c); /* c - 2 s8: one rounding of an exact integer */
                     t = _mm256_mul_ps(c, _mm256_mul_ps(dx[g], dy));
                 } else { /* sum * (dx * dy) */
                     t = _mm256_mul_ps(c, _mm256_mul_ps(dx[g], dy));
