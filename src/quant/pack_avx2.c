@@ -169,13 +169,14 @@ AVX2_TARGET __attribute__((always_inline)) static inline void ptile(int64_t nb, 
             for (int g = 0; g < G; g++)
                 for (int j = 0; j < V; j++) tot[g][j] = _mm256_madd_epi16(s16[g][j], ones);
         } else if (kind == PK_Q5_0) { /* values 0..31: int16 holds 4 vectors' sums, so a madd per 2 pieces */
+            __m256i qh[PACK_G]; /* each group's fifth bits: piece 0 */
+            for (int g = 0; g < G; g++) qh[g] = _mm256_loadu_si256((const __m256i *)q[g]);
             for (int c = 0; c < 4; c++) {
                 __m256i lo[PACK_G], hi[PACK_G];
                 for (int g = 0; g < G; g++) {
-                    const __m256i qh = _mm256_loadu_si256((const __m256i *)q[g]);
                     const __m256i raw = _mm256_loadu_si256((const __m256i *)(q[g] + 32 + 32 * c));
-                    lo[g] = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh, c));
-                    hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh, c + 4));
+                    lo[g] = _mm256_or_si256(_mm256_and_si256(raw, m4), q5_high(qh[g], c));
+                    hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), q5_high(qh[g], c + 4));
                 }
                 for (int j = 0; j < V; j++) {
                     const __m256i bl = bcast4(a[j] + 4 * c), bh = bcast4(a[j] + 16 + 4 * c);

@@ -90,16 +90,18 @@ VNNI_TARGET __attribute__((always_inline)) static inline void ptile_vnni(int64_t
                 }
             }
         } else { /* piece c: low nibbles = elements 4c.., high = 16 + 4c.., of the 8 rows */
+            __m256i qh[PACK_G]; /* Q5_0: each group's fifth bits, piece 0 (its nibbles follow) */
+            for (int g = 0; g < G; g++)
+                qh[g] = kind == PK_Q5_0 ? _mm256_loadu_si256((const __m256i *)q[g]) : _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 __m256i lo[PACK_G], hi[PACK_G];
                 for (int g = 0; g < G; g++) {
-                    const uint8_t *nq = kind == PK_Q5_0 ? q[g] + 32 : q[g]; /* Q5_0: its fifth bits are piece 0 */
+                    const uint8_t *nq = kind == PK_Q5_0 ? q[g] + 32 : q[g];
                     const __m256i raw = _mm256_loadu_si256((const __m256i *)(nq + 32 * c));
                     lo[g] = _mm256_and_si256(raw, m4), hi[g] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                     if (kind == PK_Q5_0) {
-                        const __m256i qh = _mm256_loadu_si256((const __m256i *)q[g]);
-                        lo[g] = _mm256_or_si256(lo[g], q5_high(qh, c));
-                        hi[g] = _mm256_or_si256(hi[g], q5_high(qh, c + 4));
+                        lo[g] = _mm256_or_si256(lo[g], q5_high(qh[g], c));
+                        hi[g] = _mm256_or_si256(hi[g], q5_high(qh[g], c + 4));
                     } else if (kind == PK_IQ4_NL) {
                         lo[g] = _mm256_shuffle_epi8(levels, lo[g]);
                         hi[g] = _mm256_shuffle_epi8(levels, hi[g]);
