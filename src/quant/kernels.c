@@ -87,10 +87,11 @@ static bool cpu_runs(slm_quant_isa isa) {
     case SLM_QUANT_ISA_AVX512:
 #ifdef SLM_QUANT_EMULATE_VNNI
         return cpu_runs(SLM_QUANT_ISA_AVX2); /* the tests' library: VNNI by SIMDe (pack_vnni.c) */
-#endif
+#else
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
                cpu_runs(SLM_QUANT_ISA_AVX2);
+#endif
     default: return false;
     }
 #else
